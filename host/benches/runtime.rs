@@ -1,0 +1,135 @@
+//! Per-invocation cost of the plugin runtime against bare wasmtime, on the same engine,
+//! the same component (the built-in `json` connector) and the same ~2 KB payload.
+//!
+//! - `pooled`: `Runtime::invoke` on a reused instance vs. bare: one store and instance,
+//!   `call_transform` again and again.
+//! - `fresh`: `Runtime::invoke` with a new instance each time vs. bare: new store,
+//!   instantiate from an `InstancePre`, call.
+//!
+//! Run: `cargo bench -p wasmhook --bench runtime`. Prints medians and the host/bare ratios.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmhook::builtins;
+use wasmhook::runtime::{Policy, Runtime, RuntimeConfig};
+use wasmtime::Store;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Bare wasmtime's own bindings, as an embedder without wasmhook would write them.
+mod bare {
+    wasmtime::component::bindgen!({ path: "../wit", world: "connector" });
+}
+
+struct BareState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for BareState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl bare::wasmhook::plugin::types::Host for BareState {}
+
+impl bare::wasmhook::plugin::host::Host for BareState {
+    fn log(&mut self, _level: bare::wasmhook::plugin::host::LogLevel, _message: String) {}
+}
+
+fn bare_store(engine: &wasmtime::Engine) -> Store<BareState> {
+    let mut store =
+        Store::new(engine, BareState { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+    store.set_epoch_deadline(u64::MAX / 2);
+    store
+}
+
+/// Median time per call over `batches` batches of `per_batch` calls.
+fn measure(batches: usize, per_batch: u32, mut call: impl FnMut()) -> Duration {
+    for _ in 0..per_batch {
+        call(); // warm up
+    }
+    let mut samples: Vec<Duration> = (0..batches)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per_batch {
+                call();
+            }
+            start.elapsed() / per_batch
+        })
+        .collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn payload() -> String {
+    let mut event: serde_json::Value =
+        serde_json::from_str(include_str!("../../plugins/samples/todo-created.json")).unwrap();
+    event["currentValue"]["text"] = "Cover pricing, availability and the migration guide. ".repeat(12).into();
+    let incoming: wasmhook::event::IncomingEvent = serde_json::from_value(event).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let event = incoming.accept(now);
+    let webhook = wasmhook::webhook::Webhook {
+        id: "wh_bench".into(),
+        name: "Bench".into(),
+        url: "https://example.com/hook".into(),
+        status: Default::default(),
+        enabled: true,
+        metadata: Default::default(),
+        created_by_id: "user_ada".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    wasmhook::payload::standard_payload(&event, &webhook)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let bytes: Arc<[u8]> = builtins::component("json").unwrap().into();
+    let pooled = rt.block_on(runtime.load(bytes.clone(), Policy::Pooled)).unwrap();
+    let fresh = rt.block_on(runtime.load(bytes.clone(), Policy::Fresh)).unwrap();
+    let payload = payload();
+    println!("payload: {} bytes; component: json ({} bytes)", payload.len(), bytes.len());
+
+    let engine = runtime.engine().clone();
+    let component = Component::new(&engine, &bytes).unwrap();
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).unwrap();
+    bare::Connector::add_to_linker::<_, HasSelf<BareState>>(&mut linker, |s| s).unwrap();
+    let pre = bare::ConnectorPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+
+    let (batches, per_batch) = (21, 2_000);
+    let host_pooled = measure(batches, per_batch, || {
+        let out = rt.block_on(runtime.invoke(&pooled, "owner", &payload, "{}"));
+        assert!(out.result.is_ok());
+    });
+    let mut store = bare_store(&engine);
+    let connector = pre.instantiate(&mut store).unwrap();
+    let bare_pooled = measure(batches, per_batch, || {
+        let out = connector.call_transform(&mut store, &payload, "{}").unwrap();
+        assert!(out.is_ok());
+    });
+    let host_fresh = measure(batches, per_batch / 4, || {
+        let out = rt.block_on(runtime.invoke(&fresh, "owner", &payload, "{}"));
+        assert!(out.result.is_ok());
+    });
+    let bare_fresh = measure(batches, per_batch / 4, || {
+        let mut store = bare_store(&engine);
+        let connector = pre.instantiate(&mut store).unwrap();
+        let out = connector.call_transform(&mut store, &payload, "{}").unwrap();
+        assert!(out.is_ok());
+    });
+
+    println!("{:<8} {:>12} {:>12} {:>8}", "policy", "host", "bare", "ratio");
+    for (policy, host, bare) in [("pooled", host_pooled, bare_pooled), ("fresh", host_fresh, bare_fresh)] {
+        println!(
+            "{policy:<8} {:>9.2} µs {:>9.2} µs {:>7.2}x",
+            host.as_secs_f64() * 1e6,
+            bare.as_secs_f64() * 1e6,
+            host.as_secs_f64() / bare.as_secs_f64()
+        );
+    }
+}

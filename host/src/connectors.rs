@@ -1,0 +1,48 @@
+//! The installed connectors by name: the built-ins, loaded at start.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use crate::builtins::BUILTINS;
+use crate::runtime::{Plugin, PluginError, Policy, Runtime};
+
+/// Connector name → loaded plugin. Replacing an entry is atomic: invocations holding the
+/// old `Arc<Plugin>` finish on it.
+#[derive(Clone, Default)]
+pub struct Connectors {
+    by_name: Arc<RwLock<BTreeMap<String, Arc<Plugin>>>>,
+}
+
+impl Connectors {
+    /// Compiles (or loads from the cache) and registers every built-in connector.
+    pub async fn with_builtins(runtime: &Runtime) -> Result<Self, PluginError> {
+        let connectors = Connectors::default();
+        for (name, bytes) in BUILTINS {
+            let plugin = runtime.load(Arc::from(*bytes), Policy::Pooled).await?;
+            connectors.insert(name, plugin);
+        }
+        Ok(connectors)
+    }
+
+    pub fn insert(&self, name: &str, plugin: Arc<Plugin>) {
+        self.write().insert(name.to_owned(), plugin);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Name and plugin of every connector, by name.
+    pub fn list(&self) -> Vec<(String, Arc<Plugin>)> {
+        self.read().iter().map(|(name, plugin)| (name.clone(), plugin.clone())).collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Plugin>>> {
+        // The map is only ever replaced entry by entry; a poisoned lock still holds a valid map.
+        self.by_name.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Plugin>>> {
+        self.by_name.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

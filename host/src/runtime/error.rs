@@ -1,0 +1,95 @@
+//! What can go wrong loading or running a plugin, in words a plugin author can act on.
+
+use std::time::Duration;
+
+/// Why a plugin could not be loaded or an invocation produced no requests.
+///
+/// Every variant but [`PluginError::Plugin`] is the host stopping a misbehaving plugin; the
+/// instance involved is thrown away. `Plugin` is the plugin's own, orderly refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The bytes are not a component implementing `wasmhook:plugin/connector@0.1.0`.
+    #[error("invalid component: {0}")]
+    InvalidComponent(String),
+    /// The plugin trapped: a panic, an `unreachable`, a stack overflow, a host refusal.
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The plugin ran past its CPU deadline or the wall-clock timeout.
+    #[error("plugin timed out: {0}")]
+    Timeout(TimeoutKind),
+    /// The plugin tried to grow its memories past the limit.
+    #[error("plugin ran out of memory: it needed more than the {limit_mib} MiB limit")]
+    OutOfMemory { limit_mib: usize },
+    /// The plugin called `exit` (from WASI); a plugin must return instead.
+    #[error("plugin called exit({0}); return a result or an error instead")]
+    Exit(i32),
+    /// The plugin wrote more log (lines, bytes) than one invocation may.
+    #[error("plugin log over its limit: {0}")]
+    LogLimit(String),
+    /// The plugin returned requests the host will not send (size, count, headers, method, URL).
+    #[error("plugin returned bad output: {0}")]
+    BadOutput(String),
+    /// The plugin itself reported that it could not handle this event or config.
+    #[error("{0}")]
+    Plugin(PluginFailure),
+}
+
+/// Which clock stopped the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    /// Wasm code ran past the epoch deadline.
+    Cpu(Duration),
+    /// The whole call (including blocking WASI calls such as sleeps) ran past the wall clock.
+    WallClock(Duration),
+}
+
+impl std::fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimeoutKind::Cpu(limit) => {
+                write!(f, "it computed for longer than {} ms", limit.as_millis())
+            }
+            TimeoutKind::WallClock(limit) => write!(
+                f,
+                "the call took longer than {} ms (blocked in a WASI call such as a sleep?)",
+                limit.as_millis()
+            ),
+        }
+    }
+}
+
+/// The plugin's own error (the WIT `plugin-error`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginFailure {
+    InvalidConfig(String),
+    InvalidEvent(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for PluginFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginFailure::InvalidConfig(m) => write!(f, "plugin refused its config: {m}"),
+            PluginFailure::InvalidEvent(m) => write!(f, "plugin refused the event: {m}"),
+            PluginFailure::Failed(m) => write!(f, "plugin failed: {m}"),
+        }
+    }
+}
+
+impl PluginError {
+    /// A stable machine-readable code, for APIs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PluginError::InvalidComponent(_) => "invalid_component",
+            PluginError::Trap(_) => "trap",
+            PluginError::Timeout(_) => "timeout",
+            PluginError::OutOfMemory { .. } => "out_of_memory",
+            PluginError::Exit(_) => "exit",
+            PluginError::LogLimit(_) => "log_limit",
+            PluginError::BadOutput(_) => "bad_output",
+            PluginError::Plugin(PluginFailure::InvalidConfig(_)) => "invalid_config",
+            PluginError::Plugin(PluginFailure::InvalidEvent(_)) => "invalid_event",
+            PluginError::Plugin(PluginFailure::Failed(_)) => "failed",
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! One live plugin instance in its own store, and the guarded call into it.
+//!
+//! Every entry into the guest is armed with the invocation's limits first: a CPU budget in
+//! epoch ticks (yielding to the executor at each tick, so a busy plugin never holds a
+//! runtime thread for more than a tick), hostcall fuel bounding what may be copied out,
+//! and a wall-clock timeout around the whole call for blocking WASI calls that the epoch
+//! cannot interrupt. After any failure the store is unusable and is dropped.
+
+use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline};
+use wasmtime_wasi::I32Exit;
+
+use super::bindings::{Connector, ConnectorPre, WitPluginError};
+use super::engine::EPOCH_TICK;
+use super::error::{PluginError, PluginFailure, TimeoutKind};
+use super::limits::Limits;
+use super::log::LogLine;
+use super::output::{self, Request};
+use super::state::PluginState;
+
+pub(crate) struct Instance {
+    store: Store<PluginState>,
+    connector: Connector,
+    /// Invocations served so far.
+    pub(crate) uses: u32,
+}
+
+impl Instance {
+    pub(crate) async fn new(
+        engine: &Engine,
+        pre: &ConnectorPre<PluginState>,
+        limits: &Limits,
+    ) -> Result<Self, PluginError> {
+        let mut store = Store::new(engine, PluginState::new(limits));
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(on_epoch_tick);
+        arm(&mut store, limits);
+        // Instantiation runs guest start code: it gets the same limits as a call.
+        let connector = match tokio::time::timeout(limits.wall_time, pre.instantiate_async(&mut store)).await
+        {
+            Ok(Ok(connector)) => connector,
+            Ok(Err(error)) => return Err(classify(&store, error, limits)),
+            Err(_) => return Err(PluginError::Timeout(TimeoutKind::WallClock(limits.wall_time))),
+        };
+        Ok(Instance { store, connector, uses: 0 })
+    }
+
+    /// Runs `describe`.
+    pub(crate) async fn describe(
+        &mut self,
+        limits: &Limits,
+    ) -> Result<super::bindings::wasmhook::plugin::types::PluginInfo, PluginError> {
+        arm(&mut self.store, limits);
+        let call = self.connector.call_describe(&mut self.store);
+        match tokio::time::timeout(limits.wall_time, call).await {
+            Ok(Ok(info)) => Ok(info),
+            Ok(Err(error)) => Err(classify(&self.store, error, limits)),
+            Err(_) => Err(PluginError::Timeout(TimeoutKind::WallClock(limits.wall_time))),
+        }
+    }
+
+    /// Runs `transform`. The instance may be reused afterwards only if this returned `Ok`
+    /// or the plugin's own error; `healthy` says which.
+    pub(crate) async fn transform(
+        &mut self,
+        payload: &str,
+        config: &str,
+        limits: &Limits,
+    ) -> (Result<Vec<Request>, PluginError>, bool) {
+        self.uses += 1;
+        arm(&mut self.store, limits);
+        let call = self.connector.call_transform(&mut self.store, payload, config);
+        let returned = match tokio::time::timeout(limits.wall_time, call).await {
+            Ok(Ok(returned)) => returned,
+            Ok(Err(error)) => return (Err(classify(&self.store, error, limits)), false),
+            Err(_) => {
+                return (Err(PluginError::Timeout(TimeoutKind::WallClock(limits.wall_time))), false);
+            }
+        };
+        match returned {
+            Ok(requests) => match output::check(requests, limits) {
+                Ok(requests) => (Ok(requests), true),
+                Err(reason) => (Err(PluginError::BadOutput(reason)), false),
+            },
+            Err(failure) => (Err(PluginError::Plugin(failure.into())), true),
+        }
+    }
+
+    /// The log of the last call, leaving it empty for the next one.
+    pub(crate) fn take_log(&mut self) -> Vec<LogLine> {
+        self.store.data().log.lock().take()
+    }
+}
+
+/// Resets the per-invocation budgets before entering the guest.
+fn arm(store: &mut Store<PluginState>, limits: &Limits) {
+    let ticks = limits.cpu_time.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
+    let state = store.data_mut();
+    state.ticks_left = u64::try_from(ticks).unwrap_or(u64::MAX);
+    state.cpu_exhausted = false;
+    store.set_epoch_deadline(1);
+    // Bounds what the guest can make the host copy in one go (the returned requests, a log
+    // message): without it, bodies aliasing the same guest bytes multiply in host memory.
+    store.set_hostcall_fuel(limits.output_bytes + limits.max_requests * 256 + (64 << 10));
+}
+
+fn on_epoch_tick(mut cx: StoreContextMut<'_, PluginState>) -> wasmtime::Result<UpdateDeadline> {
+    let state = cx.data_mut();
+    if state.ticks_left == 0 {
+        state.cpu_exhausted = true;
+        return Ok(UpdateDeadline::Interrupt);
+    }
+    state.ticks_left -= 1;
+    // tokio's own yield lets the executor poll its timers and I/O before resuming us; a plain
+    // self-wake could starve them on a busy current-thread runtime.
+    Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+}
+
+/// Names what stopped the guest. Several limits surface as plain traps, so the store's own
+/// flags are checked first.
+fn classify(store: &Store<PluginState>, error: wasmtime::Error, limits: &Limits) -> PluginError {
+    let state = store.data();
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return PluginError::Exit(exit.0);
+    }
+    if state.cpu_exhausted {
+        return PluginError::Timeout(TimeoutKind::Cpu(limits.cpu_time));
+    }
+    if state.limiter.denied {
+        return PluginError::OutOfMemory { limit_mib: limits.memory_bytes >> 20 };
+    }
+    if let Some(reason) = state.log.lock().overflow.clone() {
+        return PluginError::LogLimit(reason);
+    }
+    if error.chain().any(|e| e.to_string().contains("fuel allocated for hostcalls")) {
+        return PluginError::BadOutput(format!(
+            "output larger than the {} byte limit (stopped while copying it out)",
+            limits.output_bytes
+        ));
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => PluginError::Trap("stack overflow (unbounded recursion?)".into()),
+        Some(Trap::UnreachableCodeReached) => PluginError::Trap(
+            "wasm `unreachable` executed: the plugin panicked or aborted (a panic message, if \
+             any, is in the log)"
+                .into(),
+        ),
+        // Rust and C keep their own stack in linear memory: overflowing it goes out of bounds.
+        Some(Trap::MemoryOutOfBounds) => PluginError::Trap(
+            "out of bounds memory access (in a Rust or C plugin usually a stack overflow: \
+             unbounded recursion?)"
+                .into(),
+        ),
+        Some(trap) => PluginError::Trap(trap.to_string()),
+        None => PluginError::Trap(format!("{error:#}")),
+    }
+}
+
+impl From<WitPluginError> for PluginFailure {
+    fn from(error: WitPluginError) -> Self {
+        match error {
+            WitPluginError::InvalidConfig(m) => PluginFailure::InvalidConfig(m),
+            WitPluginError::InvalidEvent(m) => PluginFailure::InvalidEvent(m),
+            WitPluginError::Failed(m) => PluginFailure::Failed(m),
+        }
+    }
+}

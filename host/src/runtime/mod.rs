@@ -1,0 +1,305 @@
+//! Running plugins: WebAssembly components that turn a delivery into HTTP requests.
+//!
+//! One shared [`Engine`] compiles each component once (cached on disk, see `cache`), links
+//! WASI 0.2 with nothing granted plus the host `log` import, and pre-instantiates it. An
+//! invocation runs on an instance from the idle pool (`pooled`: per plugin and owner) or a
+//! new one (`fresh`), under the limits in [`Limits`]. Whatever the plugin does — loop,
+//! sleep, trap, exit, over-allocate, flood its log, return too much — ends that one
+//! invocation with a typed [`PluginError`], and the instance is thrown away.
+
+mod bindings;
+mod cache;
+mod engine;
+mod error;
+mod instance;
+mod limits;
+mod log;
+mod output;
+mod pool;
+mod state;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Linker;
+
+pub use self::error::{PluginError, PluginFailure, TimeoutKind};
+pub use self::limits::Limits;
+pub use self::log::{LogLevel, LogLine};
+pub use self::output::Request;
+
+use self::bindings::{Connector, ConnectorPre};
+use self::cache::ComponentCache;
+use self::engine::EpochTicker;
+use self::instance::Instance;
+use self::pool::{IdlePool, PoolKey};
+use self::state::PluginState;
+
+/// The SHA-256 of a component's bytes: its identity for caching and pooling.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash([u8; 32]);
+
+impl ContentHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        ContentHash(Sha256::digest(bytes).into())
+    }
+}
+
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentHash({self})")
+    }
+}
+
+/// How a plugin's instances are used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Reuse instances per (plugin, owner) for up to `max_uses_per_instance` invocations.
+    #[default]
+    Pooled,
+    /// A new instance for every invocation: no state ever survives a call.
+    Fresh,
+}
+
+/// How the runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub limits: Limits,
+    /// Where compiled components are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Instances alive at once (idle plus running); the pooling allocator reserves them.
+    pub max_instances: u32,
+    /// Idle instances kept for reuse, across all plugins and owners.
+    pub max_idle_instances: usize,
+    /// A pooled instance is retired after this many invocations.
+    pub max_uses_per_instance: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            limits: Limits::default(),
+            cache_dir: None,
+            max_instances: 1_000,
+            max_idle_instances: 256,
+            max_uses_per_instance: 1_000,
+        }
+    }
+}
+
+/// Why the runtime itself could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("could not set up the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("could not use the component cache directory {path}: {source}")]
+    CacheDir { path: PathBuf, source: std::io::Error },
+}
+
+/// What a plugin says about itself (from its `describe` export).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub config_schema: serde_json::Value,
+}
+
+/// A loaded plugin: compiled, linked, described, ready to instantiate.
+pub struct Plugin {
+    hash: ContentHash,
+    info: PluginInfo,
+    policy: Policy,
+    pre: ConnectorPre<PluginState>,
+}
+
+impl Plugin {
+    pub fn hash(&self) -> ContentHash {
+        self.hash
+    }
+
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.info.name)
+            .field("version", &self.info.version)
+            .field("hash", &self.hash)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// The outcome of one invocation, with its log whatever happened.
+#[derive(Debug)]
+pub struct Invocation {
+    pub result: Result<Vec<Request>, PluginError>,
+    pub log: Vec<LogLine>,
+    /// Wall time of the whole invocation, instantiation included.
+    pub duration: Duration,
+}
+
+/// Loads and runs plugins. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: ComponentCache,
+    config: RuntimeConfig,
+    idle: IdlePool,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let engine = engine::build(&config.limits, config.max_instances).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        Connector::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(&mut linker, |s| s)
+            .map_err(engine_error)?;
+        let cache = ComponentCache::new(&engine, config.cache_dir.as_deref()).map_err(|source| {
+            RuntimeError::CacheDir { path: config.cache_dir.clone().unwrap_or_default(), source }
+        })?;
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                _ticker: EpochTicker::start(engine.clone()),
+                idle: IdlePool::new(config.max_idle_instances),
+                engine,
+                linker,
+                cache,
+                config,
+            }),
+        })
+    }
+
+    /// The shared engine (benchmarks compare against bare wasmtime on the same one).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.config.limits
+    }
+
+    /// Compiles (or loads from the cache), links and describes a component. Anything that is
+    /// not a component implementing `wasmhook:plugin/connector@0.1.0` is
+    /// [`PluginError::InvalidComponent`].
+    pub async fn load(&self, bytes: Arc<[u8]>, policy: Policy) -> Result<Arc<Plugin>, PluginError> {
+        let hash = ContentHash::of(&bytes);
+        let inner = self.inner.clone();
+        // Compiling a large component takes seconds of CPU: keep it off the async workers.
+        let component = tokio::task::spawn_blocking(move || inner.cache.load(&inner.engine, &bytes, &hash))
+            .await
+            .map_err(|e| PluginError::InvalidComponent(format!("compilation did not finish: {e}")))?
+            .map_err(|e| PluginError::InvalidComponent(explain_compile_error(&e)))?;
+        let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            PluginError::InvalidComponent(format!(
+                "it needs imports the host does not provide (plugins get WASI 0.2 with nothing \
+                 granted, and wasmhook:plugin/host): {e:#}"
+            ))
+        })?;
+        let pre = ConnectorPre::new(instance_pre).map_err(|e| {
+            PluginError::InvalidComponent(format!(
+                "it does not implement the world wasmhook:plugin/connector@0.1.0: {e:#}"
+            ))
+        })?;
+
+        let limits = &self.inner.config.limits;
+        let mut instance = Instance::new(&self.inner.engine, &pre, limits).await?;
+        let info = instance.describe(limits).await?;
+        let config_schema: serde_json::Value = serde_json::from_str(&info.config_schema)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .ok_or_else(|| {
+                PluginError::InvalidComponent(
+                    "describe returned a config schema that is not a JSON object".into(),
+                )
+            })?;
+        if info.name.trim().is_empty() || info.version.trim().is_empty() {
+            return Err(PluginError::InvalidComponent("describe returned an empty name or version".into()));
+        }
+        let info = PluginInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            config_schema,
+        };
+        Ok(Arc::new(Plugin { hash, info, policy, pre }))
+    }
+
+    /// Runs `transform` on a standard payload with a connector config (both JSON text),
+    /// on an instance that has only ever served `owner`.
+    pub async fn invoke(&self, plugin: &Plugin, owner: &str, payload: &str, config: &str) -> Invocation {
+        let started = Instant::now();
+        let inner = &self.inner;
+        let limits = &inner.config.limits;
+        let pooled = plugin.policy == Policy::Pooled;
+
+        let reused = if pooled { inner.idle.take(&plugin.hash, owner) } else { None };
+        let mut instance = match reused {
+            Some(instance) => instance,
+            None => match Instance::new(&inner.engine, &plugin.pre, limits).await {
+                Ok(instance) => instance,
+                Err(error) => {
+                    return Invocation { result: Err(error), log: Vec::new(), duration: started.elapsed() };
+                }
+            },
+        };
+        let (result, healthy) = instance.transform(payload, config, limits).await;
+        let log = instance.take_log();
+        if pooled && healthy && instance.uses < inner.config.max_uses_per_instance {
+            inner.idle.put(PoolKey { plugin: plugin.hash, owner: owner.into() }, instance);
+        }
+        Invocation { result, log, duration: started.elapsed() }
+    }
+
+    /// Drops the idle instances of a plugin that was replaced or removed.
+    pub fn retire(&self, plugin: &Plugin) {
+        self.inner.idle.forget(&plugin.hash);
+    }
+
+    /// Idle instances currently kept.
+    pub fn idle_instances(&self) -> usize {
+        self.inner.idle.len()
+    }
+}
+
+/// Compile errors for the commonest wrong uploads, said plainly.
+fn explain_compile_error(error: &wasmtime::Error) -> String {
+    let text = format!("{error:#}");
+    if text.contains("component parser") || text.contains("expected a component") {
+        format!(
+            "this is a core WebAssembly module, not a component; build for wasm32-wasip2 or \
+             wrap it with `wasm-tools component new` ({text})"
+        )
+    } else if text.contains("magic header") || text.contains("unexpected end") {
+        format!("this is not a WebAssembly file ({text})")
+    } else {
+        format!("this is not a valid WebAssembly component ({text})")
+    }
+}

@@ -1,0 +1,65 @@
+//! The data each plugin store carries: WASI with nothing granted, the memory limiter, the
+//! invocation's log and its CPU budget.
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{WitLogLevel, wasmhook::plugin};
+use super::engine::MAX_TABLE_ELEMENTS;
+use super::limits::{Limits, MemoryLimiter};
+use super::log::{LogLevel, SharedLog};
+
+pub(crate) struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) log: SharedLog,
+    /// Epoch ticks this invocation may still run for.
+    pub(crate) ticks_left: u64,
+    /// Set when the CPU budget ran out, to tell that interrupt from other traps.
+    pub(crate) cpu_exhausted: bool,
+}
+
+impl PluginState {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        let log = SharedLog::new(limits);
+        // Nothing granted: no preopened directories, no environment or arguments, no
+        // sockets or name lookups. Clocks and randomness stay real: the JavaScript and
+        // Python runtimes need them. stdout and stderr go to the invocation's log.
+        let wasi = WasiCtx::builder()
+            .stdout(log.stream(LogLevel::Stdout))
+            .stderr(log.stream(LogLevel::Stderr))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        PluginState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory_bytes, MAX_TABLE_ELEMENTS),
+            log,
+            ticks_left: 0,
+            cpu_exhausted: false,
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl plugin::types::Host for PluginState {}
+
+impl plugin::host::Host for PluginState {
+    fn log(&mut self, level: WitLogLevel, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            WitLogLevel::Debug => LogLevel::Debug,
+            WitLogLevel::Info => LogLevel::Info,
+            WitLogLevel::Warn => LogLevel::Warn,
+            WitLogLevel::Error => LogLevel::Error,
+        };
+        self.log.lock().push(level, &message).map_err(|reason| wasmtime::format_err!(reason))
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: real components built in the workspace, the real `wasmhook` binary,
+//! real HTTP on 127.0.0.1. One test binary, a module per area.
+
+mod cli;
+mod runtime;
+mod serve;
+mod support;
