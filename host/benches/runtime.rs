@@ -8,6 +8,8 @@
 //!
 //! Run: `cargo bench -p wasmhook --bench runtime`. Prints medians and the host/bare ratios.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

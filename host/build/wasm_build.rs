@@ -28,7 +28,12 @@ pub fn build_components(workspace: &Path, packages: &[&str]) -> Vec<PathBuf> {
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
-        .env_remove("CARGO_BUILD_TARGET");
+        .env_remove("CARGO_BUILD_TARGET")
+        // Under `cargo clippy` the outer build runs through clippy-driver; the plugins are
+        // workspace members and get linted there, natively.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CLIPPY_CONF_DIR");
     for package in packages {
         command.args(["--package", package]);
     }

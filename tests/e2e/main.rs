@@ -1,6 +1,8 @@
 //! End-to-end tests: real components built in the workspace, the real `wasmhook` binary,
 //! real HTTP on 127.0.0.1. One test binary, a module per area.
 
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod runtime;
 mod serve;

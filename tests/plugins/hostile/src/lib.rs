@@ -68,6 +68,7 @@ impl Plugin for Hostile {
     }
 }
 
+#[allow(unconditional_recursion)] // the point of the exercise
 fn recurse(depth: u64) -> u64 {
     let frame = black_box([depth; 64]);
     recurse(depth + 1) + frame[0]
