@@ -176,6 +176,7 @@ async fn the_sandbox_grants_nothing() {
     let invocation = runtime.invoke(&plugin, "owner", "{}", &mode("sandbox")).await;
     let report: Value = serde_json::from_str(&invocation.result.unwrap()[0].body).unwrap();
     assert_eq!(report["env"], serde_json::json!([]), "{report}");
+    assert_eq!(report["args"], serde_json::json!([]), "{report}");
     for probe in ["file", "dir", "tcp", "udp", "dns"] {
         assert_eq!(report[probe], false, "{probe} must be refused: {report}");
     }

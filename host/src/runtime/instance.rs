@@ -35,12 +35,9 @@ impl Instance {
         store.epoch_deadline_callback(on_epoch_tick);
         arm(&mut store, limits);
         // Instantiation runs guest start code: it gets the same limits as a call.
-        let connector = match tokio::time::timeout(limits.wall_time, pre.instantiate_async(&mut store)).await
-        {
-            Ok(Ok(connector)) => connector,
-            Ok(Err(error)) => return Err(classify(&store, error, limits)),
-            Err(_) => return Err(PluginError::Timeout(TimeoutKind::WallClock(limits.wall_time))),
-        };
+        let connector = guarded(limits, pre.instantiate_async(&mut store))
+            .await
+            .map_err(|stop| classify(&store, stop, limits))?;
         Ok(Instance { store, connector, uses: 0 })
     }
 
@@ -51,11 +48,7 @@ impl Instance {
     ) -> Result<super::bindings::wasmhook::plugin::types::PluginInfo, PluginError> {
         arm(&mut self.store, limits);
         let call = self.connector.call_describe(&mut self.store);
-        match tokio::time::timeout(limits.wall_time, call).await {
-            Ok(Ok(info)) => Ok(info),
-            Ok(Err(error)) => Err(classify(&self.store, error, limits)),
-            Err(_) => Err(PluginError::Timeout(TimeoutKind::WallClock(limits.wall_time))),
-        }
+        guarded(limits, call).await.map_err(|stop| classify(&self.store, stop, limits))
     }
 
     /// Runs `transform`. The instance may be reused afterwards only if this returned `Ok`
@@ -69,12 +62,9 @@ impl Instance {
         self.uses += 1;
         arm(&mut self.store, limits);
         let call = self.connector.call_transform(&mut self.store, payload, config);
-        let returned = match tokio::time::timeout(limits.wall_time, call).await {
-            Ok(Ok(returned)) => returned,
-            Ok(Err(error)) => return (Err(classify(&self.store, error, limits)), false),
-            Err(_) => {
-                return (Err(PluginError::Timeout(TimeoutKind::WallClock(limits.wall_time))), false);
-            }
+        let returned = match guarded(limits, call).await {
+            Ok(returned) => returned,
+            Err(stop) => return (Err(classify(&self.store, stop, limits)), false),
         };
         match returned {
             Ok(requests) => match output::check(requests, limits) {
@@ -115,9 +105,31 @@ fn on_epoch_tick(mut cx: StoreContextMut<'_, PluginState>) -> wasmtime::Result<U
     Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
 }
 
+/// Why a call into the guest did not return.
+enum Stop {
+    Error(wasmtime::Error),
+    WallClock,
+}
+
+/// Races a call into the guest against the wall-clock timeout. Dropping the call's future
+/// on timeout leaves the store unusable: callers throw the instance away.
+async fn guarded<T>(
+    limits: &Limits,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> Result<T, Stop> {
+    match tokio::time::timeout(limits.wall_time, call).await {
+        Ok(result) => result.map_err(Stop::Error),
+        Err(_) => Err(Stop::WallClock),
+    }
+}
+
 /// Names what stopped the guest. Several limits surface as plain traps, so the store's own
 /// flags are checked first.
-fn classify(store: &Store<PluginState>, error: wasmtime::Error, limits: &Limits) -> PluginError {
+fn classify(store: &Store<PluginState>, stop: Stop, limits: &Limits) -> PluginError {
+    let error = match stop {
+        Stop::Error(error) => error,
+        Stop::WallClock => return PluginError::Timeout(TimeoutKind::WallClock(limits.wall_time)),
+    };
     let state = store.data();
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
         return PluginError::Exit(exit.0);
