@@ -93,17 +93,7 @@ fn payload() -> String {
     let incoming: wasmhook::event::IncomingEvent = serde_json::from_value(event).unwrap();
     let now = time::OffsetDateTime::now_utc();
     let event = incoming.accept(now);
-    let webhook = wasmhook::webhook::Webhook {
-        id: "wh_bench".into(),
-        name: "Bench".into(),
-        url: "https://example.com/hook".into(),
-        status: Default::default(),
-        enabled: true,
-        metadata: Default::default(),
-        created_by_id: "user_ada".into(),
-        created_at: now,
-        updated_at: now,
-    };
+    let webhook = wasmhook::tryout::sample_webhook(&event.event, &event.project_id, None, now);
     wasmhook::payload::standard_payload(&event, &webhook)
 }
 

@@ -1,22 +1,39 @@
 //! wasmhook: a webhook host whose connectors are WebAssembly plugins.
 //!
 //! # Layout
-//! - [`event`]: events as sent and as accepted.
-//! - [`webhook`]: webhooks (subscriptions) and their health.
+//! - [`config`]: the server's configuration (defaults, file, environment, flags).
+//! - [`event`], [`catalog`]: events as sent and accepted; the event types there are.
+//! - [`webhook`], [`delivery`]: subscriptions and the deliveries they get.
 //! - [`payload`]: the standard payload every plugin receives.
+//! - [`matcher`], [`filter`]: which webhooks an event reaches.
+//! - [`access`], [`secret`], [`destination`], [`ratelimit`]: tokens and scopes, signing
+//!   secrets, allowed destinations, ingest rates.
+//! - [`store`]: sled storage behind a narrow interface, with group commit.
 //! - [`runtime`]: loading and running plugins safely (wasmtime, limits, instance pools).
-//! - [`builtins`]: the connectors compiled into the binary.
-//! - [`connectors`]: installed connectors by name.
+//! - [`builtins`], [`connectors`]: connectors compiled in; installed connectors by name.
+//! - [`api`], [`server`]: the REST API and `wasmhook serve`.
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
-//! - [`server`]: `wasmhook serve`, the HTTP server.
 
+pub mod access;
+pub mod api;
 pub mod builtins;
+pub mod catalog;
+pub mod config;
 pub mod connectors;
+pub mod delivery;
+pub mod destination;
 pub mod event;
+pub mod filter;
+pub mod matcher;
 pub mod payload;
+mod private_file;
+pub mod ratelimit;
 pub mod runtime;
+pub mod secret;
 pub mod server;
+pub mod store;
 pub mod tryout;
 pub mod webhook;
 
-pub use server::{ServeConfig, serve};
+pub use config::Config;
+pub use server::{AppState, serve};

@@ -4,10 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{Args, Parser, Subcommand};
 use wasmhook::runtime::{Runtime, RuntimeConfig};
 use wasmhook::tryout::{self, PluginSource};
-use wasmhook::{ServeConfig, serve};
+use wasmhook::{Config, serve};
 
 #[derive(Parser)]
 #[command(name = "wasmhook", version, about = "Webhook host with WebAssembly plugins")]
@@ -23,18 +25,82 @@ enum Command {
     /// Work with plugins locally.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Operators: mint tokens on a running server.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List webhooks on a running server.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
 }
 
+/// Flags override environment variables, which override the config file, which overrides
+/// the defaults.
 #[derive(Args)]
 struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "WASMHOOK_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Directory for the database and generated keys.
-    #[arg(long, env = "WASMHOOK_DATA_DIR", default_value = "wasmhook-data")]
-    data_dir: PathBuf,
-    #[command(flatten)]
-    cache: CacheArgs,
+    /// TOML config file (keys as the long flags, e.g. `listen`, `retry-schedule`).
+    #[arg(long, env = "WASMHOOK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "WASMHOOK_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory for the database, keys and the generated operator token [default: wasmhook-data].
+    #[arg(long, env = "WASMHOOK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Directory for compiled plugins [default: wasmhook-cache].
+    #[arg(long, env = "WASMHOOK_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// An operator token (otherwise one is generated into the data directory).
+    #[arg(long, env = "WASMHOOK_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<String>,
+    /// Allow webhooks to loopback and private addresses (development and tests).
+    #[arg(long, env = "WASMHOOK_ALLOW_PRIVATE_DESTINATIONS")]
+    allow_private_destinations: bool,
+    /// Delays between delivery attempts [default: 30s,5m,30m,2h].
+    #[arg(long, env = "WASMHOOK_RETRY_SCHEDULE", value_parser = wasmhook::config::parse_schedule)]
+    retry_schedule: Option<Vec<Duration>>,
+}
+
+/// Where the running server is.
+#[derive(Args)]
+struct ServerArgs {
+    #[arg(long, env = "WASMHOOK_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    #[arg(long, env = "WASMHOOK_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Mint a token for one user (prints it once).
+    Create {
+        #[arg(long)]
+        user: String,
+        /// Companies the user may see, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required_unless_present = "all_companies",
+            conflicts_with = "all_companies"
+        )]
+        companies: Vec<String>,
+        /// Every company, said explicitly.
+        #[arg(long)]
+        all_companies: bool,
+        /// `user` (manage webhooks) or `ingest` (send events).
+        #[arg(long, default_value = "user", value_parser = ["user", "ingest"])]
+        scope: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhookCommand {
+    /// List the webhooks the token may see.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Args)]
@@ -85,21 +151,49 @@ fn main() -> ExitCode {
             Command::Plugin(PluginCommand::Run { plugin, event, config, json, cache }) => {
                 run_plugin(&plugin, &event, &config, json, cache).await
             }
+            Command::Token(TokenCommand::Create { user, companies, all_companies, scope, server }) => {
+                let body = serde_json::json!({
+                    "userId": user, "companies": companies, "allCompanies": all_companies, "scope": scope,
+                });
+                call_server(&server, reqwest::Method::POST, "/v1/tokens", Some(body)).await
+            }
+            Command::Webhook(WebhookCommand::List { server }) => {
+                call_server(&server, reqwest::Method::GET, "/v1/webhooks", None).await
+            }
         }
     })
 }
 
 async fn run_serve(args: ServeArgs) -> ExitCode {
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(listener) => listener,
+    let mut config = match Config::load(args.config.as_deref()) {
+        Ok(config) => config,
         Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let config = ServeConfig {
-        data_dir: args.data_dir,
-        runtime: RuntimeConfig { cache_dir: Some(args.cache.cache_dir), ..RuntimeConfig::default() },
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(dir) = args.cache_dir {
+        config.cache_dir = dir;
+    }
+    if let Some(token) = args.operator_token {
+        config.operator_tokens = vec![token];
+    }
+    config.allow_private_destinations |= args.allow_private_destinations;
+    if let Some(schedule) = args.retry_schedule {
+        config.retry_schedule = schedule;
+    }
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
     };
     match serve(config, listener, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,6 +201,39 @@ async fn run_serve(args: ServeArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Calls the API of a running server and prints its JSON answer.
+async fn call_server(
+    server: &ServerArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> ExitCode {
+    let url = format!("{}{path}", server.server.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().request(method, &url).bearer_auth(&server.token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => {
+            eprintln!("error: cannot reach {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let pretty = serde_json::from_str::<serde_json::Value>(&text)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or(text.clone()))
+        .unwrap_or(text);
+    if status.is_success() {
+        println!("{pretty}");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("error: {status}: {pretty}");
+        ExitCode::FAILURE
     }
 }
 

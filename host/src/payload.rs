@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::event::Event;
-use crate::webhook::Webhook;
+use crate::webhook::{Webhook, WebhookSummary};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -16,7 +16,8 @@ struct StandardPayload<'a> {
     event: &'a str,
     #[serde(with = "time::serde::rfc3339")]
     timestamp: time::OffsetDateTime,
-    webhook: &'a Webhook,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<WebhookSummary<'a>>,
     current_value: &'a Option<Value>,
     previous_value: &'a Option<Value>,
     company: Ref<'a>,
@@ -31,18 +32,27 @@ struct Ref<'a> {
 
 /// The payload of `event` for `webhook`, as JSON text.
 pub fn standard_payload(event: &Event, webhook: &Webhook) -> String {
-    let payload = StandardPayload {
+    serde_json::to_string(&shape(event, Some(webhook))).expect("the payload is plain data")
+}
+
+/// The payload without its `webhook` member: built once per event for matching, whatever
+/// webhooks it reaches.
+pub fn payload_without_webhook(event: &Event) -> Value {
+    serde_json::to_value(shape(event, None)).expect("the payload is plain data")
+}
+
+fn shape<'a>(event: &'a Event, webhook: Option<&'a Webhook>) -> StandardPayload<'a> {
+    StandardPayload {
         id: &event.id,
         event: &event.event,
         timestamp: event.occurred_at,
-        webhook,
+        webhook: webhook.map(Webhook::summary),
         current_value: &event.current_value,
         previous_value: &event.previous_value,
         company: Ref { id: &event.company_id },
         project: Ref { id: &event.project_id },
         user: event.user_id.as_deref().map(|id| Ref { id }),
-    };
-    serde_json::to_string(&payload).expect("the payload is plain data: serialising cannot fail")
+    }
 }
 
 #[cfg(test)]
@@ -72,9 +82,15 @@ mod tests {
             status: WebhookStatus::Healthy,
             enabled: true,
             metadata: Subscription { events: vec!["TODO_CREATED".into()], project_ids: vec![] },
+            filter: None,
+            connector: Default::default(),
+            rate_limit: None,
+            ordered: false,
             created_by_id: "u9".into(),
+            companies: crate::access::Companies::All,
             created_at: datetime!(2026-01-01 00:00:00 UTC),
             updated_at: datetime!(2026-01-02 00:00:00 UTC),
+            sealed_secret: "sealed".into(),
         };
         let payload: Value = serde_json::from_str(&standard_payload(&event, &webhook)).unwrap();
         assert_eq!(

@@ -1,34 +1,38 @@
-//! `wasmhook serve`: storage, plugin runtime and built-in connectors behind an HTTP server.
+//! `wasmhook serve`: storage, the match index, the plugin runtime and the connectors behind
+//! the HTTP API, until a shutdown signal.
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use axum::http::StatusCode;
 use tokio::net::TcpListener;
 
+use crate::access::{Caller, new_token_text, token_hash};
+use crate::api::ApiError;
+use crate::catalog::Catalog;
+use crate::config::Config;
 use crate::connectors::Connectors;
+use crate::matcher::MatchIndex;
+use crate::ratelimit::RateLimiter;
 use crate::runtime::{PluginError, Runtime, RuntimeConfig, RuntimeError};
-
-/// What `serve` needs to start.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Holds the database (and, later, generated keys and tokens).
-    pub data_dir: PathBuf,
-    pub runtime: RuntimeConfig,
-}
+use crate::secret::{KeyError, SecretBox};
+use crate::store::{Store, StoreError};
+use crate::webhook::Webhook;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot open the database in {path}: {source}")]
-    Storage { path: PathBuf, source: sled::Error },
+    Storage { path: PathBuf, source: StoreError },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("a built-in connector failed to load: {0}")]
     Builtin(PluginError),
+    #[error(transparent)]
+    SecretKey(#[from] KeyError),
+    #[error("cannot set up the operator token in {path}: {source}")]
+    OperatorToken { path: PathBuf, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -36,40 +40,108 @@ pub enum ServeError {
 /// Everything a request handler may use. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub db: sled::Db,
+    pub config: Arc<Config>,
+    pub store: Store,
     pub runtime: Runtime,
     pub connectors: Connectors,
+    pub catalog: Arc<Catalog>,
+    pub index: Arc<RwLock<MatchIndex>>,
+    pub secrets: SecretBox,
+    /// Hashes of the operator tokens.
+    pub operator_hashes: Arc<Vec<[u8; 32]>>,
+    ingest_limiter: Option<Arc<RateLimiter>>,
 }
 
-/// The HTTP routes.
-pub fn app(state: AppState) -> Router {
-    Router::new().route("/healthz", get(healthz)).with_state(state)
+impl AppState {
+    /// Opens storage, rebuilds the match index and loads the connectors.
+    pub async fn open(config: Config) -> Result<Self, ServeError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db_path = config.data_dir.join("db");
+        let store =
+            Store::open(&db_path).map_err(|source| ServeError::Storage { path: db_path.clone(), source })?;
+        let secrets = match &config.secret_key {
+            Some(key) => SecretBox::from_base64(key)?,
+            None => SecretBox::from_file(&config.data_dir.join("secret-key"))?,
+        };
+        let operator_hashes = operator_hashes(&config)?;
+        let runtime = Runtime::new(RuntimeConfig {
+            limits: config.plugin_limits.clone(),
+            cache_dir: Some(config.cache_dir.clone()),
+            ..RuntimeConfig::default()
+        })?;
+        let connectors = Connectors::with_builtins(&runtime).await.map_err(ServeError::Builtin)?;
+        let mut index = MatchIndex::default();
+        for webhook in store.all_webhooks().map_err(|source| ServeError::Storage { path: db_path, source })? {
+            index.upsert(&webhook);
+        }
+        Ok(AppState {
+            catalog: Arc::new(Catalog::with_extra(&config.event_types)),
+            ingest_limiter: config.limits.ingest_per_second.map(|n| Arc::new(RateLimiter::new(n))),
+            config: Arc::new(config),
+            store,
+            runtime,
+            connectors,
+            index: Arc::new(RwLock::new(index)),
+            secrets,
+            operator_hashes: Arc::new(operator_hashes),
+        })
+    }
+
+    pub fn index_upsert(&self, webhook: &Webhook) {
+        self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(webhook);
+    }
+
+    pub fn index_remove(&self, id: &str) {
+        self.index.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// 429 when the caller's token is over its ingest rate.
+    pub fn check_ingest_rate(&self, caller: &Caller, events: u32) -> Result<(), ApiError> {
+        let Some(limiter) = &self.ingest_limiter else { return Ok(()) };
+        limiter.check(&format!("{:?}/{}", caller.scope, caller.user_id), events).map_err(|wait| {
+            ApiError::retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many events for this token; slow down",
+                wait,
+            )
+        })
+    }
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    let connectors: Vec<String> = state.connectors.list().into_iter().map(|(name, _)| name).collect();
-    Json(json!({"status": "ok", "connectors": connectors}))
+/// The configured operator tokens, or the one in `<data-dir>/operator-token`, generated
+/// (mode 0600) on first start. Only the path is printed, never the token.
+fn operator_hashes(config: &Config) -> Result<Vec<[u8; 32]>, ServeError> {
+    if !config.operator_tokens.is_empty() {
+        return Ok(config.operator_tokens.iter().map(|t| token_hash(t)).collect());
+    }
+    let path = config.data_dir.join("operator-token");
+    let io = |source| ServeError::OperatorToken { path: path.clone(), source };
+    if !path.exists() {
+        crate::private_file::write(&path, new_token_text().as_bytes()).map_err(io)?;
+    }
+    let token = std::fs::read_to_string(&path).map_err(io)?;
+    tracing::info!(path = %path.display(), "operator token is in this file");
+    Ok(vec![token_hash(token.trim())])
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then flushes storage.
 pub async fn serve(
-    config: ServeConfig,
+    config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let db_path = config.data_dir.join("db");
-    let db = sled::open(&db_path).map_err(|source| ServeError::Storage { path: db_path.clone(), source })?;
-    let runtime = Runtime::new(config.runtime)?;
-    let connectors = Connectors::with_builtins(&runtime).await.map_err(ServeError::Builtin)?;
+    let state = AppState::open(config).await?;
     tracing::info!(
         address = %listener.local_addr()?,
-        data_dir = %config.data_dir.display(),
-        connectors = connectors.list().len(),
+        data_dir = %state.config.data_dir.display(),
+        connectors = state.connectors.list().len(),
+        webhooks = state.index.read().unwrap_or_else(|p| p.into_inner()).len(),
         "wasmhook is serving"
     );
-    let state = AppState { db: db.clone(), runtime, connectors };
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
-    db.flush_async().await.map_err(|source| ServeError::Storage { path: db_path, source })?;
+    let store = state.store.clone();
+    axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await?;
+    store.flush().await.map_err(|source| ServeError::Storage { path: "db".into(), source })?;
     tracing::info!("stopped; storage flushed");
     Ok(())
 }

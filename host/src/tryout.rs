@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::access::Companies;
 use crate::builtins;
 use crate::event::IncomingEvent;
 use crate::payload::standard_payload;
@@ -113,7 +114,7 @@ pub async fn run(
 }
 
 /// A webhook subscribed to exactly this event, as a user would have set one up.
-fn sample_webhook(event: &str, project: &str, user: Option<&str>, now: OffsetDateTime) -> Webhook {
+pub fn sample_webhook(event: &str, project: &str, user: Option<&str>, now: OffsetDateTime) -> Webhook {
     Webhook {
         id: "wh_sample".into(),
         name: "Sample webhook".into(),
@@ -121,9 +122,15 @@ fn sample_webhook(event: &str, project: &str, user: Option<&str>, now: OffsetDat
         status: WebhookStatus::Healthy,
         enabled: true,
         metadata: Subscription { events: vec![event.into()], project_ids: vec![project.into()] },
+        filter: None,
+        connector: Default::default(),
+        rate_limit: None,
+        ordered: false,
         created_by_id: user.unwrap_or("user_sample").into(),
+        companies: Companies::All,
         created_at: now,
         updated_at: now,
+        sealed_secret: String::new(),
     }
 }
 

@@ -1,9 +1,12 @@
-//! Webhooks: subscriptions to events, and their health.
+//! Webhooks: subscriptions to events, their connector, and their health.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 
-/// A webhook as plugins and API clients see it. The secret is never part of it.
+use crate::access::Companies;
+
+/// A stored webhook. Its secret is kept sealed and never serialised into any view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
@@ -13,16 +16,46 @@ pub struct Webhook {
     pub status: WebhookStatus,
     pub enabled: bool,
     pub metadata: Subscription,
+    /// The filter as the user wrote it (validated when saved).
+    pub filter: Option<Value>,
+    pub connector: ConnectorRef,
+    /// Messages per second at most; `None` for no limit.
+    pub rate_limit: Option<u32>,
+    /// Deliver one message at a time, in ingest order.
+    pub ordered: bool,
     pub created_by_id: String,
+    /// The companies of the token that saved it: it matches only their events.
+    pub companies: Companies,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    /// The signing secret, sealed (base64 of nonce + ciphertext).
+    pub sealed_secret: String,
+}
+
+/// The connector a webhook's deliveries go through, and its config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConnectorRef {
+    pub name: String,
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub config: Value,
+}
+
+impl Default for ConnectorRef {
+    fn default() -> Self {
+        ConnectorRef { name: "json".into(), config: empty_object() }
+    }
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
 }
 
 /// Which events reach a webhook: empty lists mean all events, all projects.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Subscription {
     #[serde(default)]
     pub events: Vec<String>,
@@ -31,7 +64,7 @@ pub struct Subscription {
 }
 
 /// A webhook's health.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WebhookStatus {
     /// The latest attempt succeeded (or none was made yet).
@@ -41,4 +74,42 @@ pub enum WebhookStatus {
     Unhealthy,
     /// Disabled after a message used all its attempts, a 410, or by its owner.
     Disabled,
+}
+
+/// The webhook as the standard payload shows it: nothing secret, nothing internal.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSummary<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub status: WebhookStatus,
+    pub enabled: bool,
+    pub metadata: &'a Subscription,
+    pub created_by_id: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl Webhook {
+    pub fn summary(&self) -> WebhookSummary<'_> {
+        WebhookSummary {
+            id: &self.id,
+            name: &self.name,
+            url: &self.url,
+            status: self.status,
+            enabled: self.enabled,
+            metadata: &self.metadata,
+            created_by_id: &self.created_by_id,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// A new webhook id.
+pub fn new_webhook_id() -> String {
+    format!("wh_{}", uuid::Uuid::now_v7().simple())
 }

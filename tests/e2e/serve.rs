@@ -3,20 +3,30 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use crate::support::binary;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{binary, shared_cache_dir};
 
 struct Server {
     child: Child,
     address: String,
+    /// Everything the server logged, collected once it stops.
+    log: std::sync::mpsc::Receiver<String>,
 }
 
 /// Starts the binary on a free port and waits for its "serving" line.
 fn start(data_dir: &std::path::Path, cache_dir: &std::path::Path) -> Server {
+    start_with(data_dir, cache_dir, &[])
+}
+
+fn start_with(data_dir: &std::path::Path, cache_dir: &std::path::Path, args: &[&str]) -> Server {
     let mut child = Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .arg("--cache-dir")
         .arg(cache_dir)
+        .args(args)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -24,22 +34,50 @@ fn start(data_dir: &std::path::Path, cache_dir: &std::path::Path) -> Server {
         .expect("wasmhook starts");
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let (send, log) = std::sync::mpsc::channel();
     let address = loop {
         let line = lines.next().expect("server printed its address").unwrap();
+        send.send(line.clone()).unwrap();
         if let Some(rest) = line.split("address=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
     // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, address }
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    Server { child, address, log }
 }
 
 impl Server {
     fn stop(mut self) -> std::process::ExitStatus {
+        self.stop_with_log().0
+    }
+
+    fn stop_with_log(&mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
+        let status = self.child.wait().unwrap();
+        (status, self.log.iter().collect::<Vec<_>>().join("\n"))
+    }
+
+    async fn call(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.address))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
     }
 }
 
@@ -50,7 +88,7 @@ async fn serves_health_with_builtins_and_stops_cleanly_on_sigterm() {
     let server = start(data.path(), cache.path());
     let health: serde_json::Value =
         reqwest::get(format!("http://{}/healthz", server.address)).await.unwrap().json().await.unwrap();
-    assert_eq!(health, serde_json::json!({"status": "ok", "connectors": ["json"]}));
+    assert_eq!(health, json!({"status": "ok", "connectors": ["json"], "queueDepth": 0}));
     assert!(server.stop().success());
     assert!(data.path().join("db").is_dir(), "the database lives in the data directory");
 
@@ -61,4 +99,81 @@ async fn serves_health_with_builtins_and_stops_cleanly_on_sigterm() {
     let server = start(data.path(), cache.path());
     assert!(server.stop().success());
     assert_eq!(std::fs::metadata(&cached[0]).unwrap().modified().unwrap(), written);
+}
+
+#[tokio::test]
+async fn webhooks_and_accepted_events_survive_a_restart_and_no_secret_is_logged() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--operator-token", "op", "--allow-private-destinations"];
+    let mut server = start_with(data.path(), &shared_cache_dir(), &args);
+    let hook = json!({"name": "kept", "url": "http://127.0.0.1:9/x", "metadata": {"events": ["TODO_CREATED"], "projectIds": []}});
+    let (status, created) = server.call("op", Method::POST, "/v1/webhooks", Some(hook)).await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let event = json!({"id": "e-restart", "event": "TODO_CREATED", "companyId": "c", "projectId": "p"});
+    let (status, accepted) = server.call("op", Method::POST, "/v1/events", Some(event.clone())).await;
+    assert_eq!(status, 202);
+    let (stopped, log) = server.stop_with_log();
+    assert!(stopped.success());
+    assert!(!log.contains(&secret), "the secret appeared in the log");
+
+    let mut server = start_with(data.path(), &shared_cache_dir(), &args);
+    let (_, list) = server.call("op", Method::GET, "/v1/webhooks", None).await;
+    assert_eq!(list["data"][0]["name"], "kept");
+    let (status, again) = server.call("op", Method::POST, "/v1/events", Some(event)).await;
+    assert_eq!(
+        (status, again["deliveries"].clone()),
+        (200, accepted["deliveries"].clone()),
+        "dedupe survives too"
+    );
+    let (status, health) = server.call("op", Method::GET, "/healthz", None).await;
+    assert_eq!((status, health["queueDepth"].clone()), (200, json!(1)));
+    let (stopped, log) = server.stop_with_log();
+    assert!(stopped.success());
+    assert!(!log.contains(&secret));
+}
+
+#[tokio::test]
+async fn without_a_configured_token_one_is_generated_into_the_data_dir() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = start(data.path(), &shared_cache_dir());
+    let path = data.path().join("operator-token");
+    let token = std::fs::read_to_string(&path).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let (status, _) = server.call(token.trim(), Method::GET, "/v1/tokens", None).await;
+    assert_eq!(status, 200);
+    let (_, log) = server.stop_with_log();
+    assert!(
+        log.contains("operator-token") && !log.contains(token.trim()),
+        "the path is printed, not the token"
+    );
+}
+
+#[tokio::test]
+async fn operator_cli_mints_tokens_and_lists_webhooks_through_the_api() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start_with(data.path(), &shared_cache_dir(), &["--operator-token", "op"]);
+    let url = format!("http://{}", server.address);
+    let cli = |args: &[&str]| Command::new(binary()).args(args).args(["--server", &url]).output().unwrap();
+
+    let out = cli(&["token", "create", "--user", "ada", "--companies", "c1,c2", "--token", "op"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["companies"], json!({"only": ["c1", "c2"]}));
+    assert_eq!(created["scope"], "user");
+    let token = created["token"].as_str().unwrap();
+
+    let out = cli(&["webhook", "list", "--token", token]);
+    assert!(out.status.success());
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["data"], json!([]));
+
+    let out = cli(&["token", "create", "--user", "ada", "--token", "op"]);
+    assert_eq!(out.status.code(), Some(2), "companies are required");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--companies"));
+    let out = cli(&["webhook", "list", "--token", "wrong"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    assert!(server.stop().success());
 }

@@ -1,0 +1,225 @@
+//! Ingest (`POST /v1/events`, `POST /v1/events/batch`) and the catalog (`GET /v1/event-types`).
+//!
+//! An event is validated, matched, and stored with its deliveries in one transaction; the
+//! 202 goes out only once a group commit has made it durable. A repeated event id or
+//! `Idempotency-Key` gets the first answer again, with `"duplicate": true` and a 200.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::auth::require;
+use super::error::ApiError;
+use super::json::ApiJson;
+use crate::access::{Caller, Scope};
+use crate::catalog::EventType;
+use crate::delivery::{Delivery, DeliveryStatus, new_delivery_id};
+use crate::event::{Event, IncomingEvent};
+use crate::matcher::Probe;
+use crate::server::AppState;
+use crate::store::{Accept, Accepted};
+
+/// What ingest answers for one event.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestResult {
+    /// The event's id (the sender's, or generated).
+    pub id: String,
+    /// How many webhooks it matched.
+    pub matched: usize,
+    pub deliveries: Vec<String>,
+    /// True when this event was accepted before: this is the first answer again.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    #[schema(value_type = Vec<Object>)]
+    events: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the batch answer's shape in the OpenAPI spec
+pub struct BatchResult {
+    events: Vec<IngestResult>,
+}
+
+#[utoipa::path(get, path = "/v1/event-types", tag = "events",
+    responses((status = 200, body = Vec<EventType>)))]
+pub async fn event_types(State(state): State<AppState>, _caller: Caller) -> Json<Vec<EventType>> {
+    Json(state.catalog.list())
+}
+
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content = Object, description = "{id?, event, companyId, projectId, userId?, currentValue?, previousValue?, occurredAt?}"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "dedupes like an event id")),
+    responses((status = 202, body = IngestResult), (status = 200, description = "a duplicate: the first answer", body = IngestResult),
+        (status = 400, description = "invalid event"), (status = 503, description = "storage cannot take more; retry")))]
+pub async fn ingest(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require(&caller, &[Scope::Ingest], "sending events")?;
+    state.check_ingest_rate(&caller, 1)?;
+    let key = idempotency_key(&headers)?;
+    if let Some(key) = &key
+        && let Some(first) = state.store.idempotent_response(key)?
+    {
+        return Ok((StatusCode::OK, Json(mark_duplicate(first))));
+    }
+    let mut event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
+    if event.id.is_none() {
+        event.id.clone_from(&key);
+    }
+    let (accept, result) = prepare(&state, event)?;
+    let response = serde_json::to_value(&result).expect("plain data");
+    let answer = commit(&state, vec![accept], key.as_deref(), |outcomes| match &outcomes[0] {
+        Accepted::Duplicate(first) => mark_duplicate(first.clone()),
+        Accepted::New => response.clone(),
+    })
+    .await?;
+    let status = if answer["duplicate"] == true { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(answer)))
+}
+
+#[utoipa::path(post, path = "/v1/events/batch", request_body = Batch, tag = "events",
+    params(("Idempotency-Key" = Option<String>, Header, description = "dedupes the whole batch")),
+    responses((status = 202, body = BatchResult), (status = 400, description = "an invalid event: nothing was stored"),
+        (status = 503, description = "storage cannot take more; retry")))]
+pub async fn ingest_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(batch): ApiJson<Batch>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require(&caller, &[Scope::Ingest], "sending events")?;
+    let max = state.config.limits.batch_events;
+    if batch.events.is_empty() || batch.events.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "a batch carries 1 to {max} events, this one {}",
+            batch.events.len()
+        )));
+    }
+    state.check_ingest_rate(&caller, batch.events.len() as u32)?;
+    let key = idempotency_key(&headers)?;
+    if let Some(key) = &key
+        && let Some(first) = state.store.idempotent_response(key)?
+    {
+        return Ok((StatusCode::OK, Json(first)));
+    }
+    // Validate everything before storing anything: all or nothing.
+    let mut prepared = Vec::with_capacity(batch.events.len());
+    for (i, body) in batch.events.into_iter().enumerate() {
+        let event = parse_event(&state, &caller, body)
+            .map_err(|e| ApiError::bad_request(format!("events[{i}]: {e}")))?;
+        prepared.push(prepare(&state, event)?);
+    }
+    let (accepts, results): (Vec<Accept>, Vec<IngestResult>) = prepared.into_iter().unzip();
+    let answer = commit(&state, accepts, key.as_deref(), |outcomes| {
+        let events: Vec<Value> = results
+            .iter()
+            .zip(outcomes)
+            .map(|(result, outcome)| match outcome {
+                Accepted::Duplicate(first) => mark_duplicate(first.clone()),
+                Accepted::New => serde_json::to_value(result).expect("plain data"),
+            })
+            .collect();
+        serde_json::json!({ "events": events })
+    })
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_owned())),
+        _ => Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
+    }
+}
+
+fn mark_duplicate(mut first: Value) -> Value {
+    first["duplicate"] = Value::Bool(true);
+    first
+}
+
+/// Checks one event's shape, type and company; the message names the field.
+fn parse_event(state: &AppState, caller: &Caller, body: Value) -> Result<IncomingEvent, String> {
+    let event: IncomingEvent = super::json::from_value(body)?;
+    if !state.catalog.contains(&event.event) {
+        return Err(format!("event: unknown event type {:?}; valid: {}", event.event, state.catalog.names()));
+    }
+    for (field, value) in [("companyId", &event.company_id), ("projectId", &event.project_id)] {
+        if value.trim().is_empty() {
+            return Err(format!("{field}: must not be empty"));
+        }
+    }
+    if event.id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 255) {
+        return Err("id: must be 1 to 255 characters".into());
+    }
+    if !caller.companies.allows(&event.company_id) {
+        return Err(format!("companyId: this token may not send events for company {:?}", event.company_id));
+    }
+    Ok(event)
+}
+
+/// Matches an event and makes its deliveries.
+fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestResult), ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let event: Event = incoming.accept(now);
+    let payload = crate::payload::payload_without_webhook(&event);
+    let probe = Probe {
+        event_type: &event.event,
+        company_id: &event.company_id,
+        project_id: &event.project_id,
+        payload: &payload,
+    };
+    let routes = state.index.read().unwrap_or_else(|p| p.into_inner()).matches(&probe);
+    let deliveries: Vec<Delivery> = routes
+        .iter()
+        .map(|route| Delivery {
+            id: new_delivery_id(),
+            event_id: event.id.clone(),
+            webhook_id: route.webhook_id.clone(),
+            status: if route.enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused },
+            created_at: now,
+        })
+        .collect();
+    let result = IngestResult {
+        id: event.id.clone(),
+        matched: deliveries.len(),
+        deliveries: deliveries.iter().map(|d| d.id.clone()).collect(),
+        duplicate: false,
+    };
+    let response = serde_json::to_value(&result).expect("plain data");
+    Ok((Accept { event, deliveries, response }, result))
+}
+
+/// Stores and makes durable, or answers 503 when the queue is over its bound.
+async fn commit(
+    state: &AppState,
+    accepts: Vec<Accept>,
+    key: Option<&str>,
+    answer: impl Fn(&[Accepted]) -> Value,
+) -> Result<Value, ApiError> {
+    let new_deliveries: u64 = accepts.iter().map(|a| a.deliveries.len() as u64).sum();
+    if state.store.queue_depth() + new_deliveries > state.config.limits.queue_depth {
+        return Err(ApiError::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full",
+            "the delivery queue is full; nothing was stored, try again shortly",
+            5,
+        ));
+    }
+    let now_ms = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let answer = state.store.accept(&accepts, key, answer, now_ms)?;
+    state.store.durable().await?;
+    Ok(answer)
+}

@@ -1,0 +1,86 @@
+//! The REST API: one file per resource, one error shape, generated OpenAPI.
+
+mod auth;
+mod error;
+mod events;
+mod json;
+mod tokens;
+mod webhooks;
+
+use axum::Json;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
+use axum::routing::{delete, get, post};
+use axum::{Router, http::StatusCode};
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+pub use self::error::ApiError;
+pub use self::events::IngestResult;
+
+use crate::server::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "wasmhook", description = "Webhook host with WebAssembly plugins"),
+    paths(
+        events::event_types, events::ingest, events::ingest_batch,
+        webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete,
+        tokens::create, tokens::list, tokens::revoke,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document of the routes below.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.config.limits;
+    let v1 = Router::new()
+        .route("/event-types", get(events::event_types))
+        .route("/events", post(events::ingest).layer(DefaultBodyLimit::max(limits.event_bytes)))
+        .route("/events/batch", post(events::ingest_batch).layer(DefaultBodyLimit::max(limits.batch_bytes)))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route("/webhooks/{id}", get(webhooks::read).patch(webhooks::update).delete(webhooks::delete))
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{id}", delete(tokens::revoke))
+        .layer(DefaultBodyLimit::max(64 << 10));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    let connectors: Vec<String> = state.connectors.list().into_iter().map(|(name, _)| name).collect();
+    Json(json!({"status": "ok", "connectors": connectors, "queueDepth": state.store.queue_depth()}))
+}

@@ -1,0 +1,314 @@
+//! `/v1/webhooks`: create, list, read, update and delete webhooks.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::require;
+use super::error::ApiError;
+use super::json::ApiJson;
+use crate::access::{Caller, Scope};
+use crate::filter::Filter;
+use crate::secret::Secret;
+use crate::server::AppState;
+use crate::webhook::{ConnectorRef, Subscription, Webhook, WebhookStatus, new_webhook_id};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateWebhook {
+    name: String,
+    url: String,
+    /// `whsec_` + base64 of 24–64 random bytes; generated when absent.
+    secret: Option<String>,
+    enabled: Option<bool>,
+    metadata: Subscription,
+    #[schema(value_type = Option<Object>)]
+    filter: Option<Value>,
+    connector: Option<ConnectorRef>,
+    rate_limit: Option<u32>,
+    ordered: Option<bool>,
+}
+
+/// Fields to change; a `filter` of `null` removes the filter.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateWebhook {
+    name: Option<String>,
+    url: Option<String>,
+    enabled: Option<bool>,
+    metadata: Option<Subscription>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    filter: Option<Value>,
+    connector: Option<ConnectorRef>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    rate_limit: Option<Value>,
+    ordered: Option<bool>,
+}
+
+/// Distinguishes an explicit `null` (Some(Null)) from an absent field (None).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A webhook as the API shows it: never its secret.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView {
+    id: String,
+    name: String,
+    url: String,
+    status: WebhookStatus,
+    enabled: bool,
+    metadata: Subscription,
+    #[schema(value_type = Option<Object>)]
+    filter: Option<Value>,
+    connector: ConnectorRef,
+    rate_limit: Option<u32>,
+    ordered: bool,
+    created_by_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+}
+
+impl From<&Webhook> for WebhookView {
+    fn from(w: &Webhook) -> Self {
+        WebhookView {
+            id: w.id.clone(),
+            name: w.name.clone(),
+            url: w.url.clone(),
+            status: w.status,
+            enabled: w.enabled,
+            metadata: w.metadata.clone(),
+            filter: w.filter.clone(),
+            connector: w.connector.clone(),
+            rate_limit: w.rate_limit,
+            ordered: w.ordered,
+            created_by_id: w.created_by_id.clone(),
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// The answer to a create: the webhook and, this once, its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedWebhook {
+    #[serde(flatten)]
+    webhook: WebhookView,
+    /// Shown only now; store it to verify signatures.
+    secret: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Page size, 1–200 (default 50).
+    limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookPage {
+    data: Vec<WebhookView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(post, path = "/v1/webhooks", request_body = CreateWebhook, tag = "webhooks",
+    responses((status = 201, body = CreatedWebhook), (status = 400, description = "invalid webhook")))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateWebhook>,
+) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
+    require(&caller, &[Scope::User], "creating webhooks")?;
+    let secret = match &body.secret {
+        Some(text) => Secret::parse(text).map_err(|e| ApiError::bad_request(format!("secret: {e}")))?,
+        None => Secret::generate(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let mut webhook = Webhook {
+        id: new_webhook_id(),
+        name: body.name,
+        url: body.url,
+        status: WebhookStatus::Healthy,
+        enabled: body.enabled.unwrap_or(true),
+        metadata: body.metadata,
+        filter: body.filter,
+        connector: body.connector.unwrap_or_default(),
+        rate_limit: body.rate_limit,
+        ordered: body.ordered.unwrap_or(false),
+        created_by_id: caller.user_id.clone(),
+        companies: caller.companies.clone(),
+        created_at: now,
+        updated_at: now,
+        sealed_secret: STANDARD.encode(state.secrets.seal(&secret)),
+    };
+    if !webhook.enabled {
+        webhook.status = WebhookStatus::Disabled;
+    }
+    validate(&state, &mut webhook)?;
+    state.store.put_webhook(&webhook)?;
+    state.store.durable().await?;
+    state.index_upsert(&webhook);
+    tracing::info!(webhook_id = %webhook.id, owner = %webhook.created_by_id, "webhook created");
+    let created = CreatedWebhook { webhook: WebhookView::from(&webhook), secret: secret.expose().to_owned() };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[utoipa::path(get, path = "/v1/webhooks", params(ListQuery), tag = "webhooks",
+    responses((status = 200, body = WebhookPage)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<WebhookPage>, ApiError> {
+    require(&caller, &[Scope::User], "listing webhooks")?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 200"));
+    }
+    let owner = (!caller.is_operator()).then_some(caller.user_id.as_str());
+    let mut page = state.store.list_webhooks(owner, query.cursor.as_deref(), limit + 1)?;
+    let next_cursor = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page[limit - 1].id.clone()
+    });
+    Ok(Json(WebhookPage { data: page.iter().map(WebhookView::from).collect(), next_cursor }))
+}
+
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
+    responses((status = 200, body = WebhookView), (status = 404, description = "no such webhook")))]
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let webhook = owned(&state, &caller, &id)?;
+    Ok(Json(WebhookView::from(&webhook)))
+}
+
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", request_body = UpdateWebhook, tag = "webhooks",
+    responses((status = 200, body = WebhookView), (status = 400, description = "invalid change"), (status = 404, description = "no such webhook")))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateWebhook>,
+) -> Result<Json<WebhookView>, ApiError> {
+    let mut webhook = owned(&state, &caller, &id)?;
+    if let Some(name) = body.name {
+        webhook.name = name;
+    }
+    if let Some(url) = body.url {
+        webhook.url = url;
+    }
+    if let Some(metadata) = body.metadata {
+        webhook.metadata = metadata;
+    }
+    if let Some(filter) = body.filter {
+        webhook.filter = (!filter.is_null()).then_some(filter);
+    }
+    if let Some(connector) = body.connector {
+        webhook.connector = connector;
+    }
+    if let Some(rate_limit) = body.rate_limit {
+        webhook.rate_limit = match rate_limit {
+            Value::Null => None,
+            other => Some(serde_json::from_value(other).map_err(|_| {
+                ApiError::bad_request("rateLimit: expected a whole number of messages per second, or null")
+            })?),
+        };
+    }
+    if let Some(ordered) = body.ordered {
+        webhook.ordered = ordered;
+    }
+    if let Some(enabled) = body.enabled {
+        webhook.enabled = enabled;
+        webhook.status = if enabled { WebhookStatus::Healthy } else { WebhookStatus::Disabled };
+    }
+    validate(&state, &mut webhook)?;
+    webhook.updated_at = OffsetDateTime::now_utc();
+    state.store.put_webhook(&webhook)?;
+    state.store.durable().await?;
+    state.index_upsert(&webhook);
+    Ok(Json(WebhookView::from(&webhook)))
+}
+
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
+    responses((status = 204, description = "deleted"), (status = 404, description = "no such webhook")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    owned(&state, &caller, &id)?;
+    state.store.delete_webhook(&id)?;
+    state.store.durable().await?;
+    state.index_remove(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The webhook if the caller may see it: another user's is a 404, so ids do not leak.
+fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
+    require(caller, &[Scope::User], "managing webhooks")?;
+    match state.store.webhook(id)? {
+        Some(webhook) if caller.owns(&webhook.created_by_id) => Ok(webhook),
+        _ => Err(ApiError::not_found("webhook")),
+    }
+}
+
+/// Checks every field a user controls, normalising lists; a 400 names the field.
+fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
+    let field = |name: &str, e: String| ApiError::bad_request(format!("{name}: {e}"));
+    webhook.name = webhook.name.trim().to_owned();
+    if webhook.name.is_empty() || webhook.name.len() > 200 {
+        return Err(field("name", "must be 1 to 200 characters".into()));
+    }
+    crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
+        .map_err(|e| field("url", e))?;
+    let metadata = &mut webhook.metadata;
+    for list in [&mut metadata.events, &mut metadata.project_ids] {
+        list.sort();
+        list.dedup();
+    }
+    state.catalog.check(&metadata.events).map_err(|e| field("metadata.events", e))?;
+    if metadata.project_ids.iter().any(|p| p.trim().is_empty()) {
+        return Err(field("metadata.projectIds", "project ids must not be empty".into()));
+    }
+    if let Some(filter) = &webhook.filter {
+        Filter::parse(filter).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    if state.connectors.get(&webhook.connector.name).is_none() {
+        let known: Vec<String> = state.connectors.list().into_iter().map(|(name, _)| name).collect();
+        return Err(field(
+            "connector.name",
+            format!("no connector named {:?}; installed: {}", webhook.connector.name, known.join(", ")),
+        ));
+    }
+    if !webhook.connector.config.is_object() {
+        return Err(field("connector.config", "must be a JSON object".into()));
+    }
+    if webhook.rate_limit == Some(0) {
+        return Err(field(
+            "rateLimit",
+            "must be at least 1 message per second (or absent for no limit)".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The server's configuration: defaults, then a TOML file, then environment variables, then
+//! flags (the last two through clap in `main.rs`), in one struct.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::runtime::Limits;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// The database, generated keys and the generated operator token.
+    pub data_dir: PathBuf,
+    /// Compiled plugins (kept apart from the data directory).
+    pub cache_dir: PathBuf,
+    /// Operator tokens; when none is given one is generated into the data directory.
+    pub operator_tokens: Vec<String>,
+    /// Key sealing webhook secrets at rest (base64 of 32 bytes); generated when absent.
+    pub secret_key: Option<String>,
+    /// Allow webhooks to point at loopback and private addresses (development, tests).
+    pub allow_private_destinations: bool,
+    /// Delays between attempts; one more attempt than entries.
+    #[serde(deserialize_with = "schedule")]
+    pub retry_schedule: Vec<Duration>,
+    pub limits: ApiLimits,
+    pub plugin_limits: Limits,
+    /// Event types beyond the built-in catalog: name → description.
+    pub event_types: BTreeMap<String, String>,
+}
+
+/// Bounds on what the API accepts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApiLimits {
+    /// Bytes of one event request (a batch may carry this many per event).
+    pub event_bytes: usize,
+    /// Bytes of an uploaded plugin.
+    pub plugin_bytes: usize,
+    /// Bytes of one batch request.
+    pub batch_bytes: usize,
+    /// Events in one batch.
+    pub batch_events: usize,
+    /// Deliveries waiting in the queue before ingest answers 503.
+    pub queue_depth: u64,
+    /// Events per second one token may send; `None` for no limit.
+    pub ingest_per_second: Option<u32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: "wasmhook-data".into(),
+            cache_dir: "wasmhook-cache".into(),
+            operator_tokens: Vec::new(),
+            secret_key: None,
+            allow_private_destinations: false,
+            retry_schedule: parse_schedule("30s,5m,30m,2h").expect("the default schedule parses"),
+            limits: ApiLimits::default(),
+            plugin_limits: Limits::default(),
+            event_types: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            event_bytes: 1 << 20,
+            batch_bytes: 16 << 20,
+            plugin_bytes: 50 << 20,
+            batch_events: 1_000,
+            queue_depth: 1_000_000,
+            ingest_per_second: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the config file {path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// The defaults, overlaid with the TOML file when one is given.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = file else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })
+    }
+}
+
+/// Parses `30s,5m,30m,2h` (units `ms`, `s`, `m`, `h`).
+pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let split = part.find(|c: char| !c.is_ascii_digit()).unwrap_or(part.len());
+            let (number, unit) = part.split_at(split);
+            let n: u64 =
+                number.parse().map_err(|_| format!("{part:?}: expected a number then ms, s, m or h"))?;
+            Ok(match unit {
+                "ms" => Duration::from_millis(n),
+                "s" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n * 60),
+                "h" => Duration::from_secs(n * 3600),
+                _ => return Err(format!("{part:?}: unknown unit {unit:?}; use ms, s, m or h")),
+            })
+        })
+        .collect()
+}
+
+fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    parse_schedule(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse_with_units() {
+        assert_eq!(
+            parse_schedule("30s, 5m,30m,2h,10ms").unwrap(),
+            [30, 300, 1800, 7200]
+                .map(Duration::from_secs)
+                .into_iter()
+                .chain([Duration::from_millis(10)])
+                .collect::<Vec<_>>()
+        );
+        assert!(parse_schedule("5x").unwrap_err().contains("unknown unit"));
+        assert!(parse_schedule("s").unwrap_err().contains("expected a number"));
+    }
+
+    #[test]
+    fn the_file_overlays_the_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wasmhook.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nretry-schedule = \"1s,2s\"\n[limits]\nbatch-events = 10\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.retry_schedule.len(), 2);
+        assert_eq!(config.limits.batch_events, 10);
+        assert_eq!(config.limits.event_bytes, 1 << 20);
+
+        std::fs::write(&path, "listne = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&path)).unwrap_err().to_string().contains("unknown field `listne`"));
+    }
+}

@@ -1,0 +1,209 @@
+//! Which webhooks an event reaches: an in-memory index by (event type, project), bounded by
+//! each webhook's companies, then its filter.
+//!
+//! Every webhook sits in exactly one bucket per (event type or any) × (project, or — when it
+//! names no projects — its companies, or all companies). An event looks in at most six
+//! buckets, so the cost of matching grows with the number of matches, not of webhooks.
+//! The index is rebuilt from storage at start and updated with every change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::access::Companies;
+use crate::filter::Filter;
+use crate::webhook::Webhook;
+
+/// What matching needs of a webhook, kept in memory.
+#[derive(Debug)]
+pub struct Route {
+    pub webhook_id: String,
+    pub enabled: bool,
+    companies: Companies,
+    filter: Option<Filter>,
+    /// The payload's `webhook` member, for filters on `webhook.*`.
+    summary: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Scope {
+    Project(String),
+    Company(String),
+    AllCompanies,
+}
+
+type BucketKey = (Option<String>, Scope);
+
+#[derive(Default)]
+pub struct MatchIndex {
+    buckets: HashMap<BucketKey, HashMap<String, Arc<Route>>>,
+    keys_of: HashMap<String, Vec<BucketKey>>,
+}
+
+/// An event as matching sees it.
+pub struct Probe<'a> {
+    pub event_type: &'a str,
+    pub company_id: &'a str,
+    pub project_id: &'a str,
+    /// The standard payload without its `webhook` member.
+    pub payload: &'a Value,
+}
+
+impl MatchIndex {
+    /// Adds or replaces a webhook. Its filter must have been validated when it was saved.
+    pub fn upsert(&mut self, webhook: &Webhook) {
+        self.remove(&webhook.id);
+        let filter = webhook.filter.as_ref().and_then(|f| Filter::parse(f).ok());
+        let route = Arc::new(Route {
+            webhook_id: webhook.id.clone(),
+            enabled: webhook.enabled,
+            companies: webhook.companies.clone(),
+            filter,
+            summary: serde_json::to_value(webhook.summary()).expect("a summary is plain data"),
+        });
+        let events: Vec<Option<String>> = if webhook.metadata.events.is_empty() {
+            vec![None]
+        } else {
+            webhook.metadata.events.iter().cloned().map(Some).collect()
+        };
+        let scopes: Vec<Scope> = match (&webhook.metadata.project_ids[..], &webhook.companies) {
+            ([], Companies::All) => vec![Scope::AllCompanies],
+            ([], Companies::Only(companies)) => companies.iter().cloned().map(Scope::Company).collect(),
+            (projects, _) => projects.iter().cloned().map(Scope::Project).collect(),
+        };
+        let mut keys = Vec::new();
+        for event in &events {
+            for scope in &scopes {
+                let key = (event.clone(), scope.clone());
+                if self
+                    .buckets
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(webhook.id.clone(), route.clone())
+                    .is_none()
+                {
+                    keys.push(key);
+                }
+            }
+        }
+        self.keys_of.insert(webhook.id.clone(), keys);
+    }
+
+    pub fn remove(&mut self, webhook_id: &str) {
+        for key in self.keys_of.remove(webhook_id).unwrap_or_default() {
+            if let Some(bucket) = self.buckets.get_mut(&key) {
+                bucket.remove(webhook_id);
+                if bucket.is_empty() {
+                    self.buckets.remove(&key);
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys_of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys_of.is_empty()
+    }
+
+    /// The webhooks the event reaches, enabled or not (disabled ones keep their deliveries
+    /// as `paused`), in no particular order.
+    pub fn matches(&self, probe: &Probe<'_>) -> Vec<Arc<Route>> {
+        let event_keys = [Some(probe.event_type.to_owned()), None];
+        let scopes = [
+            Scope::Project(probe.project_id.to_owned()),
+            Scope::Company(probe.company_id.to_owned()),
+            Scope::AllCompanies,
+        ];
+        let mut found = Vec::new();
+        for event in &event_keys {
+            for scope in &scopes {
+                let Some(bucket) = self.buckets.get(&(event.clone(), scope.clone())) else { continue };
+                found.extend(
+                    bucket
+                        .values()
+                        .filter(|route| route.companies.allows(probe.company_id))
+                        .filter(|route| {
+                            route
+                                .filter
+                                .as_ref()
+                                .is_none_or(|f| f.matches_split(probe.payload, Some(&route.summary)))
+                        })
+                        .cloned(),
+                );
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::tryout::sample_webhook;
+
+    fn webhook(id: &str, events: &[&str], projects: &[&str], companies: Companies) -> Webhook {
+        let mut w = sample_webhook("TODO_CREATED", "p", None, time::OffsetDateTime::UNIX_EPOCH);
+        w.id = id.into();
+        w.metadata.events = events.iter().map(|e| e.to_string()).collect();
+        w.metadata.project_ids = projects.iter().map(|p| p.to_string()).collect();
+        w.companies = companies;
+        w
+    }
+
+    fn only(companies: &[&str]) -> Companies {
+        Companies::Only(companies.iter().map(|c| c.to_string()).collect())
+    }
+
+    fn matched(index: &MatchIndex, event: &str, company: &str, project: &str) -> Vec<String> {
+        let payload = json!({"event": event, "currentValue": {"title": "Launch"}});
+        let probe = Probe { event_type: event, company_id: company, project_id: project, payload: &payload };
+        let mut ids: Vec<String> = index.matches(&probe).iter().map(|r| r.webhook_id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn events_projects_and_companies_combine() {
+        let mut index = MatchIndex::default();
+        index.upsert(&webhook("a_exact", &["TODO_CREATED"], &["p1"], only(&["c1"])));
+        index.upsert(&webhook("b_any_event", &[], &["p1", "p2"], only(&["c1", "c2"])));
+        index.upsert(&webhook("c_company_wide", &["TODO_CREATED", "COMMENT_CREATED"], &[], only(&["c1"])));
+        index.upsert(&webhook("d_everything", &[], &[], Companies::All));
+        index.upsert(&webhook("e_other_company_project", &[], &["p9"], only(&["c1"])));
+
+        assert_eq!(
+            matched(&index, "TODO_CREATED", "c1", "p1"),
+            ["a_exact", "b_any_event", "c_company_wide", "d_everything"]
+        );
+        assert_eq!(matched(&index, "TODO_DELETED", "c1", "p1"), ["b_any_event", "d_everything"]);
+        assert_eq!(matched(&index, "COMMENT_CREATED", "c2", "p2"), ["b_any_event", "d_everything"]);
+        assert_eq!(matched(&index, "COMMENT_CREATED", "c1", "p3"), ["c_company_wide", "d_everything"]);
+        // p9 belongs to company c3, which the owner of e may not see.
+        assert_eq!(matched(&index, "TODO_CREATED", "c3", "p9"), ["d_everything"]);
+    }
+
+    #[test]
+    fn filters_narrow_and_updates_and_removals_apply() {
+        let mut index = MatchIndex::default();
+        let mut w = webhook("f", &[], &[], Companies::All);
+        w.filter = Some(json!({"path": "currentValue.title", "op": "eq", "value": "Other"}));
+        index.upsert(&w);
+        assert!(matched(&index, "TODO_CREATED", "c1", "p1").is_empty());
+
+        w.filter = Some(json!({"path": "webhook.id", "op": "eq", "value": "f"}));
+        w.metadata.events = vec!["TODO_DELETED".into()];
+        index.upsert(&w);
+        assert!(matched(&index, "TODO_CREATED", "c1", "p1").is_empty(), "old bucket left");
+        assert_eq!(matched(&index, "TODO_DELETED", "c1", "p1"), ["f"]);
+
+        index.remove("f");
+        assert!(matched(&index, "TODO_DELETED", "c1", "p1").is_empty());
+        assert!(index.is_empty() && index.buckets.is_empty());
+    }
+}

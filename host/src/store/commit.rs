@@ -1,0 +1,69 @@
+//! Group commit: many writers, one fsync.
+//!
+//! A writer that needs its writes durable takes a ticket after writing and waits until a
+//! flush that started after its ticket has finished. One background task runs flushes back
+//! to back, so under load each fsync covers every write made while the previous one ran:
+//! durability costs a wait, not a cap on throughput.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Notify, watch};
+
+pub(crate) struct GroupCommit {
+    requested: AtomicU64,
+    wake: Notify,
+    done: watch::Sender<Flushed>,
+}
+
+#[derive(Clone, Default)]
+struct Flushed {
+    /// Every ticket up to this one is durable.
+    through: u64,
+    /// The last flush failed: the tickets it was for, and why.
+    failed: Option<(u64, String)>,
+}
+
+impl GroupCommit {
+    /// Starts the flushing task for `db` on the current tokio runtime.
+    pub(crate) fn start(db: sled::Db) -> Arc<Self> {
+        let commit = Arc::new(GroupCommit {
+            requested: AtomicU64::new(0),
+            wake: Notify::new(),
+            done: watch::channel(Flushed::default()).0,
+        });
+        let flusher = commit.clone();
+        tokio::spawn(async move {
+            loop {
+                let notified = flusher.wake.notified();
+                let target = flusher.requested.load(Ordering::Acquire);
+                if flusher.done.borrow().through >= target {
+                    notified.await;
+                    continue;
+                }
+                let through = flusher.done.borrow().through;
+                let flushed = match db.flush_async().await {
+                    Ok(_) => Flushed { through: target, failed: None },
+                    Err(error) => Flushed { through, failed: Some((target, error.to_string())) },
+                };
+                flusher.done.send_replace(flushed);
+            }
+        });
+        commit
+    }
+
+    /// Returns once everything written before this call is on disk.
+    pub(crate) async fn durable(&self) -> Result<(), String> {
+        let ticket = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        self.wake.notify_one();
+        let mut done = self.done.subscribe();
+        let outcome = done
+            .wait_for(|f| f.through >= ticket || f.failed.as_ref().is_some_and(|(t, _)| *t >= ticket))
+            .await
+            .map_err(|_| "storage is shutting down".to_string())?;
+        match &outcome.failed {
+            Some((_, error)) if outcome.through < ticket => Err(error.clone()),
+            _ => Ok(()),
+        }
+    }
+}
