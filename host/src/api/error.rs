@@ -74,16 +74,20 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::NotDurable(cause) => {
-                tracing::error!("storage cannot make writes durable: {cause}");
-                ApiError::retry_later(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "storage cannot take more right now; nothing was lost, try again",
-                    5,
-                )
-            }
+            StoreError::NotDurable(cause) => storage_unavailable(cause),
+            // A full or failing disk: the client should retry; nothing unacknowledged is kept.
+            StoreError::Sled(sled::Error::Io(cause)) => storage_unavailable(cause),
             other => ApiError::internal(other),
         }
     }
+}
+
+fn storage_unavailable(cause: impl std::fmt::Display) -> ApiError {
+    tracing::error!("storage cannot take writes: {cause}");
+    ApiError::retry_later(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        "storage cannot take more right now; try again shortly",
+        5,
+    )
 }
