@@ -28,6 +28,7 @@ pub struct Config {
     #[serde(deserialize_with = "schedule")]
     pub retry_schedule: Vec<Duration>,
     pub limits: ApiLimits,
+    pub delivery: DeliveryConfig,
     pub plugin_limits: Limits,
     /// Event types beyond the built-in catalog: name → description.
     pub event_types: BTreeMap<String, String>,
@@ -62,9 +63,29 @@ impl Default for Config {
             allow_private_destinations: false,
             retry_schedule: parse_schedule("30s,5m,30m,2h").expect("the default schedule parses"),
             limits: ApiLimits::default(),
+            delivery: DeliveryConfig::default(),
             plugin_limits: Limits::default(),
             event_types: BTreeMap::new(),
         }
+    }
+}
+
+/// How deliveries are worked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Deliveries worked at once.
+    pub workers: usize,
+    /// Deliveries of one webhook worked at once: a slow receiver cannot take every worker.
+    pub per_webhook: usize,
+    /// Each attempt's timeout.
+    #[serde(deserialize_with = "duration")]
+    pub attempt_timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig { workers: 64, per_webhook: 8, attempt_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -118,6 +139,13 @@ pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
             })
         })
         .collect()
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match parse_schedule(&String::deserialize(d)?).map_err(serde::de::Error::custom)?[..] {
+        [one] => Ok(one),
+        _ => Err(serde::de::Error::custom("expected one duration, e.g. \"10s\"")),
+    }
 }
 
 fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {

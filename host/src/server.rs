@@ -49,6 +49,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     /// Hashes of the operator tokens.
     pub operator_hashes: Arc<Vec<[u8; 32]>>,
+    /// Wakes the delivery engine when work is queued.
+    pub wake: crate::delivery::engine::Wake,
     ingest_limiter: Option<Arc<RateLimiter>>,
 }
 
@@ -84,6 +86,7 @@ impl AppState {
             index: Arc::new(RwLock::new(index)),
             secrets,
             operator_hashes: Arc::new(operator_hashes),
+            wake: Default::default(),
         })
     }
 
@@ -140,6 +143,7 @@ pub async fn serve(
         "wasmhook is serving"
     );
     let store = state.store.clone();
+    crate::delivery::engine::spawn(state.clone());
     axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await?;
     store.flush().await.map_err(|source| ServeError::Storage { path: "db".into(), source })?;
     tracing::info!("stopped; storage flushed");

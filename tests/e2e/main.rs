@@ -5,6 +5,7 @@
 
 mod api;
 mod cli;
+mod delivery;
 mod runtime;
 mod serve;
 mod support;

@@ -260,7 +260,8 @@ async fn a_busy_plugin_does_not_stall_the_executor() {
     let during = ticks.load(Ordering::Relaxed) - before;
     ticker.abort();
     assert!(matches!(error, PluginError::Timeout(TimeoutKind::Cpu(_))));
-    assert!(during >= 5, "other tasks ran only {during} times while the plugin computed");
+    // A plugin that held the thread would let the ticker run 0 times: all in one poll.
+    assert!(during >= 2, "other tasks ran only {during} times while the plugin computed");
 }
 
 #[tokio::test]

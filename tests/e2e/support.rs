@@ -129,3 +129,128 @@ impl TestServer {
         created["token"].as_str().unwrap().to_owned()
     }
 }
+
+impl TestServer {
+    /// A server that also delivers, retrying on `schedule` (e.g. "10ms,10ms").
+    pub async fn delivering(schedule: &str) -> TestServer {
+        let schedule = wasmhook::config::parse_schedule(schedule).unwrap();
+        let server = TestServer::start_with(|c| c.retry_schedule = schedule).await;
+        wasmhook::delivery::engine::spawn(server.state.clone());
+        server
+    }
+
+    /// Creates a webhook as `token` and returns the API's answer (with its secret).
+    pub async fn webhook(&self, token: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, created) = self.call(token, reqwest::Method::POST, "/v1/webhooks", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    pub async fn send_event(&self, token: &str, event: serde_json::Value) -> serde_json::Value {
+        let (status, accepted) = self.call(token, reqwest::Method::POST, "/v1/events", Some(event)).await;
+        assert_eq!(status, 202, "{accepted}");
+        accepted
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most 10 seconds: waiting on something that
+/// happens in the background, not measuring how long it takes.
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// One request a [`Receiver`] got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+    pub at: std::time::Instant,
+}
+
+/// A real HTTP receiver on 127.0.0.1:0 that records every request and answers with the
+/// scripted statuses in turn (then 200), optionally after a delay.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    inner: std::sync::Arc<std::sync::Mutex<ReceiverState>>,
+}
+
+#[derive(Default)]
+struct ReceiverState {
+    received: Vec<Received>,
+    script: std::collections::VecDeque<(u16, Vec<(String, String)>)>,
+    delay: std::time::Duration,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let inner = std::sync::Arc::new(std::sync::Mutex::new(ReceiverState::default()));
+        let state = inner.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let state = state.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec();
+                let (answer, delay) = {
+                    let mut s = state.lock().unwrap();
+                    s.received.push(Received {
+                        path: parts.uri.path().to_owned(),
+                        headers: parts.headers,
+                        body,
+                        at: std::time::Instant::now(),
+                    });
+                    (s.script.pop_front().unwrap_or((200, vec![])), s.delay)
+                };
+                tokio::time::sleep(delay).await;
+                let mut response = axum::response::Response::new(axum::body::Body::from("ok"));
+                *response.status_mut() = axum::http::StatusCode::from_u16(answer.0).unwrap();
+                for (name, value) in answer.1 {
+                    response.headers_mut().insert(
+                        axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                        axum::http::HeaderValue::from_str(&value).unwrap(),
+                    );
+                }
+                response
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, inner }
+    }
+
+    /// Answers the next requests with these statuses, in order.
+    pub fn script(&self, statuses: &[u16]) {
+        self.inner.lock().unwrap().script.extend(statuses.iter().map(|s| (*s, vec![])));
+    }
+
+    pub fn script_with_headers(&self, status: u16, headers: &[(&str, &str)]) {
+        let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        self.inner.lock().unwrap().script.push_back((status, headers));
+    }
+
+    pub fn delay(&self, delay: std::time::Duration) {
+        self.inner.lock().unwrap().delay = delay;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    /// Waits until at least `n` requests arrived, and returns them.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        eventually(&format!("{n} requests at the receiver"), async || {
+            let got = self.received();
+            (got.len() >= n).then_some(got)
+        })
+        .await
+    }
+}

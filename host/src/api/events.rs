@@ -189,6 +189,9 @@ fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestR
             event_id: event.id.clone(),
             webhook_id: route.webhook_id.clone(),
             status: if route.enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused },
+            messages: Vec::new(),
+            error: None,
+            plugin_log: Vec::new(),
             created_at: now,
         })
         .collect();
@@ -221,5 +224,6 @@ async fn commit(
     let now_ms = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     let answer = state.store.accept(&accepts, key, answer, now_ms)?;
     state.store.durable().await?;
+    state.wake.notify();
     Ok(answer)
 }

@@ -19,7 +19,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::access::Token;
-use crate::delivery::Delivery;
+use crate::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::event::Event;
 use crate::webhook::Webhook;
 
@@ -68,6 +68,7 @@ struct Inner {
     events: sled::Tree,
     deliveries: sled::Tree,
     queue: sled::Tree,
+    attempts: sled::Tree,
     idempotency: sled::Tree,
     queue_depth: AtomicU64,
     commit: Arc<GroupCommit>,
@@ -88,8 +89,40 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 }
 
 /// Queue keys sort by due time: milliseconds since the epoch, big-endian, then the id.
+/// The value is the webhook's id, so the engine can cap work per webhook without a read.
 fn queue_key(due_ms: u64, delivery_id: &str) -> Vec<u8> {
     [&due_ms.to_be_bytes()[..], delivery_id.as_bytes()].concat()
+}
+
+/// Deliveries are stored under `d/<id>`, and indexed by webhook under `w/<webhook>/<id>`.
+fn delivery_key(id: &str) -> Vec<u8> {
+    format!("d/{id}").into_bytes()
+}
+
+fn by_webhook_key(webhook_id: &str, delivery_id: &str) -> Vec<u8> {
+    format!("w/{webhook_id}/{delivery_id}").into_bytes()
+}
+
+/// A delivery waiting in the queue.
+#[derive(Debug, Clone)]
+pub struct QueueEntry {
+    key: Vec<u8>,
+    pub delivery_id: String,
+    pub webhook_id: String,
+    pub due_ms: u64,
+}
+
+impl QueueEntry {
+    fn read(key: &[u8], value: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt("queue entry".into());
+        let (due, id) = key.split_at_checked(8).ok_or_else(corrupt)?;
+        Ok(QueueEntry {
+            key: key.to_vec(),
+            delivery_id: String::from_utf8(id.to_vec()).map_err(|_| corrupt())?,
+            webhook_id: String::from_utf8(value.to_vec()).map_err(|_| corrupt())?,
+            due_ms: u64::from_be_bytes(due.try_into().map_err(|_| corrupt())?),
+        })
+    }
 }
 
 impl Store {
@@ -110,15 +143,14 @@ impl Store {
                 meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
-        for tree in ["attempts", "connectors"] {
-            db.open_tree(tree)?;
-        }
+        db.open_tree("connectors")?;
         let queue = db.open_tree("queue")?;
         let inner = Inner {
             webhooks: db.open_tree("webhooks")?,
             tokens: db.open_tree("tokens")?,
             events: db.open_tree("events")?,
             deliveries: db.open_tree("deliveries")?,
+            attempts: db.open_tree("attempts")?,
             idempotency: db.open_tree("idempotency")?,
             queue_depth: AtomicU64::new(queue.len() as u64),
             queue,
@@ -247,9 +279,12 @@ impl Store {
                 let record = EventRecord { event: accept.event.clone(), response: accept.response.clone() };
                 events.insert(accept.event.id.as_bytes(), encode(&record))?;
                 for delivery in &accept.deliveries {
-                    deliveries.insert(delivery.id.as_bytes(), encode(delivery))?;
-                    queue.insert(queue_key(now_ms, &delivery.id), delivery.id.as_bytes())?;
-                    queued += 1;
+                    deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+                    deliveries.insert(by_webhook_key(&delivery.webhook_id, &delivery.id), &[])?;
+                    if delivery.status == DeliveryStatus::Pending {
+                        queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
+                        queued += 1;
+                    }
                 }
                 outcomes.push(Accepted::New);
             }
@@ -270,7 +305,126 @@ impl Store {
     }
 
     pub fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        self.inner.deliveries.get(id)?.map(|v| decode(&v)).transpose()
+        self.inner.deliveries.get(delivery_key(id))?.map(|v| decode(&v)).transpose()
+    }
+
+    /// A webhook's deliveries, newest first, before the `before` delivery id.
+    pub fn deliveries_of(
+        &self,
+        webhook_id: &str,
+        before: Option<&str>,
+        mut keep: impl FnMut(&Delivery) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let prefix = format!("w/{webhook_id}/");
+        let end = match before {
+            Some(id) => std::ops::Bound::Excluded(by_webhook_key(webhook_id, id)),
+            None => std::ops::Bound::Excluded(format!("w/{webhook_id}0").into_bytes()),
+        };
+        let range =
+            self.inner.deliveries.range((std::ops::Bound::Included(prefix.clone().into_bytes()), end));
+        let mut page = Vec::new();
+        for key in range.keys().rev() {
+            let key = key?;
+            let id = std::str::from_utf8(&key[prefix.len()..])
+                .map_err(|_| StoreError::Corrupt("delivery index".into()))?;
+            let Some(delivery) = self.delivery(id)? else { continue };
+            if keep(&delivery) {
+                page.push(delivery);
+                if page.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// Every attempt of a delivery, oldest first.
+    pub fn attempts_of(&self, delivery_id: &str) -> Result<Vec<Attempt>, StoreError> {
+        self.inner.attempts.scan_prefix(format!("{delivery_id}/")).values().map(|v| decode(&v?)).collect()
+    }
+
+    // The queue.
+
+    /// Up to `limit` entries due at `now_ms` or earlier, earliest first.
+    pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
+        let end = (now_ms.saturating_add(1)).to_be_bytes();
+        self.inner
+            .queue
+            .range(..end.as_slice())
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item?;
+                QueueEntry::read(&key, &value)
+            })
+            .collect()
+    }
+
+    /// When the earliest queued delivery is due.
+    pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
+        match self.inner.queue.first()? {
+            Some((key, value)) => Ok(Some(QueueEntry::read(&key, &value)?.due_ms)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a turn of a delivery in one transaction: its new state, its attempts, and its
+    /// queue entry moved to `next_due` or removed.
+    pub fn finish(
+        &self,
+        entry: &QueueEntry,
+        delivery: Option<&Delivery>,
+        next_due: Option<u64>,
+        attempts: &[Attempt],
+    ) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        let result =
+            (&inner.deliveries, &inner.queue, &inner.attempts).transaction(|(deliveries, queue, log)| {
+                let removed = queue.remove(entry.key.as_slice())?.is_some();
+                if let Some(delivery) = delivery {
+                    deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+                }
+                if let Some(due) = next_due {
+                    queue.insert(queue_key(due, &entry.delivery_id), entry.webhook_id.as_bytes())?;
+                }
+                for attempt in attempts {
+                    let nanos = attempt.at.unix_timestamp_nanos();
+                    let key = format!("{}/{nanos:032}/{}", entry.delivery_id, attempt.message_id);
+                    log.insert(key.as_bytes(), encode(attempt))?;
+                }
+                Ok::<_, ConflictableTransactionError<String>>(removed)
+            });
+        let removed = match result {
+            Ok(removed) => removed,
+            Err(TransactionError::Abort(message)) => return Err(StoreError::Corrupt(message)),
+            Err(TransactionError::Storage(error)) => return Err(error.into()),
+        };
+        if removed && next_due.is_none() {
+            inner.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        } else if !removed && next_due.is_some() {
+            inner.queue_depth.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Changes a webhook atomically; `change` says whether it changed anything. Returns the
+    /// new webhook when it did.
+    pub fn update_webhook(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut Webhook) -> bool,
+    ) -> Result<Option<Webhook>, StoreError> {
+        loop {
+            let Some(old) = self.inner.webhooks.get(id)? else { return Ok(None) };
+            let mut webhook: Webhook = decode(&old)?;
+            if !change(&mut webhook) {
+                return Ok(None);
+            }
+            let swapped = self.inner.webhooks.compare_and_swap(id, Some(old), Some(encode(&webhook)))?;
+            if swapped.is_ok() {
+                return Ok(Some(webhook));
+            }
+        }
     }
 
     pub fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {

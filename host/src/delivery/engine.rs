@@ -1,0 +1,363 @@
+//! The delivery engine: takes due deliveries from the durable queue and works them.
+//!
+//! A delivery's first turn runs the webhook's plugin once; the requests it returns become
+//! the delivery's messages, stored, so every retry sends the same bytes. Each turn then
+//! attempts the messages that are due, records every attempt, updates the webhook's health
+//! and either finishes the delivery or puts it back in the queue for its next retry — all in
+//! one write. A delivery stays in the queue until that write, so after a crash whatever was
+//! in flight is worked again (at least once, never lost).
+//!
+//! Workers wake at once when ingest queues something; a per-webhook cap keeps a slow
+//! receiver from taking every worker.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, Semaphore};
+
+use super::retry::RetryPolicy;
+use super::sender::Sender;
+use super::{Delivery, DeliveryStatus, Message, MessageStatus, new_message_id};
+use crate::payload::standard_payload;
+use crate::server::AppState;
+use crate::store::QueueEntry;
+use crate::webhook::{Webhook, WebhookStatus};
+
+/// Deliveries looked at per pass over the queue.
+const SCAN: usize = 1_024;
+
+/// Handle to wake the engine when work is queued.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+struct Engine {
+    state: AppState,
+    sender: Sender,
+    retry: RetryPolicy,
+    workers: Arc<Semaphore>,
+    in_flight: Mutex<HashSet<String>>,
+    per_webhook: Mutex<HashMap<String, usize>>,
+}
+
+/// Starts the engine on the current runtime. It runs until the runtime stops.
+pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    let config = &state.config.delivery;
+    let engine = Arc::new(Engine {
+        sender: Sender::new(config.attempt_timeout, state.config.allow_private_destinations),
+        retry: RetryPolicy::new(state.config.retry_schedule.clone()),
+        workers: Arc::new(Semaphore::new(config.workers)),
+        in_flight: Mutex::default(),
+        per_webhook: Mutex::default(),
+        state,
+    });
+    tokio::spawn(engine.run())
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+impl Engine {
+    async fn run(self: Arc<Self>) {
+        let wake = self.state.wake.0.clone();
+        loop {
+            let notified = wake.notified();
+            let now = now_ms();
+            let due = match self.state.store.due(now, SCAN) {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::error!("cannot read the delivery queue: {error}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let mut started = 0;
+            for entry in due {
+                if !self.claim(&entry) {
+                    continue;
+                }
+                let Ok(permit) = self.workers.clone().try_acquire_owned() else {
+                    self.release(&entry);
+                    break;
+                };
+                started += 1;
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.work(&entry).await;
+                    engine.release(&entry);
+                    drop(permit);
+                    engine.state.wake.notify();
+                });
+            }
+            if started == 0 {
+                let next = self.state.store.next_due().ok().flatten();
+                let sleep =
+                    next.map_or(Duration::from_secs(1), |due| Duration::from_millis(due.saturating_sub(now)));
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(sleep.min(Duration::from_secs(1))) => {}
+                }
+            }
+        }
+    }
+
+    /// Marks a queue entry as being worked, unless it is already or its webhook is at its cap.
+    fn claim(&self, entry: &QueueEntry) -> bool {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let mut per_webhook = self.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
+        let busy = per_webhook.entry(entry.webhook_id.clone()).or_default();
+        if in_flight.contains(&entry.delivery_id) || *busy >= self.state.config.delivery.per_webhook {
+            return false;
+        }
+        *busy += 1;
+        in_flight.insert(entry.delivery_id.clone());
+        true
+    }
+
+    fn release(&self, entry: &QueueEntry) {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&entry.delivery_id);
+        let mut per_webhook = self.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(busy) = per_webhook.get_mut(&entry.webhook_id) {
+            *busy -= 1;
+            if *busy == 0 {
+                per_webhook.remove(&entry.webhook_id);
+            }
+        }
+    }
+
+    /// One turn of one delivery.
+    async fn work(&self, entry: &QueueEntry) {
+        let store = &self.state.store;
+        let delivery = match store.delivery(&entry.delivery_id) {
+            Ok(Some(delivery)) if !delivery.status.is_final() => delivery,
+            Ok(_) => return self.finish(entry, None, None, Vec::new()),
+            Err(error) => {
+                return tracing::error!(delivery_id = %entry.delivery_id, "cannot read delivery: {error}");
+            }
+        };
+        let webhook = match store.webhook(&delivery.webhook_id) {
+            Ok(Some(webhook)) => webhook,
+            Ok(None) => return self.fail(entry, delivery, "the webhook was deleted"),
+            Err(error) => {
+                return tracing::error!(webhook_id = %delivery.webhook_id, "cannot read webhook: {error}");
+            }
+        };
+        if !webhook.enabled {
+            let mut delivery = delivery;
+            delivery.status = DeliveryStatus::Paused;
+            return self.finish(entry, Some(delivery), None, Vec::new());
+        }
+        let mut delivery = delivery;
+        if delivery.messages.is_empty() {
+            match self.transform(&mut delivery, &webhook).await {
+                Some(()) => {}
+                None => return self.finish(entry, Some(delivery), None, Vec::new()),
+            }
+        }
+        self.attempt(entry, delivery, webhook).await;
+    }
+
+    /// Runs the plugin. `None` when the delivery is done (filtered, plugin error).
+    async fn transform(&self, delivery: &mut Delivery, webhook: &Webhook) -> Option<()> {
+        let span = tracing::info_span!("transform", delivery_id = %delivery.id, webhook_id = %webhook.id, connector = %webhook.connector.name);
+        let _enter = span.enter();
+        let event = match self.state.store.event(&delivery.event_id) {
+            Ok(Some(event)) => event,
+            _ => {
+                delivery.status = DeliveryStatus::Failed;
+                delivery.error = Some("the event is no longer stored".into());
+                return None;
+            }
+        };
+        let Some(plugin) = self.state.connectors.get(&webhook.connector.name) else {
+            delivery.status = DeliveryStatus::PluginError;
+            delivery.error = Some(format!("connector {:?} is not installed", webhook.connector.name));
+            return None;
+        };
+        let payload = standard_payload(&event, webhook);
+        let config = webhook.connector.config.to_string();
+        let invocation = self.state.runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config).await;
+        delivery.plugin_log = invocation.log;
+        match invocation.result {
+            Err(error) => {
+                tracing::warn!("plugin failed: {error}");
+                delivery.status = DeliveryStatus::PluginError;
+                delivery.error = Some(format!("[{}] {error}", error.code()));
+                None
+            }
+            Ok(requests) if requests.is_empty() => {
+                delivery.status = DeliveryStatus::Filtered;
+                None
+            }
+            Ok(requests) => {
+                let now = OffsetDateTime::now_utc();
+                delivery.messages = requests
+                    .into_iter()
+                    .map(|request| Message {
+                        id: new_message_id(),
+                        request,
+                        status: MessageStatus::Pending,
+                        attempts: 0,
+                        next_attempt_at: Some(now),
+                    })
+                    .collect();
+                Some(())
+            }
+        }
+    }
+
+    /// Attempts the messages that are due, then stores the outcome.
+    async fn attempt(&self, entry: &QueueEntry, mut delivery: Delivery, webhook: Webhook) {
+        let secret =
+            STANDARD.decode(&webhook.sealed_secret).ok().and_then(|sealed| self.state.secrets.open(&sealed));
+        let Some(secret) = secret else {
+            return self.fail(
+                entry,
+                delivery,
+                "the webhook's secret cannot be opened with this server's key",
+            );
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut attempts = Vec::new();
+        let mut health: Option<Health> = None;
+        for message in delivery.messages.iter_mut().filter(|m| m.status == MessageStatus::Pending) {
+            if message.next_attempt_at.is_some_and(|at| at > now) {
+                continue;
+            }
+            let sent = self.sender.send(message, &webhook.url, &[&secret]).await;
+            message.attempts += 1;
+            let code = sent.attempt.status_code;
+            if sent.attempt.succeeded() {
+                message.status = MessageStatus::Succeeded;
+                message.next_attempt_at = None;
+                health.get_or_insert(Health::Succeeded);
+            } else if code == Some(410) {
+                message.status = MessageStatus::Failed;
+                message.next_attempt_at = None;
+                health = Some(Health::Gone);
+            } else {
+                let jitter: f64 = {
+                    let mut byte = [0u8; 1];
+                    getrandom::fill(&mut byte).ok();
+                    f64::from(byte[0]) / 256.0
+                };
+                match self.retry.next_delay(message.attempts, sent.retry_after, jitter) {
+                    Some(delay) => {
+                        message.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
+                        if health != Some(Health::Gone) && health != Some(Health::Exhausted) {
+                            health = Some(Health::Failing);
+                        }
+                    }
+                    None => {
+                        message.status = MessageStatus::Failed;
+                        message.next_attempt_at = None;
+                        if health != Some(Health::Gone) {
+                            health = Some(Health::Exhausted);
+                        }
+                    }
+                }
+            }
+            tracing::info!(
+                delivery_id = %delivery.id, webhook_id = %webhook.id, message_id = %message.id,
+                status = ?code, attempt = message.attempts, "attempt"
+            );
+            attempts.push(sent.attempt);
+        }
+        let pending: Vec<OffsetDateTime> = delivery
+            .messages
+            .iter()
+            .filter(|m| m.status == MessageStatus::Pending)
+            .filter_map(|m| m.next_attempt_at)
+            .collect();
+        delivery.status = if !pending.is_empty() {
+            DeliveryStatus::Pending
+        } else if delivery.messages.iter().all(|m| m.status == MessageStatus::Succeeded) {
+            DeliveryStatus::Succeeded
+        } else {
+            DeliveryStatus::Failed
+        };
+        if delivery.status == DeliveryStatus::Failed && delivery.error.is_none() {
+            delivery.error = Some(match health {
+                Some(Health::Gone) => "the receiver answered 410 Gone: the webhook is disabled".into(),
+                _ => format!(
+                    "a message failed all {} attempts: the webhook is disabled",
+                    self.retry.max_attempts()
+                ),
+            });
+        }
+        let next_due =
+            pending.iter().min().map(|at| u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
+        self.finish(entry, Some(delivery), next_due, attempts);
+        if let Some(health) = health {
+            self.update_health(&webhook.id, health);
+        }
+    }
+
+    fn fail(&self, entry: &QueueEntry, mut delivery: Delivery, reason: &str) {
+        delivery.status = DeliveryStatus::Failed;
+        delivery.error = Some(reason.to_owned());
+        self.finish(entry, Some(delivery), None, Vec::new());
+    }
+
+    /// Stores the turn's outcome and moves or removes the queue entry, in one write.
+    fn finish(
+        &self,
+        entry: &QueueEntry,
+        delivery: Option<Delivery>,
+        next_due: Option<u64>,
+        attempts: Vec<super::Attempt>,
+    ) {
+        if let Err(error) = self.state.store.finish(entry, delivery.as_ref(), next_due, &attempts) {
+            // The entry stays queued and is worked again: at least once, never lost.
+            tracing::error!(delivery_id = %entry.delivery_id, "cannot record the delivery's outcome: {error}");
+        }
+    }
+
+    fn update_health(&self, webhook_id: &str, health: Health) {
+        let updated = self.state.store.update_webhook(webhook_id, |webhook| {
+            if !webhook.enabled {
+                return false;
+            }
+            let status = match health {
+                Health::Succeeded => WebhookStatus::Healthy,
+                Health::Failing => WebhookStatus::Unhealthy,
+                Health::Exhausted | Health::Gone => {
+                    webhook.enabled = false;
+                    WebhookStatus::Disabled
+                }
+            };
+            let changed = webhook.status != status;
+            webhook.status = status;
+            changed
+        });
+        match updated {
+            Ok(Some(webhook)) => {
+                if !webhook.enabled {
+                    tracing::warn!(webhook_id, "webhook disabled: {health:?}");
+                }
+                self.state.index_upsert(&webhook);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(webhook_id, "cannot update webhook health: {error}"),
+        }
+    }
+}
+
+/// What a turn says about the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Succeeded,
+    Failing,
+    Exhausted,
+    Gone,
+}

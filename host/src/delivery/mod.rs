@@ -1,0 +1,121 @@
+//! Deliveries: one (event, webhook) pair that matched, its messages and their attempts —
+//! and the engine that runs the plugin, signs, sends and retries them.
+//!
+//! - [`engine`]: takes due deliveries from the durable queue and works them.
+//! - [`sender`]: the HTTP client, with destination checks at connect time.
+//! - [`signature`]: the two signature schemes, as pure functions.
+//! - [`retry`]: the retry schedule, jitter and `Retry-After`.
+
+pub mod engine;
+pub mod retry;
+pub mod sender;
+pub mod signature;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::runtime::{LogLine, Request};
+
+/// A delivery as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    pub webhook_id: String,
+    pub status: DeliveryStatus,
+    /// What the plugin asked to send (empty until it has run).
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The plugin's log from its run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub plugin_log: Vec<LogLine>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Queued: waiting for its first attempt or a retry.
+    Pending,
+    /// Its webhook is disabled: kept until the webhook is recovered.
+    Paused,
+    /// Every message reached the receiver.
+    Succeeded,
+    /// The plugin returned no requests.
+    Filtered,
+    /// A message used all its attempts, or the receiver answered 410.
+    Failed,
+    /// The plugin failed; the receiver was not contacted.
+    PluginError,
+}
+
+impl DeliveryStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Filtered | Self::Failed | Self::PluginError)
+    }
+}
+
+/// One HTTP request a delivery sends; every attempt sends the same bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// Also the `webhook-id` header: stable across retries, for receivers to dedupe on.
+    pub id: String,
+    #[schema(value_type = Object)]
+    pub request: Request,
+    pub status: MessageStatus,
+    pub attempts: u32,
+    /// When the next attempt is due (while pending).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// One try of one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub message_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    /// The receiver's status code, when it answered.
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    /// The start of the receiver's answer.
+    pub response: Option<String>,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    pub fn succeeded(&self) -> bool {
+        self.status_code.is_some_and(|code| (200..300).contains(&code))
+    }
+}
+
+/// A new delivery id.
+pub fn new_delivery_id() -> String {
+    format!("dlv_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A new message id (`webhook-id`).
+pub fn new_message_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}

@@ -1,0 +1,136 @@
+//! Sending one attempt: the shared HTTP client, signatures, and destination checks.
+//!
+//! The client reuses connections, follows no redirects and times each attempt out. Unless
+//! private destinations are allowed, names are resolved through a resolver that drops
+//! non-public addresses, so the address actually connected to is checked — a DNS answer
+//! cannot point a webhook at the host's own network. IP-literal URLs are checked directly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use time::OffsetDateTime;
+
+use super::signature::{standard_signature, wasmhook_signature};
+use super::{Attempt, Message};
+use crate::destination::{check_url, is_public};
+use crate::secret::Secret;
+
+/// How much of a receiver's answer is kept in the delivery log.
+const SNIPPET_BYTES: usize = 1024;
+
+/// The outcome of one attempt, beyond its log record.
+pub struct Sent {
+    pub attempt: Attempt,
+    /// The receiver's `Retry-After`, on 429 and 503.
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    allow_private: bool,
+}
+
+impl Sender {
+    pub fn new(timeout: Duration, allow_private: bool) -> Self {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .user_agent(concat!("wasmhook/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(64);
+        if !allow_private {
+            builder = builder.dns_resolver(Arc::new(PublicOnly));
+        }
+        let client = builder.build().expect("the TLS backend and resolver are available");
+        Sender { client, allow_private }
+    }
+
+    /// Sends `message` to its URL (or `default_url`), signed with `secrets` (the current one
+    /// first, then any still in their rotation grace period).
+    pub async fn send(&self, message: &Message, default_url: &str, secrets: &[&Secret]) -> Sent {
+        let at = OffsetDateTime::now_utc();
+        let started = Instant::now();
+        let attempt = |status_code, response, error| Attempt {
+            message_id: message.id.clone(),
+            at,
+            status_code,
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            response,
+            error,
+        };
+        let url = message.request.url.as_deref().unwrap_or(default_url);
+        if let Err(reason) = check_url(url, self.allow_private) {
+            return Sent { attempt: attempt(None, None, Some(reason)), retry_after: None };
+        }
+        let body = message.request.body.as_bytes();
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+        let method =
+            reqwest::Method::from_bytes(message.request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut request = self.client.request(method, url);
+        for (name, value) in &message.request.headers {
+            request = request.header(name, value);
+        }
+        request = request
+            .header("webhook-id", &message.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", standard_signature(secrets, &message.id, timestamp, body))
+            .header("x-wasmhook-signature", wasmhook_signature(secrets[0], body))
+            .body(message.request.body.clone());
+        match request.send().await {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = (status == 429 || status == 503)
+                    .then(|| response.headers().get("retry-after")?.to_str().ok().map(str::to_owned))
+                    .flatten()
+                    .and_then(|v| super::retry::parse_retry_after(&v, SystemTime::now()));
+                let mut snippet = Vec::new();
+                while snippet.len() < SNIPPET_BYTES {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => snippet.extend_from_slice(&chunk),
+                        _ => break,
+                    }
+                }
+                snippet.truncate(SNIPPET_BYTES);
+                let text = String::from_utf8_lossy(&snippet).into_owned();
+                Sent { attempt: attempt(Some(status), Some(text), None), retry_after }
+            }
+            Err(error) => Sent { attempt: attempt(None, None, Some(describe(&error))), retry_after: None },
+        }
+    }
+}
+
+/// A reqwest error in one line, with its causes (the resolver's refusal among them).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = if error.is_timeout() { "timed out".to_owned() } else { error.to_string() };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Resolves names, keeping only public addresses.
+struct PublicOnly;
+
+impl Resolve for PublicOnly {
+    fn resolve(&self, name: Name) -> Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = all.iter().copied().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                let found: Vec<String> = all.iter().map(|a| a.ip().to_string()).collect();
+                return Err(format!(
+                    "{host} resolves to non-public addresses only ({}); refused",
+                    found.join(", ")
+                )
+                .into());
+            }
+            Ok(Box::new(public.into_iter()) as Addrs)
+        })
+    }
+}

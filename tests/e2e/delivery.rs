@@ -1,0 +1,230 @@
+//! The delivery engine against real receivers on 127.0.0.1: signatures, retries, health.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use wasmhook::delivery::DeliveryStatus;
+
+use crate::support::{OPERATOR, Receiver, TestServer, eventually};
+
+fn hook(url: &str) -> Value {
+    json!({"name": "receiver", "url": url, "metadata": {"events": [], "projectIds": []}})
+}
+
+fn event(id: &str) -> Value {
+    json!({"id": id, "event": "TODO_CREATED", "companyId": "c1", "projectId": "p1", "currentValue": {"title": "Launch"}})
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+async fn delivery_status(
+    server: &TestServer,
+    id: &str,
+    wanted: DeliveryStatus,
+) -> wasmhook::delivery::Delivery {
+    eventually(&format!("delivery {id} to be {wanted:?}"), async || {
+        server.state.store.delivery(id).unwrap().filter(|d| d.status == wanted)
+    })
+    .await
+}
+
+async fn webhook_status(server: &TestServer, id: &str) -> Value {
+    server.call(OPERATOR, Method::GET, &format!("/v1/webhooks/{id}"), None).await.1
+}
+
+#[tokio::test]
+async fn delivers_the_payload_with_both_signatures() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let secret = created["secret"].as_str().unwrap();
+    let accepted = server.send_event(OPERATOR, event("e1")).await;
+
+    let got = receiver.wait_for(1).await;
+    let request = &got[0];
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["id"], "e1");
+    assert_eq!(body["webhook"]["id"], created["id"]);
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert_eq!(request.path, "/hook");
+
+    // The reference product's scheme: hex HMAC keyed with the secret's text.
+    let expected = hex::encode(hmac(secret.as_bytes(), &request.body));
+    assert_eq!(request.headers["x-wasmhook-signature"], expected.as_str());
+
+    // Standard Webhooks: base64 HMAC over "id.timestamp.body", keyed with the decoded secret.
+    let id = request.headers["webhook-id"].to_str().unwrap();
+    let timestamp = request.headers["webhook-timestamp"].to_str().unwrap();
+    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", &request.body].concat();
+    let expected = format!("v1,{}", STANDARD.encode(hmac(&key, &signed)));
+    assert_eq!(request.headers["webhook-signature"], expected.as_str());
+    assert!(id.starts_with("msg_"));
+
+    let delivery_id = accepted["deliveries"][0].as_str().unwrap();
+    let delivery = delivery_status(&server, delivery_id, DeliveryStatus::Succeeded).await;
+    assert_eq!(delivery.messages[0].id, id);
+    let attempts = server.state.store.attempts_of(delivery_id).unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].status_code, Some(200));
+    assert_eq!(attempts[0].response.as_deref(), Some("ok"));
+    assert_eq!(webhook_status(&server, created["id"].as_str().unwrap()).await["status"], "HEALTHY");
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_twice_gets_the_same_bytes_three_times() {
+    let server = TestServer::delivering("10ms,10ms,10ms,10ms").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500, 503]);
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let accepted = server.send_event(OPERATOR, event("e2")).await;
+
+    let got = receiver.wait_for(3).await;
+    for retry in &got[1..] {
+        assert_eq!(retry.body, got[0].body, "every retry sends the same bytes");
+        assert_eq!(retry.headers["webhook-id"], got[0].headers["webhook-id"], "webhook-id is stable");
+    }
+    let delivery_id = accepted["deliveries"][0].as_str().unwrap();
+    delivery_status(&server, delivery_id, DeliveryStatus::Succeeded).await;
+    let codes: Vec<_> =
+        server.state.store.attempts_of(delivery_id).unwrap().iter().map(|a| a.status_code).collect();
+    assert_eq!(codes, [Some(500), Some(503), Some(200)]);
+    let webhook = eventually("the webhook to be healthy again", async || {
+        let w = webhook_status(&server, created["id"].as_str().unwrap()).await;
+        (w["status"] == "HEALTHY").then_some(w)
+    })
+    .await;
+    assert_eq!(webhook["enabled"], true);
+    assert_eq!(receiver.received().len(), 3, "one delivery, three attempts");
+}
+
+#[tokio::test]
+async fn a_dead_receiver_disables_the_webhook_after_five_attempts() {
+    let server = TestServer::delivering("10ms,10ms,10ms,10ms").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500; 5]);
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let id = created["id"].as_str().unwrap();
+    let accepted = server.send_event(OPERATOR, event("e3")).await;
+
+    let delivery =
+        delivery_status(&server, accepted["deliveries"][0].as_str().unwrap(), DeliveryStatus::Failed).await;
+    assert_eq!(delivery.messages[0].attempts, 5);
+    assert!(delivery.error.unwrap().contains("all 5 attempts"));
+    let webhook = webhook_status(&server, id).await;
+    assert_eq!((webhook["status"].as_str(), webhook["enabled"].as_bool()), (Some("DISABLED"), Some(false)));
+    assert_eq!(receiver.received().len(), 5);
+
+    // Nothing is lost while disabled: the next event's delivery waits, paused.
+    let later = server.send_event(OPERATOR, event("e4")).await;
+    let paused = server.state.store.delivery(later["deliveries"][0].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(paused.status, DeliveryStatus::Paused);
+}
+
+#[tokio::test]
+async fn gone_disables_at_once() {
+    let server = TestServer::delivering("10ms,10ms,10ms,10ms").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[410]);
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let accepted = server.send_event(OPERATOR, event("e5")).await;
+    let delivery =
+        delivery_status(&server, accepted["deliveries"][0].as_str().unwrap(), DeliveryStatus::Failed).await;
+    assert!(delivery.error.unwrap().contains("410"));
+    let webhook = eventually("the webhook to be disabled", async || {
+        let w = webhook_status(&server, created["id"].as_str().unwrap()).await;
+        (w["status"] == "DISABLED").then_some(w)
+    })
+    .await;
+    assert_eq!(webhook["enabled"], false);
+    assert_eq!(receiver.received().len(), 1, "no retry after 410");
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    receiver.script_with_headers(429, &[("retry-after", "1")]);
+    server.webhook(OPERATOR, hook(&receiver.url)).await;
+    server.send_event(OPERATOR, event("e6")).await;
+    let got = receiver.wait_for(2).await;
+    let waited = got[1].at - got[0].at;
+    assert!(
+        waited >= std::time::Duration::from_millis(950),
+        "retried after {waited:?}, not after Retry-After: 1"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_error_fails_the_delivery_and_leaves_the_webhook_healthy() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    let hostile = crate::support::hostile(&server.state.runtime, wasmhook::runtime::Policy::Pooled).await;
+    server.state.connectors.insert("hostile", hostile);
+    let mut body = hook(&receiver.url);
+    body["connector"] = json!({"name": "hostile", "config": {"mode": "trap"}});
+    let created = server.webhook(OPERATOR, body).await;
+    let accepted = server.send_event(OPERATOR, event("e7")).await;
+
+    let delivery =
+        delivery_status(&server, accepted["deliveries"][0].as_str().unwrap(), DeliveryStatus::PluginError)
+            .await;
+    assert!(delivery.error.as_deref().unwrap().starts_with("[trap]"), "{:?}", delivery.error);
+    assert!(delivery.plugin_log.iter().any(|l| l.message.contains("deliberate panic")));
+    assert_eq!(webhook_status(&server, created["id"].as_str().unwrap()).await["status"], "HEALTHY");
+    assert!(receiver.received().is_empty(), "the receiver was never contacted");
+
+    let mut body = hook(&receiver.url);
+    body["connector"] = json!({"name": "hostile", "config": {"mode": "log"}});
+    server.webhook(OPERATOR, body).await;
+    let accepted = server
+        .send_event(
+            OPERATOR,
+            json!({"id": "e8", "event": "TAG_CREATED", "companyId": "c1", "projectId": "p1"}),
+        )
+        .await;
+    let filtered = eventually("a filtered delivery", async || {
+        let ids = accepted["deliveries"].as_array().unwrap();
+        ids.iter()
+            .filter_map(|id| server.state.store.delivery(id.as_str().unwrap()).unwrap())
+            .find(|d| d.status == DeliveryStatus::Filtered)
+    })
+    .await;
+    assert!(filtered.messages.is_empty(), "zero requests: filtered");
+}
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_up_another_webhook() {
+    let server = TestServer::delivering("10ms").await;
+    let slow = Receiver::start().await;
+    slow.delay(std::time::Duration::from_secs(2));
+    let fast = Receiver::start().await;
+    let mut slow_hook = hook(&slow.url);
+    slow_hook["metadata"]["events"] = json!(["TODO_CREATED"]);
+    let mut fast_hook = hook(&fast.url);
+    fast_hook["metadata"]["events"] = json!(["COMMENT_CREATED"]);
+    server.webhook(OPERATOR, slow_hook).await;
+    server.webhook(OPERATOR, fast_hook).await;
+
+    for i in 0..30 {
+        server.send_event(OPERATOR, event(&format!("slow{i}"))).await;
+    }
+    slow.wait_for(1).await;
+    server
+        .send_event(
+            OPERATOR,
+            json!({"id": "fast", "event": "COMMENT_CREATED", "companyId": "c1", "projectId": "p1"}),
+        )
+        .await;
+    fast.wait_for(1).await;
+    let held = slow.received().len();
+    assert!(held < 30, "the fast receiver waited for the slow one ({held} slow requests first)");
+    assert!(held <= 8, "the slow webhook held at most its per-webhook share of workers ({held})");
+}
