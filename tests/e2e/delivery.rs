@@ -228,3 +228,135 @@ async fn a_slow_receiver_does_not_hold_up_another_webhook() {
     assert!(held < 30, "the fast receiver waited for the slow one ({held} slow requests first)");
     assert!(held <= 8, "the slow webhook held at most its per-webhook share of workers ({held})");
 }
+
+#[tokio::test]
+async fn the_delivery_log_shows_every_attempt_and_filters() {
+    let server = TestServer::delivering("10ms,10ms").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500]);
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let id = created["id"].as_str().unwrap();
+    let first = server.send_event(OPERATOR, event("log1")).await;
+    delivery_status(&server, first["deliveries"][0].as_str().unwrap(), DeliveryStatus::Succeeded).await;
+    let second = server.send_event(OPERATOR, event("log2")).await;
+    delivery_status(&server, second["deliveries"][0].as_str().unwrap(), DeliveryStatus::Succeeded).await;
+
+    let (status, log) =
+        server.call(OPERATOR, Method::GET, &format!("/v1/webhooks/{id}/deliveries"), None).await;
+    assert_eq!(status, 200, "{log}");
+    let data = log["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(data[0]["id"], second["deliveries"][0], "newest first");
+    let attempts = data[1]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["statusCode"], 500);
+    assert_eq!(attempts[1]["statusCode"], 200);
+    assert_eq!(attempts[1]["response"], "ok");
+    assert!(attempts[1]["latencyMs"].is_u64() && attempts[1]["at"].is_string());
+    assert_eq!(data[1]["messages"][0]["request"]["method"], "POST");
+
+    let (_, page) =
+        server.call(OPERATOR, Method::GET, &format!("/v1/webhooks/{id}/deliveries?limit=1"), None).await;
+    let cursor = page["nextCursor"].as_str().unwrap();
+    let (_, rest) = server
+        .call(OPERATOR, Method::GET, &format!("/v1/webhooks/{id}/deliveries?limit=1&cursor={cursor}"), None)
+        .await;
+    assert_eq!(rest["data"][0]["id"], first["deliveries"][0]);
+    assert_eq!(rest["nextCursor"], Value::Null);
+    let (_, none) = server
+        .call(OPERATOR, Method::GET, &format!("/v1/webhooks/{id}/deliveries?status=failed"), None)
+        .await;
+    assert_eq!(none["data"], json!([]));
+    let (_, future) = server
+        .call(
+            OPERATOR,
+            Method::GET,
+            &format!("/v1/webhooks/{id}/deliveries?since=2999-01-01T00:00:00Z"),
+            None,
+        )
+        .await;
+    assert_eq!(future["data"], json!([]));
+    let (status, _) =
+        server.call(OPERATOR, Method::GET, &format!("/v1/webhooks/{id}/deliveries?status=bogus"), None).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn re_enabling_sends_a_health_check_first_and_recover_sends_what_waited() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/v1/webhooks/{id}");
+    server.call(OPERATOR, Method::PATCH, &path, Some(json!({"enabled": false}))).await;
+    let since =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    for i in 0..3 {
+        let accepted = server.send_event(OPERATOR, event(&format!("wait{i}"))).await;
+        let waiting =
+            server.state.store.delivery(accepted["deliveries"][0].as_str().unwrap()).unwrap().unwrap();
+        assert_eq!(waiting.status, DeliveryStatus::Paused);
+    }
+    assert!(receiver.received().is_empty());
+
+    let (status, _) = server.call(OPERATOR, Method::PATCH, &path, Some(json!({"enabled": true}))).await;
+    assert_eq!(status, 200);
+    let got = receiver.wait_for(1).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["event"], "WEBHOOK_HEALTH_CHECK");
+
+    let (status, recovered) =
+        server.call(OPERATOR, Method::POST, &format!("{path}/recover"), Some(json!({"since": since}))).await;
+    assert_eq!((status, recovered["requeued"].as_u64()), (202, Some(3)));
+    let got = receiver.wait_for(4).await;
+    let mut ids: Vec<String> = got[1..]
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["wait0", "wait1", "wait2"]);
+}
+
+#[tokio::test]
+async fn a_failed_delivery_can_be_retried_with_the_same_message() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500, 500]);
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let path = format!("/v1/webhooks/{}", created["id"].as_str().unwrap());
+    let accepted = server.send_event(OPERATOR, event("again")).await;
+    let delivery_id = accepted["deliveries"][0].as_str().unwrap();
+    delivery_status(&server, delivery_id, DeliveryStatus::Failed).await;
+
+    let (status, error) =
+        server.call(OPERATOR, Method::POST, &format!("/v1/deliveries/{delivery_id}/retry"), None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("webhook_disabled")));
+    server.call(OPERATOR, Method::PATCH, &path, Some(json!({"enabled": true}))).await;
+    let (status, _) =
+        server.call(OPERATOR, Method::POST, &format!("/v1/deliveries/{delivery_id}/retry"), None).await;
+    assert_eq!(status, 202);
+    delivery_status(&server, delivery_id, DeliveryStatus::Succeeded).await;
+    let got = receiver.received();
+    let retried: Vec<_> = got.iter().filter(|r| r.body == got[0].body).collect();
+    assert_eq!(retried.len(), 3, "two failures, then the manual retry with the same bytes");
+    assert!(retried.iter().all(|r| r.headers["webhook-id"] == got[0].headers["webhook-id"]));
+
+    let (status, _) = server.call(OPERATOR, Method::POST, "/v1/deliveries/dlv_nope/retry", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_test_event_goes_through_the_whole_pipeline() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let (status, queued) = server
+        .call(OPERATOR, Method::POST, &format!("/v1/webhooks/{}/test", created["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    let got = receiver.wait_for(1).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["id"], queued["eventId"]);
+    assert_eq!(body["currentValue"]["title"], "A test event from wasmhook");
+    assert!(got[0].headers.contains_key("webhook-signature"));
+}

@@ -1,6 +1,7 @@
 //! The REST API: one file per resource, one error shape, generated OpenAPI.
 
 mod auth;
+mod deliveries;
 mod error;
 mod events;
 mod json;
@@ -26,6 +27,7 @@ use crate::server::AppState;
     paths(
         events::event_types, events::ingest, events::ingest_batch,
         webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete,
+        deliveries::log, deliveries::retry, deliveries::recover, deliveries::test,
         tokens::create, tokens::list, tokens::revoke,
     ),
     modifiers(&BearerAuth),
@@ -60,6 +62,10 @@ pub fn router(state: AppState) -> Router {
         .route("/events/batch", post(events::ingest_batch).layer(DefaultBodyLimit::max(limits.batch_bytes)))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/webhooks/{id}", get(webhooks::read).patch(webhooks::update).delete(webhooks::delete))
+        .route("/webhooks/{id}/deliveries", get(deliveries::log))
+        .route("/webhooks/{id}/recover", post(deliveries::recover))
+        .route("/webhooks/{id}/test", post(deliveries::test))
+        .route("/deliveries/{id}/retry", post(deliveries::retry))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", delete(tokens::revoke))
         .layer(DefaultBodyLimit::max(64 << 10));

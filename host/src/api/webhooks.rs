@@ -212,6 +212,7 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let mut webhook = owned(&state, &caller, &id)?;
+    let re_enabled = !webhook.enabled && body.enabled == Some(true);
     if let Some(name) = body.name {
         webhook.name = name;
     }
@@ -247,6 +248,10 @@ pub async fn update(
     state.store.put_webhook(&webhook)?;
     state.store.durable().await?;
     state.index_upsert(&webhook);
+    if re_enabled {
+        // Before anything else goes out again, one health check tells the receiver we are back.
+        super::deliveries::send_direct(&state, &webhook, crate::catalog::HEALTH_CHECK, None).await?;
+    }
     Ok(Json(WebhookView::from(&webhook)))
 }
 
@@ -265,7 +270,7 @@ pub async fn delete(
 }
 
 /// The webhook if the caller may see it: another user's is a 404, so ids do not leak.
-fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
+pub(super) fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
     require(caller, &[Scope::User], "managing webhooks")?;
     match state.store.webhook(id)? {
         Some(webhook) if caller.owns(&webhook.created_by_id) => Ok(webhook),

@@ -407,6 +407,35 @@ impl Store {
         Ok(())
     }
 
+    /// Puts a finished or paused delivery back in the queue, due now, in its new state.
+    /// `false` if it was queued already.
+    pub fn requeue(&self, delivery: &Delivery, now_ms: u64) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let result = (&inner.deliveries, &inner.queue).transaction(|(deliveries, queue)| {
+            let current: Option<Delivery> = deliveries
+                .get(delivery_key(&delivery.id))?
+                .map(|v| serde_json::from_slice(&v))
+                .transpose()
+                .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+            if current.is_some_and(|d| d.status == DeliveryStatus::Pending) {
+                return Ok(false);
+            }
+            deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+            queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
+            Ok(true)
+        });
+        match result {
+            Ok(queued) => {
+                if queued {
+                    inner.queue_depth.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(queued)
+            }
+            Err(TransactionError::Abort(message)) => Err(StoreError::Corrupt(message)),
+            Err(TransactionError::Storage(error)) => Err(error.into()),
+        }
+    }
+
     /// Changes a webhook atomically; `change` says whether it changed anything. Returns the
     /// new webhook when it did.
     pub fn update_webhook(

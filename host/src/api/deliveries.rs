@@ -1,0 +1,234 @@
+//! The delivery log and what can be done with it: read it, retry one delivery, recover a
+//! webhook's failed and paused deliveries, send a test event.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::webhooks::owned;
+use crate::access::Caller;
+use crate::delivery::{Attempt, Delivery, DeliveryStatus, MessageStatus};
+use crate::server::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Only deliveries in this state.
+    #[param(value_type = Option<String>)]
+    status: Option<DeliveryStatus>,
+    /// Only deliveries created at or after this time (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>)]
+    since: Option<OffsetDateTime>,
+    /// Page size, 1–200 (default 50).
+    limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// A delivery with every attempt of its messages.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggedDelivery {
+    #[serde(flatten)]
+    delivery: Delivery,
+    attempts: Vec<Attempt>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryPage {
+    data: Vec<LoggedDelivery>,
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", params(LogQuery), tag = "deliveries",
+    responses((status = 200, body = DeliveryPage), (status = 404, description = "no such webhook")))]
+pub async fn log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    owned(&state, &caller, &id)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 200"));
+    }
+    let keep = |d: &Delivery| {
+        query.status.is_none_or(|s| d.status == s) && query.since.is_none_or(|since| d.created_at >= since)
+    };
+    let mut page = state.store.deliveries_of(&id, query.cursor.as_deref(), keep, limit + 1)?;
+    let next_cursor = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page[limit - 1].id.clone()
+    });
+    let data = page
+        .into_iter()
+        .map(|delivery| Ok(LoggedDelivery { attempts: state.store.attempts_of(&delivery.id)?, delivery }))
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(DeliveryPage { data, next_cursor }))
+}
+
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+    responses((status = 202, body = Delivery), (status = 404, description = "no such delivery"),
+        (status = 409, description = "already queued, or the webhook is disabled")))]
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Delivery>), ApiError> {
+    let delivery = state.store.delivery(&id)?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    let webhook =
+        owned(&state, &caller, &delivery.webhook_id).map_err(|_| ApiError::not_found("delivery"))?;
+    if !webhook.enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "webhook_disabled",
+            "the webhook is disabled: enable it (PATCH enabled: true) before retrying",
+        ));
+    }
+    let delivery = reset(delivery);
+    if !state.store.requeue(&delivery, now_ms())? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "already_queued", "this delivery is already queued"));
+    }
+    state.store.durable().await?;
+    state.wake.notify();
+    Ok((StatusCode::ACCEPTED, Json(delivery)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recover {
+    /// Re-queue failed and paused deliveries created at or after this time (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    since: OffsetDateTime,
+}
+
+#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", request_body = Recover, tag = "deliveries",
+    responses((status = 202, description = "how many deliveries were re-queued"), (status = 404, description = "no such webhook"),
+        (status = 409, description = "the webhook is disabled")))]
+pub async fn recover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Recover>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let webhook = owned(&state, &caller, &id)?;
+    if !webhook.enabled {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "webhook_disabled",
+            "enable the webhook before recovering its deliveries",
+        ));
+    }
+    let stuck = |d: &Delivery| {
+        d.created_at >= body.since && matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Paused)
+    };
+    let mut requeued = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = state.store.deliveries_of(&id, cursor.as_deref(), stuck, 500)?;
+        let Some(last) = page.last() else { break };
+        cursor = Some(last.id.clone());
+        // Oldest first, so that what happened first is sent first.
+        for delivery in page.into_iter().rev() {
+            if state.store.requeue(&reset(delivery), now_ms())? {
+                requeued += 1;
+            }
+        }
+    }
+    state.store.durable().await?;
+    state.wake.notify();
+    Ok((StatusCode::ACCEPTED, Json(json!({"requeued": requeued}))))
+}
+
+/// Makes a delivery sendable again: failed messages get fresh attempts, a delivery whose
+/// plugin failed runs it again.
+fn reset(mut delivery: Delivery) -> Delivery {
+    if delivery.status == DeliveryStatus::PluginError {
+        delivery.messages.clear();
+        delivery.plugin_log.clear();
+    }
+    for message in &mut delivery.messages {
+        if message.status != MessageStatus::Succeeded || delivery.status == DeliveryStatus::Succeeded {
+            message.status = MessageStatus::Pending;
+            message.attempts = 0;
+            message.next_attempt_at = None;
+        }
+    }
+    delivery.status = DeliveryStatus::Pending;
+    delivery.error = None;
+    delivery
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    event_id: String,
+    delivery_id: String,
+}
+
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "deliveries",
+    responses((status = 202, body = Queued), (status = 404, description = "no such webhook")))]
+pub async fn test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    let webhook = owned(&state, &caller, &id)?;
+    let event_type = webhook.metadata.events.first().map_or("TODO_CREATED", String::as_str);
+    let sample = json!({"id": "todo_sample", "title": "A test event from wasmhook", "done": false});
+    let queued = send_direct(&state, &webhook, event_type, Some(sample)).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
+}
+
+/// Queues an event for one webhook only, bypassing matching: test events and the health
+/// check sent when a webhook is re-enabled.
+pub(super) async fn send_direct(
+    state: &AppState,
+    webhook: &crate::webhook::Webhook,
+    event_type: &str,
+    current_value: Option<serde_json::Value>,
+) -> Result<Queued, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let event = crate::event::Event {
+        id: crate::event::new_event_id(),
+        event: event_type.to_owned(),
+        company_id: "wasmhook".into(),
+        project_id: webhook.metadata.project_ids.first().cloned().unwrap_or_else(|| "wasmhook".into()),
+        user_id: Some(webhook.created_by_id.clone()),
+        current_value,
+        previous_value: None,
+        occurred_at: now,
+    };
+    let delivery = Delivery {
+        id: crate::delivery::new_delivery_id(),
+        event_id: event.id.clone(),
+        webhook_id: webhook.id.clone(),
+        status: if webhook.enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused },
+        messages: Vec::new(),
+        error: None,
+        plugin_log: Vec::new(),
+        created_at: now,
+    };
+    let queued = Queued { event_id: event.id.clone(), delivery_id: delivery.id.clone() };
+    let accept = crate::store::Accept { event, deliveries: vec![delivery], response: json!(null) };
+    // A millisecond early: queued ahead of anything recovered right after it.
+    state.store.accept(&[accept], None, |_| json!(null), now_ms().saturating_sub(1))?;
+    state.store.durable().await?;
+    state.wake.notify();
+    Ok(queued)
+}
