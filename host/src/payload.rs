@@ -91,6 +91,7 @@ mod tests {
             created_at: datetime!(2026-01-01 00:00:00 UTC),
             updated_at: datetime!(2026-01-02 00:00:00 UTC),
             sealed_secret: "sealed".into(),
+            previous_secrets: Vec::new(),
         };
         let payload: Value = serde_json::from_str(&standard_payload(&event, &webhook)).unwrap();
         assert_eq!(

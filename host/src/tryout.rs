@@ -131,6 +131,7 @@ pub fn sample_webhook(event: &str, project: &str, user: Option<&str>, now: Offse
         created_at: now,
         updated_at: now,
         sealed_secret: String::new(),
+        previous_secrets: Vec::new(),
     }
 }
 

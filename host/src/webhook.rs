@@ -32,6 +32,18 @@ pub struct Webhook {
     pub updated_at: OffsetDateTime,
     /// The signing secret, sealed (base64 of nonce + ciphertext).
     pub sealed_secret: String,
+    /// Secrets replaced by a rotation that still sign until their grace period ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_secrets: Vec<RetiredSecret>,
+}
+
+/// A rotated-out secret, still signing until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetiredSecret {
+    pub sealed: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
 }
 
 /// The connector a webhook's deliveries go through, and its config.

@@ -360,3 +360,44 @@ async fn a_test_event_goes_through_the_whole_pipeline() {
     assert_eq!(body["currentValue"]["title"], "A test event from wasmhook");
     assert!(got[0].headers.contains_key("webhook-signature"));
 }
+
+#[tokio::test]
+async fn during_rotation_both_secrets_sign() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let old = created["secret"].as_str().unwrap().to_owned();
+    let (status, rotated) = server
+        .call(
+            OPERATOR,
+            Method::POST,
+            &format!("/v1/webhooks/{}/rotate-secret", created["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert!(rotated["previousValidUntil"].is_string());
+
+    server.send_event(OPERATOR, event("rot")).await;
+    let request = receiver.wait_for(1).await.remove(0);
+    let id = request.headers["webhook-id"].to_str().unwrap();
+    let timestamp = request.headers["webhook-timestamp"].to_str().unwrap();
+    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", &request.body].concat();
+    let sign = |secret: &str| {
+        let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+        format!("v1,{}", STANDARD.encode(hmac(&key, &signed)))
+    };
+    let signatures: Vec<&str> = request.headers["webhook-signature"].to_str().unwrap().split(' ').collect();
+    assert_eq!(signatures, [sign(&new), sign(&old)], "new first, then the old one during the grace period");
+    assert_eq!(
+        request.headers["x-wasmhook-signature"].to_str().unwrap(),
+        hex::encode(hmac(new.as_bytes(), &request.body)),
+        "X-Wasmhook-Signature uses the new secret only"
+    );
+    let (_, shown) = server
+        .call(OPERATOR, Method::GET, &format!("/v1/webhooks/{}", created["id"].as_str().unwrap()), None)
+        .await;
+    assert!(!shown.to_string().contains("previous") && !shown.to_string().contains(&new));
+}

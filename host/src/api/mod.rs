@@ -27,6 +27,7 @@ use crate::server::AppState;
     paths(
         events::event_types, events::ingest, events::ingest_batch,
         webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete,
+        webhooks::rotate_secret,
         deliveries::log, deliveries::retry, deliveries::recover, deliveries::test,
         tokens::create, tokens::list, tokens::revoke,
     ),
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events/batch", post(events::ingest_batch).layer(DefaultBodyLimit::max(limits.batch_bytes)))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/webhooks/{id}", get(webhooks::read).patch(webhooks::update).delete(webhooks::delete))
+        .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/webhooks/{id}/deliveries", get(deliveries::log))
         .route("/webhooks/{id}/recover", post(deliveries::recover))
         .route("/webhooks/{id}/test", post(deliveries::test))

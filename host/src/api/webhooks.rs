@@ -157,6 +157,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
         sealed_secret: STANDARD.encode(state.secrets.seal(&secret)),
+        previous_secrets: Vec::new(),
     };
     if !webhook.enabled {
         webhook.status = WebhookStatus::Disabled;
@@ -316,4 +317,42 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// A new secret, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotatedSecret {
+    secret: String,
+    /// Until when the previous secret still signs `webhook-signature` as well.
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(with = "time::serde::rfc3339")]
+    previous_valid_until: OffsetDateTime,
+}
+
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
+    responses((status = 200, body = RotatedSecret), (status = 404, description = "no such webhook")))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    owned(&state, &caller, &id)?;
+    let secret = Secret::generate();
+    let sealed = STANDARD.encode(state.secrets.seal(&secret));
+    let now = OffsetDateTime::now_utc();
+    let until = now + state.config.rotation_grace;
+    let rotated = state.store.update_webhook(&id, |webhook| {
+        webhook.previous_secrets.retain(|old| old.until > now);
+        let old = std::mem::replace(&mut webhook.sealed_secret, sealed.clone());
+        webhook.previous_secrets.push(crate::webhook::RetiredSecret { sealed: old, until });
+        webhook.updated_at = now;
+        true
+    })?;
+    if rotated.is_none() {
+        return Err(ApiError::not_found("webhook"));
+    }
+    state.store.durable().await?;
+    tracing::info!(webhook_id = %id, "secret rotated");
+    Ok(Json(RotatedSecret { secret: secret.expose().to_owned(), previous_valid_until: until }))
 }

@@ -218,23 +218,32 @@ impl Engine {
 
     /// Attempts the messages that are due, then stores the outcome.
     async fn attempt(&self, entry: &QueueEntry, mut delivery: Delivery, webhook: Webhook) {
-        let secret =
-            STANDARD.decode(&webhook.sealed_secret).ok().and_then(|sealed| self.state.secrets.open(&sealed));
-        let Some(secret) = secret else {
+        let now = OffsetDateTime::now_utc();
+        let open =
+            |sealed: &str| STANDARD.decode(sealed).ok().and_then(|bytes| self.state.secrets.open(&bytes));
+        let Some(secret) = open(&webhook.sealed_secret) else {
             return self.fail(
                 entry,
                 delivery,
                 "the webhook's secret cannot be opened with this server's key",
             );
         };
-        let now = OffsetDateTime::now_utc();
+        // The current secret first (the only one for X-Wasmhook-Signature), then any still in
+        // their rotation grace period.
+        let retired: Vec<_> = webhook
+            .previous_secrets
+            .iter()
+            .filter(|old| old.until > now)
+            .filter_map(|old| open(&old.sealed))
+            .collect();
+        let secrets: Vec<&crate::secret::Secret> = std::iter::once(&secret).chain(&retired).collect();
         let mut attempts = Vec::new();
         let mut health: Option<Health> = None;
         for message in delivery.messages.iter_mut().filter(|m| m.status == MessageStatus::Pending) {
             if message.next_attempt_at.is_some_and(|at| at > now) {
                 continue;
             }
-            let sent = self.sender.send(message, &webhook.url, &[&secret]).await;
+            let sent = self.sender.send(message, &webhook.url, &secrets).await;
             message.attempts += 1;
             let code = sent.attempt.status_code;
             if sent.attempt.succeeded() {
