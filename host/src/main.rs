@@ -56,9 +56,13 @@ struct ServeArgs {
     #[arg(long, env = "WASMHOOK_ALLOW_PRIVATE_DESTINATIONS")]
     allow_private_destinations: bool,
     /// Delays between delivery attempts [default: 30s,5m,30m,2h].
-    #[arg(long, env = "WASMHOOK_RETRY_SCHEDULE", value_parser = wasmhook::config::parse_schedule)]
-    retry_schedule: Option<Vec<Duration>>,
+    #[arg(long, env = "WASMHOOK_RETRY_SCHEDULE", value_parser = |s: &str| wasmhook::config::parse_schedule(s).map(Schedule))]
+    retry_schedule: Option<Schedule>,
 }
+
+/// A retry schedule as one flag value (a bare `Vec` would make clap expect several values).
+#[derive(Clone)]
+struct Schedule(Vec<Duration>);
 
 /// Where the running server is.
 #[derive(Args)]
@@ -185,7 +189,7 @@ async fn run_serve(args: ServeArgs) -> ExitCode {
         config.operator_tokens = vec![token];
     }
     config.allow_private_destinations |= args.allow_private_destinations;
-    if let Some(schedule) = args.retry_schedule {
+    if let Some(Schedule(schedule)) = args.retry_schedule {
         config.retry_schedule = schedule;
     }
     let shutdown = shutdown_signal();

@@ -35,8 +35,12 @@ fn start_with(data_dir: &std::path::Path, cache_dir: &std::path::Path, args: &[&
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let (send, log) = std::sync::mpsc::channel();
+    let mut seen = Vec::new();
     let address = loop {
-        let line = lines.next().expect("server printed its address").unwrap();
+        let Some(Ok(line)) = lines.next() else {
+            panic!("the server stopped before serving: {}", seen.join("\n"));
+        };
+        seen.push(line.clone());
         send.send(line.clone()).unwrap();
         if let Some(rest) = line.split("address=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
@@ -175,5 +179,84 @@ async fn operator_cli_mints_tokens_and_lists_webhooks_through_the_api() {
     let out = cli(&["webhook", "list", "--token", "wrong"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    assert!(server.stop().success());
+}
+
+/// `kill -9` in the middle of a stream of events, then a restart: every event that got a 202
+/// reaches the receiver. At-least-once: duplicates are counted and reported, not failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_accepted_event() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    let data = tempfile::tempdir().unwrap();
+    let args =
+        ["--operator-token", "op", "--allow-private-destinations", "--retry-schedule", "10ms,10ms,10ms,10ms"];
+    let receiver = crate::support::Receiver::start().await;
+    let mut server = start_with(data.path(), &shared_cache_dir(), &args);
+    let hook = json!({"name": "sink", "url": receiver.url, "metadata": {"events": [], "projectIds": []}});
+    let (status, _) = server.call("op", Method::POST, "/v1/webhooks", Some(hook)).await;
+    assert_eq!(status, 201);
+
+    let accepted = Arc::new(Mutex::new(BTreeSet::new()));
+    // 8 concurrent senders, 400 events: the process is killed while they are sending.
+    let senders: Vec<_> = (0..8)
+        .map(|sender| {
+            let (address, accepted) = (server.address.clone(), accepted.clone());
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for i in 0..50 {
+                    let id = format!("s{sender}-{i}");
+                    let event =
+                        json!({"id": id, "event": "TODO_CREATED", "companyId": "c", "projectId": "p"});
+                    let sent = client
+                        .post(format!("http://{address}/v1/events"))
+                        .bearer_auth("op")
+                        .json(&event)
+                        .send()
+                        .await;
+                    if matches!(sent, Ok(r) if r.status() == 202) {
+                        accepted.lock().unwrap().insert(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    receiver.wait_for(40).await;
+    server.child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    server.child.wait().unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let before_kill = accepted.lock().unwrap().len();
+
+    let server = start_with(data.path(), &shared_cache_dir(), &args);
+    for i in 0..50 {
+        let event =
+            json!({"id": format!("after-{i}"), "event": "TODO_CREATED", "companyId": "c", "projectId": "p"});
+        let (status, _) = server.call("op", Method::POST, "/v1/events", Some(event)).await;
+        assert_eq!(status, 202);
+        accepted.lock().unwrap().insert(format!("after-{i}"));
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(before_kill >= 40, "the kill came while events were flowing ({before_kill} accepted before it)");
+
+    let delivered = crate::support::eventually("every accepted event at the receiver", async || {
+        let ids: Vec<String> = receiver
+            .received()
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_owned())
+            .collect();
+        let distinct: BTreeSet<String> = ids.iter().cloned().collect();
+        accepted.is_subset(&distinct).then_some(ids)
+    })
+    .await;
+    let distinct = delivered.iter().collect::<BTreeSet<_>>().len();
+    eprintln!(
+        "kill -9: {} events accepted ({before_kill} before the kill), {} requests delivered, {} duplicates",
+        accepted.len(),
+        delivered.len(),
+        delivered.len() - distinct
+    );
     assert!(server.stop().success());
 }
