@@ -401,3 +401,45 @@ async fn during_rotation_both_secrets_sign() {
         .await;
     assert!(!shown.to_string().contains("previous") && !shown.to_string().contains(&new));
 }
+
+/// A name whose DNS answer is a private address is refused when connecting: the stub
+/// resolver answers 127.0.0.1, where a real receiver listens and must hear nothing.
+#[tokio::test]
+async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
+    use std::sync::Arc;
+    use wasmhook::delivery::sender::{Lookup, Sender};
+
+    let receiver = Receiver::start().await;
+    let port = receiver.url.split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
+    let stub: Lookup = Arc::new(|_host: String| {
+        Box::pin(async {
+            Ok(Box::new(vec!["127.0.0.1:0".parse().unwrap()].into_iter()) as reqwest::dns::Addrs)
+        })
+    });
+    let message = wasmhook::delivery::Message {
+        id: "msg_1".into(),
+        request: wasmhook::runtime::Request {
+            url: None,
+            method: "POST".into(),
+            headers: vec![],
+            body: "{}".into(),
+        },
+        status: wasmhook::delivery::MessageStatus::Pending,
+        attempts: 0,
+        next_attempt_at: None,
+    };
+    let secret = wasmhook::secret::Secret::generate();
+    let url = format!("http://rebinding.example:{port}/hook");
+
+    let guarded = Sender::with_lookup(std::time::Duration::from_secs(5), false, stub);
+    let sent = guarded.send(&message, &url, &[&secret]).await;
+    let error = sent.attempt.error.unwrap();
+    assert!(error.contains("resolves to non-public addresses only (127.0.0.1)"), "{error}");
+    assert_eq!(sent.attempt.status_code, None);
+    assert!(receiver.received().is_empty(), "no connection reached the receiver");
+
+    // With private destinations allowed, loopback receivers are delivered to.
+    let sent =
+        Sender::new(std::time::Duration::from_secs(5), true).send(&message, &receiver.url, &[&secret]).await;
+    assert_eq!(sent.attempt.status_code, Some(200));
+}

@@ -33,15 +33,29 @@ pub struct Sender {
     allow_private: bool,
 }
 
+/// Name resolution: the system's, or a stub in tests.
+pub type Lookup = Arc<dyn Fn(String) -> Resolving + Send + Sync>;
+
 impl Sender {
     pub fn new(timeout: Duration, allow_private: bool) -> Self {
+        let system: Lookup = Arc::new(|host: String| {
+            Box::pin(async move {
+                let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+                Ok(Box::new(addrs.into_iter()) as Addrs)
+            })
+        });
+        Sender::with_lookup(timeout, allow_private, system)
+    }
+
+    /// The same, resolving names with `lookup` (checked just the same).
+    pub fn with_lookup(timeout: Duration, allow_private: bool, lookup: Lookup) -> Self {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .user_agent(concat!("wasmhook/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64);
         if !allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
+            builder = builder.dns_resolver(Arc::new(PublicOnly(lookup)));
         }
         let client = builder.build().expect("the TLS backend and resolver are available");
         Sender { client, allow_private }
@@ -114,13 +128,14 @@ fn describe(error: &reqwest::Error) -> String {
 }
 
 /// Resolves names, keeping only public addresses.
-struct PublicOnly;
+struct PublicOnly(Lookup);
 
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        let lookup = (self.0)(host.clone());
         Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let all: Vec<SocketAddr> = lookup.await?.collect();
             let public: Vec<SocketAddr> = all.iter().copied().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
                 let found: Vec<String> = all.iter().map(|a| a.ip().to_string()).collect();
