@@ -143,8 +143,11 @@ pub async fn serve(
         "wasmhook is serving"
     );
     let store = state.store.clone();
-    crate::delivery::engine::spawn(state.clone());
+    let grace = state.config.delivery.attempt_timeout + std::time::Duration::from_secs(1);
+    let engine = crate::delivery::engine::spawn(state.clone());
+    // First stop taking events, then let attempts in flight finish, then flush.
     axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await?;
+    engine.shutdown(grace).await;
     store.flush().await.map_err(|source| ServeError::Storage { path: "db".into(), source })?;
     tracing::info!("stopped; storage flushed");
     Ok(())

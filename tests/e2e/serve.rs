@@ -260,3 +260,30 @@ async fn kill_9_under_load_loses_no_accepted_event() {
     );
     assert!(server.stop().success());
 }
+
+/// SIGTERM while an attempt is in flight: the attempt finishes and is recorded before the
+/// process exits, so nothing is sent twice after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_attempt_in_flight_finish() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--operator-token", "op", "--allow-private-destinations"];
+    let receiver = crate::support::Receiver::start().await;
+    receiver.delay(std::time::Duration::from_millis(700));
+    let mut server = start_with(data.path(), &shared_cache_dir(), &args);
+    let hook = json!({"name": "slow", "url": receiver.url, "metadata": {"events": [], "projectIds": []}});
+    let (_, created) = server.call("op", Method::POST, "/v1/webhooks", Some(hook)).await;
+    let event = json!({"id": "in-flight", "event": "TODO_CREATED", "companyId": "c", "projectId": "p"});
+    let (status, _) = server.call("op", Method::POST, "/v1/events", Some(event)).await;
+    assert_eq!(status, 202);
+    receiver.wait_for(1).await;
+    let (stopped, _) = tokio::task::block_in_place(|| server.stop_with_log());
+    assert!(stopped.success());
+
+    let server = start_with(data.path(), &shared_cache_dir(), &args);
+    let path = format!("/v1/webhooks/{}/deliveries", created["id"].as_str().unwrap());
+    let (_, log) = server.call("op", Method::GET, &path, None).await;
+    assert_eq!(log["data"][0]["status"], "succeeded", "{log}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(receiver.received().len(), 1, "not sent again after the restart");
+    assert!(server.stop().success());
+}

@@ -49,8 +49,26 @@ struct Engine {
     per_webhook: Mutex<HashMap<String, usize>>,
 }
 
-/// Starts the engine on the current runtime. It runs until the runtime stops.
-pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+/// A running engine.
+pub struct EngineHandle {
+    engine: Arc<Engine>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EngineHandle {
+    /// Stops taking work and waits (at most `grace`) for the attempts in flight; whatever
+    /// does not finish stays queued and is worked after the next start.
+    pub async fn shutdown(self, grace: Duration) {
+        self.task.abort();
+        let all = u32::try_from(self.engine.state.config.delivery.workers).unwrap_or(u32::MAX);
+        if tokio::time::timeout(grace, self.engine.workers.acquire_many(all)).await.is_err() {
+            tracing::warn!("shutting down with deliveries still in flight; they stay queued");
+        }
+    }
+}
+
+/// Starts the engine on the current runtime.
+pub fn spawn(state: AppState) -> EngineHandle {
     let config = &state.config.delivery;
     let engine = Arc::new(Engine {
         sender: Sender::new(config.attempt_timeout, state.config.allow_private_destinations),
@@ -60,7 +78,7 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
         per_webhook: Mutex::default(),
         state,
     });
-    tokio::spawn(engine.run())
+    EngineHandle { task: tokio::spawn(engine.clone().run()), engine }
 }
 
 fn now_ms() -> u64 {
