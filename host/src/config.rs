@@ -27,6 +27,9 @@ pub struct Config {
     /// Delays between attempts; one more attempt than entries.
     #[serde(deserialize_with = "schedule")]
     pub retry_schedule: Vec<Duration>,
+    /// How long events, deliveries and attempts are kept.
+    #[serde(deserialize_with = "duration")]
+    pub retention: Duration,
     /// How long a rotated-out secret still signs alongside the new one.
     #[serde(deserialize_with = "duration")]
     pub rotation_grace: Duration,
@@ -66,6 +69,7 @@ impl Default for Config {
             allow_private_destinations: false,
             retry_schedule: parse_schedule("30s,5m,30m,2h").expect("the default schedule parses"),
             rotation_grace: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(7 * 24 * 3600),
             limits: ApiLimits::default(),
             delivery: DeliveryConfig::default(),
             plugin_limits: Limits::default(),

@@ -128,6 +128,28 @@ fn operator_hashes(config: &Config) -> Result<Vec<[u8; 32]>, ServeError> {
     Ok(vec![token_hash(token.trim())])
 }
 
+/// Prunes what is older than the retention, a few times per retention period (at least
+/// every minute).
+pub fn spawn_retention(store: Store, retention: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    let every =
+        (retention / 8).clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(60));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let now = time::OffsetDateTime::now_utc() - retention;
+            let cutoff = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            let store = store.clone();
+            match tokio::task::spawn_blocking(move || store.prune(cutoff)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => tracing::info!(removed, "pruned records older than the retention"),
+                Ok(Err(error)) => tracing::error!("pruning failed: {error}"),
+                Err(error) => tracing::error!("pruning panicked: {error}"),
+            }
+        }
+    })
+}
+
 /// Runs the server on `listener` until `shutdown` completes, then flushes storage.
 pub async fn serve(
     config: Config,
@@ -145,6 +167,7 @@ pub async fn serve(
     let store = state.store.clone();
     let grace = state.config.delivery.attempt_timeout + std::time::Duration::from_secs(1);
     let engine = crate::delivery::engine::spawn(state.clone());
+    spawn_retention(state.store.clone(), state.config.retention);
     // First stop taking events, then let attempts in flight finish, then flush.
     axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await?;
     engine.shutdown(grace).await;

@@ -443,3 +443,52 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
         Sender::new(std::time::Duration::from_secs(5), true).send(&message, &receiver.url, &[&secret]).await;
     assert_eq!(sent.attempt.status_code, Some(200));
 }
+
+#[tokio::test]
+async fn retention_prunes_old_events_deliveries_and_attempts_but_not_queued_work() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let done = server.send_event(OPERATOR, event("old")).await;
+    let done_id = done["deliveries"][0].as_str().unwrap();
+    delivery_status(&server, done_id, DeliveryStatus::Succeeded).await;
+
+    // A delivery still waiting (its webhook disabled, then re-enabled: queued again) stays.
+    server
+        .call(
+            OPERATOR,
+            Method::PATCH,
+            &format!("/v1/webhooks/{}", created["id"].as_str().unwrap()),
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    let paused = server.send_event(OPERATOR, event("waiting")).await;
+    let paused_id = paused["deliveries"][0].as_str().unwrap();
+
+    let store = &server.state.store;
+    let future =
+        u64::try_from((time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) + 60_000).unwrap();
+    assert_eq!(store.prune(0).unwrap(), 0, "nothing is older than the epoch");
+    let removed = store.prune(future).unwrap();
+    assert!(removed >= 4, "event, delivery, attempt, second event: {removed}");
+    assert!(store.delivery(done_id).unwrap().is_none());
+    assert!(store.attempts_of(done_id).unwrap().is_empty());
+    assert!(store.event("old").unwrap().is_none());
+    assert!(store.delivery(paused_id).unwrap().is_none(), "paused deliveries age out too");
+
+    // Queued work is never pruned.
+    server
+        .call(
+            OPERATOR,
+            Method::PATCH,
+            &format!("/v1/webhooks/{}", created["id"].as_str().unwrap()),
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    receiver.delay(std::time::Duration::from_secs(5));
+    let queued = server.send_event(OPERATOR, event("queued")).await;
+    let queued_id = queued["deliveries"][0].as_str().unwrap();
+    receiver.wait_for(3).await; // the health check and this one are in flight
+    store.prune(future).unwrap();
+    assert!(store.delivery(queued_id).unwrap().is_some());
+}

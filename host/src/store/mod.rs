@@ -70,6 +70,8 @@ struct Inner {
     queue: sled::Tree,
     attempts: sled::Tree,
     idempotency: sled::Tree,
+    /// `<accepted ms BE>e<event id>` and `<accepted ms BE>k<idempotency key>`: what to prune when.
+    expiry: sled::Tree,
     queue_depth: AtomicU64,
     commit: Arc<GroupCommit>,
 }
@@ -152,6 +154,7 @@ impl Store {
             deliveries: db.open_tree("deliveries")?,
             attempts: db.open_tree("attempts")?,
             idempotency: db.open_tree("idempotency")?,
+            expiry: db.open_tree("expiry")?,
             queue_depth: AtomicU64::new(queue.len() as u64),
             queue,
             commit: GroupCommit::start(db.clone()),
@@ -265,8 +268,8 @@ impl Store {
         now_ms: u64,
     ) -> Result<Value, StoreError> {
         let inner = &self.inner;
-        let trees = (&inner.events, &inner.deliveries, &inner.queue, &inner.idempotency);
-        let result = trees.transaction(|(events, deliveries, queue, keys)| {
+        let trees = (&inner.events, &inner.deliveries, &inner.queue, &inner.idempotency, &inner.expiry);
+        let result = trees.transaction(|(events, deliveries, queue, keys, expiry)| {
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut queued = 0u64;
             for accept in batch {
@@ -278,6 +281,7 @@ impl Store {
                 }
                 let record = EventRecord { event: accept.event.clone(), response: accept.response.clone() };
                 events.insert(accept.event.id.as_bytes(), encode(&record))?;
+                expiry.insert([&now_ms.to_be_bytes()[..], b"e", accept.event.id.as_bytes()].concat(), &[])?;
                 for delivery in &accept.deliveries {
                     deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
                     deliveries.insert(by_webhook_key(&delivery.webhook_id, &delivery.id), &[])?;
@@ -291,6 +295,7 @@ impl Store {
             let answer = answer(&outcomes);
             if let Some(key) = idempotency_key {
                 keys.insert(key.as_bytes(), encode(&answer))?;
+                expiry.insert([&now_ms.to_be_bytes()[..], b"k", key.as_bytes()].concat(), &[])?;
             }
             Ok((answer, queued))
         });
@@ -434,6 +439,49 @@ impl Store {
             Err(TransactionError::Abort(message)) => Err(StoreError::Corrupt(message)),
             Err(TransactionError::Storage(error)) => Err(error.into()),
         }
+    }
+
+    /// Deletes events, idempotency keys, finished deliveries and their attempts accepted
+    /// before `cutoff_ms`; queued deliveries are kept whatever their age. Returns how many
+    /// records went. Works in small steps, so ingest is never held up for long.
+    pub fn prune(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let inner = &self.inner;
+        let mut removed = 0;
+        for item in inner.expiry.range(..cutoff_ms.to_be_bytes().as_slice()) {
+            let (key, _) = item?;
+            let (kind, id) = (key.get(8), key.get(9..).unwrap_or_default());
+            match kind {
+                Some(b'e') => inner.events.remove(id)?,
+                _ => inner.idempotency.remove(id)?,
+            };
+            inner.expiry.remove(&key)?;
+            removed += 1;
+        }
+        for item in inner.deliveries.scan_prefix(b"d/") {
+            let (key, value) = item?;
+            let delivery: Delivery = decode(&value)?;
+            let created_ms =
+                u64::try_from(delivery.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            if created_ms >= cutoff_ms {
+                break; // ids are time-ordered (UUIDv7): everything after is younger
+            }
+            if delivery.status == DeliveryStatus::Pending {
+                continue;
+            }
+            inner.deliveries.remove(&key)?;
+            inner.deliveries.remove(by_webhook_key(&delivery.webhook_id, &delivery.id))?;
+            for attempt in inner.attempts.scan_prefix(format!("{}/", delivery.id)).keys() {
+                inner.attempts.remove(attempt?)?;
+                removed += 1;
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
     }
 
     /// Changes a webhook atomically; `change` says whether it changed anything. Returns the
