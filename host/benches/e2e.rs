@@ -31,7 +31,9 @@ async fn receiver() -> (String, Arc<Arrivals>) {
         let seen = seen.clone();
         async move {
             let now = Instant::now();
-            let id = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["id"].as_str().map(str::to_owned));
+            let id = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned));
             if let Some(id) = id {
                 seen.at.lock().unwrap().entry(id).or_insert(now);
             }
@@ -48,7 +50,15 @@ async fn receiver() -> (String, Arc<Arrivals>) {
 fn start_server(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmhook"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--operator-token", "op", "--allow-private-destinations", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--operator-token",
+            "op",
+            "--allow-private-destinations",
+            "--data-dir",
+        ])
         .arg(data.join("data"))
         .arg("--cache-dir")
         .arg(data.join("cache"))
@@ -99,7 +109,8 @@ async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
     }
     wait_for(arrivals, sent_at.len()).await;
     let at = arrivals.at.lock().unwrap();
-    let mut latencies: Vec<Duration> = sent_at.iter().map(|(id, sent)| at[id].duration_since(*sent)).collect();
+    let mut latencies: Vec<Duration> =
+        sent_at.iter().map(|(id, sent)| at[id].duration_since(*sent)).collect();
     latencies.sort();
     println!(
         "latency at {rate} events/s for {seconds} s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (send → delivered)",
@@ -119,7 +130,13 @@ async fn throughput(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
             let (client, url) = (client.clone(), format!("{base}/v1/events"));
             tokio::spawn(async move {
                 for i in (worker..total).step_by(in_flight) {
-                    let response = client.post(&url).bearer_auth("op").json(&event(&format!("tp{i}"))).send().await.unwrap();
+                    let response = client
+                        .post(&url)
+                        .bearer_auth("op")
+                        .json(&event(&format!("tp{i}")))
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(response.status(), 202);
                 }
             })
@@ -162,7 +179,11 @@ async fn soak(client: &reqwest::Client, base: &str, data: &std::path::Path, seco
         if report.elapsed() >= Duration::from_secs(10) {
             report = Instant::now();
             let bytes = fs_size(&data.join("data/db"));
-            println!("soak t={:>4}s events={i:>8} db on disk {:.1} MiB", start.elapsed().as_secs(), bytes as f64 / (1 << 20) as f64);
+            println!(
+                "soak t={:>4}s events={i:>8} db on disk {:.1} MiB",
+                start.elapsed().as_secs(),
+                bytes as f64 / (1 << 20) as f64
+            );
         }
     }
 }
@@ -171,7 +192,13 @@ fn fs_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
         .map(|dir| {
             dir.flatten()
-                .map(|e| if e.path().is_dir() { fs_size(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) })
+                .map(|e| {
+                    if e.path().is_dir() {
+                        fs_size(&e.path())
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
                 .sum()
         })
         .unwrap_or(0)
@@ -181,12 +208,14 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let data = tempfile::tempdir().unwrap();
-        let soak_secs: u64 = std::env::var("WASMHOOK_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let soak_secs: u64 =
+            std::env::var("WASMHOOK_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
         let (mut child, base) = start_server(data.path(), &[]);
         let (url, arrivals) = receiver().await;
         let client = reqwest::Client::new();
         let hook = json!({"name": "load", "url": url, "metadata": {"events": [], "projectIds": []}});
-        let response = client.post(format!("{base}/v1/webhooks")).bearer_auth("op").json(&hook).send().await.unwrap();
+        let response =
+            client.post(format!("{base}/v1/webhooks")).bearer_auth("op").json(&hook).send().await.unwrap();
         assert_eq!(response.status(), 201);
         latency(&client, &base, &arrivals).await;
         throughput(&client, &base, &arrivals).await;
@@ -196,7 +225,13 @@ fn main() {
             std::fs::write(data.path().join("soak.toml"), "retention = \"30s\"\n").unwrap();
             let config = data.path().join("soak.toml");
             let (mut child, base) = start_server(data.path(), &["--config", config.to_str().unwrap()]);
-            let response = client.post(format!("{base}/v1/webhooks")).bearer_auth("op").json(&hook).send().await.unwrap();
+            let response = client
+                .post(format!("{base}/v1/webhooks"))
+                .bearer_auth("op")
+                .json(&hook)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 201);
             soak(&client, &base, data.path(), soak_secs).await;
             child.kill().unwrap();

@@ -492,3 +492,22 @@ async fn retention_prunes_old_events_deliveries_and_attempts_but_not_queued_work
     store.prune(future).unwrap();
     assert!(store.delivery(queued_id).unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_rate_limited_webhook_is_never_flooded() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    let mut body = hook(&receiver.url);
+    body["rateLimit"] = json!(10);
+    server.webhook(OPERATOR, body).await;
+    for i in 0..8 {
+        server.send_event(OPERATOR, event(&format!("rl{i}"))).await;
+    }
+    let got = receiver.wait_for(8).await;
+    let mut arrivals: Vec<_> = got.iter().map(|r| r.at).collect();
+    arrivals.sort();
+    // Unpaced, eight deliveries arrive within a few milliseconds; at 10/s they span 700 ms
+    // (less whatever the network jitter between the first and the last).
+    let span = *arrivals.last().unwrap() - arrivals[0];
+    assert!(span >= std::time::Duration::from_millis(600), "8 messages within {span:?} at 10/s");
+}

@@ -47,6 +47,8 @@ struct Engine {
     workers: Arc<Semaphore>,
     in_flight: Mutex<HashSet<String>>,
     per_webhook: Mutex<HashMap<String, usize>>,
+    /// Per rate-limited webhook, when its next message may go (a GCRA without burst).
+    next_send: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// A running engine.
@@ -76,6 +78,7 @@ pub fn spawn(state: AppState) -> EngineHandle {
         workers: Arc::new(Semaphore::new(config.workers)),
         in_flight: Mutex::default(),
         per_webhook: Mutex::default(),
+        next_send: Mutex::default(),
         state,
     });
     EngineHandle { task: tokio::spawn(engine.clone().run()), engine }
@@ -151,6 +154,19 @@ impl Engine {
                 per_webhook.remove(&entry.webhook_id);
             }
         }
+    }
+
+    /// Takes a send slot of a webhook limited to `rate` messages/s, or says how long to wait.
+    fn pace(&self, webhook_id: &str, rate: u32) -> Option<Duration> {
+        let interval = Duration::from_secs(1) / rate.max(1);
+        let now = std::time::Instant::now();
+        let mut next_send = self.next_send.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = next_send.entry(webhook_id.to_owned()).or_insert(now);
+        if *slot > now {
+            return Some(*slot - now);
+        }
+        *slot = now + interval;
+        None
     }
 
     /// One turn of one delivery.
@@ -259,6 +275,13 @@ impl Engine {
         let mut health: Option<Health> = None;
         for message in delivery.messages.iter_mut().filter(|m| m.status == MessageStatus::Pending) {
             if message.next_attempt_at.is_some_and(|at| at > now) {
+                continue;
+            }
+            if let Some(rate) = webhook.rate_limit
+                && let Some(wait) = self.pace(&webhook.id, rate)
+            {
+                // Over the webhook's rate: this message waits its turn, no attempt spent.
+                message.next_attempt_at = Some(now + wait);
                 continue;
             }
             let sent = self.sender.send(message, &webhook.url, &secrets).await;
