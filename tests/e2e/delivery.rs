@@ -511,3 +511,28 @@ async fn a_rate_limited_webhook_is_never_flooded() {
     let span = *arrivals.last().unwrap() - arrivals[0];
     assert!(span >= std::time::Duration::from_millis(600), "8 messages within {span:?} at 10/s");
 }
+
+#[tokio::test]
+async fn stats_count_the_last_24_hours_by_outcome() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500]);
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let one = server.send_event(OPERATOR, event("s1")).await;
+    delivery_status(&server, one["deliveries"][0].as_str().unwrap(), DeliveryStatus::Succeeded).await;
+    let two = server.send_event(OPERATOR, event("s2")).await;
+    delivery_status(&server, two["deliveries"][0].as_str().unwrap(), DeliveryStatus::Succeeded).await;
+
+    let (status, stats) = server
+        .call(OPERATOR, Method::GET, &format!("/v1/webhooks/{}/stats", created["id"].as_str().unwrap()), None)
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    let hours = stats["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 24);
+    // All in the last hour or two (the test may straddle the top of an hour).
+    let succeeded: u64 = hours.iter().filter_map(|h| h["outcomes"]["succeeded"].as_u64()).sum();
+    let attempts: u64 = hours.iter().map(|h| h["attempts"].as_u64().unwrap()).sum();
+    assert_eq!((succeeded, attempts), (2, 3), "two deliveries: one failure, then two successes");
+    assert!(hours[23]["latencyP50Ms"].is_u64() || hours[22]["latencyP50Ms"].is_u64());
+    assert!(hours[..22].iter().all(|h| h["attempts"] == 0 && h["outcomes"] == json!({})));
+}

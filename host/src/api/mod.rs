@@ -5,6 +5,7 @@ mod deliveries;
 mod error;
 mod events;
 mod json;
+mod stats;
 mod tokens;
 mod webhooks;
 
@@ -28,7 +29,7 @@ use crate::server::AppState;
         events::event_types, events::ingest, events::ingest_batch,
         webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete,
         webhooks::rotate_secret,
-        deliveries::log, deliveries::retry, deliveries::recover, deliveries::test,
+        deliveries::log, deliveries::retry, deliveries::recover, deliveries::test, stats::stats,
         tokens::create, tokens::list, tokens::revoke,
     ),
     modifiers(&BearerAuth),
@@ -65,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{id}", get(webhooks::read).patch(webhooks::update).delete(webhooks::delete))
         .route("/webhooks/{id}/rotate-secret", post(webhooks::rotate_secret))
         .route("/webhooks/{id}/deliveries", get(deliveries::log))
+        .route("/webhooks/{id}/stats", get(stats::stats))
         .route("/webhooks/{id}/recover", post(deliveries::recover))
         .route("/webhooks/{id}/test", post(deliveries::test))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
