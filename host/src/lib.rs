@@ -11,7 +11,7 @@
 //! - [`store`]: sled storage behind a narrow interface, with group commit.
 //! - [`runtime`]: loading and running plugins safely (wasmtime, limits, instance pools).
 //! - [`builtins`], [`connectors`]: connectors compiled in; installed connectors by name.
-//! - [`api`], [`server`]: the REST API and `wasmhook serve`.
+//! - [`api`], [`server`], [`metrics`]: the REST API, `wasmhook serve`, Prometheus metrics.
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 
 pub mod access;
@@ -25,6 +25,7 @@ pub mod destination;
 pub mod event;
 pub mod filter;
 pub mod matcher;
+pub mod metrics;
 pub mod payload;
 mod private_file;
 pub mod ratelimit;

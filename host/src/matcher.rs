@@ -39,6 +39,7 @@ type BucketKey = (Option<String>, Scope);
 pub struct MatchIndex {
     buckets: HashMap<BucketKey, HashMap<String, Arc<Route>>>,
     keys_of: HashMap<String, Vec<BucketKey>>,
+    disabled: std::collections::HashSet<String>,
 }
 
 /// An event as matching sees it.
@@ -88,9 +89,18 @@ impl MatchIndex {
             }
         }
         self.keys_of.insert(webhook.id.clone(), keys);
+        if !webhook.enabled {
+            self.disabled.insert(webhook.id.clone());
+        }
+    }
+
+    /// Webhooks currently disabled.
+    pub fn disabled(&self) -> usize {
+        self.disabled.len()
     }
 
     pub fn remove(&mut self, webhook_id: &str) {
+        self.disabled.remove(webhook_id);
         for key in self.keys_of.remove(webhook_id).unwrap_or_default() {
             if let Some(bucket) = self.buckets.get_mut(&key) {
                 bucket.remove(webhook_id);

@@ -51,6 +51,7 @@ pub struct AppState {
     pub operator_hashes: Arc<Vec<[u8; 32]>>,
     /// Wakes the delivery engine when work is queued.
     pub wake: crate::delivery::engine::Wake,
+    pub metrics: crate::metrics::Metrics,
     ingest_limiter: Option<Arc<RateLimiter>>,
 }
 
@@ -87,6 +88,7 @@ impl AppState {
             secrets,
             operator_hashes: Arc::new(operator_hashes),
             wake: Default::default(),
+            metrics: Default::default(),
         })
     }
 

@@ -536,3 +536,24 @@ async fn stats_count_the_last_24_hours_by_outcome() {
     assert!(hours[23]["latencyP50Ms"].is_u64() || hours[22]["latencyP50Ms"].is_u64());
     assert!(hours[..22].iter().all(|h| h["attempts"] == 0 && h["outcomes"] == json!({})));
 }
+
+#[tokio::test]
+async fn metrics_count_deliveries_attempts_plugins_and_the_queue() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let accepted = server.send_event(OPERATOR, event("m1")).await;
+    delivery_status(&server, accepted["deliveries"][0].as_str().unwrap(), DeliveryStatus::Succeeded).await;
+
+    let text =
+        server.client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "wasmhook_deliveries_total{outcome=\"succeeded\"} 1",
+        "wasmhook_attempt_duration_seconds_count 1",
+        "wasmhook_plugin_invocations_total{connector=\"json\"} 1",
+        "wasmhook_queue_depth 0",
+        "wasmhook_disabled_webhooks 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+}

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi()) }))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see /openapi.json")
@@ -93,4 +94,12 @@ pub fn router(state: AppState) -> Router {
 async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let connectors: Vec<String> = state.connectors.list().into_iter().map(|(name, _)| name).collect();
     Json(json!({"status": "ok", "connectors": connectors, "queueDepth": state.store.queue_depth()}))
+}
+
+async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    let metrics = &state.metrics;
+    metrics.queue_depth.set(i64::try_from(state.store.queue_depth()).unwrap_or(i64::MAX));
+    let disabled = state.index.read().unwrap_or_else(|p| p.into_inner()).disabled();
+    metrics.disabled_webhooks.set(i64::try_from(disabled).unwrap_or(i64::MAX));
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
 }

@@ -222,8 +222,16 @@ impl Engine {
         let config = webhook.connector.config.to_string();
         let invocation = self.state.runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config).await;
         delivery.plugin_log = invocation.log;
+        let connector = webhook.connector.name.clone();
+        self.state
+            .metrics
+            .plugin_invocations
+            .get_or_create(&crate::metrics::Plugin { connector: connector.clone() })
+            .inc();
         match invocation.result {
             Err(error) => {
+                let failure = crate::metrics::PluginFailure { connector, code: error.code().to_owned() };
+                self.state.metrics.plugin_errors.get_or_create(&failure).inc();
                 tracing::warn!("plugin failed: {error}");
                 delivery.status = DeliveryStatus::PluginError;
                 delivery.error = Some(format!("[{}] {error}", error.code()));
@@ -285,6 +293,7 @@ impl Engine {
                 continue;
             }
             let sent = self.sender.send(message, &webhook.url, &secrets).await;
+            self.state.metrics.attempt_seconds.observe(sent.attempt.latency_ms as f64 / 1e3);
             message.attempts += 1;
             let code = sent.attempt.status_code;
             if sent.attempt.succeeded() {
@@ -370,6 +379,13 @@ impl Engine {
         if let Err(error) = self.state.store.finish(entry, delivery.as_ref(), next_due, &attempts) {
             // The entry stays queued and is worked again: at least once, never lost.
             tracing::error!(delivery_id = %entry.delivery_id, "cannot record the delivery's outcome: {error}");
+            return;
+        }
+        if let Some(delivery) = delivery.as_ref().filter(|d| d.status.is_final()) {
+            let outcome =
+                serde_json::to_value(delivery.status).ok().and_then(|v| v.as_str().map(str::to_owned));
+            let outcome = crate::metrics::Outcome { outcome: outcome.unwrap_or_default() };
+            self.state.metrics.deliveries.get_or_create(&outcome).inc();
         }
     }
 

@@ -1,0 +1,94 @@
+//! Prometheus metrics (`GET /metrics`), all named `wasmhook_*`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Plugin {
+    pub connector: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginFailure {
+    pub connector: String,
+    pub code: String,
+}
+
+/// The host's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// Deliveries that reached a final state, by outcome.
+    pub deliveries: Family<Outcome, Counter>,
+    /// Seconds from sending an attempt to the receiver's answer (or failure).
+    pub attempt_seconds: Histogram,
+    pub plugin_invocations: Family<Plugin, Counter>,
+    pub plugin_errors: Family<PluginFailure, Counter>,
+    pub queue_depth: Gauge,
+    pub disabled_webhooks: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("wasmhook");
+        let deliveries = Family::<Outcome, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Deliveries that reached a final state, by outcome",
+            deliveries.clone(),
+        );
+        let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        let attempt_seconds = Histogram::new(buckets);
+        registry.register(
+            "attempt_duration_seconds",
+            "Time of each delivery attempt",
+            attempt_seconds.clone(),
+        );
+        let plugin_invocations = Family::<Plugin, Counter>::default();
+        registry.register(
+            "plugin_invocations",
+            "Plugin invocations, by connector",
+            plugin_invocations.clone(),
+        );
+        let plugin_errors = Family::<PluginFailure, Counter>::default();
+        registry.register(
+            "plugin_errors",
+            "Failed plugin invocations, by connector and error",
+            plugin_errors.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register("queue_depth", "Deliveries waiting in the queue", queue_depth.clone());
+        let disabled_webhooks = Gauge::default();
+        registry.register("disabled_webhooks", "Webhooks currently disabled", disabled_webhooks.clone());
+        Metrics {
+            registry: Arc::new(registry),
+            deliveries,
+            attempt_seconds,
+            plugin_invocations,
+            plugin_errors,
+            queue_depth,
+            disabled_webhooks,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
