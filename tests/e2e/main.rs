@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod delivery;
+mod receiving;
 mod runtime;
 mod serve;
 mod support;
