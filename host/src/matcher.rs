@@ -40,6 +40,7 @@ pub struct MatchIndex {
     buckets: HashMap<BucketKey, HashMap<String, Arc<Route>>>,
     keys_of: HashMap<String, Vec<BucketKey>>,
     disabled: std::collections::HashSet<String>,
+    ordered: std::collections::HashSet<String>,
 }
 
 /// An event as matching sees it.
@@ -92,6 +93,14 @@ impl MatchIndex {
         if !webhook.enabled {
             self.disabled.insert(webhook.id.clone());
         }
+        if webhook.ordered {
+            self.ordered.insert(webhook.id.clone());
+        }
+    }
+
+    /// Whether the webhook wants its messages one at a time, in order.
+    pub fn is_ordered(&self, webhook_id: &str) -> bool {
+        self.ordered.contains(webhook_id)
     }
 
     /// Webhooks currently disabled.
@@ -101,6 +110,7 @@ impl MatchIndex {
 
     pub fn remove(&mut self, webhook_id: &str) {
         self.disabled.remove(webhook_id);
+        self.ordered.remove(webhook_id);
         for key in self.keys_of.remove(webhook_id).unwrap_or_default() {
             if let Some(bucket) = self.buckets.get_mut(&key) {
                 bucket.remove(webhook_id);

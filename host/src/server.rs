@@ -49,8 +49,8 @@ pub struct AppState {
     pub secrets: SecretBox,
     /// Hashes of the operator tokens.
     pub operator_hashes: Arc<Vec<[u8; 32]>>,
-    /// Wakes the delivery engine when work is queued.
-    pub wake: crate::delivery::engine::Wake,
+    /// Hands newly queued deliveries to the delivery engine.
+    pub feed: crate::delivery::schedule::Feed,
     pub metrics: crate::metrics::Metrics,
     ingest_limiter: Option<Arc<RateLimiter>>,
 }
@@ -87,7 +87,7 @@ impl AppState {
             index: Arc::new(RwLock::new(index)),
             secrets,
             operator_hashes: Arc::new(operator_hashes),
-            wake: Default::default(),
+            feed: Default::default(),
             metrics: Default::default(),
         })
     }
@@ -98,6 +98,13 @@ impl AppState {
 
     pub fn index_remove(&self, id: &str) {
         self.index.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Hands durable, pending deliveries (queued at `due_ms`) to the delivery engine.
+    pub fn enqueued(&self, due_ms: u64, deliveries: &[crate::delivery::Delivery]) {
+        for delivery in deliveries.iter().filter(|d| d.status == crate::delivery::DeliveryStatus::Pending) {
+            self.feed.push(crate::store::QueueEntry::new(due_ms, &delivery.id, &delivery.webhook_id));
+        }
     }
 
     /// 429 when the caller's token is over its ingest rate.

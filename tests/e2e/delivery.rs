@@ -557,3 +557,22 @@ async fn metrics_count_deliveries_attempts_plugins_and_the_queue() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn an_ordered_webhook_gets_one_message_at_a_time_in_ingest_order() {
+    let server = TestServer::delivering("20ms,20ms,20ms,20ms").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500, 500]);
+    let mut body = hook(&receiver.url);
+    body["ordered"] = json!(true);
+    server.webhook(OPERATOR, body).await;
+    for i in 0..5 {
+        server.send_event(OPERATOR, event(&format!("o{i}"))).await;
+    }
+    let got = receiver.wait_for(7).await;
+    let order: Vec<String> = got
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(order, ["o0", "o0", "o0", "o1", "o2", "o3", "o4"], "the failing head blocked the rest");
+}

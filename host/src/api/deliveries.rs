@@ -96,11 +96,12 @@ pub async fn retry(
         ));
     }
     let delivery = reset(delivery);
-    if !state.store.requeue(&delivery, now_ms())? {
+    let now = now_ms();
+    if !state.store.requeue(&delivery, now)? {
         return Err(ApiError::new(StatusCode::CONFLICT, "already_queued", "this delivery is already queued"));
     }
     state.store.durable().await?;
-    state.wake.notify();
+    state.enqueued(now, std::slice::from_ref(&delivery));
     Ok((StatusCode::ACCEPTED, Json(delivery)))
 }
 
@@ -133,22 +134,24 @@ pub async fn recover(
     let stuck = |d: &Delivery| {
         d.created_at >= body.since && matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Paused)
     };
-    let mut requeued = 0;
+    let mut requeued = Vec::new();
     let mut cursor: Option<String> = None;
+    let now = now_ms();
     loop {
         let page = state.store.deliveries_of(&id, cursor.as_deref(), stuck, 500)?;
         let Some(last) = page.last() else { break };
         cursor = Some(last.id.clone());
         // Oldest first, so that what happened first is sent first.
         for delivery in page.into_iter().rev() {
-            if state.store.requeue(&reset(delivery), now_ms())? {
-                requeued += 1;
+            let delivery = reset(delivery);
+            if state.store.requeue(&delivery, now)? {
+                requeued.push(delivery);
             }
         }
     }
     state.store.durable().await?;
-    state.wake.notify();
-    Ok((StatusCode::ACCEPTED, Json(json!({"requeued": requeued}))))
+    state.enqueued(now, &requeued);
+    Ok((StatusCode::ACCEPTED, Json(json!({"requeued": requeued.len()}))))
 }
 
 /// Makes a delivery sendable again: failed messages get fresh attempts, a delivery whose
@@ -227,8 +230,9 @@ pub(super) async fn send_direct(
     let queued = Queued { event_id: event.id.clone(), delivery_id: delivery.id.clone() };
     let accept = crate::store::Accept { event, deliveries: vec![delivery], response: json!(null) };
     // A millisecond early: queued ahead of anything recovered right after it.
-    state.store.accept(&[accept], None, |_| json!(null), now_ms().saturating_sub(1))?;
+    let due = now_ms().saturating_sub(1);
+    state.store.accept(std::slice::from_ref(&accept), None, |_| json!(null), due)?;
     state.store.durable().await?;
-    state.wake.notify();
+    state.enqueued(due, &accept.deliveries);
     Ok(queued)
 }

@@ -222,8 +222,22 @@ async fn commit(
         ));
     }
     let now_ms = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let answer = state.store.accept(&accepts, key, answer, now_ms)?;
+    // Which events were new (not duplicates): their deliveries go to the engine.
+    let fresh = std::cell::RefCell::new(Vec::new());
+    let answer = state.store.accept(
+        &accepts,
+        key,
+        |outcomes| {
+            *fresh.borrow_mut() = outcomes.iter().map(|o| matches!(o, Accepted::New)).collect();
+            answer(outcomes)
+        },
+        now_ms,
+    )?;
     state.store.durable().await?;
-    state.wake.notify();
+    for (accept, new) in accepts.iter().zip(fresh.into_inner()) {
+        if new {
+            state.enqueued(now_ms, &accept.deliveries);
+        }
+    }
     Ok(answer)
 }

@@ -7,19 +7,21 @@
 //! one write. A delivery stays in the queue until that write, so after a crash whatever was
 //! in flight is worked again (at least once, never lost).
 //!
-//! Workers wake at once when ingest queues something; a per-webhook cap keeps a slow
-//! receiver from taking every worker.
+//! Work comes from the in-memory [`Schedule`] (see `schedule`): the queue is read once at
+//! start, producers feed new entries in as they commit them, and the engine reschedules its
+//! own retries — so an event reaches its receiver without any polling delay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Semaphore, mpsc};
 
 use super::retry::RetryPolicy;
+use super::schedule::Schedule;
 use super::sender::Sender;
 use super::{Delivery, DeliveryStatus, Message, MessageStatus, new_message_id};
 use crate::payload::standard_payload;
@@ -27,26 +29,11 @@ use crate::server::AppState;
 use crate::store::QueueEntry;
 use crate::webhook::{Webhook, WebhookStatus};
 
-/// Deliveries looked at per pass over the queue.
-const SCAN: usize = 1_024;
-
-/// Handle to wake the engine when work is queued.
-#[derive(Clone, Default)]
-pub struct Wake(Arc<Notify>);
-
-impl Wake {
-    pub fn notify(&self) {
-        self.0.notify_one();
-    }
-}
-
 struct Engine {
     state: AppState,
     sender: Sender,
     retry: RetryPolicy,
     workers: Arc<Semaphore>,
-    in_flight: Mutex<HashSet<String>>,
-    per_webhook: Mutex<HashMap<String, usize>>,
     /// Per rate-limited webhook, when its next message may go (a GCRA without burst).
     next_send: Mutex<HashMap<String, std::time::Instant>>,
 }
@@ -69,19 +56,18 @@ impl EngineHandle {
     }
 }
 
-/// Starts the engine on the current runtime.
+/// Starts the engine on the current runtime. Only one engine may run per state.
 pub fn spawn(state: AppState) -> EngineHandle {
     let config = &state.config.delivery;
+    let feed = state.feed.take_receiver().expect("one delivery engine per server");
     let engine = Arc::new(Engine {
         sender: Sender::new(config.attempt_timeout, state.config.allow_private_destinations),
         retry: RetryPolicy::new(state.config.retry_schedule.clone()),
         workers: Arc::new(Semaphore::new(config.workers)),
-        in_flight: Mutex::default(),
-        per_webhook: Mutex::default(),
         next_send: Mutex::default(),
         state,
     });
-    EngineHandle { task: tokio::spawn(engine.clone().run()), engine }
+    EngineHandle { task: tokio::spawn(engine.clone().run(feed)), engine }
 }
 
 fn now_ms() -> u64 {
@@ -89,71 +75,48 @@ fn now_ms() -> u64 {
 }
 
 impl Engine {
-    async fn run(self: Arc<Self>) {
-        let wake = self.state.wake.0.clone();
+    async fn run(self: Arc<Self>, mut feed: mpsc::UnboundedReceiver<QueueEntry>) {
+        let mut schedule = Schedule::default();
+        let (done_send, mut done) = mpsc::unbounded_channel::<(QueueEntry, Option<QueueEntry>)>();
+        match self.state.store.queued() {
+            Ok(queued) => {
+                let now = now_ms();
+                for entry in queued {
+                    let ordered = self.ordered(&entry.webhook_id);
+                    schedule.add(entry, now, ordered);
+                }
+            }
+            Err(error) => tracing::error!("cannot read the delivery queue: {error}"),
+        }
+        let per_webhook = self.state.config.delivery.per_webhook;
         loop {
-            let notified = wake.notified();
             let now = now_ms();
-            let due = match self.state.store.due(now, SCAN) {
-                Ok(due) => due,
-                Err(error) => {
-                    tracing::error!("cannot read the delivery queue: {error}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let mut started = 0;
-            for entry in due {
-                if !self.claim(&entry) {
-                    continue;
-                }
-                let Ok(permit) = self.workers.clone().try_acquire_owned() else {
-                    self.release(&entry);
-                    break;
-                };
-                started += 1;
-                let engine = self.clone();
+            let free = self.workers.available_permits();
+            for entry in schedule.take_runnable(now, per_webhook, free) {
+                let permit = self.workers.clone().try_acquire_owned().expect("counted free workers");
+                let (engine, done) = (self.clone(), done_send.clone());
                 tokio::spawn(async move {
-                    engine.work(&entry).await;
-                    engine.release(&entry);
+                    let next = engine.work(&entry).await;
                     drop(permit);
-                    engine.state.wake.notify();
+                    let _ = done.send((entry, next));
                 });
             }
-            if started == 0 {
-                let next = self.state.store.next_due().ok().flatten();
-                let sleep =
-                    next.map_or(Duration::from_secs(1), |due| Duration::from_millis(due.saturating_sub(now)));
-                tokio::select! {
-                    _ = notified => {}
-                    _ = tokio::time::sleep(sleep.min(Duration::from_secs(1))) => {}
+            let sleep = schedule
+                .next_due()
+                .map_or(Duration::from_secs(60), |due| Duration::from_millis(due.saturating_sub(now)));
+            tokio::select! {
+                Some(entry) = feed.recv() => {
+                    let ordered = self.ordered(&entry.webhook_id);
+                    schedule.add(entry, now_ms(), ordered);
                 }
+                Some((finished, next)) = done.recv() => schedule.done(&finished, next, now_ms()),
+                _ = tokio::time::sleep(sleep) => {}
             }
         }
     }
 
-    /// Marks a queue entry as being worked, unless it is already or its webhook is at its cap.
-    fn claim(&self, entry: &QueueEntry) -> bool {
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        let mut per_webhook = self.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
-        let busy = per_webhook.entry(entry.webhook_id.clone()).or_default();
-        if in_flight.contains(&entry.delivery_id) || *busy >= self.state.config.delivery.per_webhook {
-            return false;
-        }
-        *busy += 1;
-        in_flight.insert(entry.delivery_id.clone());
-        true
-    }
-
-    fn release(&self, entry: &QueueEntry) {
-        self.in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&entry.delivery_id);
-        let mut per_webhook = self.per_webhook.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(busy) = per_webhook.get_mut(&entry.webhook_id) {
-            *busy -= 1;
-            if *busy == 0 {
-                per_webhook.remove(&entry.webhook_id);
-            }
-        }
+    fn ordered(&self, webhook_id: &str) -> bool {
+        self.state.index.read().unwrap_or_else(|p| p.into_inner()).is_ordered(webhook_id)
     }
 
     /// Takes a send slot of a webhook limited to `rate` messages/s, or says how long to wait.
@@ -169,21 +132,23 @@ impl Engine {
         None
     }
 
-    /// One turn of one delivery.
-    async fn work(&self, entry: &QueueEntry) {
+    /// One turn of one delivery; returns its queue entry as it now stands, if it is queued.
+    async fn work(&self, entry: &QueueEntry) -> Option<QueueEntry> {
         let store = &self.state.store;
         let delivery = match store.delivery(&entry.delivery_id) {
             Ok(Some(delivery)) if !delivery.status.is_final() => delivery,
             Ok(_) => return self.finish(entry, None, None, Vec::new()),
             Err(error) => {
-                return tracing::error!(delivery_id = %entry.delivery_id, "cannot read delivery: {error}");
+                tracing::error!(delivery_id = %entry.delivery_id, "cannot read delivery: {error}");
+                return Some(retry_soon(entry));
             }
         };
         let webhook = match store.webhook(&delivery.webhook_id) {
             Ok(Some(webhook)) => webhook,
             Ok(None) => return self.fail(entry, delivery, "the webhook was deleted"),
             Err(error) => {
-                return tracing::error!(webhook_id = %delivery.webhook_id, "cannot read webhook: {error}");
+                tracing::error!(webhook_id = %delivery.webhook_id, "cannot read webhook: {error}");
+                return Some(retry_soon(entry));
             }
         };
         if !webhook.enabled {
@@ -198,7 +163,7 @@ impl Engine {
                 None => return self.finish(entry, Some(delivery), None, Vec::new()),
             }
         }
-        self.attempt(entry, delivery, webhook).await;
+        self.attempt(entry, delivery, webhook).await
     }
 
     /// Runs the plugin. `None` when the delivery is done (filtered, plugin error).
@@ -259,7 +224,12 @@ impl Engine {
     }
 
     /// Attempts the messages that are due, then stores the outcome.
-    async fn attempt(&self, entry: &QueueEntry, mut delivery: Delivery, webhook: Webhook) {
+    async fn attempt(
+        &self,
+        entry: &QueueEntry,
+        mut delivery: Delivery,
+        webhook: Webhook,
+    ) -> Option<QueueEntry> {
         let now = OffsetDateTime::now_utc();
         let open =
             |sealed: &str| STANDARD.decode(sealed).ok().and_then(|bytes| self.state.secrets.open(&bytes));
@@ -356,16 +326,17 @@ impl Engine {
         }
         let next_due =
             pending.iter().min().map(|at| u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
-        self.finish(entry, Some(delivery), next_due, attempts);
+        let next = self.finish(entry, Some(delivery), next_due, attempts);
         if let Some(health) = health {
             self.update_health(&webhook.id, health);
         }
+        next
     }
 
-    fn fail(&self, entry: &QueueEntry, mut delivery: Delivery, reason: &str) {
+    fn fail(&self, entry: &QueueEntry, mut delivery: Delivery, reason: &str) -> Option<QueueEntry> {
         delivery.status = DeliveryStatus::Failed;
         delivery.error = Some(reason.to_owned());
-        self.finish(entry, Some(delivery), None, Vec::new());
+        self.finish(entry, Some(delivery), None, Vec::new())
     }
 
     /// Stores the turn's outcome and moves or removes the queue entry, in one write.
@@ -375,11 +346,11 @@ impl Engine {
         delivery: Option<Delivery>,
         next_due: Option<u64>,
         attempts: Vec<super::Attempt>,
-    ) {
+    ) -> Option<QueueEntry> {
         if let Err(error) = self.state.store.finish(entry, delivery.as_ref(), next_due, &attempts) {
             // The entry stays queued and is worked again: at least once, never lost.
             tracing::error!(delivery_id = %entry.delivery_id, "cannot record the delivery's outcome: {error}");
-            return;
+            return Some(retry_soon(entry));
         }
         if let Some(delivery) = delivery.as_ref().filter(|d| d.status.is_final()) {
             let outcome =
@@ -387,6 +358,7 @@ impl Engine {
             let outcome = crate::metrics::Outcome { outcome: outcome.unwrap_or_default() };
             self.state.metrics.deliveries.get_or_create(&outcome).inc();
         }
+        next_due.map(|due| QueueEntry::new(due, &entry.delivery_id, &entry.webhook_id))
     }
 
     fn update_health(&self, webhook_id: &str, health: Health) {
@@ -417,6 +389,14 @@ impl Engine {
             Err(error) => tracing::error!(webhook_id, "cannot update webhook health: {error}"),
         }
     }
+}
+
+/// The same queue entry, worked again in a second (after a storage error: it is still queued
+/// under its old key, which stays valid).
+fn retry_soon(entry: &QueueEntry) -> QueueEntry {
+    let mut again = entry.clone();
+    again.due_ms = now_ms() + 1_000;
+    again
 }
 
 /// What a turn says about the receiver.

@@ -2,12 +2,14 @@
 //! and the engine that runs the plugin, signs, sends and retries them.
 //!
 //! - [`engine`]: takes due deliveries from the durable queue and works them.
+//! - [`schedule`]: the engine's in-memory lanes, one per webhook.
 //! - [`sender`]: the HTTP client, with destination checks at connect time.
 //! - [`signature`]: the two signature schemes, as pure functions.
 //! - [`retry`]: the retry schedule, jitter and `Retry-After`.
 
 pub mod engine;
 pub mod retry;
+pub mod schedule;
 pub mod sender;
 pub mod signature;
 

@@ -115,6 +115,15 @@ pub struct QueueEntry {
 }
 
 impl QueueEntry {
+    pub fn new(due_ms: u64, delivery_id: &str, webhook_id: &str) -> Self {
+        QueueEntry {
+            key: queue_key(due_ms, delivery_id),
+            delivery_id: delivery_id.to_owned(),
+            webhook_id: webhook_id.to_owned(),
+            due_ms,
+        }
+    }
+
     fn read(key: &[u8], value: &[u8]) -> Result<Self, StoreError> {
         let corrupt = || StoreError::Corrupt("queue entry".into());
         let (due, id) = key.split_at_checked(8).ok_or_else(corrupt)?;
@@ -351,26 +360,13 @@ impl Store {
 
     // The queue.
 
-    /// Up to `limit` entries due at `now_ms` or earlier, earliest first.
-    pub fn due(&self, now_ms: u64, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
-        let end = (now_ms.saturating_add(1)).to_be_bytes();
+    /// Every queued entry (read once, when the engine starts).
+    pub fn queued(&self) -> Result<Vec<QueueEntry>, StoreError> {
         self.inner
             .queue
-            .range(..end.as_slice())
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item?;
-                QueueEntry::read(&key, &value)
-            })
+            .iter()
+            .map(|item| item.map_err(StoreError::from).and_then(|(k, v)| QueueEntry::read(&k, &v)))
             .collect()
-    }
-
-    /// When the earliest queued delivery is due.
-    pub fn next_due(&self) -> Result<Option<u64>, StoreError> {
-        match self.inner.queue.first()? {
-            Some((key, value)) => Ok(Some(QueueEntry::read(&key, &value)?.due_ms)),
-            None => Ok(None),
-        }
     }
 
     /// Records a turn of a delivery in one transaction: its new state, its attempts, and its

@@ -1,0 +1,236 @@
+//! The engine's in-memory schedule of queued deliveries: which may run now, per webhook.
+//!
+//! The durable queue (sled) is read once, at start; after that every producer — ingest,
+//! retries, recover, test events — hands its new entries over through the [`Feed`], and the
+//! engine reschedules its own retries. Each webhook has a lane: up to `per_webhook`
+//! deliveries run at once, or — for an `ordered` webhook — only its oldest delivery, even
+//! while that one waits for a retry. So a webhook with a large backlog costs nothing per
+//! pass, and one receiver's backlog never holds up another's.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::store::QueueEntry;
+
+/// Where producers hand over new queue entries (once they are durable).
+#[derive(Clone)]
+pub struct Feed {
+    send: mpsc::UnboundedSender<QueueEntry>,
+    receive: Arc<Mutex<Option<mpsc::UnboundedReceiver<QueueEntry>>>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        let (send, receive) = mpsc::unbounded_channel();
+        Feed { send, receive: Arc::new(Mutex::new(Some(receive))) }
+    }
+}
+
+impl Feed {
+    pub fn push(&self, entry: QueueEntry) {
+        // With no engine running (API-only tests), entries wait in the channel: harmless.
+        let _ = self.send.send(entry);
+    }
+
+    /// The receiving end, for the one engine that runs.
+    pub(crate) fn take_receiver(&self) -> Option<mpsc::UnboundedReceiver<QueueEntry>> {
+        self.receive.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Schedule {
+    /// Every entry held, by delivery id.
+    entries: HashMap<String, QueueEntry>,
+    /// Not yet due (unordered lanes only): earliest first.
+    timers: BinaryHeap<Reverse<(u64, String)>>,
+    lanes: HashMap<String, Lane>,
+}
+
+#[derive(Default)]
+struct Lane {
+    ordered: bool,
+    running: usize,
+    /// Unordered: due deliveries, first come first served.
+    ready: VecDeque<String>,
+    /// Ordered: every delivery of the webhook, oldest (smallest UUIDv7 id) first.
+    all: BTreeMap<String, ()>,
+    running_ids: HashSet<String>,
+}
+
+impl Schedule {
+    /// Takes an entry in (again). `ordered` says how the webhook wants its deliveries.
+    pub(crate) fn add(&mut self, entry: QueueEntry, now_ms: u64, ordered: bool) {
+        let id = entry.delivery_id.clone();
+        if self.entries.contains_key(&id) {
+            return; // already held: queued or running (a producer and the start-up scan both saw it)
+        }
+        let lane =
+            self.lanes.entry(entry.webhook_id.clone()).or_insert_with(|| Lane { ordered, ..Lane::default() });
+        if lane.ordered {
+            lane.all.insert(id.clone(), ());
+        } else if entry.due_ms <= now_ms {
+            lane.ready.push_back(id.clone());
+        } else {
+            self.timers.push(Reverse((entry.due_ms, id.clone())));
+        }
+        self.entries.insert(id, entry);
+    }
+
+    /// Moves what came due into its lane.
+    fn tick(&mut self, now_ms: u64) {
+        while let Some(Reverse((due, _))) = self.timers.peek() {
+            if *due > now_ms {
+                break;
+            }
+            let Some(Reverse((_, id))) = self.timers.pop() else { break };
+            if let Some(entry) = self.entries.get(&id) {
+                self.lanes.entry(entry.webhook_id.clone()).or_default().ready.push_back(id);
+            }
+        }
+    }
+
+    /// The entries to start now, marked running.
+    pub(crate) fn take_runnable(
+        &mut self,
+        now_ms: u64,
+        per_webhook: usize,
+        mut budget: usize,
+    ) -> Vec<QueueEntry> {
+        self.tick(now_ms);
+        let mut runnable = Vec::new();
+        for lane in self.lanes.values_mut() {
+            if budget == 0 {
+                break;
+            }
+            if lane.ordered {
+                if lane.running > 0 {
+                    continue;
+                }
+                let Some(head) = lane.all.keys().next() else { continue };
+                let Some(entry) = self.entries.get(head) else { continue };
+                if entry.due_ms <= now_ms {
+                    lane.running = 1;
+                    lane.running_ids.insert(head.clone());
+                    runnable.push(entry.clone());
+                    budget -= 1;
+                }
+                continue;
+            }
+            while lane.running < per_webhook && budget > 0 {
+                let Some(id) = lane.ready.pop_front() else { break };
+                let Some(entry) = self.entries.get(&id) else { continue };
+                lane.running += 1;
+                lane.running_ids.insert(id);
+                runnable.push(entry.clone());
+                budget -= 1;
+            }
+        }
+        runnable
+    }
+
+    /// A run ended; `next` is the entry as it now stands in the queue, if it is still there.
+    pub(crate) fn done(&mut self, finished: &QueueEntry, next: Option<QueueEntry>, now_ms: u64) {
+        let id = &finished.delivery_id;
+        let mut drop_lane = false;
+        if let Some(lane) = self.lanes.get_mut(&finished.webhook_id) {
+            lane.running = lane.running.saturating_sub(1);
+            lane.running_ids.remove(id);
+            if next.is_none() {
+                lane.all.remove(id);
+            }
+            drop_lane = lane.running == 0 && lane.ready.is_empty() && lane.all.is_empty() && next.is_none();
+        }
+        self.entries.remove(id);
+        if drop_lane {
+            // Emptied: a later lane re-reads whether the webhook is ordered.
+            self.lanes.remove(&finished.webhook_id);
+        }
+        if let Some(next) = next {
+            let ordered = self.lanes.get(&next.webhook_id).is_some_and(|l| l.ordered);
+            self.add(next, now_ms, ordered);
+        }
+    }
+
+    /// When the next held entry comes due (timers and ordered heads), if any.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        let timer = self.timers.peek().map(|Reverse((due, _))| *due);
+        let heads = self
+            .lanes
+            .values()
+            .filter(|l| l.ordered && l.running == 0)
+            .filter_map(|l| l.all.keys().next())
+            .filter_map(|id| self.entries.get(id).map(|e| e.due_ms));
+        timer.into_iter().chain(heads).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, webhook: &str, due: u64) -> QueueEntry {
+        QueueEntry::new(due, id, webhook)
+    }
+
+    fn ids(entries: &[QueueEntry]) -> Vec<&str> {
+        entries.iter().map(|e| e.delivery_id.as_str()).collect()
+    }
+
+    #[test]
+    fn lanes_cap_each_webhook_and_keep_others_moving() {
+        let mut s = Schedule::default();
+        for i in 0..5 {
+            s.add(entry(&format!("a{i}"), "slow", 0), 10, false);
+        }
+        s.add(entry("b0", "fast", 0), 10, false);
+        let mut first = ids(&s.take_runnable(10, 2, 100)).into_iter().map(str::to_owned).collect::<Vec<_>>();
+        first.sort();
+        assert_eq!(first, ["a0", "a1", "b0"], "two of the slow webhook, and the fast one");
+        assert!(s.take_runnable(10, 2, 100).is_empty(), "the slow lane is full");
+        s.done(&entry("a0", "slow", 0), None, 10);
+        assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a2"]);
+    }
+
+    #[test]
+    fn retries_wait_for_their_time() {
+        let mut s = Schedule::default();
+        s.add(entry("a", "w", 0), 10, false);
+        let run = s.take_runnable(10, 8, 100);
+        s.done(&run[0], Some(entry("a", "w", 50)), 10);
+        assert!(s.take_runnable(20, 8, 100).is_empty());
+        assert_eq!(s.next_due(), Some(50));
+        assert_eq!(ids(&s.take_runnable(50, 8, 100)), ["a"]);
+    }
+
+    #[test]
+    fn ordered_lanes_run_one_at_a_time_and_a_failing_head_blocks() {
+        let mut s = Schedule::default();
+        s.add(entry("d2", "o", 0), 10, true);
+        s.add(entry("d1", "o", 0), 10, true);
+        s.add(entry("d3", "o", 0), 10, true);
+        let run = s.take_runnable(10, 8, 100);
+        assert_eq!(ids(&run), ["d1"], "the oldest first, alone");
+        // d1 failed and waits for a retry at 100: nothing behind it may pass.
+        s.done(&run[0], Some(entry("d1", "o", 100)), 10);
+        assert!(s.take_runnable(50, 8, 100).is_empty());
+        assert_eq!(s.next_due(), Some(100));
+        let run = s.take_runnable(100, 8, 100);
+        assert_eq!(ids(&run), ["d1"]);
+        s.done(&run[0], None, 100);
+        assert_eq!(ids(&s.take_runnable(100, 8, 100)), ["d2"]);
+    }
+
+    #[test]
+    fn the_same_delivery_is_held_once() {
+        let mut s = Schedule::default();
+        s.add(entry("a", "w", 0), 10, false);
+        s.add(entry("a", "w", 0), 10, false);
+        assert_eq!(s.take_runnable(10, 8, 100).len(), 1);
+        s.add(entry("a", "w", 0), 10, false);
+        assert!(s.take_runnable(10, 8, 100).is_empty(), "already running");
+    }
+}
