@@ -327,7 +327,10 @@ impl Engine {
         let next_due =
             pending.iter().min().map(|at| u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
         let next = self.finish(entry, Some(delivery), next_due, attempts);
-        if let Some(health) = health {
+        // Most turns leave health as it was: only a change costs a write.
+        let unchanged = health == Some(Health::Succeeded) && webhook.status == WebhookStatus::Healthy
+            || health == Some(Health::Failing) && webhook.status == WebhookStatus::Unhealthy;
+        if let Some(health) = health.filter(|_| !unchanged) {
             self.update_health(&webhook.id, health);
         }
         next
