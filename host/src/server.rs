@@ -146,8 +146,7 @@ pub fn spawn_retention(store: Store, retention: std::time::Duration) -> tokio::t
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let now = time::OffsetDateTime::now_utc() - retention;
-            let cutoff = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            let cutoff = crate::store::millis(time::OffsetDateTime::now_utc() - retention);
             let store = store.clone();
             match tokio::task::spawn_blocking(move || store.prune(cutoff)).await {
                 Ok(Ok(0)) => {}

@@ -15,6 +15,7 @@ use super::webhooks::owned;
 use crate::access::Caller;
 use crate::delivery::{Attempt, Delivery, DeliveryStatus, MessageStatus};
 use crate::server::AppState;
+use crate::store::now_ms;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -171,10 +172,6 @@ fn reset(mut delivery: Delivery) -> Delivery {
     delivery.status = DeliveryStatus::Pending;
     delivery.error = None;
     delivery
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

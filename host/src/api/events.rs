@@ -221,7 +221,7 @@ async fn commit(
             5,
         ));
     }
-    let now_ms = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    let now_ms = crate::store::now_ms();
     // Which events were new (not duplicates): their deliveries go to the engine.
     let fresh = std::cell::RefCell::new(Vec::new());
     let answer = state.store.accept(

@@ -26,7 +26,7 @@ use super::sender::Sender;
 use super::{Delivery, DeliveryStatus, Message, MessageStatus, new_message_id};
 use crate::payload::standard_payload;
 use crate::server::AppState;
-use crate::store::QueueEntry;
+use crate::store::{QueueEntry, now_ms};
 use crate::webhook::{Webhook, WebhookStatus};
 
 struct Engine {
@@ -68,10 +68,6 @@ pub fn spawn(state: AppState) -> EngineHandle {
         state,
     });
     EngineHandle { task: tokio::spawn(engine.clone().run(feed)), engine }
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 impl Engine {
@@ -324,8 +320,7 @@ impl Engine {
                 ),
             });
         }
-        let next_due =
-            pending.iter().min().map(|at| u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0));
+        let next_due = pending.iter().min().map(|at| crate::store::millis(*at));
         let next = self.finish(entry, Some(delivery), next_due, attempts);
         // Most turns leave health as it was: only a change costs a write.
         let unchanged = health == Some(Health::Succeeded) && webhook.status == WebhookStatus::Healthy

@@ -90,6 +90,16 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Milliseconds since the Unix epoch: the time of queue keys and expiry.
+pub fn millis(at: time::OffsetDateTime) -> u64 {
+    u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// The current time in [`millis`].
+pub fn now_ms() -> u64 {
+    millis(time::OffsetDateTime::now_utc())
+}
+
 /// Queue keys sort by due time: milliseconds since the epoch, big-endian, then the id.
 /// The value is the webhook's id, so the engine can cap work per webhook without a read.
 fn queue_key(due_ms: u64, delivery_id: &str) -> Vec<u8> {
@@ -456,8 +466,7 @@ impl Store {
         for item in inner.deliveries.scan_prefix(b"d/") {
             let (key, value) = item?;
             let delivery: Delivery = decode(&value)?;
-            let created_ms =
-                u64::try_from(delivery.created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+            let created_ms = millis(delivery.created_at);
             if created_ms >= cutoff_ms {
                 break; // ids are time-ordered (UUIDv7): everything after is younger
             }
