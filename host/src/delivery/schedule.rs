@@ -8,7 +8,7 @@
 //! pass, and one receiver's backlog never holds up another's.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -58,7 +58,6 @@ struct Lane {
     ready: VecDeque<String>,
     /// Ordered: every delivery of the webhook, oldest (smallest UUIDv7 id) first.
     all: BTreeMap<String, ()>,
-    running_ids: HashSet<String>,
 }
 
 impl Schedule {
@@ -114,7 +113,6 @@ impl Schedule {
                 let Some(entry) = self.entries.get(head) else { continue };
                 if entry.due_ms <= now_ms {
                     lane.running = 1;
-                    lane.running_ids.insert(head.clone());
                     runnable.push(entry.clone());
                     budget -= 1;
                 }
@@ -124,7 +122,6 @@ impl Schedule {
                 let Some(id) = lane.ready.pop_front() else { break };
                 let Some(entry) = self.entries.get(&id) else { continue };
                 lane.running += 1;
-                lane.running_ids.insert(id);
                 runnable.push(entry.clone());
                 budget -= 1;
             }
@@ -138,7 +135,6 @@ impl Schedule {
         let mut drop_lane = false;
         if let Some(lane) = self.lanes.get_mut(&finished.webhook_id) {
             lane.running = lane.running.saturating_sub(1);
-            lane.running_ids.remove(id);
             if next.is_none() {
                 lane.all.remove(id);
             }
