@@ -1,4 +1,4 @@
-//! The installed connectors by name: the built-ins, loaded at start.
+//! The installed connectors by name: the built-ins, then those operators uploaded.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -24,8 +24,13 @@ impl Connectors {
         Ok(connectors)
     }
 
-    pub fn insert(&self, name: &str, plugin: Arc<Plugin>) {
-        self.write().insert(name.to_owned(), plugin);
+    /// Installs or replaces a connector; returns the one it replaced.
+    pub fn insert(&self, name: &str, plugin: Arc<Plugin>) -> Option<Arc<Plugin>> {
+        self.write().insert(name.to_owned(), plugin)
+    }
+
+    pub fn remove(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.write().remove(name)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {

@@ -73,6 +73,18 @@ impl AppState {
             ..RuntimeConfig::default()
         })?;
         let connectors = Connectors::with_builtins(&runtime).await.map_err(ServeError::Builtin)?;
+        // Uploaded connectors (overriding built-ins of the same name); one that no longer
+        // loads is reported and skipped rather than keeping the server down.
+        for (name, bytes) in
+            store.connectors().map_err(|source| ServeError::Storage { path: db_path.clone(), source })?
+        {
+            match runtime.load(bytes.into(), crate::runtime::Policy::Pooled).await {
+                Ok(plugin) => {
+                    connectors.insert(&name, plugin);
+                }
+                Err(error) => tracing::error!(connector = %name, "stored connector does not load: {error}"),
+            }
+        }
         let mut index = MatchIndex::default();
         for webhook in store.all_webhooks().map_err(|source| ServeError::Storage { path: db_path, source })? {
             index.upsert(&webhook);

@@ -5,6 +5,7 @@
 
 mod api;
 mod cli;
+mod connectors;
 mod delivery;
 mod receiving;
 mod runtime;

@@ -1,6 +1,7 @@
 //! The REST API: one file per resource, one error shape, generated OpenAPI.
 
 mod auth;
+mod connectors;
 mod deliveries;
 mod error;
 mod events;
@@ -31,6 +32,7 @@ use crate::server::AppState;
         webhooks::rotate_secret,
         deliveries::log, deliveries::retry, deliveries::recover, deliveries::test, stats::stats,
         tokens::create, tokens::list, tokens::revoke,
+        connectors::list, connectors::upload, connectors::remove, connectors::preview,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -70,6 +72,17 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{id}/recover", post(deliveries::recover))
         .route("/webhooks/{id}/test", post(deliveries::test))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/connectors", get(connectors::list))
+        .route(
+            "/connectors/{name}",
+            axum::routing::put(connectors::upload)
+                .delete(connectors::remove)
+                .layer(DefaultBodyLimit::max(limits.plugin_bytes)),
+        )
+        .route(
+            "/connectors/{name}/preview",
+            post(connectors::preview).layer(DefaultBodyLimit::max(limits.event_bytes)),
+        )
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", delete(tokens::revoke))
         .layer(DefaultBodyLimit::max(64 << 10));

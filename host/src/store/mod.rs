@@ -69,6 +69,7 @@ struct Inner {
     deliveries: sled::Tree,
     queue: sled::Tree,
     attempts: sled::Tree,
+    connectors: sled::Tree,
     idempotency: sled::Tree,
     /// `<accepted ms BE>e<event id>` and `<accepted ms BE>k<idempotency key>`: what to prune when.
     expiry: sled::Tree,
@@ -164,7 +165,6 @@ impl Store {
                 meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
-        db.open_tree("connectors")?;
         let queue = db.open_tree("queue")?;
         let inner = Inner {
             webhooks: db.open_tree("webhooks")?,
@@ -172,6 +172,7 @@ impl Store {
             events: db.open_tree("events")?,
             deliveries: db.open_tree("deliveries")?,
             attempts: db.open_tree("attempts")?,
+            connectors: db.open_tree("connectors")?,
             idempotency: db.open_tree("idempotency")?,
             expiry: db.open_tree("expiry")?,
             queue_depth: AtomicU64::new(queue.len() as u64),
@@ -261,6 +262,28 @@ impl Store {
         let Some(hash) = self.inner.tokens.remove(format!("i/{id}").as_bytes())? else { return Ok(false) };
         self.inner.tokens.remove([b"h/".as_slice(), &hash].concat())?;
         Ok(true)
+    }
+
+    // Uploaded connectors: name → component bytes.
+
+    pub fn put_connector(&self, name: &str, component: &[u8]) -> Result<(), StoreError> {
+        self.inner.connectors.insert(name, component)?;
+        Ok(())
+    }
+
+    pub fn delete_connector(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.inner.connectors.remove(name)?.is_some())
+    }
+
+    pub fn connectors(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner
+            .connectors
+            .iter()
+            .map(|item| {
+                let (name, bytes) = item?;
+                Ok((String::from_utf8_lossy(&name).into_owned(), bytes.to_vec()))
+            })
+            .collect()
     }
 
     // Events.

@@ -1,0 +1,202 @@
+//! `/v1/connectors`: the installed connectors; operators upload, replace and remove them at
+//! runtime; anyone may preview what one would send for an event.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::require;
+use super::error::ApiError;
+use super::json::ApiJson;
+use crate::access::{Caller, Scope};
+use crate::builtins;
+use crate::runtime::{LogLine, Plugin, Policy, Request};
+use crate::server::AppState;
+
+/// An installed connector.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorView {
+    name: String,
+    version: String,
+    description: String,
+    #[schema(value_type = Object)]
+    config_schema: Value,
+    /// Compiled into the binary (and not replaced by an upload).
+    builtin: bool,
+    /// SHA-256 of the component.
+    hash: String,
+}
+
+fn view(name: &str, plugin: &Plugin) -> ConnectorView {
+    let info = plugin.info();
+    let builtin = builtins::component(name)
+        .is_some_and(|bytes| crate::runtime::ContentHash::of(bytes) == plugin.hash());
+    ConnectorView {
+        name: name.to_owned(),
+        version: info.version.clone(),
+        description: info.description.clone(),
+        config_schema: info.config_schema.clone(),
+        builtin,
+        hash: plugin.hash().to_string(),
+    }
+}
+
+#[utoipa::path(get, path = "/v1/connectors", tag = "connectors", responses((status = 200, body = Vec<ConnectorView>)))]
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Vec<ConnectorView>> {
+    Json(state.connectors.list().iter().map(|(name, plugin)| view(name, plugin)).collect())
+}
+
+#[utoipa::path(put, path = "/v1/connectors/{name}", tag = "connectors",
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "a component implementing wasmhook:plugin/connector@0.1.0"),
+    responses((status = 200, body = ConnectorView), (status = 400, description = "not a valid connector component; nothing stored"),
+        (status = 403, description = "operators only")))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<ConnectorView>, ApiError> {
+    require(&caller, &[], "loading connectors")?;
+    check_name(&name)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), "body_too_large", e.body_text()))?;
+    let plugin = state
+        .runtime
+        .load(Arc::from(body.as_ref()), Policy::Pooled)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
+    state.store.put_connector(&name, &body)?;
+    state.store.durable().await?;
+    // Atomic: invocations already holding the old plugin finish on it; the next use this one.
+    if let Some(old) = state.connectors.insert(&name, plugin.clone()) {
+        state.runtime.retire(&old);
+    }
+    tracing::info!(connector = %name, version = %plugin.info().version, hash = %plugin.hash(), "connector loaded");
+    Ok(Json(view(&name, &plugin)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RemoveQuery {
+    /// Remove it even though webhooks use it (their deliveries then fail as plugin errors).
+    #[serde(default)]
+    force: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/connectors/{name}", params(RemoveQuery), tag = "connectors",
+    responses((status = 204, description = "removed (a built-in it replaced is back)"), (status = 404, description = "no uploaded connector of that name"),
+        (status = 409, description = "webhooks use it")))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<StatusCode, ApiError> {
+    require(&caller, &[], "removing connectors")?;
+    let builtin = builtins::component(&name);
+    let uploaded = state.store.connectors()?.into_iter().any(|(n, _)| n == name);
+    if !uploaded {
+        let why = if builtin.is_some() {
+            "built-in connectors cannot be removed"
+        } else {
+            "no connector with that name"
+        };
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", why));
+    }
+    let users = state.store.all_webhooks()?.into_iter().filter(|w| w.connector.name == name).count();
+    if users > 0 && builtin.is_none() && !query.force {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "in_use",
+            format!(
+                "{users} webhook(s) use connector {name:?}; change them first, or remove it with ?force=true"
+            ),
+        ));
+    }
+    state.store.delete_connector(&name)?;
+    state.store.durable().await?;
+    let old = match builtin {
+        // Removing an override brings the built-in back.
+        Some(bytes) => {
+            let plugin =
+                state.runtime.load(Arc::from(bytes), Policy::Pooled).await.map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                })?;
+            state.connectors.insert(&name, plugin)
+        }
+        None => state.connectors.remove(&name),
+    };
+    if let Some(old) = old {
+        state.runtime.retire(&old);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preview {
+    /// An event as sent to `POST /v1/events`.
+    #[schema(value_type = Object)]
+    event: Value,
+    /// The connector config to try (default `{}`).
+    #[schema(value_type = Option<Object>)]
+    config: Option<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewResult {
+    /// What would be sent (absent when the plugin failed).
+    #[schema(value_type = Option<Vec<Object>>)]
+    requests: Option<Vec<Request>>,
+    /// Why the plugin failed: `{code, message}`.
+    #[schema(value_type = Option<Object>)]
+    error: Option<Value>,
+    #[schema(value_type = Vec<Object>)]
+    log: Vec<LogLine>,
+}
+
+#[utoipa::path(post, path = "/v1/connectors/{name}/preview", request_body = Preview, tag = "connectors",
+    responses((status = 200, body = PreviewResult), (status = 400, description = "invalid event"), (status = 404, description = "no such connector")))]
+pub async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<Preview>,
+) -> Result<Json<PreviewResult>, ApiError> {
+    require(&caller, &[Scope::User], "previewing connectors")?;
+    let plugin = state.connectors.get(&name).ok_or_else(|| ApiError::not_found("connector"))?;
+    let incoming: crate::event::IncomingEvent =
+        super::json::from_value(body.event).map_err(|e| ApiError::bad_request(format!("event.{e}")))?;
+    let config = body.config.unwrap_or_else(|| Value::Object(Default::default()));
+    if !config.is_object() {
+        return Err(ApiError::bad_request("config: must be a JSON object"));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let event = incoming.accept(now);
+    let mut webhook =
+        crate::tryout::sample_webhook(&event.event, &event.project_id, event.user_id.as_deref(), now);
+    webhook.created_by_id = caller.user_id.clone();
+    let payload = crate::payload::standard_payload(&event, &webhook);
+    let invocation = state.runtime.invoke(&plugin, &caller.user_id, &payload, &config.to_string()).await;
+    let (requests, error) = match invocation.result {
+        Ok(requests) => (Some(requests), None),
+        Err(e) => (None, Some(serde_json::json!({"code": e.code(), "message": e.to_string()}))),
+    };
+    Ok(Json(PreviewResult { requests, error, log: invocation.log }))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("connector names are 1 to 64 characters: a-z, 0-9, - and _"))
+    }
+}
