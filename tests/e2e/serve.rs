@@ -287,3 +287,25 @@ async fn sigterm_lets_the_attempt_in_flight_finish() {
     assert_eq!(receiver.received().len(), 1, "not sent again after the restart");
     assert!(server.stop().success());
 }
+
+#[tokio::test]
+async fn uploaded_connectors_are_back_after_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--operator-token", "op"];
+    let server = start_with(data.path(), &shared_cache_dir(), &args);
+    let response = reqwest::Client::new()
+        .put(format!("http://{}/v1/connectors/hostile", server.address))
+        .bearer_auth("op")
+        .body(crate::support::hostile_bytes().to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(server.stop().success());
+
+    let server = start_with(data.path(), &shared_cache_dir(), &args);
+    let (_, list) = server.call("op", Method::GET, "/v1/connectors", None).await;
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hostile", "json"]);
+    assert!(server.stop().success());
+}
