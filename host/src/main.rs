@@ -31,6 +31,46 @@ enum Command {
     /// List webhooks on a running server.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Operators: manage the connectors of a running server.
+    #[command(subcommand)]
+    Connector(ConnectorCommand),
+}
+
+#[derive(Subcommand)]
+enum ConnectorCommand {
+    /// List the installed connectors.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Upload a component as connector NAME (replacing one of that name).
+    Add {
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Remove an uploaded connector.
+    Remove {
+        name: String,
+        /// Even though webhooks use it.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show what connector NAME would send for an event.
+    Preview {
+        name: String,
+        /// The event, as sent to `POST /v1/events` (JSON file).
+        #[arg(long)]
+        event: PathBuf,
+        /// The connector config (JSON).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// Flags override environment variables, which override the config file, which overrides
@@ -159,11 +199,12 @@ fn main() -> ExitCode {
                 let body = serde_json::json!({
                     "userId": user, "companies": companies, "allCompanies": all_companies, "scope": scope,
                 });
-                call_server(&server, reqwest::Method::POST, "/v1/tokens", Some(body)).await
+                call_server(&server, reqwest::Method::POST, "/v1/tokens", Some(Body::Json(body))).await
             }
             Command::Webhook(WebhookCommand::List { server }) => {
                 call_server(&server, reqwest::Method::GET, "/v1/webhooks", None).await
             }
+            Command::Connector(command) => run_connector(command).await,
         }
     })
 }
@@ -209,17 +250,69 @@ async fn run_serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+async fn run_connector(command: ConnectorCommand) -> ExitCode {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| eprintln!("error: cannot read {}: {e}", path.display()))
+    };
+    match command {
+        ConnectorCommand::List { server } => {
+            call_server(&server, reqwest::Method::GET, "/v1/connectors", None).await
+        }
+        ConnectorCommand::Add { name, file, server } => {
+            let Ok(bytes) = read(&file) else { return ExitCode::FAILURE };
+            call_server(
+                &server,
+                reqwest::Method::PUT,
+                &format!("/v1/connectors/{name}"),
+                Some(Body::Wasm(bytes)),
+            )
+            .await
+        }
+        ConnectorCommand::Remove { name, force, server } => {
+            let path = format!("/v1/connectors/{name}{}", if force { "?force=true" } else { "" });
+            call_server(&server, reqwest::Method::DELETE, &path, None).await
+        }
+        ConnectorCommand::Preview { name, event, config, server } => {
+            let Ok(event) = read(&event) else { return ExitCode::FAILURE };
+            let parsed = (
+                serde_json::from_slice::<serde_json::Value>(&event),
+                serde_json::from_str::<serde_json::Value>(&config),
+            );
+            let (Ok(event), Ok(config)) = parsed else {
+                eprintln!("error: the event file and --config must be JSON");
+                return ExitCode::FAILURE;
+            };
+            let body = serde_json::json!({"event": event, "config": config});
+            call_server(
+                &server,
+                reqwest::Method::POST,
+                &format!("/v1/connectors/{name}/preview"),
+                Some(Body::Json(body)),
+            )
+            .await
+        }
+    }
+}
+
+/// A request body for the API.
+enum Body {
+    Json(serde_json::Value),
+    Wasm(Vec<u8>),
+}
+
 /// Calls the API of a running server and prints its JSON answer.
 async fn call_server(
     server: &ServerArgs,
     method: reqwest::Method,
     path: &str,
-    body: Option<serde_json::Value>,
+    body: Option<Body>,
 ) -> ExitCode {
     let url = format!("{}{path}", server.server.trim_end_matches('/'));
     let mut request = reqwest::Client::new().request(method, &url).bearer_auth(&server.token);
-    if let Some(body) = body {
-        request = request.json(&body);
+    match body {
+        Some(Body::Json(json)) => request = request.json(&json),
+        Some(Body::Wasm(bytes)) => request = request.header("content-type", "application/wasm").body(bytes),
+        None => {}
     }
     let response = match request.send().await {
         Ok(response) => response,

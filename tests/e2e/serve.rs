@@ -309,3 +309,37 @@ async fn uploaded_connectors_are_back_after_a_restart() {
     assert_eq!(names, ["hostile", "json"]);
     assert!(server.stop().success());
 }
+
+#[tokio::test]
+async fn operator_cli_manages_connectors() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start_with(data.path(), &shared_cache_dir(), &["--operator-token", "op"]);
+    let url = format!("http://{}", server.address);
+    let cli = |args: &[&str]| {
+        Command::new(binary()).args(args).args(["--server", &url, "--token", "op"]).output().unwrap()
+    };
+    let out = cli(&["connector", "add", "hostile", wasmhook_test_components::HOSTILE]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(added["name"], "hostile");
+
+    let out = cli(&["connector", "list"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+
+    let event = crate::support::sample_event("todo-created.json");
+    let out = cli(&["connector", "preview", "json", "--event", event.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let preview: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(preview["requests"][0]["method"], "POST");
+
+    let out = cli(&["connector", "add", "bad", event.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_component"));
+
+    assert!(cli(&["connector", "remove", "hostile"]).status.success());
+    let out = cli(&["connector", "list"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(server.stop().success());
+}
