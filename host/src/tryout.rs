@@ -13,7 +13,7 @@ use crate::access::Companies;
 use crate::builtins;
 use crate::event::IncomingEvent;
 use crate::payload::standard_payload;
-use crate::runtime::{LogLine, PluginError, PluginInfo, Policy, Request, Runtime};
+use crate::runtime::{Invocation, LogLine, Plugin, PluginError, PluginInfo, Policy, Request, Runtime};
 use crate::webhook::{Subscription, Webhook, WebhookStatus};
 
 /// The URL of the sample webhook the event is delivered to.
@@ -98,11 +98,7 @@ pub async fn run(
     let plugin = runtime.load(bytes, Policy::Fresh).await.map_err(TryoutError::Load)?;
     let load_time = started.elapsed();
 
-    let now = OffsetDateTime::now_utc();
-    let event = incoming.accept(now);
-    let webhook = sample_webhook(&event.event, &event.project_id, event.user_id.as_deref(), now);
-    let payload = standard_payload(&event, &webhook);
-    let invocation = runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config.to_string()).await;
+    let (payload, invocation) = run_on_sample(runtime, &plugin, incoming, &config, None).await;
     Ok(Tryout {
         plugin: plugin.info().clone(),
         payload,
@@ -111,6 +107,24 @@ pub async fn run(
         load_time,
         invoke_time: invocation.duration,
     })
+}
+
+/// Runs `plugin` on `incoming` as the host would for a sample webhook subscribed to it
+/// (owned by `owner`, or the event's user): returns the payload it got and what it did.
+pub async fn run_on_sample(
+    runtime: &Runtime,
+    plugin: &Plugin,
+    incoming: IncomingEvent,
+    config: &serde_json::Value,
+    owner: Option<&str>,
+) -> (String, Invocation) {
+    let now = OffsetDateTime::now_utc();
+    let event = incoming.accept(now);
+    let owner = owner.or(event.user_id.as_deref());
+    let webhook = sample_webhook(&event.event, &event.project_id, owner, now);
+    let payload = standard_payload(&event, &webhook);
+    let invocation = runtime.invoke(plugin, &webhook.created_by_id, &payload, &config.to_string()).await;
+    (payload, invocation)
 }
 
 /// A webhook subscribed to exactly this event, as a user would have set one up.

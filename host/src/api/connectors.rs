@@ -177,13 +177,9 @@ pub async fn preview(
     if !config.is_object() {
         return Err(ApiError::bad_request("config: must be a JSON object"));
     }
-    let now = time::OffsetDateTime::now_utc();
-    let event = incoming.accept(now);
-    let mut webhook =
-        crate::tryout::sample_webhook(&event.event, &event.project_id, event.user_id.as_deref(), now);
-    webhook.created_by_id = caller.user_id.clone();
-    let payload = crate::payload::standard_payload(&event, &webhook);
-    let invocation = state.runtime.invoke(&plugin, &caller.user_id, &payload, &config.to_string()).await;
+    // The caller owns the sample webhook: its instances never serve anyone else.
+    let (_, invocation) =
+        crate::tryout::run_on_sample(&state.runtime, &plugin, incoming, &config, Some(&caller.user_id)).await;
     let (requests, error) = match invocation.result {
         Ok(requests) => (Some(requests), None),
         Err(e) => (None, Some(serde_json::json!({"code": e.code(), "message": e.to_string()}))),
