@@ -174,6 +174,11 @@ enum PluginCommand {
     },
 }
 
+// The delivery path allocates many small, short-lived buffers across threads; glibc's malloc
+// spent a fifth of the engine's time on them (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

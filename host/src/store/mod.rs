@@ -402,8 +402,15 @@ impl Store {
             .collect()
     }
 
-    /// Records a turn of a delivery in one transaction: its new state, its attempts, and its
-    /// queue entry moved to `next_due` or removed.
+    /// Records a turn of a delivery: its attempts, its new state, and its queue entry moved
+    /// to `next_due` or removed.
+    ///
+    /// Deliberately not a transaction: a sled transaction seals and syncs a log buffer on every
+    /// commit, which would cost two disk syncs per delivery. The writes go to sled's log in
+    /// this order instead, and a crash between any two of them only means the delivery is
+    /// worked again: attempts are logged first; the delivery's state next; the queue entry is
+    /// removed last, so a delivery never leaves the queue before its final state is written
+    /// (a queue entry whose delivery is already final is dropped when it comes up).
     pub fn finish(
         &self,
         entry: &QueueEntry,
@@ -412,31 +419,24 @@ impl Store {
         attempts: &[Attempt],
     ) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let result =
-            (&inner.deliveries, &inner.queue, &inner.attempts).transaction(|(deliveries, queue, log)| {
-                let removed = queue.remove(entry.key.as_slice())?.is_some();
-                if let Some(delivery) = delivery {
-                    deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
-                }
-                if let Some(due) = next_due {
-                    queue.insert(queue_key(due, &entry.delivery_id), entry.webhook_id.as_bytes())?;
-                }
-                for attempt in attempts {
-                    let nanos = attempt.at.unix_timestamp_nanos();
-                    let key = format!("{}/{nanos:032}/{}", entry.delivery_id, attempt.message_id);
-                    log.insert(key.as_bytes(), encode(attempt))?;
-                }
-                Ok::<_, ConflictableTransactionError<String>>(removed)
-            });
-        let removed = match result {
-            Ok(removed) => removed,
-            Err(TransactionError::Abort(message)) => return Err(StoreError::Corrupt(message)),
-            Err(TransactionError::Storage(error)) => return Err(error.into()),
-        };
-        if removed && next_due.is_none() {
-            inner.queue_depth.fetch_sub(1, Ordering::Relaxed);
-        } else if !removed && next_due.is_some() {
+        for attempt in attempts {
+            let nanos = attempt.at.unix_timestamp_nanos();
+            let key = format!("{}/{nanos:032}/{}", entry.delivery_id, attempt.message_id);
+            inner.attempts.insert(key.as_bytes(), encode(attempt))?;
+        }
+        if let Some(delivery) = delivery {
+            inner.deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+        }
+        let next_key = next_due.map(|due| queue_key(due, &entry.delivery_id));
+        if next_key.as_deref() == Some(entry.key.as_slice()) {
+            return Ok(()); // stays where it is
+        }
+        if let Some(key) = &next_key {
+            inner.queue.insert(key.as_slice(), entry.webhook_id.as_bytes())?;
             inner.queue_depth.fetch_add(1, Ordering::Relaxed);
+        }
+        if inner.queue.remove(entry.key.as_slice())?.is_some() {
+            inner.queue_depth.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(())
     }
