@@ -4,8 +4,8 @@
 //!
 //! - latency: events at a steady 1,000/s for 10 s; for each, the time from sending
 //!   `POST /v1/events` to the signed delivery arriving at the receiver (p50, p99).
-//! - throughput: 100,000 events, sent in batches of 100 as fast as the server takes them;
-//!   deliveries/s at the receiver.
+//! - throughput: 100,000 events over 4 webhooks, sent in batches of 100 as fast as the server
+//!   takes them; deliveries/s at the receiver.
 //! - soak (`WASMHOOK_SOAK_SECS`, default 0 = skipped): steady load with a short retention,
 //!   printing the database's size on disk every 10 s.
 //!
@@ -80,8 +80,8 @@ fn start_server(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
     (child, format!("http://{address}"))
 }
 
-fn event(id: &str) -> serde_json::Value {
-    json!({"id": id, "event": "TODO_CREATED", "companyId": "c", "projectId": "p", "userId": "u",
+fn event(id: &str, project: &str) -> serde_json::Value {
+    json!({"id": id, "event": "TODO_CREATED", "companyId": "c", "projectId": project, "userId": "u",
            "currentValue": {"title": "Draft the launch announcement", "done": false, "position": 3}})
 }
 
@@ -101,7 +101,7 @@ async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
         sent_at.insert(id.clone(), Instant::now());
         let (client, url) = (client.clone(), format!("{base}/v1/events"));
         tasks.push(tokio::spawn(async move {
-            let response = client.post(url).bearer_auth("op").json(&event(&id)).send().await.unwrap();
+            let response = client.post(url).bearer_auth("op").json(&event(&id, "p")).send().await.unwrap();
             assert_eq!(response.status(), 202);
         }));
     }
@@ -121,6 +121,11 @@ async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
     );
 }
 
+/// Throughput spreads events over this many webhooks (one project each): one webhook's
+/// concurrency cap (8 in flight by default) would otherwise bound the figure by the receiver's
+/// round trip rather than by the server's work.
+const WEBHOOKS: usize = 4;
+
 async fn throughput(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
     // A high-volume producer sends batches: the delivery side is what this measures.
     let (total, batch, in_flight) = (100_000usize, 100usize, 8usize);
@@ -131,7 +136,9 @@ async fn throughput(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
             let (client, url) = (client.clone(), format!("{base}/v1/events/batch"));
             tokio::spawn(async move {
                 for first in (worker * batch..total).step_by(in_flight * batch) {
-                    let events: Vec<_> = (first..first + batch).map(|i| event(&format!("tp{i}"))).collect();
+                    let events: Vec<_> = (first..first + batch)
+                        .map(|i| event(&format!("tp{i}"), &format!("t{}", i % WEBHOOKS)))
+                        .collect();
                     let response = client
                         .post(&url)
                         .bearer_auth("op")
@@ -176,7 +183,7 @@ async fn soak(client: &reqwest::Client, base: &str, data: &std::path::Path, seco
         tick.tick().await;
         let (client, url) = (client.clone(), format!("{base}/v1/events"));
         let id = format!("soak{i}");
-        tokio::spawn(async move { client.post(url).bearer_auth("op").json(&event(&id)).send().await });
+        tokio::spawn(async move { client.post(url).bearer_auth("op").json(&event(&id, "p")).send().await });
         i += 1;
         if report.elapsed() >= Duration::from_secs(10) {
             report = Instant::now();
@@ -215,11 +222,18 @@ fn main() {
         let (mut child, base) = start_server(data.path(), &[]);
         let (url, arrivals) = receiver().await;
         let client = reqwest::Client::new();
-        let hook = json!({"name": "load", "url": url, "metadata": {"events": [], "projectIds": []}});
-        let response =
-            client.post(format!("{base}/v1/webhooks")).bearer_auth("op").json(&hook).send().await.unwrap();
-        assert_eq!(response.status(), 201);
+        let hook = |project: &str| {
+            json!({"name": "load", "url": url, "metadata": {"events": [], "projectIds": [project]}})
+        };
+        let create = |hook: serde_json::Value| {
+            let request = client.post(format!("{base}/v1/webhooks")).bearer_auth("op").json(&hook);
+            async move { assert_eq!(request.send().await.unwrap().status(), 201) }
+        };
+        create(hook("p")).await;
         latency(&client, &base, &arrivals).await;
+        for i in 0..WEBHOOKS {
+            create(hook(&format!("t{i}"))).await;
+        }
         throughput(&client, &base, &arrivals).await;
         child.kill().unwrap();
         if soak_secs > 0 {
@@ -230,7 +244,7 @@ fn main() {
             let response = client
                 .post(format!("{base}/v1/webhooks"))
                 .bearer_auth("op")
-                .json(&hook)
+                .json(&hook("p"))
                 .send()
                 .await
                 .unwrap();

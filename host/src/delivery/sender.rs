@@ -74,10 +74,10 @@ impl Sender {
             response,
             error,
         };
-        let url = message.request.url.as_deref().unwrap_or(default_url);
-        if let Err(reason) = check_url(url, self.allow_private) {
-            return Sent { attempt: attempt(None, None, Some(reason)), retry_after: None };
-        }
+        let url = match check_url(message.request.url.as_deref().unwrap_or(default_url), self.allow_private) {
+            Ok(url) => url,
+            Err(reason) => return Sent { attempt: attempt(None, None, Some(reason)), retry_after: None },
+        };
         let body = message.request.body.as_bytes();
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
         let method =
