@@ -6,7 +6,13 @@ mod wasm_build;
 use std::path::Path;
 
 /// Built-in connector name and the crate that implements it.
-const BUILTINS: &[(&str, &str)] = &[("json", "wasmhook-plugin-json")];
+const BUILTINS: &[(&str, &str)] = &[
+    ("json", "wasmhook-plugin-json"),
+    ("zapier", "wasmhook-plugin-zapier"),
+    ("pabbly", "wasmhook-plugin-pabbly"),
+    ("crm", "wasmhook-plugin-crm"),
+    ("slack", "wasmhook-plugin-slack"),
+];
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");

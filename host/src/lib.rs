@@ -11,6 +11,8 @@
 //! - [`store`]: sled storage behind a narrow interface, with group commit.
 //! - [`runtime`]: loading and running plugins safely (wasmtime, limits, instance pools).
 //! - [`builtins`], [`connectors`]: connectors compiled in; installed connectors by name.
+//! - [`connector_config`]: a webhook's connector config against the connector's schema
+//!   (validation, write-only secrets).
 //! - [`api`], [`server`], [`metrics`]: the REST API, `wasmhook serve`, Prometheus metrics.
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 
@@ -19,6 +21,7 @@ pub mod api;
 pub mod builtins;
 pub mod catalog;
 pub mod config;
+pub mod connector_config;
 pub mod connectors;
 pub mod delivery;
 pub mod destination;

@@ -61,7 +61,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::webhook::{Subscription, WebhookStatus};
+    use crate::webhook::{Origin, Subscription, WebhookStatus};
 
     #[test]
     fn payload_has_the_reference_shape_and_no_secret() {
@@ -92,6 +92,7 @@ mod tests {
             updated_at: datetime!(2026-01-02 00:00:00 UTC),
             sealed_secret: "sealed".into(),
             previous_secrets: Vec::new(),
+            origin: Origin::default(),
         };
         let payload: Value = serde_json::from_str(&standard_payload(&event, &webhook)).unwrap();
         assert_eq!(

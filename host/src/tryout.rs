@@ -14,7 +14,7 @@ use crate::builtins;
 use crate::event::IncomingEvent;
 use crate::payload::standard_payload;
 use crate::runtime::{Invocation, LogLine, Plugin, PluginError, PluginInfo, Policy, Request, Runtime};
-use crate::webhook::{Subscription, Webhook, WebhookStatus};
+use crate::webhook::{Origin, Subscription, Webhook, WebhookStatus};
 
 /// The URL of the sample webhook the event is delivered to.
 pub const SAMPLE_WEBHOOK_URL: &str = "https://example.com/webhook";
@@ -146,6 +146,7 @@ pub fn sample_webhook(event: &str, project: &str, user: Option<&str>, now: Offse
         updated_at: now,
         sealed_secret: String::new(),
         previous_secrets: Vec::new(),
+        origin: Origin::default(),
     }
 }
 

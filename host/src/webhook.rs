@@ -35,6 +35,20 @@ pub struct Webhook {
     /// Secrets replaced by a rotation that still sign until their grace period ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_secrets: Vec<RetiredSecret>,
+    /// How it was made: Zapier's REST-hook subscriptions go away on a 410.
+    #[serde(default)]
+    pub origin: Origin,
+}
+
+/// Who made a webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Origin {
+    /// `POST /v1/webhooks` (the API, the CLI, the web app).
+    #[default]
+    Api,
+    /// A Zapier REST-hook subscription (`POST /hooks/zapier`).
+    Zapier,
 }
 
 /// A rotated-out secret, still signing until `until`.

@@ -34,13 +34,15 @@
 
 mod error;
 mod event;
+pub mod flatten;
 pub mod log;
 mod request;
+pub mod template;
 
 pub use error::Error;
 pub use event::{Config, Event};
 pub use request::Request;
-pub use serde_json::{self, Value, json};
+pub use serde_json::{self, Map, Value, json};
 
 /// A connector. Implement it on one (usually empty) type and export it with
 /// [`export_plugin!`].

@@ -19,6 +19,15 @@ async fn upload(server: &TestServer, token: &str, name: &str, bytes: Vec<u8>) ->
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+const BUILTINS: [&str; 5] = ["crm", "json", "pabbly", "slack", "zapier"];
+
+fn with_hostile() -> Vec<&'static str> {
+    let mut names = BUILTINS.to_vec();
+    names.push("hostile");
+    names.sort();
+    names
+}
+
 async fn names(server: &TestServer) -> Vec<String> {
     let (_, list) = server.call(OPERATOR, Method::GET, "/v1/connectors", None).await;
     list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect()
@@ -30,10 +39,10 @@ async fn the_builtin_json_connector_is_listed_with_its_schema() {
     let alice = server.token("alice", &["c1"], "user").await;
     let (status, list) = server.call(&alice, Method::GET, "/v1/connectors", None).await;
     assert_eq!(status, 200);
-    assert_eq!(list[0]["name"], "json");
-    assert_eq!(list[0]["builtin"], true);
-    assert_eq!(list[0]["configSchema"]["type"], "object");
-    assert_eq!(list[0]["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(list[1]["name"], "json");
+    assert_eq!(list[1]["builtin"], true);
+    assert_eq!(list[1]["configSchema"]["type"], "object");
+    assert_eq!(list[1]["hash"].as_str().unwrap().len(), 64);
 }
 
 #[tokio::test]
@@ -51,13 +60,13 @@ async fn operators_upload_connectors_and_bad_uploads_change_nothing() {
     }
     let (status, error) = upload(&server, OPERATOR, "Bad Name", hostile_bytes().to_vec()).await;
     assert_eq!(status, 400, "{error}");
-    assert_eq!(names(&server).await, ["json"], "nothing was stored");
+    assert_eq!(names(&server).await, BUILTINS, "nothing was stored");
     assert!(server.state.store.connectors().unwrap().is_empty());
 
     let (status, loaded) = upload(&server, OPERATOR, "hostile", hostile_bytes().to_vec()).await;
     assert_eq!(status, 200, "{loaded}");
     assert_eq!((loaded["version"].as_str(), loaded["builtin"].as_bool()), (Some("0.0.1"), Some(false)));
-    assert_eq!(names(&server).await, ["hostile", "json"]);
+    assert_eq!(names(&server).await, with_hostile());
     assert_eq!(server.state.store.connectors().unwrap().len(), 1, "kept for the next start");
 }
 
@@ -117,14 +126,14 @@ async fn removing_a_connector_in_use_needs_force_and_an_override_gives_the_built
     assert_eq!((status, error["error"]["code"].as_str()), (409, Some("in_use")));
     let (status, _) = server.call(OPERATOR, Method::DELETE, "/v1/connectors/hostile?force=true", None).await;
     assert_eq!(status, 204);
-    assert_eq!(names(&server).await, ["json"]);
+    assert_eq!(names(&server).await, BUILTINS);
 
     let (status, replaced) = upload(&server, OPERATOR, "json", hostile_bytes().to_vec()).await;
     assert_eq!((status, replaced["builtin"].as_bool()), (200, Some(false)));
     let (status, _) = server.call(OPERATOR, Method::DELETE, "/v1/connectors/json", None).await;
     assert_eq!(status, 204);
     let (_, list) = server.call(OPERATOR, Method::GET, "/v1/connectors", None).await;
-    assert_eq!((list[0]["name"].as_str(), list[0]["builtin"].as_bool()), (Some("json"), Some(true)));
+    assert_eq!((list[1]["name"].as_str(), list[1]["builtin"].as_bool()), (Some("json"), Some(true)));
     let (status, error) = server.call(OPERATOR, Method::DELETE, "/v1/connectors/json", None).await;
     assert_eq!(
         (status, error["error"]["message"].as_str()),

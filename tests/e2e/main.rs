@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod builtins;
 mod cli;
 mod connectors;
 mod delivery;

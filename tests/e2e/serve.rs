@@ -92,7 +92,7 @@ async fn serves_health_with_builtins_and_stops_cleanly_on_sigterm() {
     let server = start(data.path(), cache.path());
     let health: serde_json::Value =
         reqwest::get(format!("http://{}/healthz", server.address)).await.unwrap().json().await.unwrap();
-    assert_eq!(health, json!({"status": "ok", "connectors": ["json"], "queueDepth": 0}));
+    assert_eq!(health, json!({"status": "ok", "connectors": ["crm", "json", "pabbly", "slack", "zapier"], "queueDepth": 0}));
     assert!(server.stop().success());
     assert!(data.path().join("db").is_dir(), "the database lives in the data directory");
 
@@ -306,7 +306,7 @@ async fn uploaded_connectors_are_back_after_a_restart() {
     let server = start_with(data.path(), &shared_cache_dir(), &args);
     let (_, list) = server.call("op", Method::GET, "/v1/connectors", None).await;
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["hostile", "json"]);
+    assert_eq!(names, ["crm", "hostile", "json", "pabbly", "slack", "zapier"]);
     assert!(server.stop().success());
 }
 
@@ -325,7 +325,7 @@ async fn operator_cli_manages_connectors() {
 
     let out = cli(&["connector", "list"]);
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list.as_array().unwrap().len(), 6, "five built-ins and hostile");
 
     let event = crate::support::sample_event("todo-created.json");
     let out = cli(&["connector", "preview", "json", "--event", event.to_str().unwrap()]);

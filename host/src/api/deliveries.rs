@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::webhooks::owned;
 use crate::access::Caller;
+use crate::connector_config::Scrubber;
 use crate::delivery::{Attempt, Delivery, DeliveryStatus, MessageStatus};
 use crate::server::AppState;
 use crate::store::now_ms;
@@ -57,7 +58,7 @@ pub async fn log(
     Path(id): Path<String>,
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
-    owned(&state, &caller, &id)?;
+    let webhook = owned(&state, &caller, &id)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
@@ -71,9 +72,15 @@ pub async fn log(
         page.truncate(limit);
         page[limit - 1].id.clone()
     });
+    let scrubber = scrubber(&state, &webhook);
     let data = page
         .into_iter()
-        .map(|delivery| Ok(LoggedDelivery { attempts: state.store.attempts_of(&delivery.id)?, delivery }))
+        .map(|mut delivery| {
+            let mut attempts = state.store.attempts_of(&delivery.id)?;
+            delivery.scrub(&scrubber);
+            attempts.iter_mut().for_each(|a| a.scrub(&scrubber));
+            Ok(LoggedDelivery { attempts, delivery })
+        })
         .collect::<Result<_, ApiError>>()?;
     Ok(Json(DeliveryPage { data, next_cursor }))
 }
@@ -103,7 +110,18 @@ pub async fn retry(
     }
     state.store.durable().await?;
     state.enqueued(now, std::slice::from_ref(&delivery));
-    Ok((StatusCode::ACCEPTED, Json(delivery)))
+    let mut shown = delivery;
+    shown.scrub(&scrubber(&state, &webhook));
+    Ok((StatusCode::ACCEPTED, Json(shown)))
+}
+
+/// What hides `webhook`'s write-only connector config from its delivery log.
+fn scrubber(state: &AppState, webhook: &crate::webhook::Webhook) -> Scrubber {
+    match state.connectors.get(&webhook.connector.name) {
+        Some(plugin) => plugin.schema().scrubber(&webhook.connector.config),
+        // Its connector is gone, and with it the word on what is secret: hide every value.
+        None => Scrubber::every_value(&webhook.connector.config),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -47,6 +47,15 @@ impl ApiError {
         ApiError { retry_after: Some(seconds), ..ApiError::new(status, code, message) }
     }
 
+    /// The same error, naming the field as the caller knows it (`url` → `targetUrl`) when
+    /// the message starts with `from:`.
+    pub fn rename_field(mut self, from: &str, to: &str) -> Self {
+        if let Some(rest) = self.message.strip_prefix(from).filter(|rest| rest.starts_with(':')) {
+            self.message = format!("{to}{rest}");
+        }
+        self
+    }
+
     fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {cause}");
         ApiError::new(

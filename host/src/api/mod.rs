@@ -9,6 +9,7 @@ mod json;
 mod stats;
 mod tokens;
 mod webhooks;
+mod zapier;
 
 use axum::Json;
 use axum::extract::DefaultBodyLimit;
@@ -33,6 +34,7 @@ use crate::server::AppState;
         deliveries::log, deliveries::retry, deliveries::recover, deliveries::test, stats::stats,
         tokens::create, tokens::list, tokens::revoke,
         connectors::list, connectors::upload, connectors::remove, connectors::preview,
+        zapier::subscribe, zapier::unsubscribe,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -88,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(64 << 10));
     Router::new()
         .nest("/v1", v1)
+        .route("/hooks/zapier", post(zapier::subscribe).layer(DefaultBodyLimit::max(64 << 10)))
+        .route("/hooks/zapier/{id}", delete(zapier::unsubscribe))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi()) }))

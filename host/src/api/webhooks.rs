@@ -17,22 +17,22 @@ use crate::access::{Caller, Scope};
 use crate::filter::Filter;
 use crate::secret::Secret;
 use crate::server::AppState;
-use crate::webhook::{ConnectorRef, Subscription, Webhook, WebhookStatus, new_webhook_id};
+use crate::webhook::{ConnectorRef, Origin, Subscription, Webhook, WebhookStatus, new_webhook_id};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWebhook {
-    name: String,
-    url: String,
+    pub(super) name: String,
+    pub(super) url: String,
     /// `whsec_` + base64 of 24–64 random bytes; generated when absent.
-    secret: Option<String>,
-    enabled: Option<bool>,
-    metadata: Subscription,
+    pub(super) secret: Option<String>,
+    pub(super) enabled: Option<bool>,
+    pub(super) metadata: Subscription,
     #[schema(value_type = Option<Object>)]
-    filter: Option<Value>,
-    connector: Option<ConnectorRef>,
-    rate_limit: Option<u32>,
-    ordered: Option<bool>,
+    pub(super) filter: Option<Value>,
+    pub(super) connector: Option<ConnectorRef>,
+    pub(super) rate_limit: Option<u32>,
+    pub(super) ordered: Option<bool>,
 }
 
 /// Fields to change; a `filter` of `null` removes the filter.
@@ -73,6 +73,7 @@ pub struct WebhookView {
     connector: ConnectorRef,
     rate_limit: Option<u32>,
     ordered: bool,
+    origin: Origin,
     created_by_id: String,
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::serde::rfc3339")]
@@ -82,8 +83,14 @@ pub struct WebhookView {
     updated_at: OffsetDateTime,
 }
 
-impl From<&Webhook> for WebhookView {
-    fn from(w: &Webhook) -> Self {
+impl WebhookView {
+    /// The view of `w`: its connector config without write-only members (without any config
+    /// at all when its connector is no longer installed, as nobody can say what is secret).
+    pub(super) fn new(state: &AppState, w: &Webhook) -> Self {
+        let config = match state.connectors.get(&w.connector.name) {
+            Some(plugin) => plugin.schema().hide(&w.connector.config),
+            None => Value::Object(Default::default()),
+        };
         WebhookView {
             id: w.id.clone(),
             name: w.name.clone(),
@@ -92,9 +99,10 @@ impl From<&Webhook> for WebhookView {
             enabled: w.enabled,
             metadata: w.metadata.clone(),
             filter: w.filter.clone(),
-            connector: w.connector.clone(),
+            connector: ConnectorRef { name: w.connector.name.clone(), config },
             rate_limit: w.rate_limit,
             ordered: w.ordered,
+            origin: w.origin,
             created_by_id: w.created_by_id.clone(),
             created_at: w.created_at,
             updated_at: w.updated_at,
@@ -135,7 +143,19 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
-    require(&caller, &[Scope::User], "creating webhooks")?;
+    let (webhook, secret) = insert(&state, &caller, body, Origin::Api).await?;
+    let created = CreatedWebhook { webhook: WebhookView::new(&state, &webhook), secret: secret.expose().to_owned() };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Validates and stores a new webhook for `caller`; returns it and its secret.
+pub(super) async fn insert(
+    state: &AppState,
+    caller: &Caller,
+    body: CreateWebhook,
+    origin: Origin,
+) -> Result<(Webhook, Secret), ApiError> {
+    require(caller, &[Scope::User], "creating webhooks")?;
     let secret = match &body.secret {
         Some(text) => Secret::parse(text).map_err(|e| ApiError::bad_request(format!("secret: {e}")))?,
         None => Secret::generate(),
@@ -158,17 +178,17 @@ pub async fn create(
         updated_at: now,
         sealed_secret: STANDARD.encode(state.secrets.seal(&secret)),
         previous_secrets: Vec::new(),
+        origin,
     };
     if !webhook.enabled {
         webhook.status = WebhookStatus::Disabled;
     }
-    validate(&state, &mut webhook)?;
+    validate(state, &mut webhook)?;
     state.store.put_webhook(&webhook)?;
     state.store.durable().await?;
     state.index_upsert(&webhook);
-    tracing::info!(webhook_id = %webhook.id, owner = %webhook.created_by_id, "webhook created");
-    let created = CreatedWebhook { webhook: WebhookView::from(&webhook), secret: secret.expose().to_owned() };
-    Ok((StatusCode::CREATED, Json(created)))
+    tracing::info!(webhook_id = %webhook.id, owner = %webhook.created_by_id, ?origin, "webhook created");
+    Ok((webhook, secret))
 }
 
 #[utoipa::path(get, path = "/v1/webhooks", params(ListQuery), tag = "webhooks",
@@ -190,7 +210,7 @@ pub async fn list(
         page.truncate(limit);
         page[limit - 1].id.clone()
     });
-    Ok(Json(WebhookPage { data: page.iter().map(WebhookView::from).collect(), next_cursor }))
+    Ok(Json(WebhookPage { data: page.iter().map(|w| WebhookView::new(&state, w)).collect(), next_cursor }))
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
@@ -201,7 +221,7 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let webhook = owned(&state, &caller, &id)?;
-    Ok(Json(WebhookView::from(&webhook)))
+    Ok(Json(WebhookView::new(&state, &webhook)))
 }
 
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", request_body = UpdateWebhook, tag = "webhooks",
@@ -226,7 +246,12 @@ pub async fn update(
     if let Some(filter) = body.filter {
         webhook.filter = (!filter.is_null()).then_some(filter);
     }
-    if let Some(connector) = body.connector {
+    if let Some(mut connector) = body.connector {
+        if connector.name == webhook.connector.name
+            && let Some(plugin) = state.connectors.get(&connector.name)
+        {
+            plugin.schema().keep_write_only(&mut connector.config, &webhook.connector.config);
+        }
         webhook.connector = connector;
     }
     if let Some(rate_limit) = body.rate_limit {
@@ -253,7 +278,7 @@ pub async fn update(
         // Before anything else goes out again, one health check tells the receiver we are back.
         super::deliveries::send_direct(&state, &webhook, crate::catalog::HEALTH_CHECK, None).await?;
     }
-    Ok(Json(WebhookView::from(&webhook)))
+    Ok(Json(WebhookView::new(&state, &webhook)))
 }
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
@@ -300,16 +325,17 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     if let Some(filter) = &webhook.filter {
         Filter::parse(filter).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
-    if state.connectors.get(&webhook.connector.name).is_none() {
+    let Some(plugin) = state.connectors.get(&webhook.connector.name) else {
         let known: Vec<String> = state.connectors.list().into_iter().map(|(name, _)| name).collect();
         return Err(field(
             "connector.name",
             format!("no connector named {:?}; installed: {}", webhook.connector.name, known.join(", ")),
         ));
-    }
+    };
     if !webhook.connector.config.is_object() {
         return Err(field("connector.config", "must be a JSON object".into()));
     }
+    plugin.schema().validate(&webhook.connector.config).map_err(ApiError::bad_request)?;
     if webhook.rate_limit == Some(0) {
         return Err(field(
             "rateLimit",

@@ -27,7 +27,7 @@ use super::{Delivery, DeliveryStatus, Message, MessageStatus, new_message_id};
 use crate::payload::standard_payload;
 use crate::server::AppState;
 use crate::store::{QueueEntry, now_ms};
-use crate::webhook::{Webhook, WebhookStatus};
+use crate::webhook::{Origin, Webhook, WebhookStatus};
 
 struct Engine {
     state: AppState,
@@ -313,6 +313,9 @@ impl Engine {
         };
         if delivery.status == DeliveryStatus::Failed && delivery.error.is_none() {
             delivery.error = Some(match health {
+                Some(Health::Gone) if webhook.origin == Origin::Zapier => {
+                    "Zapier answered 410 Gone: the subscription is removed".into()
+                }
                 Some(Health::Gone) => "the receiver answered 410 Gone: the webhook is disabled".into(),
                 _ => format!(
                     "a message failed all {} attempts: the webhook is disabled",
@@ -326,7 +329,7 @@ impl Engine {
         let unchanged = health == Some(Health::Succeeded) && webhook.status == WebhookStatus::Healthy
             || health == Some(Health::Failing) && webhook.status == WebhookStatus::Unhealthy;
         if let Some(health) = health.filter(|_| !unchanged) {
-            self.update_health(&webhook.id, health);
+            self.update_health(&webhook, health);
         }
         next
     }
@@ -359,7 +362,19 @@ impl Engine {
         next_due.map(|due| QueueEntry::new(due, &entry.delivery_id, &entry.webhook_id))
     }
 
-    fn update_health(&self, webhook_id: &str, health: Health) {
+    fn update_health(&self, webhook: &Webhook, health: Health) {
+        let webhook_id = webhook.id.as_str();
+        if health == Health::Gone && webhook.origin == Origin::Zapier {
+            // Zapier's REST-hook contract: a 410 means the Zap is off; drop the subscription.
+            match self.state.store.delete_webhook(webhook_id) {
+                Ok(_) => {
+                    self.state.index_remove(webhook_id);
+                    tracing::info!(webhook_id, "Zapier answered 410 Gone: subscription removed");
+                }
+                Err(error) => tracing::error!(webhook_id, "cannot remove the Zapier subscription: {error}"),
+            }
+            return;
+        }
         let updated = self.state.store.update_webhook(webhook_id, |webhook| {
             if !webhook.enabled {
                 return false;

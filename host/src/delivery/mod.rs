@@ -13,6 +13,7 @@ pub mod schedule;
 pub mod sender;
 pub mod signature;
 
+use crate::connector_config::Scrubber;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -109,6 +110,31 @@ pub struct Attempt {
 impl Attempt {
     pub fn succeeded(&self) -> bool {
         self.status_code.is_some_and(|code| (200..300).contains(&code))
+    }
+
+    /// Removes the webhook's write-only config values, for showing it.
+    pub fn scrub(&mut self, scrubber: &Scrubber) {
+        scrubber.scrub_option(&mut self.response);
+        scrubber.scrub_option(&mut self.error);
+    }
+}
+
+impl Delivery {
+    /// Removes the webhook's write-only config values (a plugin may have put its API key in
+    /// a header or a Slack URL in `url`), for showing it.
+    pub fn scrub(&mut self, scrubber: &Scrubber) {
+        for message in &mut self.messages {
+            let request = &mut message.request;
+            scrubber.scrub_option(&mut request.url);
+            for (_, value) in &mut request.headers {
+                scrubber.scrub(value);
+            }
+            scrubber.scrub(&mut request.body);
+        }
+        scrubber.scrub_option(&mut self.error);
+        for line in &mut self.plugin_log {
+            scrubber.scrub(&mut line.message);
+        }
     }
 }
 

@@ -110,15 +110,16 @@ impl Sender {
                 let text = String::from_utf8_lossy(&snippet).into_owned();
                 Sent { attempt: attempt(Some(status), Some(text), None), retry_after }
             }
-            Err(error) => Sent { attempt: attempt(None, None, Some(describe(&error))), retry_after: None },
+            Err(error) => Sent { attempt: attempt(None, None, Some(describe(error.without_url()))), retry_after: None },
         }
     }
 }
 
-/// A reqwest error in one line, with its causes (the resolver's refusal among them).
-fn describe(error: &reqwest::Error) -> String {
+/// A reqwest error in one line, with its causes (the resolver's refusal among them). Without
+/// its URL: a plugin-set one (a Slack webhook's, say) can be a credential.
+fn describe(error: reqwest::Error) -> String {
     let mut text = if error.is_timeout() { "timed out".to_owned() } else { error.to_string() };
-    let mut source = std::error::Error::source(error);
+    let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

@@ -32,6 +32,8 @@ pub use self::limits::Limits;
 pub use self::log::{LogLevel, LogLine};
 pub use self::output::Request;
 
+use crate::connector_config::ConfigSchema;
+
 use self::bindings::{Connector, ConnectorPre};
 use self::cache::ComponentCache;
 use self::engine::EpochTicker;
@@ -121,6 +123,7 @@ pub struct PluginInfo {
 pub struct Plugin {
     hash: ContentHash,
     info: PluginInfo,
+    schema: ConfigSchema,
     policy: Policy,
     pre: ConnectorPre<PluginState>,
 }
@@ -132,6 +135,11 @@ impl Plugin {
 
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    /// Its config schema, compiled.
+    pub fn schema(&self) -> &ConfigSchema {
+        &self.schema
     }
 
     pub fn policy(&self) -> Policy {
@@ -240,6 +248,9 @@ impl Runtime {
                     "describe returned a config schema that is not a JSON object".into(),
                 )
             })?;
+        let schema = ConfigSchema::compile(&config_schema).map_err(|e| {
+            PluginError::InvalidComponent(format!("describe returned a config schema that does not compile: {e}"))
+        })?;
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             return Err(PluginError::InvalidComponent("describe returned an empty name or version".into()));
         }
@@ -249,7 +260,7 @@ impl Runtime {
             description: info.description,
             config_schema,
         };
-        Ok(Arc::new(Plugin { hash, info, policy, pre }))
+        Ok(Arc::new(Plugin { hash, info, schema, policy, pre }))
     }
 
     /// Runs `transform` on a standard payload with a connector config (both JSON text),

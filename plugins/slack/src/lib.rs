@@ -1,0 +1,85 @@
+//! The `slack` connector: an incoming-webhook message (`text` plus blocks) from a template.
+//!
+//! The incoming-webhook URL is a credential (anyone holding it can post to the channel), so
+//! it goes in the config's write-only `url` — never shown or logged — and the webhook's own
+//! URL is used only when that is absent. Inserted values are escaped for Slack's mrkdwn
+//! (`&`, `<`, `>`), so an event cannot smuggle in mentions or links.
+
+use serde::Deserialize;
+use wasmhook_plugin_sdk::template::Template;
+use wasmhook_plugin_sdk::{Config, Error, Event, Info, Plugin, Request, Value, export_plugin, json};
+
+struct Slack;
+
+const DEFAULT_TEXT: &str = "*{{event}}* {{currentValue.title}}";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Settings {
+    url: Option<String>,
+    #[serde(default = "default_text")]
+    text: String,
+    #[serde(default)]
+    fields: Vec<Field>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Field {
+    label: String,
+    value: String,
+}
+
+fn default_text() -> String {
+    DEFAULT_TEXT.into()
+}
+
+impl Plugin for Slack {
+    fn describe() -> Info {
+        Info::new("slack", env!("CARGO_PKG_VERSION"), "Posts a message to a Slack incoming webhook.").config_schema(
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "url": {"type": "string", "pattern": "^https?://", "writeOnly": true,
+                        "description": "The incoming-webhook URL (https://hooks.slack.com/services/…); the webhook's URL when absent."},
+                    "text": {"type": "string", "minLength": 1, "default": DEFAULT_TEXT,
+                        "description": "The message, in Slack mrkdwn, with {{paths}} into the event."},
+                    "fields": {"type": "array", "maxItems": 10,
+                        "description": "Label/value pairs shown under the message; values are templates.",
+                        "items": {"type": "object", "additionalProperties": false, "required": ["label", "value"],
+                            "properties": {"label": {"type": "string", "minLength": 1}, "value": {"type": "string"}}}}
+                }
+            }),
+        )
+    }
+
+    fn transform(event: Event, config: Config) -> Result<Vec<Request>, Error> {
+        let settings: Settings = config.parse()?;
+        let text = Template::parse("text", &settings.text)?.render_with(&event, escape);
+        let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
+        if !settings.fields.is_empty() {
+            let mut fields = Vec::new();
+            for (i, field) in settings.fields.iter().enumerate() {
+                let value = Template::parse(&format!("fields[{i}].value"), &field.value)?.render_with(&event, escape);
+                fields.push(json!({"type": "mrkdwn", "text": format!("*{}*\n{value}", escape(&field.label))}));
+            }
+            blocks.push(json!({"type": "section", "fields": fields}));
+        }
+        let context = format!("{} · project {}", event.event_type(), event.str("project.id").unwrap_or("-"));
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(&context)}]}));
+        let body: Value = json!({"text": text, "blocks": blocks});
+        let mut request = Request::json(&body);
+        if let Some(url) = settings.url {
+            request = request.url(url);
+        }
+        Ok(vec![request])
+    }
+}
+
+/// Slack's mrkdwn control characters, escaped as its docs ask.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+export_plugin!(Slack);
