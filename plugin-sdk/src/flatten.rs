@@ -9,8 +9,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::{Config, Error, Event, Request};
 use crate::template::text_of;
+use crate::{Config, Error, Event, Request};
 
 /// Which optional members of the standard payload a flat connector sends: its config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

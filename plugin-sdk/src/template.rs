@@ -96,12 +96,16 @@ mod tests {
 
     #[test]
     fn renders_paths_and_text() {
-        let t = Template::parse("text", "{{event}}: {{ currentValue.title }} ({{currentValue.users[0].email}})")
-            .unwrap();
+        let t =
+            Template::parse("text", "{{event}}: {{ currentValue.title }} ({{currentValue.users[0].email}})")
+                .unwrap();
         assert_eq!(t.render(&event()), "TODO_CREATED: Ship it (a@x.io)");
         let t = Template::parse("text", "done={{currentValue.done}} missing=[{{nope.nothing}}]").unwrap();
         assert_eq!(t.render(&event()), "done=false missing=[]");
-        assert_eq!(Template::parse("f", "{{currentValue.done}}").unwrap().single_path(), Some("currentValue.done"));
+        assert_eq!(
+            Template::parse("f", "{{currentValue.done}}").unwrap().single_path(),
+            Some("currentValue.done")
+        );
         assert_eq!(Template::parse("f", "x{{id}}").unwrap().single_path(), None);
     }
 

@@ -23,7 +23,12 @@ fn sample(name: &str) -> Value {
 }
 
 /// The requests `connector` returns for `event` with `config`, or its error.
-async fn preview(server: &TestServer, connector: &str, event: &Value, config: Value) -> Result<Vec<Value>, Value> {
+async fn preview(
+    server: &TestServer,
+    connector: &str,
+    event: &Value,
+    config: Value,
+) -> Result<Vec<Value>, Value> {
     let path = format!("/v1/connectors/{connector}/preview");
     let (status, answer) =
         server.call(OPERATOR, Method::POST, &path, Some(json!({"event": event, "config": config}))).await;
@@ -48,7 +53,11 @@ fn expected_fields(name: &str) -> Vec<(&'static str, &'static str, Value)> {
             ("current_value__title", "currentValue_title", json!("Draft the launch announcement")),
             ("current_value__done", "currentValue_done", json!(false)),
             ("current_value__position", "currentValue_position", json!(65535)),
-            ("current_value__todo_list__project__name", "currentValue_todoList_project_name", json!("Product launch")),
+            (
+                "current_value__todo_list__project__name",
+                "currentValue_todoList_project_name",
+                json!("Product launch"),
+            ),
             ("current_value__users__email", "currentValue_users_0_email", json!("ada@example.com")),
             ("current_value__tags__color", "currentValue_tags_0_color", json!("#3b82f6")),
             ("current_value__custom_fields__value", "currentValue_customFields_0_value", json!(1200)),
@@ -108,7 +117,10 @@ async fn zapier_and_pabbly_flatten_every_family() {
         for flat in [&zapier, &pabbly] {
             let fields = flat.as_object().unwrap();
             assert!(fields.values().all(|v| !v.is_object() && !v.is_array()), "{name}: not flat: {flat}");
-            assert!(!fields.keys().any(|k| k.starts_with("webhook")), "{name}: the webhook is left out by default");
+            assert!(
+                !fields.keys().any(|k| k.starts_with("webhook")),
+                "{name}: the webhook is left out by default"
+            );
         }
         // Zapier dedupes on the top-level id: the event's.
         let id = zapier["id"].as_str().unwrap();
@@ -122,13 +134,18 @@ async fn zapier_and_pabbly_flatten_every_family() {
         assert_eq!(pabbly["id"], zapier["id"], "{name}");
         assert_eq!(pabbly["project_id"], event["projectId"], "{name}");
         for (zapier_key, pabbly_key, expected) in expected_fields(name) {
-            assert_eq!(zapier[zapier_key], zapier_value(zapier_key, &expected), "{name}: zapier {zapier_key}");
+            assert_eq!(
+                zapier[zapier_key],
+                zapier_value(zapier_key, &expected),
+                "{name}: zapier {zapier_key}"
+            );
             assert_eq!(pabbly[pabbly_key], expected, "{name}: pabbly {pabbly_key}");
         }
     }
     // Config picks the members.
     let event = sample("todo-list-renamed.json");
-    let lean = body(&server, "zapier", &event, json!({"includePreviousValue": false, "includeWebhook": true})).await;
+    let lean =
+        body(&server, "zapier", &event, json!({"includePreviousValue": false, "includeWebhook": true})).await;
     assert!(lean.get("previous_value__title").is_none());
     assert_eq!(lean["webhook__url"], "https://example.com/webhook");
 }
@@ -166,7 +183,11 @@ async fn crm_upserts_mapped_properties_for_every_family() {
         let sent: Value = serde_json::from_str(request["body"].as_str().unwrap()).unwrap();
         let properties = &sent["properties"];
         assert_eq!(properties["record_id"], record_id, "{name}");
-        assert_eq!(properties["name"], event["currentValue"]["title"].clone(), "{name}: a path keeps its type");
+        assert_eq!(
+            properties["name"],
+            event["currentValue"]["title"].clone(),
+            "{name}: a path keeps its type"
+        );
         assert_eq!(properties["done"], event["currentValue"]["done"].clone(), "{name}");
         assert_eq!(
             properties["summary"],
@@ -176,7 +197,8 @@ async fn crm_upserts_mapped_properties_for_every_family() {
     }
     // Without an id property: a create, and no key when none is configured.
     let event = sample("todo-created.json");
-    let requests = preview(&server, "crm", &event, json!({"properties": {"name": "currentValue.title"}})).await.unwrap();
+    let requests =
+        preview(&server, "crm", &event, json!({"properties": {"name": "currentValue.title"}})).await.unwrap();
     assert_eq!(requests[0]["method"], "POST");
     assert_eq!(requests[0]["url"], "https://example.com/webhook/crm/v3/objects/contacts");
     assert!(requests[0]["headers"].as_array().unwrap().iter().all(|h| h[0] != "authorization"));
@@ -202,7 +224,11 @@ async fn slack_renders_the_template_escaped_for_every_family() {
         let blocks = message["blocks"].as_array().unwrap();
         assert_eq!(blocks[0], json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}), "{name}");
         let fields = blocks[1]["fields"].as_array().unwrap();
-        assert_eq!(fields[0]["text"], format!("*Project*\n{}", event["projectId"].as_str().unwrap()), "{name}");
+        assert_eq!(
+            fields[0]["text"],
+            format!("*Project*\n{}", event["projectId"].as_str().unwrap()),
+            "{name}"
+        );
         assert_eq!(fields[1]["text"], format!("*By*\n{}", event["userId"].as_str().unwrap()), "{name}");
         assert_eq!(blocks[2]["type"], "context", "{name}");
     }

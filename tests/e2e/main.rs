@@ -12,3 +12,4 @@ mod receiving;
 mod runtime;
 mod serve;
 mod support;
+mod zapier;

@@ -144,7 +144,8 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
     let (webhook, secret) = insert(&state, &caller, body, Origin::Api).await?;
-    let created = CreatedWebhook { webhook: WebhookView::new(&state, &webhook), secret: secret.expose().to_owned() };
+    let created =
+        CreatedWebhook { webhook: WebhookView::new(&state, &webhook), secret: secret.expose().to_owned() };
     Ok((StatusCode::CREATED, Json(created)))
 }
 

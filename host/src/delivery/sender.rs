@@ -110,7 +110,9 @@ impl Sender {
                 let text = String::from_utf8_lossy(&snippet).into_owned();
                 Sent { attempt: attempt(Some(status), Some(text), None), retry_after }
             }
-            Err(error) => Sent { attempt: attempt(None, None, Some(describe(error.without_url()))), retry_after: None },
+            Err(error) => {
+                Sent { attempt: attempt(None, None, Some(describe(error.without_url()))), retry_after: None }
+            }
         }
     }
 }

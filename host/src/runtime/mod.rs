@@ -249,7 +249,9 @@ impl Runtime {
                 )
             })?;
         let schema = ConfigSchema::compile(&config_schema).map_err(|e| {
-            PluginError::InvalidComponent(format!("describe returned a config schema that does not compile: {e}"))
+            PluginError::InvalidComponent(format!(
+                "describe returned a config schema that does not compile: {e}"
+            ))
         })?;
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             return Err(PluginError::InvalidComponent("describe returned an empty name or version".into()));

@@ -67,19 +67,28 @@ impl Plugin for Crm {
             None => None,
             Some(property) => {
                 let Some(value) = properties.get(property) else {
-                    return Err(Error::invalid_config(format!("idProperty: {property:?} is not a mapped property")));
+                    return Err(Error::invalid_config(format!(
+                        "idProperty: {property:?} is not a mapped property"
+                    )));
                 };
                 let id = text_of(Some(value));
                 if id.is_empty() {
-                    return Err(Error::invalid_event(format!("the record has no value for {property:?}, its id")));
+                    return Err(Error::invalid_event(format!(
+                        "the record has no value for {property:?}, its id"
+                    )));
                 }
                 Some((property.as_str(), id))
             }
         };
         let path = match (&settings.path, &id) {
-            (Some(path), _) => Template::parse("path", path)?.render_with(&event, |s| encode(s)),
+            (Some(path), _) => Template::parse("path", path)?.render_with(&event, encode),
             (None, Some((property, id))) => {
-                format!("/crm/v3/objects/{}/{}?idProperty={}", settings.object_type, encode(id), encode(property))
+                format!(
+                    "/crm/v3/objects/{}/{}?idProperty={}",
+                    settings.object_type,
+                    encode(id),
+                    encode(property)
+                )
             }
             (None, None) => format!("/crm/v3/objects/{}", settings.object_type),
         };

@@ -12,8 +12,12 @@ struct Pabbly;
 
 impl Plugin for Pabbly {
     fn describe() -> Info {
-        Info::new("pabbly", env!("CARGO_PKG_VERSION"), "Flat key/value JSON for Pabbly Connect's webhook trigger.")
-            .config_schema(Members::schema())
+        Info::new(
+            "pabbly",
+            env!("CARGO_PKG_VERSION"),
+            "Flat key/value JSON for Pabbly Connect's webhook trigger.",
+        )
+        .config_schema(Members::schema())
     }
 
     fn transform(event: Event, config: Config) -> Result<Vec<Request>, Error> {

@@ -61,8 +61,10 @@ impl Plugin for Slack {
         if !settings.fields.is_empty() {
             let mut fields = Vec::new();
             for (i, field) in settings.fields.iter().enumerate() {
-                let value = Template::parse(&format!("fields[{i}].value"), &field.value)?.render_with(&event, escape);
-                fields.push(json!({"type": "mrkdwn", "text": format!("*{}*\n{value}", escape(&field.label))}));
+                let value =
+                    Template::parse(&format!("fields[{i}].value"), &field.value)?.render_with(&event, escape);
+                fields
+                    .push(json!({"type": "mrkdwn", "text": format!("*{}*\n{value}", escape(&field.label))}));
             }
             blocks.push(json!({"type": "section", "fields": fields}));
         }

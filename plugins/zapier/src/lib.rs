@@ -11,8 +11,12 @@ struct Zapier;
 
 impl Plugin for Zapier {
     fn describe() -> Info {
-        Info::new("zapier", env!("CARGO_PKG_VERSION"), "One flat object per event for Zapier, keyed by the event id.")
-            .config_schema(Members::schema())
+        Info::new(
+            "zapier",
+            env!("CARGO_PKG_VERSION"),
+            "One flat object per event for Zapier, keyed by the event id.",
+        )
+        .config_schema(Members::schema())
     }
 
     fn transform(event: Event, config: Config) -> Result<Vec<Request>, Error> {
