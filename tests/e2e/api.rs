@@ -134,7 +134,7 @@ async fn bad_webhooks_get_a_4xx_that_says_why_and_change_nothing() {
         (
             with("connector", json!({"name": "nope"})),
             400,
-            "connector.name: no connector named \"nope\"; installed: json",
+            "connector.name: no connector named \"nope\"; installed: crm, json, pabbly, slack, zapier",
         ),
         (with("secret", json!("hunter2")), 400, "secret: a secret starts with \"whsec_\""),
         (with("rateLimit", json!(0)), 400, "rateLimit: must be at least 1"),
