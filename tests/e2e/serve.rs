@@ -347,3 +347,41 @@ async fn operator_cli_manages_connectors() {
     assert_eq!(list.as_array().unwrap().len(), 5, "the built-ins");
     assert!(server.stop().success());
 }
+
+/// The Zapier Platform app (`plugins/zapier/app`) through zapier-platform-core's own test
+/// harness against this binary: subscribe, a live delivery, perform, sample lists, unsubscribe.
+/// Its pinned npm packages are installed here when missing (never skipped).
+#[tokio::test]
+async fn the_zapier_platform_app_passes_its_harness_against_the_real_binary() {
+    let app = crate::support::workspace().join("plugins/zapier/app");
+    if !app.join("node_modules/zapier-platform-core").is_dir() {
+        let status =
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&app).status().unwrap();
+        assert!(status.success(), "npm ci in plugins/zapier/app failed");
+    }
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--operator-token", "op", "--allow-private-destinations"];
+    let mut server = start_with(data.path(), &shared_cache_dir(), &args);
+    let (status, token) = server
+        .call(
+            "op",
+            Method::POST,
+            "/v1/tokens",
+            Some(json!({"userId": "zap-user", "companies": ["company_zap"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let output = Command::new("node")
+        .arg("--test")
+        .current_dir(&app)
+        .env("WASMHOOK_URL", format!("http://{}", server.address))
+        .env("WASMHOOK_TOKEN", token["token"].as_str().unwrap())
+        .env("WASMHOOK_INGEST_TOKEN", "op")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(report.contains("# pass 5") && report.contains("# fail 0"), "{report}");
+    let (status, _) = server.stop_with_log();
+    assert!(status.success());
+}
