@@ -193,9 +193,12 @@ impl Engine {
             Err(error) => {
                 let failure = crate::metrics::PluginFailure { connector, code: error.code().to_owned() };
                 self.state.metrics.plugin_errors.get_or_create(&failure).inc();
-                tracing::warn!("plugin failed: {error}");
+                // A plugin may quote its config back; write-only values stay out of the log.
+                let mut message = format!("[{}] {error}", error.code());
+                plugin.schema().scrubber(&webhook.connector.config).scrub(&mut message);
+                tracing::warn!("plugin failed: {message}");
                 delivery.status = DeliveryStatus::PluginError;
-                delivery.error = Some(format!("[{}] {error}", error.code()));
+                delivery.error = Some(message);
                 None
             }
             Ok(requests) if requests.is_empty() => {
