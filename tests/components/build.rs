@@ -6,7 +6,8 @@ mod wasm_build;
 use std::path::Path;
 
 /// Constant name and the crate it points at.
-const COMPONENTS: &[(&str, &str)] = &[("HOSTILE", "wasmhook-test-hostile")];
+const COMPONENTS: &[(&str, &str)] =
+    &[("HOSTILE", "wasmhook-test-hostile"), ("TITLE_FILTER_RUST", "wasmhook-example-title-filter")];
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");

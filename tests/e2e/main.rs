@@ -8,6 +8,7 @@ mod builtins;
 mod cli;
 mod connectors;
 mod delivery;
+mod examples;
 mod receiving;
 mod runtime;
 mod serve;

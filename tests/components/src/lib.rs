@@ -1,4 +1,5 @@
-//! Paths of the test-only WebAssembly components, built from `tests/plugins/` by this crate's
-//! build script. They misbehave on purpose and are never shipped.
+//! Paths of the WebAssembly components the tests use, built by this crate's build script: the
+//! misbehaving ones from `tests/plugins/` (never shipped) and the Rust example from
+//! `plugins/examples/rust`.
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
