@@ -6,6 +6,11 @@
 //! - `fresh`: `Runtime::invoke` with a new instance each time vs. bare: new store,
 //!   instantiate from an `InstancePre`, call.
 //!
+//! - languages: the title-filter example in Rust, JavaScript (componentize-js and QuickJS)
+//!   and Python, each built with its own build command: component size, first load (compile
+//!   and describe), load from the on-disk cache, and `Runtime::invoke` per event under both
+//!   policies, on the same ~2 KB payload (a matching title).
+//!
 //! Run: `cargo bench -p wasmhook --bench runtime`. Prints medians and the host/bare ratios.
 
 #![allow(clippy::unwrap_used)]
@@ -142,6 +147,56 @@ fn main() {
             host.as_secs_f64() * 1e6,
             bare.as_secs_f64() * 1e6,
             host.as_secs_f64() / bare.as_secs_f64()
+        );
+    }
+    languages(&rt, &payload);
+}
+
+fn languages(rt: &tokio::runtime::Runtime, payload: &str) {
+    let (js, qjs) = wasmhook_test_components::build_js_example();
+    let components = [
+        ("Rust", std::path::PathBuf::from(wasmhook_test_components::TITLE_FILTER_RUST)),
+        ("JS (componentize-js)", js),
+        ("JS (QuickJS)", qjs),
+        ("Python", wasmhook_test_components::build_python_example()),
+    ];
+    let config = r#"{"pattern":"launch"}"#;
+    println!(
+        "\n{:<22} {:>9} {:>12} {:>12} {:>14} {:>14}",
+        "language", "size", "first load", "cached load", "pooled/event", "fresh/event"
+    );
+    for (language, path) in components {
+        let bytes: Arc<[u8]> = std::fs::read(&path).unwrap().into();
+        let cache = tempfile::tempdir().unwrap();
+        let config_with_cache =
+            || RuntimeConfig { cache_dir: Some(cache.path().to_owned()), ..RuntimeConfig::default() };
+        let started = Instant::now();
+        let runtime = Runtime::new(config_with_cache()).unwrap();
+        let pooled = rt.block_on(runtime.load(bytes.clone(), Policy::Pooled)).unwrap();
+        let first_load = started.elapsed();
+        // A new runtime on the same cache directory: what a restart pays.
+        let runtime = Runtime::new(config_with_cache()).unwrap();
+        let started = Instant::now();
+        let fresh = rt.block_on(runtime.load(bytes.clone(), Policy::Fresh)).unwrap();
+        let cached_load = started.elapsed();
+        let pooled = {
+            drop(pooled);
+            rt.block_on(runtime.load(bytes.clone(), Policy::Pooled)).unwrap()
+        };
+        let invoke = |plugin: &wasmhook::runtime::Plugin| {
+            let out = rt.block_on(runtime.invoke(plugin, "owner", payload, config));
+            assert_eq!(out.result.map(|r| r.len()).ok(), Some(1), "{language}: one request");
+        };
+        let per_event = |plugin: &wasmhook::runtime::Plugin, n: u32| measure(n, || invoke(plugin));
+        let pooled_cost = per_event(&pooled, 500);
+        let fresh_cost = per_event(&fresh, 20);
+        println!(
+            "{language:<22} {:>6.1} MB {:>9.0} ms {:>9.1} ms {:>11.1} µs {:>11.1} µs",
+            bytes.len() as f64 / 1e6,
+            first_load.as_secs_f64() * 1e3,
+            cached_load.as_secs_f64() * 1e3,
+            pooled_cost.as_secs_f64() * 1e6,
+            fresh_cost.as_secs_f64() * 1e6
         );
     }
 }

@@ -5,44 +5,11 @@
 //! a venv for componentize-py); nothing is skipped.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{OPERATOR, Receiver, TestServer, eventually, sample_event, workspace};
-
-fn examples() -> PathBuf {
-    workspace().join("plugins/examples")
-}
-
-fn run(command: &mut Command, what: &str) {
-    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Builds the JavaScript example both ways; returns (componentize-js, QuickJS) components.
-fn build_js() -> (PathBuf, PathBuf) {
-    let dir = examples().join("js");
-    if !dir.join("node_modules/.bin/componentize-js").exists() {
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir), "npm ci");
-    }
-    run(Command::new("npm").args(["run", "build"]).current_dir(&dir), "npm run build");
-    run(Command::new("npm").args(["run", "build:qjs"]).current_dir(&dir), "npm run build:qjs");
-    (dir.join("title-filter.wasm"), dir.join("title-filter-qjs.wasm"))
-}
-
-fn build_python() -> PathBuf {
-    let dir = examples().join("python");
-    let venv = workspace().join("target/examples-venv");
-    run(Command::new(dir.join("build.sh")).env("WASMHOOK_PY_VENV", venv), "build.sh");
-    dir.join("title-filter.wasm")
-}
+use crate::support::{OPERATOR, Receiver, TestServer, eventually, sample_event};
 
 async fn upload(server: &TestServer, name: &str, path: &Path) {
     let response = server
@@ -66,8 +33,8 @@ fn sample(name: &str) -> Value {
 
 #[tokio::test]
 async fn rust_javascript_and_python_plugins_send_the_same_bytes() {
-    let (js, qjs) = build_js();
-    let python = build_python();
+    let (js, qjs) = wasmhook_test_components::build_js_example();
+    let python = wasmhook_test_components::build_python_example();
     let rust = PathBuf::from(wasmhook_test_components::TITLE_FILTER_RUST);
     let server = TestServer::delivering("10ms").await;
     let languages = [("title-rust", rust), ("title-js", js), ("title-qjs", qjs), ("title-py", python)];
@@ -81,7 +48,8 @@ async fn rust_javascript_and_python_plugins_send_the_same_bytes() {
                    "connector": {"name": name, "config": config}})
         };
         // The schema each plugin describes is enforced by the host.
-        let (status, error) = server.call(OPERATOR, Method::POST, "/v1/webhooks", Some(hook(json!({})))).await;
+        let (status, error) =
+            server.call(OPERATOR, Method::POST, "/v1/webhooks", Some(hook(json!({})))).await;
         assert_eq!(status, 400, "{name}: {error}");
         assert!(error["error"]["message"].as_str().unwrap().contains("pattern"), "{name}: {error}");
         let created = server.webhook(OPERATOR, hook(json!({"pattern": "LAUNCH"}))).await;
@@ -91,10 +59,10 @@ async fn rust_javascript_and_python_plugins_send_the_same_bytes() {
     let unicode = json!({"id": "evt_unicode", "event": "TODO_NAME_CHANGED", "companyId": "c", "projectId": "p",
                          "currentValue": {"title": "Lançamento — Launch ✓ \"quoted\""}});
     for event in [
-        sample("todo-created.json"),       // "Draft the launch announcement": sent
-        sample("todo-list-renamed.json"),  // "Marketing & PR": filtered
-        sample("todo-deleted.json"),       // no current title: filtered
-        unicode,                           // sent
+        sample("todo-created.json"),      // "Draft the launch announcement": sent
+        sample("todo-list-renamed.json"), // "Marketing & PR": filtered
+        sample("todo-deleted.json"),      // no current title: filtered
+        unicode,                          // sent
     ] {
         server.send_event(OPERATOR, event).await;
     }
@@ -111,7 +79,8 @@ async fn rust_javascript_and_python_plugins_send_the_same_bytes() {
         let log_path = format!("/v1/webhooks/{webhook_id}/deliveries");
         eventually(&format!("{name}: every delivery to finish"), async || {
             let (_, log) = server.call(OPERATOR, Method::GET, &log_path, None).await;
-            let statuses: Vec<&str> = log["data"].as_array()?.iter().filter_map(|d| d["status"].as_str()).collect();
+            let statuses: Vec<&str> =
+                log["data"].as_array()?.iter().filter_map(|d| d["status"].as_str()).collect();
             let filtered = statuses.iter().filter(|s| **s == "filtered").count();
             let succeeded = statuses.iter().filter(|s| **s == "succeeded").count();
             (filtered == 2 && succeeded == 2).then_some(())
