@@ -46,7 +46,14 @@ impl ConfigSchema {
     pub fn validate(&self, config: &Value) -> Result<(), String> {
         let Err(error) = self.validator.validate(config) else { return Ok(()) };
         let pointer = error.instance_path().as_str();
-        let path: String = pointer.split('/').skip(1).map(|step| format!(".{step}")).collect();
+        let mut path: String = pointer.split('/').skip(1).map(|step| format!(".{step}")).collect();
+        // A missing property is reported at its parent: name the property itself.
+        if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind()
+            && let Some(name) = property.as_str()
+        {
+            path.push('.');
+            path.push_str(name);
+        }
         let first = pointer.split('/').nth(1).unwrap_or_default();
         let message = if self.write_only.iter().any(|name| name == first) {
             error.masked_with("the value").to_string()
@@ -158,6 +165,8 @@ mod tests {
         let error = s.validate(&json!({"apiKey": "long enough", "fields": [{}, {"x": 1}]})).unwrap_err();
         assert!(error.starts_with("connector.config.fields.0: "), "{error}");
         assert!(error.contains("label"), "{error}");
+        let error = s.validate(&json!({})).unwrap_err();
+        assert!(error.starts_with("connector.config.apiKey: "), "{error}");
         let error = s.validate(&json!({"apiKey": "long enough", "colour": 1})).unwrap_err();
         assert!(error.contains("colour"), "{error}");
     }

@@ -15,6 +15,7 @@
 //!   (validation, write-only secrets).
 //! - [`api`], [`server`], [`metrics`]: the REST API, `wasmhook serve`, Prometheus metrics.
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
+//! - [`web`]: the web app, embedded and served at `/`.
 
 pub mod access;
 pub mod api;
@@ -37,6 +38,7 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod tryout;
+pub mod web;
 pub mod webhook;
 
 pub use config::Config;

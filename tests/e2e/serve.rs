@@ -385,3 +385,50 @@ async fn the_zapier_platform_app_passes_its_harness_against_the_real_binary() {
     let (status, _) = server.stop_with_log();
     assert!(status.success());
 }
+
+/// The web app in Debian's headless Chromium, driven by Playwright (`tests/web/`), against this
+/// binary and two local receivers: sign in, create webhooks through the form, a test event in
+/// the delivery log, a failing receiver's badge going UNHEALTHY then DISABLED, re-enable and
+/// recover, the operators' connectors page, narrow screens, no console errors. It saves the
+/// screenshots in `docs/screenshots/`. Chromium comes from `scripts/test` (Debian's package);
+/// playwright-core is installed here when missing.
+#[tokio::test]
+async fn the_web_app_works_in_a_real_browser() {
+    let web = crate::support::workspace().join("tests/web");
+    if !web.join("node_modules/playwright-core").is_dir() {
+        let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web).status().unwrap();
+        assert!(status.success(), "npm ci in tests/web failed");
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(std::path::Path::new(&chromium).exists(), "{chromium} is missing: scripts/test installs Debian's chromium");
+
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--operator-token", "op", "--allow-private-destinations", "--retry-schedule", "1s,1s,1s,1s"];
+    let mut server = start_with(data.path(), &shared_cache_dir(), &args);
+    let (status, token) = server
+        .call("op", Method::POST, "/v1/tokens", Some(json!({"userId": "ada", "companies": ["company_acme"]})))
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let receiver = crate::support::Receiver::start().await;
+    let failing = crate::support::Receiver::start().await;
+    failing.script(&[500; 5]);
+
+    // tokio's Command: the receivers keep answering on this runtime while the browser runs.
+    let output = tokio::process::Command::new("node")
+        .arg("--test")
+        .current_dir(&web)
+        .env("WASMHOOK_URL", format!("http://{}", server.address))
+        .env("WASMHOOK_TOKEN", token["token"].as_str().unwrap())
+        .env("WASMHOOK_OPERATOR_TOKEN", "op")
+        .env("RECEIVER_URL", &receiver.url)
+        .env("FAILING_URL", &failing.url)
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", crate::support::workspace().join("docs/screenshots"))
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(report.contains("# pass 5") && report.contains("# fail 0"), "{report}");
+    assert!(server.stop_with_log().0.success());
+}

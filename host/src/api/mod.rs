@@ -32,7 +32,7 @@ use crate::server::AppState;
         webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete,
         webhooks::rotate_secret,
         deliveries::log, deliveries::retry, deliveries::recover, deliveries::test, stats::stats,
-        tokens::create, tokens::list, tokens::revoke,
+        tokens::create, tokens::list, tokens::revoke, tokens::me,
         connectors::list, connectors::upload, connectors::remove, connectors::preview,
         zapier::subscribe, zapier::unsubscribe,
     ),
@@ -87,11 +87,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/me", get(tokens::me))
         .layer(DefaultBodyLimit::max(64 << 10));
     Router::new()
         .nest("/v1", v1)
         .route("/hooks/zapier", post(zapier::subscribe).layer(DefaultBodyLimit::max(64 << 10)))
         .route("/hooks/zapier/{id}", delete(zapier::unsubscribe))
+        .route("/", get(crate::web::index))
+        .route("/app/{*path}", get(crate::web::asset))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { Json(openapi()) }))

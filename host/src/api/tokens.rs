@@ -109,3 +109,17 @@ pub async fn revoke(
     state.store.durable().await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Who a token speaks for: what the web app shows and which pages it offers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    user_id: String,
+    scope: Scope,
+    companies: Companies,
+}
+
+#[utoipa::path(get, path = "/v1/me", tag = "tokens", responses((status = 200, body = Me)))]
+pub async fn me(caller: Caller) -> Json<Me> {
+    Json(Me { user_id: caller.user_id, scope: caller.scope, companies: caller.companies })
+}

@@ -1,0 +1,71 @@
+// Building DOM without innerHTML: every text from the API goes in as text, never as markup.
+
+/** h('a', {href: '#/x', class: 'button'}, 'text', child, …); `on*` attributes take functions. */
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith('on') && typeof value === 'function') {
+      element.addEventListener(name.slice(2), value);
+    } else if (value === true) {
+      element.setAttribute(name, '');
+    } else {
+      element.setAttribute(name, String(value));
+    }
+  }
+  append(element, children);
+  return element;
+}
+
+function append(element, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+/** Replaces the main view's content and moves focus there (for keyboard and screen readers). */
+export function show(...children) {
+  const view = document.getElementById('view');
+  view.replaceChildren();
+  append(view, children);
+  view.focus({ preventScroll: true });
+}
+
+export function badge(text) {
+  return h('span', { class: `badge ${text}` }, text);
+}
+
+export function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : '—';
+}
+
+let toastTimer;
+export function toast(message) {
+  const element = document.getElementById('toast');
+  element.textContent = message;
+  element.classList.add('show');
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => element.classList.remove('show'), 2500);
+}
+
+/** An error line under a field, tied to it for assistive technology. */
+export function errorFor(id) {
+  return h('div', { class: 'error', id: `${id}-error`, role: 'alert' });
+}
+
+/** Shows `message` under the field `id` (or clears it). */
+export function setError(id, message) {
+  const line = document.getElementById(`${id}-error`);
+  const field = document.getElementById(id);
+  if (line) line.textContent = message ?? '';
+  if (field) {
+    if (message) {
+      field.setAttribute('aria-invalid', 'true');
+      field.setAttribute('aria-describedby', `${id}-error`);
+    } else {
+      field.removeAttribute('aria-invalid');
+    }
+  }
+  return Boolean(line);
+}

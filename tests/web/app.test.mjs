@@ -1,0 +1,154 @@
+// The web app in Debian's headless Chromium, driven by Playwright, against the real wasmhook
+// binary. The host's e2e test starts the server and two receivers and passes:
+// WASMHOOK_URL, WASMHOOK_TOKEN (a user token), WASMHOOK_OPERATOR_TOKEN, RECEIVER_URL (answers
+// 200), FAILING_URL (answers 500 five times, then 200) and SCREENSHOTS (a folder).
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  assert.ok(value, `${name} must be set (the host's e2e test runs this)`);
+  return value;
+};
+const base = env('WASMHOOK_URL');
+const screenshots = env('SCREENSHOTS');
+
+let browser;
+let page;
+const problems = [];
+const refusals = new Set();
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage({ viewport: { width: 1200, height: 860 } });
+  page.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    // Chromium logs every 4xx answer as "Failed to load resource"; the tests cause two kinds on
+    // purpose (a refused token, invalid input), counted apart from real errors.
+    const refused = /Failed to load resource: the server responded with a status of (\d+)/.exec(message.text());
+    if (refused) refusals.add(Number(refused[1]));
+    else problems.push(`console: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+const shoot = (name) => page.screenshot({ path: `${screenshots}/${name}.png`, fullPage: true });
+
+async function signIn(token) {
+  await page.goto(base);
+  await page.locator('#token').fill(token);
+  await page.keyboard.press('Enter'); // keyboard only
+  await page.locator('h1', { hasText: 'Webhooks' }).waitFor();
+}
+
+async function createWebhook(name, url, { events = ['TODO_CREATED'] } = {}) {
+  await page.goto(`${base}/#/webhooks/new`);
+  await page.locator('#name').fill(name);
+  await page.locator('#url').fill(url);
+  for (const event of events) await page.locator(`input[name=event][value=${event}]`).check();
+  await page.getByRole('button', { name: 'Create webhook' }).click();
+  const secret = await page.locator('#secret-value').textContent();
+  assert.match(secret, /^whsec_/);
+  await page.getByRole('link', { name: 'Go to the webhook' }).click();
+  await page.locator('#health').waitFor();
+  return page.url().split('/').pop();
+}
+
+const badge = () => page.locator('#health .badge').textContent();
+
+async function waitForBadge(wanted) {
+  await page.waitForFunction((text) => document.querySelector('#health .badge')?.textContent === text, wanted, { timeout: 20000 });
+}
+
+test('sign in, create a webhook through the form, deliver a test event, see it in the log', async () => {
+  await page.goto(base);
+  await page.locator('#token').fill('wrong-token');
+  await page.keyboard.press('Enter');
+  await page.locator('#token-error').filter({ hasText: /token/i }).waitFor();
+  await shoot('sign-in');
+
+  await signIn(env('WASMHOOK_TOKEN'));
+  // Bad input: the API's message shows next to the field it names, nothing is created.
+  await page.goto(`${base}/#/webhooks/new`);
+  await page.locator('#name').fill('Broken');
+  await page.locator('#url').fill('not a url');
+  await page.getByRole('button', { name: 'Create webhook' }).click();
+  await page.locator('#url-error').filter({ hasText: 'not a URL' }).waitFor();
+  assert.equal(await page.locator('#url').getAttribute('aria-invalid'), 'true');
+  // The connector's config form comes from its schema; its errors land on its fields.
+  await page.locator('#connector').selectOption('crm');
+  await page.locator('#url').fill(env('RECEIVER_URL'));
+  await page.locator('#config-method').selectOption('PATCH');
+  await page.getByRole('button', { name: 'Create webhook' }).click();
+  await page.locator('#config-properties-error').filter({ hasText: 'properties' }).waitFor();
+  await shoot('form-errors');
+  await page.locator('#connector').selectOption('json');
+
+  const id = await createWebhook('Orders to the warehouse', env('RECEIVER_URL'));
+  assert.equal(await badge(), 'HEALTHY');
+  await page.locator('#send-test').click();
+  const delivery = page.locator('details.delivery').first();
+  await delivery.locator('.badge', { hasText: 'succeeded' }).waitFor({ timeout: 20000 });
+  await delivery.locator('summary').click();
+  await delivery.locator('td', { hasText: '200' }).first().waitFor();
+  await page.locator('#chart .uplot').first().waitFor();
+  await shoot('webhook');
+
+  await page.goto(`${base}/#/webhooks`);
+  await page.locator(`#webhooks a[href="#/webhooks/${id}"]`).waitFor();
+  await page.locator('#webhooks .badge', { hasText: 'succeeded' }).waitFor();
+  await shoot('webhooks');
+});
+
+test('a failing receiver turns the badge UNHEALTHY, then DISABLED; re-enable and recover', async () => {
+  await createWebhook('Flaky CRM', env('FAILING_URL'));
+  await page.locator('#send-test').click();
+  await waitForBadge('UNHEALTHY');
+  await waitForBadge('DISABLED');
+  await page.locator('details.delivery .badge', { hasText: 'failed' }).waitFor({ timeout: 20000 });
+  await shoot('webhook-disabled');
+  await page.locator('#enable').click();
+  await waitForBadge('HEALTHY'); // the health check goes first, and now the receiver answers 200
+  await page.locator('#recover').click();
+  await page.locator('details.delivery .badge', { hasText: 'succeeded' }).first().waitFor({ timeout: 20000 });
+});
+
+test('operators manage connectors: list and preview', async () => {
+  await page.evaluate(() => sessionStorage.clear());
+  await signIn(env('WASMHOOK_OPERATOR_TOKEN'));
+  await page.locator('#nav-connectors').waitFor({ state: 'visible' });
+  await page.locator('#nav-connectors').click();
+  await page.locator('#connectors td', { hasText: /^zapier$/ }).waitFor();
+  await page.locator('#preview-connector').selectOption('zapier');
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await page.locator('#preview-output', { hasText: 'current_value__title' }).waitFor();
+  await page.locator('#upload-name').fill('mine');
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.locator('#upload-file-error', { hasText: 'choose a .wasm component' }).waitFor();
+  await shoot('connectors');
+});
+
+test('narrow screens', async () => {
+  await page.setViewportSize({ width: 390, height: 800 });
+  await page.goto(`${base}/#/webhooks`);
+  await page.locator('#webhooks').waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `the page scrolls sideways by ${overflow}px at 390px wide`);
+  await shoot('webhooks-narrow');
+});
+
+test('no console errors', () => {
+  assert.deepEqual(problems, []);
+  assert.deepEqual([...refusals].sort(), [400, 401], 'only the refusals the tests asked for');
+});
