@@ -15,8 +15,16 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("js/schema-form.js", "text/javascript", include_bytes!("../web/js/schema-form.js")),
     ("js/connectors.js", "text/javascript", include_bytes!("../web/js/connectors.js")),
     ("js/chart.js", "text/javascript", include_bytes!("../web/js/chart.js")),
-    ("vendor/uplot-1.6.32/uPlot.iife.min.js", "text/javascript", include_bytes!("../web/vendor/uplot-1.6.32/uPlot.iife.min.js")),
-    ("vendor/uplot-1.6.32/uPlot.min.css", "text/css", include_bytes!("../web/vendor/uplot-1.6.32/uPlot.min.css")),
+    (
+        "vendor/uplot-1.6.32/uPlot.iife.min.js",
+        "text/javascript",
+        include_bytes!("../web/vendor/uplot-1.6.32/uPlot.iife.min.js"),
+    ),
+    (
+        "vendor/uplot-1.6.32/uPlot.min.css",
+        "text/css",
+        include_bytes!("../web/vendor/uplot-1.6.32/uPlot.min.css"),
+    ),
 ];
 
 const INDEX: &[u8] = include_bytes!("../web/index.html");
@@ -66,7 +74,9 @@ mod tests {
             }
         }
         let index = std::str::from_utf8(INDEX).unwrap();
-        for (name, _, _) in FILES.iter().filter(|(name, _, _)| !name.starts_with("js/") || *name == "js/main.js") {
+        for (name, _, _) in
+            FILES.iter().filter(|(name, _, _)| !name.starts_with("js/") || *name == "js/main.js")
+        {
             assert!(index.contains(&format!("/app/{name}")), "index.html does not load {name}");
         }
     }

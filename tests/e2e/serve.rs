@@ -396,11 +396,15 @@ async fn the_zapier_platform_app_passes_its_harness_against_the_real_binary() {
 async fn the_web_app_works_in_a_real_browser() {
     let web = crate::support::workspace().join("tests/web");
     if !web.join("node_modules/playwright-core").is_dir() {
-        let status = Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web).status().unwrap();
+        let status =
+            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web).status().unwrap();
         assert!(status.success(), "npm ci in tests/web failed");
     }
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(std::path::Path::new(&chromium).exists(), "{chromium} is missing: scripts/test installs Debian's chromium");
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: scripts/test installs Debian's chromium"
+    );
 
     let data = tempfile::tempdir().unwrap();
     let args = ["--operator-token", "op", "--allow-private-destinations", "--retry-schedule", "1s,1s,1s,1s"];
