@@ -163,7 +163,10 @@ mod tests {
         assert!(error.starts_with("connector.config.apiKey: "), "{error}");
         assert!(!error.contains("short\""), "{error}");
         let error = s.validate(&json!({"apiKey": "long enough", "fields": [{}, {"x": 1}]})).unwrap_err();
-        assert!(error.starts_with("connector.config.fields.0.label: "), "a missing property is named: {error}");
+        assert!(
+            error.starts_with("connector.config.fields.0.label: "),
+            "a missing property is named: {error}"
+        );
         let error = s.validate(&json!({})).unwrap_err();
         assert!(error.starts_with("connector.config.apiKey: "), "{error}");
         let error = s.validate(&json!({"apiKey": "long enough", "colour": 1})).unwrap_err();

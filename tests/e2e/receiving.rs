@@ -14,11 +14,7 @@ fn docs() -> PathBuf {
 }
 
 fn node() -> Command {
-    if !docs().join("node_modules/standardwebhooks").is_dir() {
-        let status =
-            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(docs()).status().unwrap();
-        assert!(status.success(), "npm ci in docs/receiving failed");
-    }
+    crate::support::npm_ci_unless_installed(&docs(), "standardwebhooks");
     let mut command = Command::new("node");
     command.arg(docs().join("verify.mjs"));
     command

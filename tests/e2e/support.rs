@@ -254,3 +254,17 @@ impl Receiver {
         .await
     }
 }
+
+/// Runs `npm ci` in `dir` unless `node_modules/<package>` is there: the pinned JavaScript
+/// tools a test needs, installed on a fresh machine instead of skipping the test.
+pub fn npm_ci_unless_installed(dir: &std::path::Path, package: &str) {
+    if dir.join("node_modules").join(package).is_dir() {
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "npm ci in {} failed", dir.display());
+}
