@@ -354,11 +354,7 @@ async fn operator_cli_manages_connectors() {
 #[tokio::test]
 async fn the_zapier_platform_app_passes_its_harness_against_the_real_binary() {
     let app = crate::support::workspace().join("plugins/zapier/app");
-    if !app.join("node_modules/zapier-platform-core").is_dir() {
-        let status =
-            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&app).status().unwrap();
-        assert!(status.success(), "npm ci in plugins/zapier/app failed");
-    }
+    crate::support::npm_ci_unless_installed(&app, "zapier-platform-core");
     let data = tempfile::tempdir().unwrap();
     let args = ["--operator-token", "op", "--allow-private-destinations"];
     let mut server = start_with(data.path(), &shared_cache_dir(), &args);
@@ -395,11 +391,7 @@ async fn the_zapier_platform_app_passes_its_harness_against_the_real_binary() {
 #[tokio::test]
 async fn the_web_app_works_in_a_real_browser() {
     let web = crate::support::workspace().join("tests/web");
-    if !web.join("node_modules/playwright-core").is_dir() {
-        let status =
-            Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&web).status().unwrap();
-        assert!(status.success(), "npm ci in tests/web failed");
-    }
+    crate::support::npm_ci_unless_installed(&web, "playwright-core");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
