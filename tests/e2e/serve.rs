@@ -55,6 +55,14 @@ fn start_with(data_dir: &std::path::Path, cache_dir: &std::path::Path, args: &[&
     Server { child, address, log }
 }
 
+impl Drop for Server {
+    /// A failed test must not leave its server running; after a clean stop this does nothing.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Server {
     fn stop(mut self) -> std::process::ExitStatus {
         self.stop_with_log().0
