@@ -427,6 +427,7 @@ async fn the_web_app_works_in_a_real_browser() {
         .env("RECEIVER_URL", &receiver.url)
         .env("FAILING_URL", &failing.url)
         .env("CHROMIUM", &chromium)
+        .env("EXAMPLE_WASM", wasmhook_test_components::TITLE_FILTER_RUST)
         .env("SCREENSHOTS", crate::support::workspace().join("docs/screenshots"))
         .output()
         .await

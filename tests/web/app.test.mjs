@@ -1,7 +1,8 @@
 // The web app in Debian's headless Chromium, driven by Playwright, against the real wasmhook
 // binary. The host's e2e test starts the server and two receivers and passes:
 // WASMHOOK_URL, WASMHOOK_TOKEN (a user token), WASMHOOK_OPERATOR_TOKEN, RECEIVER_URL (answers
-// 200), FAILING_URL (answers 500 five times, then 200) and SCREENSHOTS (a folder).
+// 200), FAILING_URL (answers 500 five times, then 200), EXAMPLE_WASM (a component to upload)
+// and SCREENSHOTS (a folder).
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -133,9 +134,17 @@ test('operators manage connectors: list and preview', async () => {
   await page.locator('#preview-connector').selectOption('zapier');
   await page.getByRole('button', { name: 'Preview' }).click();
   await page.locator('#preview-output', { hasText: 'current_value__title' }).waitFor();
-  await page.locator('#upload-name').fill('mine');
+  await page.locator('#upload-name').fill('title-filter');
   await page.getByRole('button', { name: 'Upload' }).click();
   await page.locator('#upload-file-error', { hasText: 'choose a .wasm component' }).waitFor();
+  // A real component: listed once loaded, and previewed.
+  await page.locator('#upload-file').setInputFiles(env('EXAMPLE_WASM'));
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.locator('#connectors td', { hasText: /^title-filter$/ }).waitFor();
+  await page.locator('#preview-connector').selectOption('title-filter');
+  await page.locator('#preview-config').fill('{"pattern": "launch"}');
+  await page.getByRole('button', { name: 'Preview' }).click();
+  await page.locator('#preview-output', { hasText: '\\"matched\\":\\"launch\\"' }).waitFor();
   await shoot('connectors');
 });
 

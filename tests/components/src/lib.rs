@@ -12,12 +12,17 @@ pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins/examples")
 }
 
-/// Builds the JavaScript example with its own `npm run` scripts (running `npm ci` first when
-/// its pinned toolchain is missing); returns the componentize-js and QuickJS components.
+/// Builds the JavaScript example with its own `npm run` scripts (installing its pinned
+/// toolchain first when missing); returns the componentize-js and QuickJS components.
 pub fn build_js_example() -> (PathBuf, PathBuf) {
     let dir = examples_dir().join("js");
     if !dir.join("node_modules/.bin/componentize-js").exists() {
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir), "npm ci");
+        // Not `npm ci`: jco and rolldown list optional per-platform binaries the registry here
+        // does not carry, so the lockfile cannot name them and `npm ci` refuses it as out of
+        // sync. `npm install` follows the same lockfile (exact versions in package.json) and
+        // skips what this platform does not need; `--no-save` leaves both files as they are.
+        let install = ["install", "--no-audit", "--no-fund", "--no-save"];
+        run(Command::new("npm").args(install).current_dir(&dir), "npm install");
     }
     run(Command::new("npm").args(["run", "build"]).current_dir(&dir), "npm run build");
     run(Command::new("npm").args(["run", "build:qjs"]).current_dir(&dir), "npm run build:qjs");
