@@ -66,7 +66,14 @@ async fn blocking_sleep_is_stopped_by_the_wall_clock() {
 
 #[tokio::test]
 async fn unbounded_allocation_is_an_out_of_memory_error() {
-    let error = misbehave(&runtime(), "alloc").await;
+    // Time enough that only memory can stop it, however busy the machine is.
+    let limits = wasmhook::runtime::Limits {
+        cpu_time: std::time::Duration::from_secs(10),
+        wall_time: std::time::Duration::from_secs(20),
+        ..Default::default()
+    };
+    let runtime = runtime_with(RuntimeConfig { limits, ..RuntimeConfig::default() });
+    let error = misbehave(&runtime, "alloc").await;
     assert_eq!(error, PluginError::OutOfMemory { limit_mib: 64 });
 }
 

@@ -189,10 +189,11 @@ export async function detailView(id, { keepFocus = false } = {}) {
     click.currentTarget.disabled = true;
     try {
       await run();
+      await detailView(id, { keepFocus: true });
     } catch (error) {
+      // Also when the page changed meanwhile (signed out, navigated): say it, never throw.
       toast(error.message);
     }
-    await detailView(id, { keepFocus: true });
   } }, label);
   const since = new Date(Date.now() - 7 * 24 * 3600 * 1000).toISOString();
   const actions = h('div', { class: 'row' },
