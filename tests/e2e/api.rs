@@ -421,3 +421,17 @@ async fn the_openapi_document_matches_the_routes() {
     let (status, body) = server.call(OPERATOR, Method::GET, "/v1/nothing-here", None).await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
 }
+
+#[tokio::test]
+async fn me_says_who_a_token_speaks_for() {
+    let server = TestServer::start().await;
+    let alice = server.token("alice", &["c1", "c2"], "user").await;
+    let (status, me) = server.call(&alice, Method::GET, "/v1/me", None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["userId"], "alice");
+    assert_eq!(me["scope"], "user");
+    let (_, me) = server.call(OPERATOR, Method::GET, "/v1/me", None).await;
+    assert_eq!(me["scope"], "operator");
+    let (status, _) = server.call("not-a-token", Method::GET, "/v1/me", None).await;
+    assert_eq!(status, 401);
+}

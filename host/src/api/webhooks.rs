@@ -290,10 +290,16 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     owned(&state, &caller, &id)?;
-    state.store.delete_webhook(&id)?;
-    state.store.durable().await?;
-    state.index_remove(&id);
+    remove(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a webhook for good: stored, durable, gone from matching.
+pub(super) async fn remove(state: &AppState, id: &str) -> Result<(), ApiError> {
+    state.store.delete_webhook(id)?;
+    state.store.durable().await?;
+    state.index_remove(id);
+    Ok(())
 }
 
 /// The webhook if the caller may see it: another user's is a 404, so ids do not leak.

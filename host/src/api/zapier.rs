@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::json::ApiJson;
-use super::webhooks::{CreateWebhook, insert, owned};
+use super::webhooks::{CreateWebhook, insert, owned, remove};
 use crate::access::Caller;
 use crate::server::AppState;
 use crate::webhook::{ConnectorRef, Origin, Subscription};
@@ -77,9 +77,7 @@ pub async fn unsubscribe(
     if webhook.origin != Origin::Zapier {
         return Err(ApiError::not_found("Zapier subscription"));
     }
-    state.store.delete_webhook(&id)?;
-    state.store.durable().await?;
-    state.index_remove(&id);
+    remove(&state, &id).await?;
     tracing::info!(webhook_id = %id, "Zapier unsubscribed");
     Ok(StatusCode::NO_CONTENT)
 }
