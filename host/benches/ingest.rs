@@ -19,12 +19,16 @@ use wasmhook::tryout::sample_webhook;
 
 fn index_of(n: usize) -> MatchIndex {
     let mut index = MatchIndex::default();
+    // Each company's webhooks belong to one user who may see that company.
     let mut add = |id: String, events: Vec<&str>, projects: Vec<String>, company: String| {
         let mut w = sample_webhook("TODO_CREATED", "p", None, time::OffsetDateTime::UNIX_EPOCH);
         w.id = id;
         w.metadata.events = events.into_iter().map(Into::into).collect();
         w.metadata.project_ids = projects;
-        w.companies = Companies::Only([company].into());
+        w.created_by_id = format!("user_of_{company}");
+        if !matches!(index.companies_of(&w.created_by_id), Companies::Only(ref c) if c.contains(&company)) {
+            index.set_companies(&w.created_by_id, Companies::Only([company].into()));
+        }
         index.upsert(&w);
     };
     // The 4 that match: exact, any event on the project, company-wide, filtered in.

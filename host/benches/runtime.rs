@@ -183,11 +183,11 @@ fn languages(rt: &tokio::runtime::Runtime, payload: &str) {
             drop(pooled);
             rt.block_on(runtime.load(bytes.clone(), Policy::Pooled)).unwrap()
         };
-        let invoke = |plugin: &wasmhook::runtime::Plugin| {
+        let invoke = |plugin: &Arc<wasmhook::runtime::Plugin>| {
             let out = rt.block_on(runtime.invoke(plugin, "owner", payload, config));
             assert_eq!(out.result.map(|r| r.len()).ok(), Some(1), "{language}: one request");
         };
-        let per_event = |plugin: &wasmhook::runtime::Plugin, n: u32| measure(n, || invoke(plugin));
+        let per_event = |plugin: &Arc<wasmhook::runtime::Plugin>, n: u32| measure(n, || invoke(plugin));
         let pooled_cost = per_event(&pooled, 500);
         let fresh_cost = per_event(&fresh, 20);
         println!(

@@ -138,16 +138,23 @@ pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
             let (number, unit) = part.split_at(split);
             let n: u64 =
                 number.parse().map_err(|_| format!("{part:?}: expected a number then ms, s, m or h"))?;
-            Ok(match unit {
-                "ms" => Duration::from_millis(n),
-                "s" => Duration::from_secs(n),
-                "m" => Duration::from_secs(n * 60),
-                "h" => Duration::from_secs(n * 3600),
+            let millis_per = match unit {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
                 _ => return Err(format!("{part:?}: unknown unit {unit:?}; use ms, s, m or h")),
-            })
+            };
+            // Past a year a delay is a typo, and times computed from it would overflow.
+            match n.checked_mul(millis_per).filter(|ms| *ms <= MAX_DELAY_MS) {
+                Some(ms) => Ok(Duration::from_millis(ms)),
+                None => Err(format!("{part:?}: too long; a duration is at most 365 days (8760h)")),
+            }
         })
         .collect()
 }
+
+const MAX_DELAY_MS: u64 = 365 * 24 * 3_600_000;
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match parse_schedule(&String::deserialize(d)?).map_err(serde::de::Error::custom)?[..] {
@@ -163,6 +170,14 @@ fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_refused_not_wrapped() {
+        for huge in ["18446744073709551615h", "9999999999999m", "366d", "8761h"] {
+            assert!(parse_schedule(huge).is_err(), "{huge} accepted");
+        }
+        assert_eq!(parse_schedule("8760h").unwrap(), [Duration::from_secs(365 * 24 * 3600)]);
+    }
 
     #[test]
     fn schedules_parse_with_units() {

@@ -63,6 +63,11 @@ impl ConfigSchema {
         Err(format!("connector.config{path}: {message}"))
     }
 
+    /// The names of the write-only (top-level) members.
+    pub fn write_only(&self) -> &[String] {
+        &self.write_only
+    }
+
     /// `config` without its write-only members, for views.
     pub fn hide(&self, config: &Value) -> Value {
         match config {

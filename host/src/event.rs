@@ -57,6 +57,49 @@ impl IncomingEvent {
     }
 }
 
+/// How deep `currentValue` and `previousValue` may nest: an event must stay readable once
+/// wrapped in the stored record and the standard payload (JSON parsers stop at 128).
+pub const MAX_NESTING: usize = 64;
+
+/// Checks an id the sender chose (event, company, project); the error says what is wrong.
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.trim().is_empty() || id.chars().count() > 255 {
+        return Err("must be 1 to 255 characters, not all spaces".into());
+    }
+    if id.chars().any(char::is_control) {
+        return Err("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Refuses values nested deeper than [`MAX_NESTING`]: `(field, why)`.
+pub fn check_nesting(event: &IncomingEvent) -> Result<(), (&'static str, String)> {
+    for (field, value) in [("currentValue", &event.current_value), ("previousValue", &event.previous_value)] {
+        if let Some(value) = value
+            && depth(value) > MAX_NESTING
+        {
+            return Err((field, format!("nests deeper than {MAX_NESTING} levels of objects and arrays")));
+        }
+    }
+    Ok(())
+}
+
+/// Levels of objects and arrays, without recursion (a deep value cannot overflow the stack).
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1)];
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(members) => Box::new(members.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(level);
+        stack.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
+}
+
 /// A new event id: time-ordered, so ids sort roughly by arrival.
 pub fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
@@ -76,6 +119,21 @@ mod tests {
         let event = incoming.accept(now);
         assert!(event.id.starts_with("evt_"));
         assert_eq!(event.occurred_at, now);
+    }
+
+    #[test]
+    fn deep_values_and_control_characters_are_refused() {
+        let mut deep = serde_json::json!(1);
+        for _ in 0..MAX_NESTING {
+            deep = serde_json::json!([deep]);
+        }
+        let mut event: IncomingEvent =
+            serde_json::from_str(r#"{"event":"TODO_CREATED","companyId":"c1","projectId":"p1"}"#).unwrap();
+        event.current_value = Some(deep.clone());
+        assert!(check_nesting(&event).is_ok(), "exactly the limit is fine");
+        event.previous_value = Some(serde_json::json!({ "a": deep }));
+        assert_eq!(check_nesting(&event).unwrap_err().0, "previousValue");
+        assert!(check_id("a\u{0}b").is_err() && check_id(" ").is_err() && check_id(&"é".repeat(255)).is_ok());
     }
 
     #[test]

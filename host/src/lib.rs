@@ -14,6 +14,7 @@
 //! - [`connector_config`]: a webhook's connector config against the connector's schema
 //!   (validation, write-only secrets).
 //! - [`api`], [`server`], [`metrics`]: the REST API, `wasmhook serve`, Prometheus metrics.
+//! - [`threads`]: runtimes on threads of their own (deliveries; plugins under suspicion).
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 //! - [`web`]: the web app, embedded and served at `/`.
 
@@ -37,6 +38,7 @@ pub mod runtime;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod threads;
 pub mod tryout;
 pub mod web;
 pub mod webhook;

@@ -215,6 +215,8 @@ fn main() -> ExitCode {
 }
 
 async fn run_serve(args: ServeArgs) -> ExitCode {
+    // Everything the server writes (database, keys, compiled plugins) is for its user alone.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let mut config = match Config::load(args.config.as_deref()) {
         Ok(config) => config,
         Err(e) => {

@@ -1,17 +1,18 @@
 //! Which webhooks an event reaches: an in-memory index by (event type, project), bounded by
-//! each webhook's companies, then its filter.
+//! the companies each webhook's owner may see *now*, then its filter.
 //!
 //! Every webhook sits in exactly one bucket per (event type or any) × (project, or — when it
-//! names no projects — its companies, or all companies). An event looks in at most six
-//! buckets, so the cost of matching grows with the number of matches, not of webhooks.
-//! The index is rebuilt from storage at start and updated with every change.
+//! names no projects — its owner's companies, or all companies). An event looks in at most
+//! six buckets, so the cost of matching grows with the number of matches, not of webhooks.
+//! The index is rebuilt from storage at start and updated with every change, a change of a
+//! user's companies included (which re-places every webhook of theirs).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::access::Companies;
+use crate::access::{Companies, OPERATOR_ID};
 use crate::filter::Filter;
 use crate::webhook::Webhook;
 
@@ -39,6 +40,11 @@ type BucketKey = (Option<String>, Scope);
 pub struct MatchIndex {
     buckets: HashMap<BucketKey, HashMap<String, Arc<Route>>>,
     keys_of: HashMap<String, Vec<BucketKey>>,
+    /// Each user's companies; a user without a record sees none.
+    companies: HashMap<String, Companies>,
+    /// Every webhook by owner, to place them again when the owner's companies change.
+    owned: HashMap<String, HashMap<String, Webhook>>,
+    owner_of: HashMap<String, String>,
     disabled: std::collections::HashSet<String>,
     ordered: std::collections::HashSet<String>,
 }
@@ -53,14 +59,36 @@ pub struct Probe<'a> {
 }
 
 impl MatchIndex {
+    /// Sets a user's companies, placing every webhook of theirs again.
+    pub fn set_companies(&mut self, user_id: &str, companies: Companies) {
+        self.companies.insert(user_id.to_owned(), companies);
+        let webhooks: Vec<Webhook> =
+            self.owned.get(user_id).map(|owned| owned.values().cloned().collect()).unwrap_or_default();
+        for webhook in &webhooks {
+            self.upsert(webhook);
+        }
+    }
+
+    /// The companies a user may see now: every one for the operator, none for a stranger.
+    pub fn companies_of(&self, user_id: &str) -> Companies {
+        if user_id == OPERATOR_ID {
+            return Companies::All;
+        }
+        self.companies.get(user_id).cloned().unwrap_or_else(|| Companies::Only(Default::default()))
+    }
+
     /// Adds or replaces a webhook. Its filter must have been validated when it was saved.
     pub fn upsert(&mut self, webhook: &Webhook) {
         self.remove(&webhook.id);
+        let owner = &webhook.created_by_id;
+        self.owned.entry(owner.clone()).or_default().insert(webhook.id.clone(), webhook.clone());
+        self.owner_of.insert(webhook.id.clone(), owner.clone());
+        let companies = self.companies_of(owner);
         let filter = webhook.filter.as_ref().and_then(|f| Filter::parse(f).ok());
         let route = Arc::new(Route {
             webhook_id: webhook.id.clone(),
             enabled: webhook.enabled,
-            companies: webhook.companies.clone(),
+            companies: companies.clone(),
             filter,
             summary: serde_json::to_value(webhook.summary()).expect("a summary is plain data"),
         });
@@ -69,7 +97,7 @@ impl MatchIndex {
         } else {
             webhook.metadata.events.iter().cloned().map(Some).collect()
         };
-        let scopes: Vec<Scope> = match (&webhook.metadata.project_ids[..], &webhook.companies) {
+        let scopes: Vec<Scope> = match (&webhook.metadata.project_ids[..], &companies) {
             ([], Companies::All) => vec![Scope::AllCompanies],
             ([], Companies::Only(companies)) => companies.iter().cloned().map(Scope::Company).collect(),
             (projects, _) => projects.iter().cloned().map(Scope::Project).collect(),
@@ -109,6 +137,14 @@ impl MatchIndex {
     }
 
     pub fn remove(&mut self, webhook_id: &str) {
+        if let Some(owner) = self.owner_of.remove(webhook_id)
+            && let Some(owned) = self.owned.get_mut(&owner)
+        {
+            owned.remove(webhook_id);
+            if owned.is_empty() {
+                self.owned.remove(&owner);
+            }
+        }
         self.disabled.remove(webhook_id);
         self.ordered.remove(webhook_id);
         for key in self.keys_of.remove(webhook_id).unwrap_or_default() {
@@ -167,12 +203,20 @@ mod tests {
     use super::*;
     use crate::tryout::sample_webhook;
 
-    fn webhook(id: &str, events: &[&str], projects: &[&str], companies: Companies) -> Webhook {
+    /// A webhook owned by a user of its own (named after it) who may see `companies`.
+    fn webhook(
+        index: &mut MatchIndex,
+        id: &str,
+        events: &[&str],
+        projects: &[&str],
+        companies: Companies,
+    ) -> Webhook {
         let mut w = sample_webhook("TODO_CREATED", "p", None, time::OffsetDateTime::UNIX_EPOCH);
         w.id = id.into();
+        w.created_by_id = format!("owner_of_{id}");
         w.metadata.events = events.iter().map(|e| e.to_string()).collect();
         w.metadata.project_ids = projects.iter().map(|p| p.to_string()).collect();
-        w.companies = companies;
+        index.set_companies(&w.created_by_id, companies);
         w
     }
 
@@ -191,11 +235,16 @@ mod tests {
     #[test]
     fn events_projects_and_companies_combine() {
         let mut index = MatchIndex::default();
-        index.upsert(&webhook("a_exact", &["TODO_CREATED"], &["p1"], only(&["c1"])));
-        index.upsert(&webhook("b_any_event", &[], &["p1", "p2"], only(&["c1", "c2"])));
-        index.upsert(&webhook("c_company_wide", &["TODO_CREATED", "COMMENT_CREATED"], &[], only(&["c1"])));
-        index.upsert(&webhook("d_everything", &[], &[], Companies::All));
-        index.upsert(&webhook("e_other_company_project", &[], &["p9"], only(&["c1"])));
+        let w = webhook(&mut index, "a_exact", &["TODO_CREATED"], &["p1"], only(&["c1"]));
+        index.upsert(&w);
+        let w = webhook(&mut index, "b_any_event", &[], &["p1", "p2"], only(&["c1", "c2"]));
+        index.upsert(&w);
+        let w = webhook(&mut index, "c_company_wide", &["TODO_CREATED", "COMMENT_CREATED"], &[], only(&["c1"]));
+        index.upsert(&w);
+        let w = webhook(&mut index, "d_everything", &[], &[], Companies::All);
+        index.upsert(&w);
+        let w = webhook(&mut index, "e_other_company_project", &[], &["p9"], only(&["c1"]));
+        index.upsert(&w);
 
         assert_eq!(
             matched(&index, "TODO_CREATED", "c1", "p1"),
@@ -211,7 +260,7 @@ mod tests {
     #[test]
     fn filters_narrow_and_updates_and_removals_apply() {
         let mut index = MatchIndex::default();
-        let mut w = webhook("f", &[], &[], Companies::All);
+        let mut w = webhook(&mut index, "f", &[], &[], Companies::All);
         w.filter = Some(json!({"path": "currentValue.title", "op": "eq", "value": "Other"}));
         index.upsert(&w);
         assert!(matched(&index, "TODO_CREATED", "c1", "p1").is_empty());
@@ -224,6 +273,34 @@ mod tests {
 
         index.remove("f");
         assert!(matched(&index, "TODO_DELETED", "c1", "p1").is_empty());
-        assert!(index.is_empty() && index.buckets.is_empty());
+        assert!(index.is_empty() && index.buckets.is_empty() && index.owned.is_empty());
+    }
+
+    #[test]
+    fn narrowing_a_user_narrows_every_webhook_of_theirs_at_once() {
+        let mut index = MatchIndex::default();
+        let by_project = webhook(&mut index, "by_project", &[], &["p1"], Companies::All);
+        index.upsert(&by_project);
+        let mut company_wide = webhook(&mut index, "company_wide", &[], &[], Companies::All);
+        company_wide.created_by_id = by_project.created_by_id.clone();
+        index.upsert(&company_wide);
+        assert_eq!(matched(&index, "TODO_CREATED", "B", "p1"), ["by_project", "company_wide"]);
+
+        index.set_companies(&by_project.created_by_id, only(&["A"]));
+        assert!(matched(&index, "TODO_CREATED", "B", "p1").is_empty(), "company B is no longer theirs");
+        assert_eq!(matched(&index, "TODO_CREATED", "A", "p1"), ["by_project", "company_wide"]);
+    }
+
+    #[test]
+    fn a_user_without_a_record_sees_no_company_and_the_operator_every_one() {
+        let mut index = MatchIndex::default();
+        let mut stranger = webhook(&mut index, "stranger", &[], &[], Companies::All);
+        stranger.created_by_id = "nobody".into();
+        index.upsert(&stranger);
+        let mut operators = stranger.clone();
+        operators.id = "operators".into();
+        operators.created_by_id = OPERATOR_ID.into();
+        index.upsert(&operators);
+        assert_eq!(matched(&index, "TODO_CREATED", "A", "p1"), ["operators"]);
     }
 }

@@ -87,11 +87,11 @@ mod tests {
             rate_limit: None,
             ordered: false,
             created_by_id: "u9".into(),
-            companies: crate::access::Companies::All,
             created_at: datetime!(2026-01-01 00:00:00 UTC),
             updated_at: datetime!(2026-01-02 00:00:00 UTC),
             sealed_secret: "sealed".into(),
             previous_secrets: Vec::new(),
+            sealed_config: None,
             origin: Origin::default(),
         };
         let payload: Value = serde_json::from_str(&standard_payload(&event, &webhook)).unwrap();

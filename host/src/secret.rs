@@ -101,21 +101,31 @@ impl SecretBox {
         SecretBox::from_base64(&text)
     }
 
-    pub fn seal(&self, secret: &Secret) -> Vec<u8> {
+    /// Seals a secret for storage: base64 of nonce + ciphertext.
+    pub fn seal(&self, secret: &Secret) -> String {
+        self.seal_bytes(secret.expose().as_bytes())
+    }
+
+    /// `None` when the text was not sealed with this key (or was damaged).
+    pub fn open(&self, sealed: &str) -> Option<Secret> {
+        Some(Secret(String::from_utf8(self.open_bytes(sealed)?).ok()?))
+    }
+
+    /// Seals any bytes (write-only connector config, a message that carries it).
+    pub fn seal_bytes(&self, plain: &[u8]) -> String {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).expect("the OS random source is available");
         let sealed = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), secret.expose().as_bytes())
+            .encrypt(XNonce::from_slice(&nonce), plain)
             .expect("encrypting in memory cannot fail");
-        [nonce.as_slice(), &sealed].concat()
+        STANDARD.encode([nonce.as_slice(), &sealed].concat())
     }
 
-    /// `None` when the bytes were not sealed with this key (or were damaged).
-    pub fn open(&self, sealed: &[u8]) -> Option<Secret> {
+    pub fn open_bytes(&self, sealed: &str) -> Option<Vec<u8>> {
+        let sealed = STANDARD.decode(sealed).ok()?;
         let (nonce, ciphertext) = sealed.split_at_checked(24)?;
-        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), ciphertext).ok()?;
-        Some(Secret(String::from_utf8(plain).ok()?))
+        self.cipher.decrypt(XNonce::from_slice(nonce), ciphertext).ok()
     }
 }
 
@@ -154,7 +164,7 @@ mod tests {
         let again = SecretBox::from_file(&path).unwrap();
         let secret = Secret::generate();
         let sealed = one.seal(&secret);
-        assert!(!String::from_utf8_lossy(&sealed).contains(secret.expose()));
+        assert!(!sealed.contains(secret.expose()));
         assert_eq!(again.open(&sealed), Some(secret));
         let other = SecretBox::from_base64(&STANDARD.encode([1u8; 32])).unwrap();
         assert_eq!(other.open(&sealed), None);

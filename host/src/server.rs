@@ -31,8 +31,21 @@ pub enum ServeError {
     Builtin(PluginError),
     #[error(transparent)]
     SecretKey(#[from] KeyError),
+    #[error(
+        "the secret key {path} is missing, but the database holds {sealed} sealed webhook secrets \
+         that only it can open; restore {path} from a backup (or give the original as secret-key) \
+         — a new key would make every delivery fail"
+    )]
+    SecretKeyMissing { path: PathBuf, sealed: usize },
+    #[error(
+        "the configured secret key cannot open the sealed secret of webhook {webhook}: it is not the \
+         key the database was written with; restore the original key"
+    )]
+    SecretKeyWrong { webhook: String },
     #[error("cannot set up the operator token in {path}: {source}")]
     OperatorToken { path: PathBuf, source: std::io::Error },
+    #[error("the operator token file {path} is not usable: {reason}")]
+    OperatorTokenFile { path: PathBuf, reason: String },
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -58,14 +71,14 @@ pub struct AppState {
 impl AppState {
     /// Opens storage, rebuilds the match index and loads the connectors.
     pub async fn open(config: Config) -> Result<Self, ServeError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        crate::private_file::private_dir(&config.data_dir)?;
         let db_path = config.data_dir.join("db");
-        let store =
-            Store::open(&db_path).map_err(|source| ServeError::Storage { path: db_path.clone(), source })?;
-        let secrets = match &config.secret_key {
-            Some(key) => SecretBox::from_base64(key)?,
-            None => SecretBox::from_file(&config.data_dir.join("secret-key"))?,
-        };
+        let storage = |source| ServeError::Storage { path: db_path.clone(), source };
+        let store = Store::open(&db_path).map_err(storage)?;
+        // What sled created under the default umask: nobody else reads the data directory.
+        crate::private_file::restrict_tree(&config.data_dir)?;
+        let webhooks = store.all_webhooks().map_err(storage)?;
+        let secrets = secret_box(&config, &webhooks)?;
         let operator_hashes = operator_hashes(&config)?;
         let runtime = Runtime::new(RuntimeConfig {
             limits: config.plugin_limits.clone(),
@@ -85,9 +98,13 @@ impl AppState {
                 Err(error) => tracing::error!(connector = %name, "stored connector does not load: {error}"),
             }
         }
+        seal_plain_write_only(&store, &connectors, &secrets, &webhooks).map_err(storage)?;
         let mut index = MatchIndex::default();
-        for webhook in store.all_webhooks().map_err(|source| ServeError::Storage { path: db_path, source })? {
-            index.upsert(&webhook);
+        for user in store.users().map_err(storage)? {
+            index.set_companies(&user.id, user.companies);
+        }
+        for webhook in &webhooks {
+            index.upsert(webhook);
         }
         Ok(AppState {
             catalog: Arc::new(Catalog::with_extra(&config.event_types)),
@@ -108,6 +125,11 @@ impl AppState {
         self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(webhook);
     }
 
+    /// Makes a user's (new) companies count for every webhook of theirs.
+    pub fn set_user_companies(&self, user: &crate::access::User) {
+        self.index.write().unwrap_or_else(|p| p.into_inner()).set_companies(&user.id, user.companies.clone());
+    }
+
     pub fn index_remove(&self, id: &str) {
         self.index.write().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
@@ -117,6 +139,19 @@ impl AppState {
         for delivery in deliveries.iter().filter(|d| d.status == crate::delivery::DeliveryStatus::Pending) {
             self.feed.push(crate::store::QueueEntry::new(due_ms, &delivery.id, &delivery.webhook_id));
         }
+    }
+
+    /// 503 with `Retry-After` when `more` deliveries would take the queue past its bound.
+    pub fn check_queue_room(&self, more: u64) -> Result<(), ApiError> {
+        if self.store.queue_depth() + more <= self.config.limits.queue_depth {
+            return Ok(());
+        }
+        Err(ApiError::retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue_full",
+            "the delivery queue is full; nothing was stored, try again shortly",
+            5,
+        ))
     }
 
     /// 429 when the caller's token is over its ingest rate.
@@ -133,18 +168,74 @@ impl AppState {
     }
 }
 
+/// Seals write-only connector config that an older version stored in the clear.
+fn seal_plain_write_only(
+    store: &Store,
+    connectors: &Connectors,
+    secrets: &SecretBox,
+    webhooks: &[Webhook],
+) -> Result<(), StoreError> {
+    for webhook in webhooks {
+        let Some(plugin) = connectors.get(&webhook.connector.name) else { continue };
+        let write_only = plugin.schema().write_only();
+        if write_only.iter().any(|name| webhook.connector.config.get(name).is_some()) {
+            let mut sealed = webhook.clone();
+            sealed.open_config(secrets);
+            sealed.seal_config(write_only, secrets);
+            store.put_webhook(&sealed)?;
+        }
+    }
+    Ok(())
+}
+
+/// The key that seals secrets: configured, or `<data-dir>/secret-key`, generated only for a
+/// database that holds no sealed secret yet. Refuses a key that cannot open what is stored.
+fn secret_box(config: &Config, webhooks: &[Webhook]) -> Result<SecretBox, ServeError> {
+    let secrets = match &config.secret_key {
+        Some(key) => SecretBox::from_base64(key)?,
+        None => {
+            let path = config.data_dir.join("secret-key");
+            if !path.exists() && !webhooks.is_empty() {
+                return Err(ServeError::SecretKeyMissing { path, sealed: webhooks.len() });
+            }
+            SecretBox::from_file(&path)?
+        }
+    };
+    if let Some(webhook) = webhooks.iter().find(|w| secrets.open(&w.sealed_secret).is_none()) {
+        return Err(ServeError::SecretKeyWrong { webhook: webhook.id.clone() });
+    }
+    Ok(secrets)
+}
+
 /// The configured operator tokens, or the one in `<data-dir>/operator-token`, generated
-/// (mode 0600) on first start. Only the path is printed, never the token.
+/// (mode 0600) on first start. Only the path is printed, never the token. A file that is
+/// empty or that others may read is refused, not trusted.
 fn operator_hashes(config: &Config) -> Result<Vec<[u8; 32]>, ServeError> {
     if !config.operator_tokens.is_empty() {
-        return Ok(config.operator_tokens.iter().map(|t| token_hash(t)).collect());
+        if config.operator_tokens.iter().any(|t| t.trim().is_empty()) {
+            return Err(ServeError::OperatorTokenFile {
+                path: "operator-tokens (configuration)".into(),
+                reason: "an operator token must not be empty".into(),
+            });
+        }
+        return Ok(config.operator_tokens.iter().map(|t| token_hash(t.trim())).collect());
     }
     let path = config.data_dir.join("operator-token");
     let io = |source| ServeError::OperatorToken { path: path.clone(), source };
     if !path.exists() {
         crate::private_file::write(&path, new_token_text().as_bytes()).map_err(io)?;
     }
+    let refuse = |reason: String| ServeError::OperatorTokenFile { path: path.clone(), reason };
+    let mode = crate::private_file::mode(&path).map_err(io)?;
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!(
+            "its mode is {mode:04o}, so others may read it; `chmod 600` it (or remove it to get a new one)"
+        )));
+    }
     let token = std::fs::read_to_string(&path).map_err(io)?;
+    if token.trim().is_empty() {
+        return Err(refuse("it is empty; remove it to get a new token generated".into()));
+    }
     tracing::info!(path = %path.display(), "operator token is in this file");
     Ok(vec![token_hash(token.trim())])
 }
@@ -186,7 +277,15 @@ pub async fn serve(
     );
     let store = state.store.clone();
     let grace = state.config.delivery.attempt_timeout + std::time::Duration::from_secs(1);
-    let engine = crate::delivery::engine::spawn(state.clone());
+    // Deliveries (plugins included) run on threads of their own: whatever a plugin does,
+    // ingest and the API keep theirs.
+    let delivery_threads = crate::threads::Threads::start("wasmhook-delivery", 2, None)?;
+    let engine_state = state.clone();
+    let engine = delivery_threads
+        .handle()
+        .spawn(async move { crate::delivery::engine::spawn(engine_state) })
+        .await
+        .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
     spawn_retention(state.store.clone(), state.config.retention);
     // First stop taking events, then let attempts in flight finish, then flush.
     axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await?;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::access::Companies;
 use crate::builtins;
 use crate::event::IncomingEvent;
 use crate::payload::standard_payload;
@@ -109,21 +108,26 @@ pub async fn run(
     })
 }
 
-/// Runs `plugin` on `incoming` as the host would for a sample webhook subscribed to it
-/// (owned by `owner`, or the event's user): returns the payload it got and what it did.
+/// Runs `plugin` on `incoming` as the host would for a sample webhook subscribed to it:
+/// returns the payload it got and what it did. With a `caller` it is that caller's preview
+/// on a server (a bounded slot on the low-priority threads); without, a local try-out owned
+/// by the event's user.
 pub async fn run_on_sample(
     runtime: &Runtime,
-    plugin: &Plugin,
+    plugin: &Arc<Plugin>,
     incoming: IncomingEvent,
     config: &serde_json::Value,
-    owner: Option<&str>,
+    caller: Option<&str>,
 ) -> (String, Invocation) {
     let now = OffsetDateTime::now_utc();
     let event = incoming.accept(now);
-    let owner = owner.or(event.user_id.as_deref());
-    let webhook = sample_webhook(&event.event, &event.project_id, owner, now);
+    let webhook = sample_webhook(&event.event, &event.project_id, caller.or(event.user_id.as_deref()), now);
     let payload = standard_payload(&event, &webhook);
-    let invocation = runtime.invoke(plugin, &webhook.created_by_id, &payload, &config.to_string()).await;
+    let (owner, config) = (&webhook.created_by_id, config.to_string());
+    let invocation = match caller {
+        Some(_) => runtime.preview(plugin, owner, &payload, &config).await,
+        None => runtime.invoke(plugin, owner, &payload, &config).await,
+    };
     (payload, invocation)
 }
 
@@ -141,11 +145,11 @@ pub fn sample_webhook(event: &str, project: &str, user: Option<&str>, now: Offse
         rate_limit: None,
         ordered: false,
         created_by_id: user.unwrap_or("user_sample").into(),
-        companies: Companies::All,
         created_at: now,
         updated_at: now,
         sealed_secret: String::new(),
         previous_secrets: Vec::new(),
+        sealed_config: None,
         origin: Origin::default(),
     }
 }

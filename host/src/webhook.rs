@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::access::Companies;
+use crate::secret::SecretBox;
 
 /// A stored webhook. Its secret is kept sealed and never serialised into any view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,9 +23,8 @@ pub struct Webhook {
     pub rate_limit: Option<u32>,
     /// Deliver one message at a time, in ingest order.
     pub ordered: bool,
+    /// Its owner: it matches only events of the companies its owner may see now.
     pub created_by_id: String,
-    /// The companies of the token that saved it: it matches only their events.
-    pub companies: Companies,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -38,6 +37,10 @@ pub struct Webhook {
     /// How it was made: Zapier's REST-hook subscriptions go away on a 410.
     #[serde(default)]
     pub origin: Origin,
+    /// The connector config's write-only members (API keys, URLs), sealed like the secret;
+    /// `connector.config` holds the rest. See [`Webhook::connector_config`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_config: Option<String>,
 }
 
 /// Who made a webhook.
@@ -120,6 +123,34 @@ pub struct WebhookSummary<'a> {
 }
 
 impl Webhook {
+    /// The connector config whole: the stored members with the sealed ones opened.
+    pub fn connector_config(&self, secrets: &SecretBox) -> Value {
+        let mut config = self.connector.config.clone();
+        let Some(sealed) = &self.sealed_config else { return config };
+        let opened = secrets.open_bytes(sealed).and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
+        match (opened, config.as_object_mut()) {
+            (Some(Value::Object(members)), Some(config)) => config.extend(members),
+            _ => tracing::error!(webhook_id = %self.id, "the sealed connector config cannot be opened"),
+        }
+        config
+    }
+
+    /// Opens the sealed members into `connector.config` (to change the config whole).
+    pub fn open_config(&mut self, secrets: &SecretBox) {
+        self.connector.config = self.connector_config(secrets);
+        self.sealed_config = None;
+    }
+
+    /// Moves the `write_only` members of `connector.config` into `sealed_config`: the form
+    /// that is stored.
+    pub fn seal_config(&mut self, write_only: &[String], secrets: &SecretBox) {
+        let Some(config) = self.connector.config.as_object_mut() else { return };
+        let secret: serde_json::Map<String, Value> =
+            write_only.iter().filter_map(|name| Some((name.clone(), config.remove(name)?))).collect();
+        self.sealed_config = (!secret.is_empty())
+            .then(|| secrets.seal_bytes(&serde_json::to_vec(&secret).expect("plain data")));
+    }
+
     pub fn summary(&self) -> WebhookSummary<'_> {
         WebhookSummary {
             id: &self.id,
@@ -135,7 +166,35 @@ impl Webhook {
     }
 }
 
+/// Checks a webhook's name: 1 to 200 characters of printable text (no control characters,
+/// no bidirectional overrides that would make it read differently from what it is).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let chars = name.chars().count();
+    if chars == 0 || chars > 200 {
+        return Err(format!("must be 1 to 200 characters, this one has {chars}"));
+    }
+    let bidi_control = |c: char| matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+    if let Some(bad) = name.chars().find(|&c| c.is_control() || bidi_control(c)) {
+        return Err(format!("must not contain control or bidirectional-override characters ({bad:?})"));
+    }
+    Ok(())
+}
+
 /// A new webhook id.
 pub fn new_webhook_id() -> String {
     format!("wh_{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_count_characters_and_refuse_invisible_controls() {
+        assert!(check_name(&"é".repeat(200)).is_ok(), "200 two-byte characters are 200 characters");
+        assert!(check_name(&"é".repeat(201)).is_err());
+        for bad in ["", "a\u{0}b", "pay\u{202E}lpaypal", "x\u{2066}y", "tab\there"] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

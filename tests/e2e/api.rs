@@ -377,7 +377,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing() {
         .unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
-    assert!(server.state.store.event("q1").unwrap().is_none());
+    assert!(server.state.store.event("c1", "q1").unwrap().is_none());
 }
 
 #[tokio::test]

@@ -416,23 +416,13 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
             Ok(Box::new(vec!["127.0.0.1:0".parse().unwrap()].into_iter()) as reqwest::dns::Addrs)
         })
     });
-    let message = wasmhook::delivery::Message {
-        id: "msg_1".into(),
-        request: wasmhook::runtime::Request {
-            url: None,
-            method: "POST".into(),
-            headers: vec![],
-            body: "{}".into(),
-        },
-        status: wasmhook::delivery::MessageStatus::Pending,
-        attempts: 0,
-        next_attempt_at: None,
-    };
+    let request =
+        wasmhook::runtime::Request { url: None, method: "POST".into(), headers: vec![], body: "{}".into() };
     let secret = wasmhook::secret::Secret::generate();
     let url = format!("http://rebinding.example:{port}/hook");
 
     let guarded = Sender::with_lookup(std::time::Duration::from_secs(5), false, stub);
-    let sent = guarded.send(&message, &url, &[&secret]).await;
+    let sent = guarded.send("msg_1", &request, &url, &[&secret]).await;
     let error = sent.attempt.error.unwrap();
     assert!(error.contains("resolves to non-public addresses only (127.0.0.1)"), "{error}");
     assert_eq!(sent.attempt.status_code, None);
@@ -440,7 +430,7 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
 
     // With private destinations allowed, loopback receivers are delivered to.
     let sent =
-        Sender::new(std::time::Duration::from_secs(5), true).send(&message, &receiver.url, &[&secret]).await;
+        Sender::new(std::time::Duration::from_secs(5), true).send("msg_1", &request, &receiver.url, &[&secret]).await;
     assert_eq!(sent.attempt.status_code, Some(200));
 }
 
@@ -473,7 +463,7 @@ async fn retention_prunes_old_events_deliveries_and_attempts_but_not_queued_work
     assert!(removed >= 4, "event, delivery, attempt, second event: {removed}");
     assert!(store.delivery(done_id).unwrap().is_none());
     assert!(store.attempts_of(done_id).unwrap().is_empty());
-    assert!(store.event("old").unwrap().is_none());
+    assert!(store.event("c1", "old").unwrap().is_none());
     assert!(store.delivery(paused_id).unwrap().is_none(), "paused deliveries age out too");
 
     // Queued work is never pruned.

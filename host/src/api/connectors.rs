@@ -181,6 +181,9 @@ pub async fn preview(
     let (_, invocation) =
         crate::tryout::run_on_sample(&state.runtime, &plugin, incoming, &config, Some(&caller.user_id)).await;
     let (requests, error) = match invocation.result {
+        Err(crate::runtime::PluginError::HostBusy(why)) => {
+            return Err(ApiError::retry_later(StatusCode::TOO_MANY_REQUESTS, "too_many_previews", why, 1));
+        }
         Ok(requests) => (Some(requests), None),
         Err(e) => (None, Some(serde_json::json!({"code": e.code(), "message": e.to_string()}))),
     };

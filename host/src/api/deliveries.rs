@@ -14,7 +14,7 @@ use super::json::ApiJson;
 use super::webhooks::owned;
 use crate::access::Caller;
 use crate::connector_config::Scrubber;
-use crate::delivery::{Attempt, Delivery, DeliveryStatus, MessageStatus};
+use crate::delivery::{Attempt, Delivery, DeliveryStatus, Message, MessageStatus};
 use crate::server::AppState;
 use crate::store::now_ms;
 
@@ -34,14 +34,33 @@ pub struct LogQuery {
     cursor: Option<String>,
 }
 
-/// A delivery with every attempt of its messages.
+/// A delivery with every attempt of its messages. In a page, a message body longer than
+/// [`LISTED_BODY_BYTES`] is cut there (`bodyTruncated`, `bodyBytes` say so); the whole
+/// message is at `GET /v1/deliveries/{id}/messages/{messageId}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoggedDelivery {
     #[serde(flatten)]
     delivery: Delivery,
     attempts: Vec<Attempt>,
+    /// Ids of the messages whose body is cut short here, with their whole size in bytes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    truncated_bodies: Vec<TruncatedBody>,
 }
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TruncatedBody {
+    message_id: String,
+    body_bytes: usize,
+}
+
+/// Bytes of each message body a delivery-log page shows.
+pub const LISTED_BODY_BYTES: usize = 4 << 10;
+
+/// A page stops growing past this many bytes (it always holds at least one delivery).
+const PAGE_BYTES: usize = 2 << 20;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -67,22 +86,68 @@ pub async fn log(
     let keep = |d: &Delivery| {
         query.status.is_none_or(|s| d.status == s) && query.since.is_none_or(|since| d.created_at >= since)
     };
-    let mut page = state.store.deliveries_of(&id, query.cursor.as_deref(), keep, limit + 1)?;
+    let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());
+    let mut page = state.store.deliveries_of(&id, cursor, keep, limit + 1)?;
     let next_cursor = (page.len() > limit).then(|| {
         page.truncate(limit);
         page[limit - 1].id.clone()
     });
     let scrubber = scrubber(&state, &webhook);
-    let data = page
-        .into_iter()
-        .map(|mut delivery| {
-            let mut attempts = state.store.attempts_of(&delivery.id)?;
-            delivery.scrub(&scrubber);
-            attempts.iter_mut().for_each(|a| a.scrub(&scrubber));
-            Ok(LoggedDelivery { attempts, delivery })
-        })
-        .collect::<Result<_, ApiError>>()?;
+    let (mut data, mut bytes) = (Vec::new(), 0);
+    let mut next_cursor = next_cursor;
+    for mut delivery in page {
+        if bytes > PAGE_BYTES {
+            // The rest comes with the next page.
+            next_cursor = data.last().map(|d: &LoggedDelivery| d.delivery.id.clone());
+            break;
+        }
+        let mut attempts = state.store.attempts_of(&delivery.id)?;
+        delivery.scrub(&scrubber);
+        attempts.iter_mut().for_each(|a| a.scrub(&scrubber));
+        let truncated_bodies = truncate_bodies(&mut delivery);
+        let logged = LoggedDelivery { attempts, delivery, truncated_bodies };
+        bytes += serde_json::to_vec(&logged).map_or(0, |v| v.len());
+        data.push(logged);
+    }
     Ok(Json(DeliveryPage { data, next_cursor }))
+}
+
+/// Cuts message bodies to [`LISTED_BODY_BYTES`] (at a character boundary), saying which.
+fn truncate_bodies(delivery: &mut Delivery) -> Vec<TruncatedBody> {
+    let mut truncated = Vec::new();
+    for message in &mut delivery.messages {
+        let body = &mut message.request.body;
+        if body.len() > LISTED_BODY_BYTES {
+            truncated.push(TruncatedBody { message_id: message.id.clone(), body_bytes: body.len() });
+            let mut end = LISTED_BODY_BYTES;
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            body.truncate(end);
+        }
+    }
+    truncated
+}
+
+#[utoipa::path(get, path = "/v1/deliveries/{id}/messages/{message_id}", tag = "deliveries",
+    params(("id" = String, Path, description = "the delivery"), ("message_id" = String, Path, description = "the message (`webhook-id`)")),
+    responses((status = 200, body = Message), (status = 404, description = "no such delivery or message")))]
+pub async fn message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, message_id)): Path<(String, String)>,
+) -> Result<Json<Message>, ApiError> {
+    let delivery = state.store.delivery(&id)?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    let webhook =
+        owned(&state, &caller, &delivery.webhook_id).map_err(|_| ApiError::not_found("delivery"))?;
+    let mut delivery = delivery;
+    delivery.scrub(&scrubber(&state, &webhook));
+    let message = delivery
+        .messages
+        .into_iter()
+        .find(|m| m.id == message_id)
+        .ok_or_else(|| ApiError::not_found("message in this delivery"))?;
+    Ok(Json(message))
 }
 
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
@@ -104,6 +169,7 @@ pub async fn retry(
         ));
     }
     let delivery = reset(delivery);
+    state.check_queue_room(1)?;
     let now = now_ms();
     if !state.store.requeue(&delivery, now)? {
         return Err(ApiError::new(StatusCode::CONFLICT, "already_queued", "this delivery is already queued"));
@@ -117,10 +183,11 @@ pub async fn retry(
 
 /// What hides `webhook`'s write-only connector config from its delivery log.
 fn scrubber(state: &AppState, webhook: &crate::webhook::Webhook) -> Scrubber {
+    let config = webhook.connector_config(&state.secrets);
     match state.connectors.get(&webhook.connector.name) {
-        Some(plugin) => plugin.schema().scrubber(&webhook.connector.config),
+        Some(plugin) => plugin.schema().scrubber(&config),
         // Its connector is gone, and with it the word on what is secret: hide every value.
-        None => Scrubber::every_value(&webhook.connector.config),
+        None => Scrubber::every_value(&config),
     }
 }
 
@@ -153,19 +220,23 @@ pub async fn recover(
     let stuck = |d: &Delivery| {
         d.created_at >= body.since && matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Paused)
     };
-    let mut requeued = Vec::new();
+    let mut found = Vec::new();
     let mut cursor: Option<String> = None;
-    let now = now_ms();
     loop {
         let page = state.store.deliveries_of(&id, cursor.as_deref(), stuck, 500)?;
         let Some(last) = page.last() else { break };
         cursor = Some(last.id.clone());
-        // Oldest first, so that what happened first is sent first.
-        for delivery in page.into_iter().rev() {
-            let delivery = reset(delivery);
-            if state.store.requeue(&delivery, now)? {
-                requeued.push(delivery);
-            }
+        found.extend(page);
+    }
+    // All or nothing against the queue's bound, like ingest.
+    state.check_queue_room(found.len() as u64)?;
+    let mut requeued = Vec::new();
+    let now = now_ms();
+    // Oldest first, so that what happened first is sent first.
+    for delivery in found.into_iter().rev() {
+        let delivery = reset(delivery);
+        if state.store.requeue(&delivery, now)? {
+            requeued.push(delivery);
         }
     }
     state.store.durable().await?;
@@ -232,9 +303,11 @@ pub(super) async fn send_direct(
         previous_value: None,
         occurred_at: now,
     };
+    state.check_queue_room(1)?;
     let delivery = Delivery {
         id: crate::delivery::new_delivery_id(),
         event_id: event.id.clone(),
+        company_id: event.company_id.clone(),
         webhook_id: webhook.id.clone(),
         status: if webhook.enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused },
         messages: Vec::new(),

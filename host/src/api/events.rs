@@ -1,14 +1,16 @@
 //! Ingest (`POST /v1/events`, `POST /v1/events/batch`) and the catalog (`GET /v1/event-types`).
 //!
 //! An event is validated, matched, and stored with its deliveries in one transaction; the
-//! 202 goes out only once a group commit has made it durable. A repeated event id or
-//! `Idempotency-Key` gets the first answer again, with `"duplicate": true` and a 200.
+//! 202 goes out only once a group commit has made it durable. A repeated event id (per
+//! company) or `Idempotency-Key` (per token) gets the first answer again, with
+//! `"duplicate": true` and a 200; a key reused with another body or endpoint is a 409.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::Digest as _;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
@@ -21,7 +23,7 @@ use crate::delivery::{Delivery, DeliveryStatus, new_delivery_id};
 use crate::event::{Event, IncomingEvent};
 use crate::matcher::Probe;
 use crate::server::AppState;
-use crate::store::{Accept, Accepted};
+use crate::store::{Accept, Accepted, IdempotencyKey, Stored};
 
 /// What ingest answers for one event.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -68,25 +70,26 @@ pub async fn ingest(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require(&caller, &[Scope::Ingest], "sending events")?;
     state.check_ingest_rate(&caller, 1)?;
-    let key = idempotency_key(&headers)?;
-    if let Some(key) = &key
-        && let Some(first) = state.store.idempotent_response(key)?
-    {
-        return Ok((StatusCode::OK, Json(mark_duplicate(first))));
-    }
+    let key = idempotency_key(&caller, &headers, "POST /v1/events", &body)?;
     let mut event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
     if event.id.is_none() {
-        event.id.clone_from(&key);
+        event.id = key.as_ref().map(|(text, _)| text.clone());
     }
     let (accept, result) = prepare(&state, event)?;
     let response = serde_json::to_value(&result).expect("plain data");
-    let answer = commit(&state, vec![accept], key.as_deref(), |outcomes| match &outcomes[0] {
-        Accepted::Duplicate(first) => mark_duplicate(first.clone()),
-        Accepted::New => response.clone(),
+    let stored = commit(&state, vec![accept], key.as_ref().map(|(_, key)| key), |outcomes| {
+        match &outcomes[0] {
+            Accepted::Duplicate(first) => mark_duplicate(first.clone()),
+            Accepted::New => response.clone(),
+        }
     })
     .await?;
-    let status = if answer["duplicate"] == true { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((status, Json(answer)))
+    Ok(match stored {
+        Stored::Answer(answer) if answer["duplicate"] == true => (StatusCode::OK, Json(answer)),
+        Stored::Answer(answer) => (StatusCode::ACCEPTED, Json(answer)),
+        Stored::Replay(first) => (StatusCode::OK, Json(mark_duplicate(first))),
+        Stored::KeyConflict(why) => return Err(key_conflict(why)),
+    })
 }
 
 #[utoipa::path(post, path = "/v1/events/batch", request_body = Batch, tag = "events",
@@ -108,12 +111,7 @@ pub async fn ingest_batch(
         )));
     }
     state.check_ingest_rate(&caller, batch.events.len() as u32)?;
-    let key = idempotency_key(&headers)?;
-    if let Some(key) = &key
-        && let Some(first) = state.store.idempotent_response(key)?
-    {
-        return Ok((StatusCode::OK, Json(first)));
-    }
+    let key = idempotency_key(&caller, &headers, "POST /v1/events/batch", &Value::from(batch.events.clone()))?;
     // Validate everything before storing anything: all or nothing.
     let mut prepared = Vec::with_capacity(batch.events.len());
     for (i, body) in batch.events.into_iter().enumerate() {
@@ -122,7 +120,7 @@ pub async fn ingest_batch(
         prepared.push(prepare(&state, event)?);
     }
     let (accepts, results): (Vec<Accept>, Vec<IngestResult>) = prepared.into_iter().unzip();
-    let answer = commit(&state, accepts, key.as_deref(), |outcomes| {
+    let stored = commit(&state, accepts, key.as_ref().map(|(_, key)| key), |outcomes| {
         let events: Vec<Value> = results
             .iter()
             .zip(outcomes)
@@ -134,15 +132,33 @@ pub async fn ingest_batch(
         serde_json::json!({ "events": events })
     })
     .await?;
-    Ok((StatusCode::ACCEPTED, Json(answer)))
+    match stored {
+        Stored::Answer(answer) => Ok((StatusCode::ACCEPTED, Json(answer))),
+        Stored::Replay(first) => Ok((StatusCode::OK, Json(first))),
+        Stored::KeyConflict(why) => Err(key_conflict(why)),
+    }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The request's `Idempotency-Key`, as sent and as stored: scoped to the caller's token and
+/// bound to this endpoint and body.
+fn idempotency_key(
+    caller: &Caller,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    body: &Value,
+) -> Result<Option<(String, IdempotencyKey)>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    match value.to_str() {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(Some(key.to_owned())),
-        _ => Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
-    }
+    let text = match value.to_str() {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => key.to_owned(),
+        _ => return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
+    };
+    let body_hash = hex::encode(sha2::Sha256::digest(serde_json::to_vec(body).expect("plain data")));
+    let key = IdempotencyKey { scoped: format!("{}\0{text}", caller.token_id), endpoint, body_hash };
+    Ok(Some((text, key)))
+}
+
+fn key_conflict(why: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "idempotency_key_reused", why)
 }
 
 fn mark_duplicate(mut first: Value) -> Value {
@@ -156,14 +172,14 @@ fn parse_event(state: &AppState, caller: &Caller, body: Value) -> Result<Incomin
     if !state.catalog.contains(&event.event) {
         return Err(format!("event: unknown event type {:?}; valid: {}", event.event, state.catalog.names()));
     }
-    for (field, value) in [("companyId", &event.company_id), ("projectId", &event.project_id)] {
-        if value.trim().is_empty() {
-            return Err(format!("{field}: must not be empty"));
+    for (field, value) in [("companyId", Some(&event.company_id)), ("projectId", Some(&event.project_id)), ("id", event.id.as_ref())] {
+        if let Some(value) = value
+            && let Err(e) = crate::event::check_id(value)
+        {
+            return Err(format!("{field}: {e}"));
         }
     }
-    if event.id.as_ref().is_some_and(|id| id.is_empty() || id.len() > 255) {
-        return Err("id: must be 1 to 255 characters".into());
-    }
+    crate::event::check_nesting(&event).map_err(|(field, e)| format!("{field}: {e}"))?;
     if !caller.companies.allows(&event.company_id) {
         return Err(format!("companyId: this token may not send events for company {:?}", event.company_id));
     }
@@ -187,6 +203,7 @@ fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestR
         .map(|route| Delivery {
             id: new_delivery_id(),
             event_id: event.id.clone(),
+            company_id: event.company_id.clone(),
             webhook_id: route.webhook_id.clone(),
             status: if route.enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused },
             messages: Vec::new(),
@@ -209,22 +226,14 @@ fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestR
 async fn commit(
     state: &AppState,
     accepts: Vec<Accept>,
-    key: Option<&str>,
+    key: Option<&IdempotencyKey>,
     answer: impl Fn(&[Accepted]) -> Value,
-) -> Result<Value, ApiError> {
-    let new_deliveries: u64 = accepts.iter().map(|a| a.deliveries.len() as u64).sum();
-    if state.store.queue_depth() + new_deliveries > state.config.limits.queue_depth {
-        return Err(ApiError::retry_later(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue_full",
-            "the delivery queue is full; nothing was stored, try again shortly",
-            5,
-        ));
-    }
+) -> Result<Stored, ApiError> {
+    state.check_queue_room(accepts.iter().map(|a| a.deliveries.len() as u64).sum())?;
     let now_ms = crate::store::now_ms();
     // Which events were new (not duplicates): their deliveries go to the engine.
     let fresh = std::cell::RefCell::new(Vec::new());
-    let answer = state.store.accept(
+    let stored = state.store.accept(
         &accepts,
         key,
         |outcomes| {
@@ -234,10 +243,12 @@ async fn commit(
         now_ms,
     )?;
     state.store.durable().await?;
-    for (accept, new) in accepts.iter().zip(fresh.into_inner()) {
-        if new {
-            state.enqueued(now_ms, &accept.deliveries);
+    if matches!(stored, Stored::Answer(_)) {
+        for (accept, new) in accepts.iter().zip(fresh.into_inner()) {
+            if new {
+                state.enqueued(now_ms, &accept.deliveries);
+            }
         }
     }
-    Ok(answer)
+    Ok(stored)
 }

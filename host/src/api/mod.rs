@@ -31,7 +31,7 @@ use crate::server::AppState;
         events::event_types, events::ingest, events::ingest_batch,
         webhooks::create, webhooks::list, webhooks::read, webhooks::update, webhooks::delete,
         webhooks::rotate_secret,
-        deliveries::log, deliveries::retry, deliveries::recover, deliveries::test, stats::stats,
+        deliveries::log, deliveries::message, deliveries::retry, deliveries::recover, deliveries::test, stats::stats,
         tokens::create, tokens::list, tokens::revoke, tokens::me,
         connectors::list, connectors::upload, connectors::remove, connectors::preview,
         zapier::subscribe, zapier::unsubscribe,
@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/{id}/recover", post(deliveries::recover))
         .route("/webhooks/{id}/test", post(deliveries::test))
         .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/deliveries/{id}/messages/{message_id}", get(deliveries::message))
         .route("/connectors", get(connectors::list))
         .route(
             "/connectors/{name}",

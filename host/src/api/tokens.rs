@@ -1,4 +1,6 @@
-//! `/v1/tokens`: operators mint and revoke user and ingest tokens.
+//! `/v1/tokens`: operators mint and revoke user and ingest tokens. Minting a token sets its
+//! user's companies: they belong to the user, so this narrows (or widens) every webhook and
+//! token of that user at once.
 
 use std::collections::BTreeSet;
 
@@ -12,14 +14,17 @@ use utoipa::ToSchema;
 use super::auth::require;
 use super::error::ApiError;
 use super::json::ApiJson;
-use crate::access::{Caller, Companies, Scope, Token, new_token_text, token_hash};
+use crate::access::{Caller, Companies, Scope, Token, User, check_user_id, new_token_text, token_hash};
 use crate::server::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
+    /// 1–200 characters; `operator` and the host's other reserved names are refused.
+    #[schema(min_length = 1, max_length = 200)]
     user_id: String,
-    /// The companies the user may see; required unless `allCompanies` is true.
+    /// The companies the user may see from now on (for all their tokens and webhooks);
+    /// required unless `allCompanies` is true.
     #[serde(default)]
     companies: Vec<String>,
     /// Every company, said explicitly.
@@ -30,10 +35,19 @@ pub struct CreateToken {
     description: Option<String>,
 }
 
+/// A token as listed: never the token itself; its user's companies as they stand now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenView {
+    #[serde(flatten)]
+    info: Token,
+    companies: Companies,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedToken {
     #[serde(flatten)]
-    info: Token,
+    info: TokenView,
     /// The bearer token: shown only now.
     token: String,
 }
@@ -46,9 +60,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     require(&caller, &[], "minting tokens")?;
-    if body.user_id.trim().is_empty() {
-        return Err(ApiError::bad_request("userId: must not be empty"));
-    }
+    check_user_id(&body.user_id).map_err(|e| ApiError::bad_request(format!("userId: {e}")))?;
     let companies = match (body.all_companies, body.companies.is_empty()) {
         (true, true) => Companies::All,
         (false, false) => {
@@ -64,9 +76,11 @@ pub async fn create(
         }
     };
     if let Companies::Only(list) = &companies
-        && list.iter().any(String::is_empty)
+        && let Some(bad) = list.iter().find(|c| c.is_empty() || c.chars().any(char::is_control))
     {
-        return Err(ApiError::bad_request("companies: company ids must not be empty"));
+        return Err(ApiError::bad_request(format!(
+            "companies: company ids must be non-empty text without control characters, not {bad:?}"
+        )));
     }
     let scope = body.scope.unwrap_or(Scope::User);
     if scope == Scope::Operator {
@@ -78,21 +92,31 @@ pub async fn create(
     let token = Token {
         id: format!("tok_{}", uuid::Uuid::now_v7().simple()),
         scope,
-        user_id: body.user_id.trim().to_owned(),
-        companies,
+        user_id: body.user_id,
         description: body.description,
         created_at: OffsetDateTime::now_utc(),
     };
+    let user = User { id: token.user_id.clone(), companies };
+    state.store.put_user(&user)?;
     state.store.put_token(&token_hash(&text), &token)?;
     state.store.durable().await?;
+    state.set_user_companies(&user);
     tracing::info!(token_id = %token.id, user = %token.user_id, scope = ?token.scope, "token minted");
-    Ok((StatusCode::CREATED, Json(CreatedToken { info: token, token: text })))
+    let info = TokenView { info: token, companies: user.companies };
+    Ok((StatusCode::CREATED, Json(CreatedToken { info, token: text })))
 }
 
-#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<Token>)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<Token>>, ApiError> {
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
     require(&caller, &[], "listing tokens")?;
-    Ok(Json(state.store.tokens()?))
+    let index = state.index.read().unwrap_or_else(|p| p.into_inner());
+    let views = state
+        .store
+        .tokens()?
+        .into_iter()
+        .map(|info| TokenView { companies: index.companies_of(&info.user_id), info })
+        .collect();
+    Ok(Json(views))
 }
 
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",

@@ -3,8 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -174,17 +172,18 @@ pub(super) async fn insert(
         rate_limit: body.rate_limit,
         ordered: body.ordered.unwrap_or(false),
         created_by_id: caller.user_id.clone(),
-        companies: caller.companies.clone(),
         created_at: now,
         updated_at: now,
-        sealed_secret: STANDARD.encode(state.secrets.seal(&secret)),
+        sealed_secret: state.secrets.seal(&secret),
         previous_secrets: Vec::new(),
+        sealed_config: None,
         origin,
     };
     if !webhook.enabled {
         webhook.status = WebhookStatus::Disabled;
     }
     validate(state, &mut webhook)?;
+    seal_config(state, &mut webhook);
     state.store.put_webhook(&webhook)?;
     state.store.durable().await?;
     state.index_upsert(&webhook);
@@ -206,7 +205,9 @@ pub async fn list(
         return Err(ApiError::bad_request("limit must be between 1 and 200"));
     }
     let owner = (!caller.is_operator()).then_some(caller.user_id.as_str());
-    let mut page = state.store.list_webhooks(owner, query.cursor.as_deref(), limit + 1)?;
+    // `cursor=` (empty) is the first page, as no cursor is.
+    let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());
+    let mut page = state.store.list_webhooks(owner, cursor, limit + 1)?;
     let next_cursor = (page.len() > limit).then(|| {
         page.truncate(limit);
         page[limit - 1].id.clone()
@@ -233,21 +234,44 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let mut webhook = owned(&state, &caller, &id)?;
-    let re_enabled = !webhook.enabled && body.enabled == Some(true);
-    if let Some(name) = body.name {
+    owned(&state, &caller, &id)?;
+    let mut re_enabled = false;
+    // Applied to the record as it stands at the write (compare-and-swap): a change the engine
+    // made meanwhile (a disable) is kept unless this request sets that very field.
+    let updated = state.store.update_webhook(&id, |webhook| {
+        re_enabled = !webhook.enabled && body.enabled == Some(true);
+        webhook.open_config(&state.secrets);
+        apply(&state, &body, webhook)?;
+        validate(&state, webhook)?;
+        seal_config(&state, webhook);
+        webhook.updated_at = OffsetDateTime::now_utc();
+        Ok::<_, ApiError>(true)
+    })?;
+    let webhook = updated.ok_or_else(|| ApiError::not_found("webhook"))?;
+    state.store.durable().await?;
+    state.index_upsert(&webhook);
+    if re_enabled {
+        // Before anything else goes out again, one health check tells the receiver we are back.
+        super::deliveries::send_direct(&state, &webhook, crate::catalog::HEALTH_CHECK, None).await?;
+    }
+    Ok(Json(WebhookView::new(&state, &webhook)))
+}
+
+/// Applies the fields an update sets to `webhook`.
+fn apply(state: &AppState, body: &UpdateWebhook, webhook: &mut Webhook) -> Result<(), ApiError> {
+    if let Some(name) = body.name.clone() {
         webhook.name = name;
     }
-    if let Some(url) = body.url {
+    if let Some(url) = body.url.clone() {
         webhook.url = url;
     }
-    if let Some(metadata) = body.metadata {
+    if let Some(metadata) = body.metadata.clone() {
         webhook.metadata = metadata;
     }
-    if let Some(filter) = body.filter {
+    if let Some(filter) = body.filter.clone() {
         webhook.filter = (!filter.is_null()).then_some(filter);
     }
-    if let Some(mut connector) = body.connector {
+    if let Some(mut connector) = body.connector.clone() {
         if connector.name == webhook.connector.name
             && let Some(plugin) = state.connectors.get(&connector.name)
         {
@@ -255,7 +279,7 @@ pub async fn update(
         }
         webhook.connector = connector;
     }
-    if let Some(rate_limit) = body.rate_limit {
+    if let Some(rate_limit) = body.rate_limit.clone() {
         webhook.rate_limit = match rate_limit {
             Value::Null => None,
             other => Some(serde_json::from_value(other).map_err(|_| {
@@ -270,17 +294,9 @@ pub async fn update(
         webhook.enabled = enabled;
         webhook.status = if enabled { WebhookStatus::Healthy } else { WebhookStatus::Disabled };
     }
-    validate(&state, &mut webhook)?;
-    webhook.updated_at = OffsetDateTime::now_utc();
-    state.store.put_webhook(&webhook)?;
-    state.store.durable().await?;
-    state.index_upsert(&webhook);
-    if re_enabled {
-        // Before anything else goes out again, one health check tells the receiver we are back.
-        super::deliveries::send_direct(&state, &webhook, crate::catalog::HEALTH_CHECK, None).await?;
-    }
-    Ok(Json(WebhookView::new(&state, &webhook)))
+    Ok(())
 }
+
 
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
     responses((status = 204, description = "deleted"), (status = 404, description = "no such webhook")))]
@@ -311,13 +327,18 @@ pub(super) fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Webho
     }
 }
 
+/// Seals the write-only members of the webhook's connector config (its connector is known:
+/// [`validate`] checked it).
+fn seal_config(state: &AppState, webhook: &mut Webhook) {
+    let write_only = state.connectors.get(&webhook.connector.name).map(|p| p.schema().write_only().to_vec());
+    webhook.seal_config(&write_only.unwrap_or_default(), &state.secrets);
+}
+
 /// Checks every field a user controls, normalising lists; a 400 names the field.
 fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     let field = |name: &str, e: String| ApiError::bad_request(format!("{name}: {e}"));
     webhook.name = webhook.name.trim().to_owned();
-    if webhook.name.is_empty() || webhook.name.len() > 200 {
-        return Err(field("name", "must be 1 to 200 characters".into()));
-    }
+    crate::webhook::check_name(&webhook.name).map_err(|e| field("name", e))?;
     crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
         .map_err(|e| field("url", e))?;
     let metadata = &mut webhook.metadata;
@@ -372,7 +393,7 @@ pub async fn rotate_secret(
 ) -> Result<Json<RotatedSecret>, ApiError> {
     owned(&state, &caller, &id)?;
     let secret = Secret::generate();
-    let sealed = STANDARD.encode(state.secrets.seal(&secret));
+    let sealed = state.secrets.seal(&secret);
     let now = OffsetDateTime::now_utc();
     let until = now + state.config.rotation_grace;
     let rotated = state.store.update_webhook(&id, |webhook| {
@@ -380,7 +401,7 @@ pub async fn rotate_secret(
         let old = std::mem::replace(&mut webhook.sealed_secret, sealed.clone());
         webhook.previous_secrets.push(crate::webhook::RetiredSecret { sealed: old, until });
         webhook.updated_at = now;
-        true
+        Ok::<_, ApiError>(true)
     })?;
     if rotated.is_none() {
         return Err(ApiError::not_found("webhook"));

@@ -15,15 +15,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::retry::RetryPolicy;
 use super::schedule::Schedule;
 use super::sender::Sender;
-use super::{Delivery, DeliveryStatus, Message, MessageStatus, new_message_id};
+use super::{Delivery, DeliveryStatus, Message, MessageStatus};
 use crate::payload::standard_payload;
 use crate::server::AppState;
 use crate::store::{QueueEntry, now_ms};
@@ -155,33 +153,58 @@ impl Engine {
         let mut delivery = delivery;
         if delivery.messages.is_empty() {
             match self.transform(&mut delivery, &webhook).await {
-                Some(()) => {}
-                None => return self.finish(entry, Some(delivery), None, Vec::new()),
+                Transformed::Ready => {}
+                Transformed::Done => return self.finish(entry, Some(delivery), None, Vec::new()),
+                Transformed::Wait(wait) => {
+                    let due = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX / 2);
+                    return self.finish(entry, Some(delivery), Some(due), Vec::new());
+                }
             }
         }
         self.attempt(entry, delivery, webhook).await
     }
 
-    /// Runs the plugin. `None` when the delivery is done (filtered, plugin error).
-    async fn transform(&self, delivery: &mut Delivery, webhook: &Webhook) -> Option<()> {
+    /// Runs the plugin, unless the delivery must wait for it.
+    async fn transform(&self, delivery: &mut Delivery, webhook: &Webhook) -> Transformed {
         let span = tracing::info_span!("transform", delivery_id = %delivery.id, webhook_id = %webhook.id, connector = %webhook.connector.name);
         let _enter = span.enter();
-        let event = match self.state.store.event(&delivery.event_id) {
+        let event = match self.state.store.event(&delivery.company_id, &delivery.event_id) {
             Ok(Some(event)) => event,
-            _ => {
+            Ok(None) => {
                 delivery.status = DeliveryStatus::Failed;
-                delivery.error = Some("the event is no longer stored".into());
-                return None;
+                delivery.error = Some("the event is no longer stored (pruned by the retention)".into());
+                return Transformed::Done;
+            }
+            Err(error) => {
+                tracing::error!(event_id = %delivery.event_id, "stored event cannot be read: {error}");
+                delivery.status = DeliveryStatus::Failed;
+                delivery.error = Some("the stored event cannot be read back (damaged)".into());
+                return Transformed::Done;
             }
         };
         let Some(plugin) = self.state.connectors.get(&webhook.connector.name) else {
             delivery.status = DeliveryStatus::PluginError;
             delivery.error = Some(format!("connector {:?} is not installed", webhook.connector.name));
-            return None;
+            return Transformed::Done;
         };
         let payload = standard_payload(&event, webhook);
-        let config = webhook.connector.config.to_string();
+        let config = webhook.connector_config(&self.state.secrets);
+        let scrubber = plugin.schema().scrubber(&config);
+        let config = config.to_string();
         let invocation = self.state.runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config).await;
+        let allow_private = self.state.config.allow_private_destinations;
+        let result = invocation.result.and_then(|requests| super::check_plugin_urls(requests, allow_private));
+        let wait = match &result {
+            // The host's own lack of room, not the plugin's fault: try again in a moment.
+            Err(crate::runtime::PluginError::HostBusy(_)) => Some(std::time::Duration::from_millis(200)),
+            Err(crate::runtime::PluginError::BackedOff { retry_in, .. }) => Some(*retry_in),
+            _ => None,
+        };
+        if let (Some(wait), Err(error)) = (wait, &result) {
+            // Still pending: the error says why it waits, in the log the user reads.
+            delivery.error = Some(format!("[{}] {error}", error.code()));
+            return Transformed::Wait(wait);
+        }
         delivery.plugin_log = invocation.log;
         let connector = webhook.connector.name.clone();
         self.state
@@ -189,35 +212,29 @@ impl Engine {
             .plugin_invocations
             .get_or_create(&crate::metrics::Plugin { connector: connector.clone() })
             .inc();
-        match invocation.result {
+        match result {
             Err(error) => {
                 let failure = crate::metrics::PluginFailure { connector, code: error.code().to_owned() };
                 self.state.metrics.plugin_errors.get_or_create(&failure).inc();
                 // A plugin may quote its config back; write-only values stay out of the log.
                 let mut message = format!("[{}] {error}", error.code());
-                plugin.schema().scrubber(&webhook.connector.config).scrub(&mut message);
+                scrubber.scrub(&mut message);
                 tracing::warn!("plugin failed: {message}");
                 delivery.status = DeliveryStatus::PluginError;
                 delivery.error = Some(message);
-                None
+                Transformed::Done
             }
             Ok(requests) if requests.is_empty() => {
                 delivery.status = DeliveryStatus::Filtered;
-                None
+                Transformed::Done
             }
             Ok(requests) => {
                 let now = OffsetDateTime::now_utc();
-                delivery.messages = requests
-                    .into_iter()
-                    .map(|request| Message {
-                        id: new_message_id(),
-                        request,
-                        status: MessageStatus::Pending,
-                        attempts: 0,
-                        next_attempt_at: Some(now),
-                    })
-                    .collect();
-                Some(())
+                let secrets = &self.state.secrets;
+                delivery.messages =
+                    requests.into_iter().map(|request| Message::new(request, &scrubber, secrets, now)).collect();
+                delivery.error = None;
+                Transformed::Ready
             }
         }
     }
@@ -231,7 +248,7 @@ impl Engine {
     ) -> Option<QueueEntry> {
         let now = OffsetDateTime::now_utc();
         let open =
-            |sealed: &str| STANDARD.decode(sealed).ok().and_then(|bytes| self.state.secrets.open(&bytes));
+            |sealed: &str| self.state.secrets.open(sealed);
         let Some(secret) = open(&webhook.sealed_secret) else {
             return self.fail(
                 entry,
@@ -261,7 +278,14 @@ impl Engine {
                 message.next_attempt_at = Some(now + wait);
                 continue;
             }
-            let sent = self.sender.send(message, &webhook.url, &secrets).await;
+            let Some(request) = message.request_to_send(&self.state.secrets) else {
+                // Sealed under another key: it can never be sent as the plugin made it.
+                message.status = MessageStatus::Failed;
+                message.next_attempt_at = None;
+                delivery.error = Some("a sealed message cannot be opened with this server's key".into());
+                continue;
+            };
+            let sent = self.sender.send(&message.id, &request, &webhook.url, &secrets).await;
             self.state.metrics.attempt_seconds.observe(sent.attempt.latency_ms as f64 / 1e3);
             message.attempts += 1;
             let code = sent.attempt.status_code;
@@ -380,7 +404,7 @@ impl Engine {
         }
         let updated = self.state.store.update_webhook(webhook_id, |webhook| {
             if !webhook.enabled {
-                return false;
+                return Ok(false);
             }
             let status = match health {
                 Health::Succeeded => WebhookStatus::Healthy,
@@ -392,7 +416,7 @@ impl Engine {
             };
             let changed = webhook.status != status;
             webhook.status = status;
-            changed
+            Ok::<_, crate::store::StoreError>(changed)
         });
         match updated {
             Ok(Some(webhook)) => {
@@ -413,6 +437,16 @@ fn retry_soon(entry: &QueueEntry) -> QueueEntry {
     let mut again = entry.clone();
     again.due_ms = now_ms() + 1_000;
     again
+}
+
+/// What became of running a delivery's plugin.
+enum Transformed {
+    /// Its messages are ready to send.
+    Ready,
+    /// The delivery is finished (filtered, plugin error, event gone).
+    Done,
+    /// The plugin could not run now (the host is busy, or it is backed off): try after this.
+    Wait(std::time::Duration),
 }
 
 /// What a turn says about the receiver.

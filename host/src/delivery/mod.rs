@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::runtime::{LogLine, Request};
+use crate::secret::SecretBox;
 
 /// A delivery as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -25,6 +26,9 @@ use crate::runtime::{LogLine, Request};
 pub struct Delivery {
     pub id: String,
     pub event_id: String,
+    /// The event's company: event ids are unique per company.
+    #[serde(default)]
+    pub company_id: String,
     pub webhook_id: String,
     pub status: DeliveryStatus,
     /// What the plugin asked to send (empty until it has run).
@@ -80,6 +84,46 @@ pub struct Message {
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub next_attempt_at: Option<OffsetDateTime>,
+    /// The request as it is sent, sealed, when it carries write-only config values;
+    /// `request` is then the scrubbed form the delivery log shows. Never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub sealed_request: Option<String>,
+}
+
+impl Message {
+    /// A message for a plugin's request. A request that carries a write-only value (a plugin
+    /// put an API key in a header) is kept sealed; only its scrubbed form is in the clear.
+    pub fn new(request: Request, scrubber: &Scrubber, secrets: &SecretBox, now: OffsetDateTime) -> Self {
+        let mut shown = request.clone();
+        scrub_request(&mut shown, scrubber);
+        let sealed_request = (shown != request)
+            .then(|| secrets.seal_bytes(&serde_json::to_vec(&request).expect("plain data")));
+        Message {
+            id: new_message_id(),
+            request: shown,
+            status: MessageStatus::Pending,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            sealed_request,
+        }
+    }
+
+    /// The request to send: the sealed one opened, when there is one.
+    pub fn request_to_send(&self, secrets: &SecretBox) -> Option<Request> {
+        match &self.sealed_request {
+            None => Some(self.request.clone()),
+            Some(sealed) => serde_json::from_slice(&secrets.open_bytes(sealed)?).ok(),
+        }
+    }
+}
+
+fn scrub_request(request: &mut Request, scrubber: &Scrubber) {
+    scrubber.scrub_option(&mut request.url);
+    for (_, value) in &mut request.headers {
+        scrubber.scrub(value);
+    }
+    scrubber.scrub(&mut request.body);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -124,18 +168,29 @@ impl Delivery {
     /// a header or a Slack URL in `url`), for showing it.
     pub fn scrub(&mut self, scrubber: &Scrubber) {
         for message in &mut self.messages {
-            let request = &mut message.request;
-            scrubber.scrub_option(&mut request.url);
-            for (_, value) in &mut request.headers {
-                scrubber.scrub(value);
-            }
-            scrubber.scrub(&mut request.body);
+            scrub_request(&mut message.request, scrubber);
         }
         scrubber.scrub_option(&mut self.error);
         for line in &mut self.plugin_log {
             scrubber.scrub(&mut line.message);
         }
     }
+}
+
+/// Refuses requests whose plugin-set URL the destination checks refuse: the plugin's
+/// fault (`bad_output`), not the receiver's, so it never counts against the webhook's health.
+pub fn check_plugin_urls(
+    requests: Vec<Request>,
+    allow_private: bool,
+) -> Result<Vec<Request>, crate::runtime::PluginError> {
+    for (i, request) in requests.iter().enumerate() {
+        if let Some(url) = &request.url
+            && let Err(why) = crate::destination::check_url(url, allow_private)
+        {
+            return Err(crate::runtime::PluginError::BadOutput(format!("requests[{i}].url: {why}")));
+        }
+    }
+    Ok(requests)
 }
 
 /// A new delivery id.

@@ -13,7 +13,8 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use time::OffsetDateTime;
 
 use super::signature::{standard_signature, wasmhook_signature};
-use super::{Attempt, Message};
+use super::Attempt;
+use crate::runtime::Request;
 use crate::destination::{check_url, is_public};
 use crate::secret::Secret;
 
@@ -53,6 +54,9 @@ impl Sender {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .user_agent(concat!("wasmhook/", env!("CARGO_PKG_VERSION")))
+            // HTTP_PROXY and friends in the environment would route around the connect-time
+            // destination check: deliveries always go direct.
+            .no_proxy()
             .pool_max_idle_per_host(64);
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly(lookup)));
@@ -61,38 +65,38 @@ impl Sender {
         Sender { client, allow_private }
     }
 
-    /// Sends `message` to its URL (or `default_url`), signed with `secrets` (the current one
-    /// first, then any still in their rotation grace period).
-    pub async fn send(&self, message: &Message, default_url: &str, secrets: &[&Secret]) -> Sent {
+    /// Sends message `message_id`'s `request` to its URL (or `default_url`), signed with
+    /// `secrets` (the current one first, then any still in their rotation grace period).
+    pub async fn send(&self, message_id: &str, request: &Request, default_url: &str, secrets: &[&Secret]) -> Sent {
         let at = OffsetDateTime::now_utc();
         let started = Instant::now();
         let attempt = |status_code, response, error| Attempt {
-            message_id: message.id.clone(),
+            message_id: message_id.to_owned(),
             at,
             status_code,
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             response,
             error,
         };
-        let url = match check_url(message.request.url.as_deref().unwrap_or(default_url), self.allow_private) {
+        let url = match check_url(request.url.as_deref().unwrap_or(default_url), self.allow_private) {
             Ok(url) => url,
             Err(reason) => return Sent { attempt: attempt(None, None, Some(reason)), retry_after: None },
         };
-        let body = message.request.body.as_bytes();
+        let body = request.body.as_bytes();
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
         let method =
-            reqwest::Method::from_bytes(message.request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
-        let mut request = self.client.request(method, url);
-        for (name, value) in &message.request.headers {
-            request = request.header(name, value);
+            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let mut outgoing = self.client.request(method, url);
+        for (name, value) in &request.headers {
+            outgoing = outgoing.header(name, value);
         }
-        request = request
-            .header("webhook-id", &message.id)
+        outgoing = outgoing
+            .header("webhook-id", message_id)
             .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", standard_signature(secrets, &message.id, timestamp, body))
+            .header("webhook-signature", standard_signature(secrets, message_id, timestamp, body))
             .header("x-wasmhook-signature", wasmhook_signature(secrets[0], body))
-            .body(message.request.body.clone());
-        match request.send().await {
+            .body(request.body.clone());
+        match outgoing.send().await {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 let retry_after = (status == 429 || status == 503)

@@ -57,6 +57,16 @@ impl ComponentCache {
         Ok(component)
     }
 
+    /// Removes the compiled form of a component that was refused.
+    pub(crate) fn evict(&self, hash: &ContentHash) {
+        if let Some(path) = self.path(hash)
+            && let Err(error) = std::fs::remove_file(&path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), "could not remove a refused component's compiled form: {error}");
+        }
+    }
+
     fn path(&self, hash: &ContentHash) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
         let key = Sha256::new().chain_update(self.engine_key).chain_update(hash.0).finalize();

@@ -29,6 +29,18 @@ pub enum PluginError {
     /// The plugin returned requests the host will not send (size, count, headers, method, URL).
     #[error("plugin returned bad output: {0}")]
     BadOutput(String),
+    /// The plugin used more of a host resource than one invocation may (WASI handles).
+    #[error("plugin over a resource limit: {0}")]
+    ResourceLimit(String),
+    /// The plugin kept hitting its limits: it is not run until its back-off ends.
+    #[error(
+        "plugin not run: it hit its limits {strikes} times in a row, so it is backed off for {} s",
+        retry_in.as_secs().max(1)
+    )]
+    BackedOff { strikes: u32, retry_in: Duration },
+    /// The host has no room for another instance right now: not the plugin's fault; try again.
+    #[error("the host is busy running other plugins; try again shortly ({0})")]
+    HostBusy(String),
     /// The plugin itself reported that it could not handle this event or config.
     #[error("{0}")]
     Plugin(PluginFailure),
@@ -56,6 +68,37 @@ impl std::fmt::Display for TimeoutKind {
             ),
         }
     }
+}
+
+impl PluginError {
+    /// Whether the plugin ran past a limit that costs the host (CPU, memory, resources): what
+    /// backs a connector off when it keeps happening.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            PluginError::Timeout(_)
+                | PluginError::OutOfMemory { .. }
+                | PluginError::ResourceLimit(_)
+                | PluginError::LogLimit(_)
+        )
+    }
+}
+
+/// At most this much of any text a plugin chose (its error messages) is kept or shown.
+pub const MAX_PLUGIN_TEXT: usize = 4 << 10;
+
+/// `text` cut to [`MAX_PLUGIN_TEXT`] bytes at a character boundary, saying so.
+pub fn cap_text(mut text: String) -> String {
+    if text.len() > MAX_PLUGIN_TEXT {
+        let mut end = MAX_PLUGIN_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let dropped = text.len() - end;
+        text.truncate(end);
+        text.push_str(&format!("… ({dropped} more bytes not kept)"));
+    }
+    text
 }
 
 /// The plugin's own error (the WIT `plugin-error`).
@@ -87,9 +130,25 @@ impl PluginError {
             PluginError::Exit(_) => "exit",
             PluginError::LogLimit(_) => "log_limit",
             PluginError::BadOutput(_) => "bad_output",
+            PluginError::ResourceLimit(_) => "resource_limit",
+            PluginError::BackedOff { .. } => "backed_off",
+            PluginError::HostBusy(_) => "host_busy",
             PluginError::Plugin(PluginFailure::InvalidConfig(_)) => "invalid_config",
             PluginError::Plugin(PluginFailure::InvalidEvent(_)) => "invalid_event",
             PluginError::Plugin(PluginFailure::Failed(_)) => "failed",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_text_is_capped_at_a_character_boundary() {
+        let capped = cap_text("é".repeat(4 << 20));
+        assert!(capped.len() < MAX_PLUGIN_TEXT + 64, "{}", capped.len());
+        assert!(capped.ends_with("more bytes not kept)"));
+        assert_eq!(cap_text("short".into()), "short");
     }
 }

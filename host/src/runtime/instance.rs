@@ -11,7 +11,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::bindings::{Connector, ConnectorPre, WitPluginError};
 use super::engine::EPOCH_TICK;
-use super::error::{PluginError, PluginFailure, TimeoutKind};
+use super::error::{PluginError, PluginFailure, TimeoutKind, cap_text};
 use super::limits::Limits;
 use super::log::LogLine;
 use super::output::{self, Request};
@@ -73,6 +73,11 @@ impl Instance {
             },
             Err(failure) => (Err(PluginError::Plugin(failure.into())), true),
         }
+    }
+
+    /// Guest memory the instance holds (all its memories).
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.used()
     }
 
     /// The log of the last call, leaving it empty for the next one.
@@ -143,7 +148,17 @@ fn classify(store: &Store<PluginState>, stop: Stop, limits: &Limits) -> PluginEr
     if let Some(reason) = state.log.lock().overflow.clone() {
         return PluginError::LogLimit(reason);
     }
-    if error.chain().any(|e| e.to_string().contains("fuel allocated for hostcalls")) {
+    let said = |what: &str| error.chain().any(|e| e.to_string().contains(what));
+    if said("resource table has no free keys") {
+        return PluginError::ResourceLimit(format!(
+            "it held more than {} WASI handles (streams, pollables…) at once",
+            super::state::MAX_RESOURCES
+        ));
+    }
+    if said("maximum concurrent limit") {
+        return PluginError::HostBusy(without_backtrace(&error));
+    }
+    if said("fuel allocated for hostcalls") {
         return PluginError::BadOutput(format!(
             "output larger than the {} byte limit (stopped while copying it out)",
             limits.output_bytes
@@ -163,16 +178,27 @@ fn classify(store: &Store<PluginState>, stop: Stop, limits: &Limits) -> PluginEr
                 .into(),
         ),
         Some(trap) => PluginError::Trap(trap.to_string()),
-        None => PluginError::Trap(format!("{error:#}")),
+        None => PluginError::Trap(without_backtrace(&error)),
     }
 }
 
 impl From<WitPluginError> for PluginFailure {
     fn from(error: WitPluginError) -> Self {
         match error {
-            WitPluginError::InvalidConfig(m) => PluginFailure::InvalidConfig(m),
-            WitPluginError::InvalidEvent(m) => PluginFailure::InvalidEvent(m),
-            WitPluginError::Failed(m) => PluginFailure::Failed(m),
+            WitPluginError::InvalidConfig(m) => PluginFailure::InvalidConfig(cap_text(m)),
+            WitPluginError::InvalidEvent(m) => PluginFailure::InvalidEvent(cap_text(m)),
+            WitPluginError::Failed(m) => PluginFailure::Failed(cap_text(m)),
         }
     }
+}
+
+/// An error's causes without wasmtime's backtrace context: what a plugin author reads.
+fn without_backtrace(error: &wasmtime::Error) -> String {
+    let causes: Vec<String> = error
+        .chain()
+        .map(|cause| cause.to_string())
+        .filter(|text| !text.starts_with("error while executing at wasm backtrace"))
+        .map(|text| text.lines().next().unwrap_or_default().to_owned())
+        .collect();
+    cap_text(causes.join(": "))
 }

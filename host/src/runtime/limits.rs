@@ -74,6 +74,11 @@ impl MemoryLimiter {
     pub(crate) fn new(limit: usize, table_elements: usize) -> Self {
         MemoryLimiter { limit, used: 0, table_elements, denied: false }
     }
+
+    /// Bytes of linear memory granted so far.
+    pub(crate) fn used(&self) -> usize {
+        self.used
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {

@@ -6,11 +6,17 @@
 //! new one (`fresh`), under the limits in [`Limits`]. Whatever the plugin does — loop,
 //! sleep, trap, exit, over-allocate, flood its log, return too much — ends that one
 //! invocation with a typed [`PluginError`], and the instance is thrown away.
+//!
+//! Tenants share the host fairly (see `fairness`): invocations in flight are capped per
+//! (plugin, owner) and in all (which bounds live guest memory), a pair that keeps hitting its
+//! limits is moved to low-priority threads and then backed off, and previews have slots of
+//! their own on those threads, so neither can take what deliveries need.
 
 mod bindings;
 mod cache;
 mod engine;
 mod error;
+mod fairness;
 mod instance;
 mod limits;
 mod log;
@@ -27,7 +33,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
-pub use self::error::{PluginError, PluginFailure, TimeoutKind};
+pub use self::error::{MAX_PLUGIN_TEXT, PluginError, PluginFailure, TimeoutKind, cap_text};
 pub use self::limits::Limits;
 pub use self::log::{LogLevel, LogLine};
 pub use self::output::Request;
@@ -37,6 +43,7 @@ use crate::connector_config::ConfigSchema;
 use self::bindings::{Connector, ConnectorPre};
 use self::cache::ComponentCache;
 use self::engine::EpochTicker;
+use self::fairness::{Fairness, Lane, PreviewSlots, Verdict};
 use self::instance::Instance;
 use self::pool::{IdlePool, PoolKey};
 use self::state::PluginState;
@@ -84,8 +91,21 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Idle instances kept for reuse, across all plugins and owners.
     pub max_idle_instances: usize,
+    /// Guest memory idle instances may hold in all.
+    pub max_idle_bytes: usize,
+    /// An idle instance unused for this long is dropped.
+    pub idle_ttl: Duration,
     /// A pooled instance is retired after this many invocations.
     pub max_uses_per_instance: u32,
+    /// Invocations running at once (each may hold up to the memory limit).
+    pub max_in_flight: usize,
+    /// Invocations of one (plugin, owner) running at once.
+    pub max_in_flight_per_owner: usize,
+    /// Invocations running at once on the quarantine lane.
+    pub max_quarantined: usize,
+    /// Previews running at once, in all and per caller.
+    pub max_previews: usize,
+    pub max_previews_per_caller: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -95,7 +115,14 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             max_instances: 1_000,
             max_idle_instances: 256,
+            max_idle_bytes: 256 << 20,
+            idle_ttl: Duration::from_secs(60),
             max_uses_per_instance: 1_000,
+            max_in_flight: 8,
+            max_in_flight_per_owner: 2,
+            max_quarantined: 2,
+            max_previews: 4,
+            max_previews_per_caller: 2,
         }
     }
 }
@@ -107,6 +134,8 @@ pub enum RuntimeError {
     Engine(String),
     #[error("could not use the component cache directory {path}: {source}")]
     CacheDir { path: PathBuf, source: std::io::Error },
+    #[error("could not start the plugin quarantine threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// What a plugin says about itself (from its `describe` export).
@@ -167,6 +196,12 @@ pub struct Invocation {
     pub duration: Duration,
 }
 
+impl Invocation {
+    fn failed(error: PluginError, started: Instant) -> Self {
+        Invocation { result: Err(error), log: Vec::new(), duration: started.elapsed() }
+    }
+}
+
 /// Loads and runs plugins. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
@@ -179,6 +214,12 @@ struct Inner {
     cache: ComponentCache,
     config: RuntimeConfig,
     idle: IdlePool,
+    fairness: Fairness,
+    in_flight: tokio::sync::Semaphore,
+    quarantined: tokio::sync::Semaphore,
+    previews: PreviewSlots,
+    /// The lowest-priority threads: plugins under suspicion, and previews.
+    quarantine: crate::threads::Threads,
     _ticker: EpochTicker,
 }
 
@@ -193,16 +234,40 @@ impl Runtime {
         let cache = ComponentCache::new(&engine, config.cache_dir.as_deref()).map_err(|source| {
             RuntimeError::CacheDir { path: config.cache_dir.clone().unwrap_or_default(), source }
         })?;
-        Ok(Runtime {
+        let runtime = Runtime {
             inner: Arc::new(Inner {
                 _ticker: EpochTicker::start(engine.clone()),
-                idle: IdlePool::new(config.max_idle_instances),
+                idle: IdlePool::new(config.max_idle_instances, config.max_idle_bytes),
+                fairness: Fairness::new(config.max_in_flight_per_owner),
+                in_flight: tokio::sync::Semaphore::new(config.max_in_flight.max(1)),
+                quarantined: tokio::sync::Semaphore::new(config.max_quarantined.max(1)),
+                previews: PreviewSlots::new(config.max_previews, config.max_previews_per_caller),
+                quarantine: crate::threads::Threads::start("wasmhook-quarantine", 1, Some(19))
+                    .map_err(RuntimeError::Threads)?,
                 engine,
                 linker,
                 cache,
                 config,
             }),
-        })
+        };
+        runtime.expire_idle_instances();
+        Ok(runtime)
+    }
+
+    /// Gives idle instances' memory back once unused for the TTL, until the runtime is dropped.
+    fn expire_idle_instances(&self) {
+        let inner = Arc::downgrade(&self.inner);
+        let every = (self.inner.config.idle_ttl / 4).max(Duration::from_millis(100));
+        let spawned = std::thread::Builder::new().name("wasmhook-idle-expiry".into()).spawn(move || {
+            loop {
+                std::thread::sleep(every);
+                let Some(inner) = inner.upgrade() else { return };
+                inner.idle.expire(inner.config.idle_ttl);
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::warn!("idle plugin instances will only be reclaimed by use: {error}");
+        }
     }
 
     /// The shared engine (benchmarks compare against bare wasmtime on the same one).
@@ -219,6 +284,20 @@ impl Runtime {
     /// [`PluginError::InvalidComponent`].
     pub async fn load(&self, bytes: Arc<[u8]>, policy: Policy) -> Result<Arc<Plugin>, PluginError> {
         let hash = ContentHash::of(&bytes);
+        let loaded = self.load_unchecked(bytes, hash, policy).await;
+        if loaded.is_err() {
+            // Refused: nothing of it stays behind, its compiled form included.
+            self.inner.cache.evict(&hash);
+        }
+        loaded
+    }
+
+    async fn load_unchecked(
+        &self,
+        bytes: Arc<[u8]>,
+        hash: ContentHash,
+        policy: Policy,
+    ) -> Result<Arc<Plugin>, PluginError> {
         let inner = self.inner.clone();
         // Compiling a large component takes seconds of CPU: keep it off the async workers.
         let component = tokio::task::spawn_blocking(move || inner.cache.load(&inner.engine, &bytes, &hash))
@@ -266,9 +345,75 @@ impl Runtime {
     }
 
     /// Runs `transform` on a standard payload with a connector config (both JSON text),
-    /// on an instance that has only ever served `owner`.
-    pub async fn invoke(&self, plugin: &Plugin, owner: &str, payload: &str, config: &str) -> Invocation {
+    /// on an instance that has only ever served `owner`. Waits while `owner` has as many
+    /// invocations of this plugin running as it may, or the host as many as it runs at once.
+    pub async fn invoke(&self, plugin: &Arc<Plugin>, owner: &str, payload: &str, config: &str) -> Invocation {
+        self.invoke_on(plugin, owner, payload, config, false).await
+    }
+
+    /// [`Runtime::invoke`] for a preview: on the quarantine lane, in one of a few slots (an
+    /// error at once when there is none free).
+    pub async fn preview(&self, plugin: &Arc<Plugin>, owner: &str, payload: &str, config: &str) -> Invocation {
+        let _slot = match self.inner.previews.take(owner) {
+            Ok(slot) => slot,
+            Err(why) => return Invocation::failed(PluginError::HostBusy(why), Instant::now()),
+        };
+        self.invoke_on(plugin, owner, payload, config, true).await
+    }
+
+    async fn invoke_on(
+        &self,
+        plugin: &Arc<Plugin>,
+        owner: &str,
+        payload: &str,
+        config: &str,
+        quarantine: bool,
+    ) -> Invocation {
         let started = Instant::now();
+        let fairness = &self.inner.fairness;
+        let key = PoolKey { plugin: plugin.hash, owner: owner.into() };
+        let lane = loop {
+            let freed = fairness.freed.notified();
+            match fairness.start(&key, Instant::now()) {
+                Verdict::Run(lane) => break lane,
+                Verdict::Full => freed.await,
+                Verdict::BackedOff { strikes, retry_in } => {
+                    return Invocation::failed(PluginError::BackedOff { strikes, retry_in }, started);
+                }
+            }
+        };
+        let invocation = if quarantine || lane == Lane::Quarantine {
+            self.run_quarantined(plugin, key.clone(), payload, config).await
+        } else {
+            let _permit = self.inner.in_flight.acquire().await.expect("the semaphore is never closed");
+            self.run(plugin, &key, payload, config).await
+        };
+        let hit_limit = match &invocation.result {
+            Ok(_) => Some(false),
+            // Not the plugin's doing: it says nothing about it.
+            Err(PluginError::HostBusy(_)) => None,
+            Err(error) => Some(error.is_limit()),
+        };
+        fairness.finish(&key, hit_limit, Instant::now());
+        Invocation { duration: started.elapsed(), ..invocation }
+    }
+
+    /// Runs an invocation on the quarantine lane's low-priority threads.
+    async fn run_quarantined(&self, plugin: &Arc<Plugin>, key: PoolKey, payload: &str, config: &str) -> Invocation {
+        let (runtime, plugin) = (self.clone(), plugin.clone());
+        let (payload, config) = (payload.to_owned(), config.to_owned());
+        let task = self.inner.quarantine.handle().spawn(async move {
+            let _permit = runtime.inner.quarantined.acquire().await.expect("the semaphore is never closed");
+            runtime.run(&plugin, &key, &payload, &config).await
+        });
+        task.await.unwrap_or_else(|error| {
+            Invocation::failed(PluginError::Trap(format!("the invocation's task ended: {error}")), Instant::now())
+        })
+    }
+
+    /// One invocation, here and now.
+    async fn run(&self, plugin: &Plugin, key: &PoolKey, payload: &str, config: &str) -> Invocation {
+        let (started, owner) = (Instant::now(), &*key.owner);
         let inner = &self.inner;
         let limits = &inner.config.limits;
         let pooled = plugin.policy == Policy::Pooled;
@@ -278,15 +423,13 @@ impl Runtime {
             Some(instance) => instance,
             None => match Instance::new(&inner.engine, &plugin.pre, limits).await {
                 Ok(instance) => instance,
-                Err(error) => {
-                    return Invocation { result: Err(error), log: Vec::new(), duration: started.elapsed() };
-                }
+                Err(error) => return Invocation::failed(error, started),
             },
         };
         let (result, healthy) = instance.transform(payload, config, limits).await;
         let log = instance.take_log();
         if pooled && healthy && instance.uses < inner.config.max_uses_per_instance {
-            inner.idle.put(PoolKey { plugin: plugin.hash, owner: owner.into() }, instance);
+            inner.idle.put(key.clone(), instance);
         }
         Invocation { result, log, duration: started.elapsed() }
     }
@@ -299,6 +442,11 @@ impl Runtime {
     /// Idle instances currently kept.
     pub fn idle_instances(&self) -> usize {
         self.inner.idle.len()
+    }
+
+    /// Guest memory the idle instances hold.
+    pub fn idle_bytes(&self) -> usize {
+        self.inner.idle.bytes()
     }
 }
 

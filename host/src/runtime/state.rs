@@ -9,6 +9,12 @@ use super::engine::MAX_TABLE_ELEMENTS;
 use super::limits::{Limits, MemoryLimiter};
 use super::log::{LogLevel, SharedLog};
 
+/// Bytes one `get-random-bytes` call may ask for (JavaScript and Python seed with a few).
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
+/// WASI handles (streams, pollables…) an instance may hold at once.
+pub(crate) const MAX_RESOURCES: usize = 10_000;
+
 pub(crate) struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -32,10 +38,15 @@ impl PluginState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            // The default (64 MiB per call) is half a second of a host thread that neither
+            // the epoch nor the wall clock can interrupt.
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         PluginState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter::new(limits.memory_bytes, MAX_TABLE_ELEMENTS),
             log,
             ticks_left: 0,

@@ -1,12 +1,18 @@
 //! Storage: sled trees behind a narrow, typed interface.
 //!
-//! Trees: `webhooks`, `tokens`, `events`, `deliveries`, `queue` (keyed by due time),
-//! `attempts`, `connectors`, `idempotency` and `meta` (the schema version). Records are
-//! JSON. Ingest writes an event, its deliveries and their queue entries in one transaction,
-//! then waits for a group commit before it answers. Kept narrow so that a second backend
-//! (PostgreSQL, for several nodes) can stand behind the same interface.
+//! Trees: `webhooks`, `users`, `tokens`, `events` (by company and id), `deliveries`,
+//! `queue` (keyed by due time), `attempts`, `connectors`, `idempotency` (by token and key)
+//! and `meta` (the schema version and the database's id). Records are JSON. Ingest writes an
+//! event, its deliveries and their queue entries in one transaction — the idempotency check
+//! included — then waits for a group commit before it answers. Kept narrow so that a second
+//! backend (PostgreSQL, for several nodes) can stand behind the same interface.
+//!
+//! A marker file beside the database (`<db>.id`) holds the id written into `meta` when the
+//! database was created: a database that lost its files (truncated, replaced by an empty one)
+//! is then refused at start instead of starting empty.
 
 mod commit;
+mod migrate;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +24,7 @@ use serde_json::Value;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::access::Token;
+use crate::access::{Token, User};
 use crate::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::event::Event;
 use crate::webhook::Webhook;
@@ -26,7 +32,7 @@ use crate::webhook::Webhook;
 use self::commit::GroupCommit;
 
 /// The layout this version writes. Bump with a migration when records change shape.
-const SCHEMA_VERSION: u64 = 1;
+const SCHEMA_VERSION: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -38,6 +44,8 @@ pub enum StoreError {
     NewerSchema { path: PathBuf, found: u64 },
     #[error("a stored record is damaged: {0}")]
     Corrupt(String),
+    #[error("the database in {path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
     #[error("storage could not make the write durable: {0}")]
     NotDurable(String),
 }
@@ -56,6 +64,33 @@ pub enum Accepted {
     Duplicate(Value),
 }
 
+/// An `Idempotency-Key` as ingest checks it: scoped to the token that sent it, bound to the
+/// endpoint and the body it was first used with.
+pub struct IdempotencyKey {
+    /// `<token id>\0<key>`.
+    pub scoped: String,
+    pub endpoint: &'static str,
+    pub body_hash: String,
+}
+
+/// What [`Store::accept`] did.
+pub enum Stored {
+    /// Stored (some events may have been duplicates): the answer.
+    Answer(Value),
+    /// The key was used before with this endpoint and body: the first answer, nothing stored.
+    Replay(Value),
+    /// The key was used before with another endpoint or body: why; nothing stored.
+    KeyConflict(String),
+}
+
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdempotencyRecord {
+    endpoint: String,
+    body_hash: String,
+    response: Value,
+}
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -64,6 +99,7 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     webhooks: sled::Tree,
+    users: sled::Tree,
     tokens: sled::Tree,
     events: sled::Tree,
     deliveries: sled::Tree,
@@ -71,7 +107,7 @@ struct Inner {
     attempts: sled::Tree,
     connectors: sled::Tree,
     idempotency: sled::Tree,
-    /// `<accepted ms BE>e<event id>` and `<accepted ms BE>k<idempotency key>`: what to prune when.
+    /// `<accepted ms BE>e<event key>` and `<accepted ms BE>k<scoped key>`: what to prune when.
     expiry: sled::Tree,
     queue_depth: AtomicU64,
     commit: Arc<GroupCommit>,
@@ -99,6 +135,11 @@ pub fn millis(at: time::OffsetDateTime) -> u64 {
 /// The current time in [`millis`].
 pub fn now_ms() -> u64 {
     millis(time::OffsetDateTime::now_utc())
+}
+
+/// Events are deduplicated per company: another tenant's id never collides with this one's.
+fn event_key(company_id: &str, event_id: &str) -> Vec<u8> {
+    [company_id.as_bytes(), b"\0", event_id.as_bytes()].concat()
 }
 
 /// Queue keys sort by due time: milliseconds since the epoch, big-endian, then the id.
@@ -149,25 +190,31 @@ impl QueueEntry {
 
 impl Store {
     /// Opens (or creates) the database in `dir`. Needs a tokio runtime (for group commit).
+    /// A damaged database is an error naming it, never a panic or an empty start.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        let damaged = |reason: String| StoreError::Damaged { path: dir.to_owned(), reason };
+        // sled panics on some damage it finds while recovering; that is an answer too.
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(dir).open())
+            .map_err(|panic| damaged(panic_message(&panic)))?;
+        let db = opened.map_err(|error| match error {
+            sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => damaged(error.to_string()),
+            other => StoreError::Sled(other),
+        })?;
         let meta = db.open_tree("meta")?;
-        match meta.get("schema_version")? {
-            Some(v) => {
-                let found = u64::from_be_bytes(
-                    v.as_ref().try_into().map_err(|_| StoreError::Corrupt("schema version".into()))?,
-                );
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema { path: dir.to_owned(), found });
-                }
-            }
-            None => {
-                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-            }
+        let found = match meta.get("schema_version")? {
+            Some(v) => Some(u64::from_be_bytes(
+                v.as_ref().try_into().map_err(|_| damaged("the schema version is unreadable".into()))?,
+            )),
+            None => None,
+        };
+        if let Some(found) = found.filter(|found| *found > SCHEMA_VERSION) {
+            return Err(StoreError::NewerSchema { path: dir.to_owned(), found });
         }
+        migrate::check_marker(dir, &meta)?;
         let queue = db.open_tree("queue")?;
         let inner = Inner {
             webhooks: db.open_tree("webhooks")?,
+            users: db.open_tree("users")?,
             tokens: db.open_tree("tokens")?,
             events: db.open_tree("events")?,
             deliveries: db.open_tree("deliveries")?,
@@ -180,7 +227,13 @@ impl Store {
             commit: GroupCommit::start(db.clone()),
             db,
         };
-        Ok(Store { inner: Arc::new(inner) })
+        let store = Store { inner: Arc::new(inner) };
+        match found {
+            Some(found) if found < SCHEMA_VERSION => migrate::upgrade(&store, found)?,
+            _ => {}
+        }
+        meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+        Ok(store)
     }
 
     /// Waits until every write made so far is on disk.
@@ -240,6 +293,21 @@ impl Store {
         Ok(page)
     }
 
+    // Users: id → the companies they may see.
+
+    pub fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        self.inner.users.insert(&user.id, encode(user))?;
+        Ok(())
+    }
+
+    pub fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.inner.users.get(id)?.map(|v| decode(&v)).transpose()
+    }
+
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.inner.users.iter().values().map(|v| decode(&v?)).collect()
+    }
+
     // Tokens: `h/<hash>` → token, `i/<id>` → hash.
 
     pub fn put_token(&self, hash: &[u8; 32], token: &Token) -> Result<(), StoreError> {
@@ -293,37 +361,54 @@ impl Store {
         self.inner.queue_depth.load(Ordering::Relaxed)
     }
 
-    /// The answer stored under an `Idempotency-Key`, if that key was used before.
-    pub fn idempotent_response(&self, key: &str) -> Result<Option<Value>, StoreError> {
-        self.inner.idempotency.get(key)?.map(|v| decode(&v)).transpose()
-    }
-
     /// Stores events with their deliveries and queue entries, all or nothing, skipping
-    /// events whose id was seen before. `answer` turns the outcomes into the request's
-    /// answer, which is returned and, under an `Idempotency-Key`, stored in the same
-    /// transaction. Not yet durable: call [`Store::durable`] before answering.
+    /// events whose id was seen before in their company. `answer` turns the outcomes into the
+    /// request's answer, which is returned and, under an `Idempotency-Key`, stored in the same
+    /// transaction that checks the key — so two requests racing with one key store once.
+    /// Not yet durable: call [`Store::durable`] before answering.
     pub fn accept(
         &self,
         batch: &[Accept],
-        idempotency_key: Option<&str>,
+        idempotency_key: Option<&IdempotencyKey>,
         answer: impl Fn(&[Accepted]) -> Value,
         now_ms: u64,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<Stored, StoreError> {
         let inner = &self.inner;
         let trees = (&inner.events, &inner.deliveries, &inner.queue, &inner.idempotency, &inner.expiry);
         let result = trees.transaction(|(events, deliveries, queue, keys, expiry)| {
+            if let Some(key) = idempotency_key
+                && let Some(seen) = keys.get(key.scoped.as_bytes())?
+            {
+                let seen: IdempotencyRecord = serde_json::from_slice(&seen)
+                    .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                let stored = if seen.endpoint != key.endpoint {
+                    Stored::KeyConflict(format!(
+                        "this Idempotency-Key was used on {}; use a new key for this request",
+                        seen.endpoint
+                    ))
+                } else if seen.body_hash != key.body_hash {
+                    Stored::KeyConflict(
+                        "this Idempotency-Key was used with a different body; use a new key for a new request"
+                            .into(),
+                    )
+                } else {
+                    Stored::Replay(seen.response)
+                };
+                return Ok((stored, 0));
+            }
             let mut outcomes = Vec::with_capacity(batch.len());
             let mut queued = 0u64;
             for accept in batch {
-                if let Some(seen) = events.get(&accept.event.id)? {
+                let key = event_key(&accept.event.company_id, &accept.event.id);
+                if let Some(seen) = events.get(&key)? {
                     let record: EventRecord = serde_json::from_slice(&seen)
                         .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
                     outcomes.push(Accepted::Duplicate(record.response));
                     continue;
                 }
                 let record = EventRecord { event: accept.event.clone(), response: accept.response.clone() };
-                events.insert(accept.event.id.as_bytes(), encode(&record))?;
-                expiry.insert([&now_ms.to_be_bytes()[..], b"e", accept.event.id.as_bytes()].concat(), &[])?;
+                events.insert(key.as_slice(), encode(&record))?;
+                expiry.insert([&now_ms.to_be_bytes()[..], b"e", &key].concat(), &[])?;
                 for delivery in &accept.deliveries {
                     deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
                     deliveries.insert(by_webhook_key(&delivery.webhook_id, &delivery.id), &[])?;
@@ -336,10 +421,15 @@ impl Store {
             }
             let answer = answer(&outcomes);
             if let Some(key) = idempotency_key {
-                keys.insert(key.as_bytes(), encode(&answer))?;
-                expiry.insert([&now_ms.to_be_bytes()[..], b"k", key.as_bytes()].concat(), &[])?;
+                let record = IdempotencyRecord {
+                    endpoint: key.endpoint.to_owned(),
+                    body_hash: key.body_hash.clone(),
+                    response: answer.clone(),
+                };
+                keys.insert(key.scoped.as_bytes(), encode(&record))?;
+                expiry.insert([&now_ms.to_be_bytes()[..], b"k", key.scoped.as_bytes()].concat(), &[])?;
             }
-            Ok((answer, queued))
+            Ok((Stored::Answer(answer), queued))
         });
         match result {
             Ok((answer, queued)) => {
@@ -512,27 +602,49 @@ impl Store {
         Ok(self.inner.db.size_on_disk()?)
     }
 
-    /// Changes a webhook atomically; `change` says whether it changed anything. Returns the
-    /// new webhook when it did.
-    pub fn update_webhook(
+    /// Changes a webhook atomically (compare-and-swap: `change` runs again on the newer
+    /// record when another writer got there first, so neither undoes the other). `change`
+    /// says whether it changed anything; the new webhook is returned when it did.
+    pub fn update_webhook<E: From<StoreError>>(
         &self,
         id: &str,
-        mut change: impl FnMut(&mut Webhook) -> bool,
-    ) -> Result<Option<Webhook>, StoreError> {
+        mut change: impl FnMut(&mut Webhook) -> Result<bool, E>,
+    ) -> Result<Option<Webhook>, E> {
         loop {
-            let Some(old) = self.inner.webhooks.get(id)? else { return Ok(None) };
+            let Some(old) = self.inner.webhooks.get(id).map_err(StoreError::from)? else { return Ok(None) };
             let mut webhook: Webhook = decode(&old)?;
-            if !change(&mut webhook) {
+            if !change(&mut webhook)? {
                 return Ok(None);
             }
-            let swapped = self.inner.webhooks.compare_and_swap(id, Some(old), Some(encode(&webhook)))?;
+            let swapped = self
+                .inner
+                .webhooks
+                .compare_and_swap(id, Some(old), Some(encode(&webhook)))
+                .map_err(StoreError::from)?;
             if swapped.is_ok() {
                 return Ok(Some(webhook));
             }
         }
     }
 
-    pub fn event(&self, id: &str) -> Result<Option<Event>, StoreError> {
-        Ok(self.inner.events.get(id)?.map(|v| decode::<EventRecord>(&v)).transpose()?.map(|r| r.event))
+    /// An event by its company and id. `Err(Corrupt)` when it is stored but unreadable,
+    /// `Ok(None)` when it is gone (pruned).
+    pub fn event(&self, company_id: &str, id: &str) -> Result<Option<Event>, StoreError> {
+        let record = match self.inner.events.get(event_key(company_id, id))? {
+            Some(record) => Some(record),
+            // Written before events were scoped per company.
+            None => self.inner.events.get(id)?,
+        };
+        Ok(record.map(|v| decode::<EventRecord>(&v)).transpose()?.map(|r| r.event))
     }
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("sled stopped while reading it")
+        .to_owned()
 }
