@@ -5,8 +5,11 @@
 //! schema rejects. Properties the schema marks `"writeOnly": true` (API keys, Slack URLs) are
 //! secrets: views leave them out, an update that omits them keeps the stored ones, and their
 //! values are scrubbed from everything the delivery log shows (requests, responses, errors,
-//! plugin logs). Only top-level properties can be write-only.
+//! plugin logs), in every form a plugin may have written them in there: as they are,
+//! JSON-escaped, percent-encoded and in base64. Only top-level properties can be write-only.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value};
 
 /// A compiled config schema.
@@ -112,7 +115,8 @@ impl ConfigSchema {
 /// Replaces a webhook's write-only config values in text shown to users.
 #[derive(Debug, Default)]
 pub struct Scrubber {
-    secrets: Vec<String>,
+    /// Every secret in the forms of [`forms`], longest first.
+    variants: Vec<String>,
 }
 
 impl Scrubber {
@@ -122,18 +126,32 @@ impl Scrubber {
         Scrubber::new(members.filter_map(|v| v.as_str().map(str::to_owned)).collect())
     }
 
-    fn new(mut secrets: Vec<String>) -> Self {
-        secrets.retain(|s| !s.is_empty());
+    fn new(secrets: Vec<String>) -> Self {
+        let mut variants: Vec<String> =
+            secrets.iter().filter(|s| !s.is_empty()).flat_map(|s| forms(s)).collect();
         // Longest first, so a secret that contains another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        Scrubber { secrets }
+        variants.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        variants.dedup();
+        Scrubber { variants }
     }
 
     pub fn scrub(&self, text: &mut String) {
-        for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                *text = text.replace(secret.as_str(), REDACTED);
+        let mut scrubbed = String::new();
+        let (mut copied, mut at) = (0, 0);
+        while let Some(c) = text[at..].chars().next() {
+            match self.variants.iter().find_map(|variant| spelled_at(&text[at..], variant)) {
+                Some(len) => {
+                    scrubbed.push_str(&text[copied..at]);
+                    scrubbed.push_str(REDACTED);
+                    at += len;
+                    copied = at;
+                }
+                None => at += c.len_utf8(),
             }
+        }
+        if copied > 0 {
+            scrubbed.push_str(&text[copied..]);
+            *text = scrubbed;
         }
     }
 
@@ -142,6 +160,59 @@ impl Scrubber {
             self.scrub(text);
         }
     }
+}
+
+/// `secret` as it is and in the forms a plugin writes it in a JSON string or a header;
+/// percent-encoding, whose forms differ by encoder, is undone as text is read ([`spelled_at`]).
+fn forms(secret: &str) -> Vec<String> {
+    let quoted = Value::from(secret).to_string();
+    let json = &quoted[1..quoted.len() - 1];
+    // Python's `json.dumps` also escapes non-ASCII, as `\u00e9` (a surrogate pair past U+FFFF).
+    let mut ascii_json = String::new();
+    for c in json.chars() {
+        if c.is_ascii() {
+            ascii_json.push(c);
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                ascii_json += &format!("\\u{unit:04x}");
+            }
+        }
+    }
+    let mut forms = vec![secret.to_owned(), json.to_owned(), ascii_json];
+    // Base64 of a secret under 4 bytes is 2 to 4 characters, which other text holds by chance.
+    if secret.len() >= 4 {
+        forms.extend([STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].map(|b64| b64.encode(secret)));
+    }
+    forms
+}
+
+/// The length of `variant` at the start of `text`, where any of its characters may be
+/// percent-encoded (hex in either case, `+` for a space): query strings, forms and paths each
+/// encode a different set of characters.
+fn spelled_at(text: &str, variant: &str) -> Option<usize> {
+    // As it is first: a variant holding "%25" is itself, not an encoded "%".
+    if text.starts_with(variant) {
+        return Some(variant.len());
+    }
+    let mut rest = text;
+    for c in variant.chars() {
+        rest = strip_percent_encoded(rest, c)
+            .or_else(|| rest.strip_prefix(c))
+            .or_else(|| rest.strip_prefix('+').filter(|_| c == ' '))?;
+    }
+    Some(text.len() - rest.len())
+}
+
+/// `text` after `c`'s UTF-8 bytes percent-encoded at its start.
+fn strip_percent_encoded(mut text: &str, c: char) -> Option<&str> {
+    for &byte in c.encode_utf8(&mut [0; 4]).as_bytes() {
+        let hex = text.strip_prefix('%')?.get(..2)?;
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) || u8::from_str_radix(hex, 16) != Ok(byte) {
+            return None;
+        }
+        text = &text[3..];
+    }
+    Some(text)
 }
 
 #[cfg(test)]
@@ -189,6 +260,65 @@ mod tests {
         let mut text = "Bearer sk-12345678 refused".to_owned();
         s.scrubber(&stored).scrub(&mut text);
         assert_eq!(text, "Bearer [redacted] refused");
+    }
+
+    /// Every character a plugin's encoders treat specially; letters lowercase, so that
+    /// lowercasing an encoding lowercases only its hex.
+    const SECRET: &str = r#"k"ey\/ a&b=c+d é"#;
+
+    fn scrubbed(secrets: &[&str], text: &str) -> String {
+        let mut text = text.to_owned();
+        Scrubber::new(secrets.iter().map(|s| s.to_string()).collect()).scrub(&mut text);
+        text
+    }
+
+    #[test]
+    fn a_secret_is_scrubbed_json_escaped() {
+        let body = json!({"k": SECRET, "n": 1}).to_string();
+        assert_eq!(scrubbed(&[SECRET], &body), r#"{"k":"[redacted]","n":1}"#);
+        let ascii_only = body.replace('é', "\\u00e9");
+        assert_eq!(scrubbed(&[SECRET], &ascii_only), r#"{"k":"[redacted]","n":1}"#);
+    }
+
+    #[test]
+    fn a_secret_is_scrubbed_percent_encoded() {
+        let mut url = url::Url::parse("https://example.com/hook").unwrap();
+        url.query_pairs_mut().append_pair("key", SECRET).append_pair("n", "1");
+        let query = url.to_string();
+        assert_eq!(scrubbed(&[SECRET], &query), "https://example.com/hook?key=[redacted]&n=1");
+        for variant in [query.to_lowercase(), query.replace('+', "%20")] {
+            assert_eq!(scrubbed(&[SECRET], &variant), "https://example.com/hook?key=[redacted]&n=1");
+        }
+        let mut url = url::Url::parse("https://example.com/hook").unwrap();
+        url.path_segments_mut().unwrap().push(SECRET).push("x");
+        assert_eq!(scrubbed(&[SECRET], url.as_str()), "https://example.com/hook/[redacted]/x");
+        let every_byte: String = SECRET.bytes().map(|b| format!("%{b:02X}")).collect();
+        assert_eq!(scrubbed(&[SECRET], &format!("/{every_byte}/")), "/[redacted]/");
+    }
+
+    #[test]
+    fn a_secret_is_scrubbed_in_base64() {
+        for b64 in [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD] {
+            let header = format!("Bearer {}", b64.encode(SECRET));
+            assert_eq!(scrubbed(&[SECRET], &header), "Bearer [redacted]");
+        }
+    }
+
+    #[test]
+    fn text_without_a_secret_is_left_alone() {
+        let text = r#"{"k":"k\"ey\\/ a&b=c+d e"} k%22ey %41 a+b YWI "#;
+        assert_eq!(scrubbed(&[SECRET, "ab"], text), text);
+    }
+
+    #[test]
+    fn short_nested_and_percent_holding_secrets() {
+        assert_eq!(
+            scrubbed(&["ab"], "ab %61%62 YWI"),
+            "[redacted] [redacted] YWI",
+            "no base64 under 4 bytes"
+        );
+        assert_eq!(scrubbed(&["%25x", "%"], "%25x %2525x %"), "[redacted] [redacted] [redacted]");
+        assert_eq!(scrubbed(&["1234", "x1234x"], "x1234x 1234"), "[redacted] [redacted]");
     }
 
     #[test]
