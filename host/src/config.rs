@@ -35,6 +35,7 @@ pub struct Config {
     pub rotation_grace: Duration,
     pub limits: ApiLimits,
     pub delivery: DeliveryConfig,
+    pub http: HttpConfig,
     pub plugin_limits: Limits,
     /// Event types beyond the built-in catalog: name → description.
     pub event_types: BTreeMap<String, String>,
@@ -72,6 +73,7 @@ impl Default for Config {
             retention: Duration::from_secs(7 * 24 * 3600),
             limits: ApiLimits::default(),
             delivery: DeliveryConfig::default(),
+            http: HttpConfig::default(),
             plugin_limits: Limits::default(),
             event_types: BTreeMap::new(),
         }
@@ -94,6 +96,22 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig { workers: 64, per_webhook: 8, attempt_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// How the HTTP server treats connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HttpConfig {
+    /// How long a connection may take to send a complete request head, counted from when it
+    /// opens or its previous response went out: closes slow headers and idle keep-alive alike.
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { header_read_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -199,7 +217,8 @@ mod tests {
         let path = dir.path().join("wasmhook.toml");
         std::fs::write(
             &path,
-            "listen = \"0.0.0.0:9000\"\nretry-schedule = \"1s,2s\"\n[limits]\nbatch-events = 10\n",
+            "listen = \"0.0.0.0:9000\"\nretry-schedule = \"1s,2s\"\n[limits]\nbatch-events = 10\n\
+             [http]\nheader-read-timeout = \"5s\"\n",
         )
         .unwrap();
         let config = Config::load(Some(&path)).unwrap();
@@ -207,6 +226,7 @@ mod tests {
         assert_eq!(config.retry_schedule.len(), 2);
         assert_eq!(config.limits.batch_events, 10);
         assert_eq!(config.limits.event_bytes, 1 << 20);
+        assert_eq!(config.http.header_read_timeout, Duration::from_secs(5));
 
         std::fs::write(&path, "listne = \"x\"\n").unwrap();
         assert!(Config::load(Some(&path)).unwrap_err().to_string().contains("unknown field `listne`"));

@@ -14,6 +14,8 @@
 //! - [`connector_config`]: a webhook's connector config against the connector's schema
 //!   (validation, write-only secrets).
 //! - [`api`], [`server`], [`metrics`]: the REST API, `wasmhook serve`, Prometheus metrics.
+//! - [`http_server`]: serving HTTP/1.1 with a header-read and keep-alive timeout, shut down
+//!   gracefully.
 //! - [`threads`]: runtimes on threads of their own (deliveries; plugins under suspicion).
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 //! - [`web`]: the web app, embedded and served at `/`.
@@ -29,6 +31,7 @@ pub mod delivery;
 pub mod destination;
 pub mod event;
 pub mod filter;
+pub mod http_server;
 pub mod matcher;
 pub mod metrics;
 pub mod payload;

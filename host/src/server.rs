@@ -288,7 +288,8 @@ pub async fn serve(
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
     spawn_retention(state.store.clone(), state.config.retention);
     // First stop taking events, then let attempts in flight finish, then flush.
-    axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown).await?;
+    let http = state.config.http.clone();
+    crate::http_server::run(listener, crate::api::router(state), http, shutdown).await?;
     engine.shutdown(grace).await;
     store.flush().await.map_err(|source| ServeError::Storage { path: "db".into(), source })?;
     tracing::info!("stopped; storage flushed");
