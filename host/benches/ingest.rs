@@ -53,7 +53,7 @@ fn bench_matching() {
     println!("{:>9} {:>12} {:>8}", "webhooks", "per event", "vs 10");
     for n in [10, 1_000, 100_000] {
         let index = index_of(n);
-        assert_eq!(index.matches(&probe).len(), 4);
+        assert_eq!(index.matches(&probe).routes.len(), 4);
         let per_batch = 20_000u32;
         let mut samples: Vec<Duration> = (0..15)
             .map(|_| {

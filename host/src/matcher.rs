@@ -5,7 +5,9 @@
 //! names no projects — its owner's companies, or all companies). An event looks in at most
 //! six buckets, so the cost of matching grows with the number of matches, not of webhooks.
 //! The index is rebuilt from storage at start and updated with every change, a change of a
-//! user's companies included (which re-places every webhook of theirs).
+//! user's companies included (which re-places every webhook of theirs). The filters one
+//! event meets share one work [`Budget`]; webhooks whose filter it could not pay for are left
+//! out and named, so the caller can say so.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::access::{Companies, OPERATOR_ID};
-use crate::filter::Filter;
+use crate::filter::{Budget, Filter, FilterError};
 use crate::webhook::Webhook;
 
 /// What matching needs of a webhook, kept in memory.
@@ -22,7 +24,8 @@ pub struct Route {
     pub webhook_id: String,
     pub enabled: bool,
     companies: Companies,
-    filter: Option<Filter>,
+    /// `Err` when the stored filter no longer parses (limits tighten): it then matches nothing.
+    filter: Option<Result<Filter, FilterError>>,
     /// The payload's `webhook` member, for filters on `webhook.*`.
     summary: Value,
 }
@@ -47,6 +50,15 @@ pub struct MatchIndex {
     owner_of: HashMap<String, String>,
     disabled: std::collections::HashSet<String>,
     ordered: std::collections::HashSet<String>,
+}
+
+/// What an event reaches.
+#[derive(Debug, Default)]
+pub struct Matches {
+    pub routes: Vec<Arc<Route>>,
+    /// Webhooks left out because the event's filter budget ran out before their filter
+    /// was decided.
+    pub cut_off: Vec<String>,
 }
 
 /// An event as matching sees it.
@@ -84,7 +96,15 @@ impl MatchIndex {
         self.owned.entry(owner.clone()).or_default().insert(webhook.id.clone(), webhook.clone());
         self.owner_of.insert(webhook.id.clone(), owner.clone());
         let companies = self.companies_of(owner);
-        let filter = webhook.filter.as_ref().and_then(|f| Filter::parse(f).ok());
+        let filter = webhook.filter.as_ref().map(|f| {
+            // Matching nothing rather than everything: a filter is what keeps events out.
+            Filter::parse(f).inspect_err(|e| {
+                tracing::warn!(
+                    webhook_id = webhook.id,
+                    "stored filter refused, the webhook matches nothing: {e}"
+                )
+            })
+        });
         let route = Arc::new(Route {
             webhook_id: webhook.id.clone(),
             enabled: webhook.enabled,
@@ -166,30 +186,39 @@ impl MatchIndex {
     }
 
     /// The webhooks the event reaches, enabled or not (disabled ones keep their deliveries
-    /// as `paused`), in no particular order.
-    pub fn matches(&self, probe: &Probe<'_>) -> Vec<Arc<Route>> {
+    /// as `paused`), in no particular order. Their filters share one [`Budget`].
+    pub fn matches(&self, probe: &Probe<'_>) -> Matches {
+        self.matches_within(probe, Budget::default())
+    }
+
+    fn matches_within(&self, probe: &Probe<'_>, mut budget: Budget) -> Matches {
         let event_keys = [Some(probe.event_type.to_owned()), None];
         let scopes = [
             Scope::Project(probe.project_id.to_owned()),
             Scope::Company(probe.company_id.to_owned()),
             Scope::AllCompanies,
         ];
-        let mut found = Vec::new();
+        let mut found = Matches::default();
         for event in &event_keys {
             for scope in &scopes {
                 let Some(bucket) = self.buckets.get(&(event.clone(), scope.clone())) else { continue };
-                found.extend(
-                    bucket
-                        .values()
-                        .filter(|route| route.companies.allows(probe.company_id))
-                        .filter(|route| {
-                            route
-                                .filter
-                                .as_ref()
-                                .is_none_or(|f| f.matches_split(probe.payload, Some(&route.summary)))
-                        })
-                        .cloned(),
-                );
+                for route in bucket.values().filter(|route| route.companies.allows(probe.company_id)) {
+                    let reached = match &route.filter {
+                        None => true,
+                        Some(Ok(filter)) => {
+                            let reached = filter.matches(probe.payload, Some(&route.summary), &mut budget);
+                            // Running out lasts, so this filter ran out or found nothing left.
+                            if !reached && budget.exhausted() {
+                                found.cut_off.push(route.webhook_id.clone());
+                            }
+                            reached
+                        }
+                        Some(Err(_)) => false,
+                    };
+                    if reached {
+                        found.routes.push(route.clone());
+                    }
+                }
             }
         }
         found
@@ -227,7 +256,8 @@ mod tests {
     fn matched(index: &MatchIndex, event: &str, company: &str, project: &str) -> Vec<String> {
         let payload = json!({"event": event, "currentValue": {"title": "Launch"}});
         let probe = Probe { event_type: event, company_id: company, project_id: project, payload: &payload };
-        let mut ids: Vec<String> = index.matches(&probe).iter().map(|r| r.webhook_id.clone()).collect();
+        let mut ids: Vec<String> =
+            index.matches(&probe).routes.iter().map(|r| r.webhook_id.clone()).collect();
         ids.sort();
         ids
     }
@@ -302,5 +332,47 @@ mod tests {
         operators.created_by_id = OPERATOR_ID.into();
         index.upsert(&operators);
         assert_eq!(matched(&index, "TODO_CREATED", "A", "p1"), ["operators"]);
+    }
+
+    #[test]
+    fn stored_filters_that_no_longer_parse_match_nothing() {
+        let mut index = MatchIndex::default();
+        let mut w = webhook(&mut index, "f", &[], &[], Companies::All);
+        w.filter = Some(json!({"path": "event", "op": "in", "value": vec!["TODO_CREATED"; 1_001]}));
+        index.upsert(&w);
+        assert!(matched(&index, "TODO_CREATED", "c1", "p1").is_empty());
+    }
+
+    #[test]
+    fn filters_share_the_event_budget_and_those_cut_off_are_named() {
+        let mut index = MatchIndex::default();
+        let mut costly = webhook(&mut index, "costly", &[], &[], Companies::All);
+        costly.filter = Some(json!({"path": "currentValue.items[*]", "op": "eq", "value": "absent"}));
+        index.upsert(&costly);
+        let mut cheap = webhook(&mut index, "cheap", &[], &[], Companies::All);
+        cheap.filter = Some(json!({"path": "event", "op": "exists"}));
+        index.upsert(&cheap);
+        let unfiltered = webhook(&mut index, "unfiltered", &[], &[], Companies::All);
+        index.upsert(&unfiltered);
+
+        let payload = json!({"event": "TODO_CREATED", "currentValue": {"items": vec![0; 100]}});
+        let probe =
+            Probe { event_type: "TODO_CREATED", company_id: "c1", project_id: "p1", payload: &payload };
+        let ids = |routes: &[Arc<Route>]| {
+            let mut ids: Vec<String> = routes.iter().map(|r| r.webhook_id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        // Enough for both filters: the costly one takes 3 + 2 × 100 units, the cheap one 3.
+        let all = index.matches_within(&probe, Budget::new(206));
+        assert_eq!(ids(&all.routes), ["cheap", "unfiltered"]);
+        assert!(all.cut_off.is_empty());
+        // One unit short: the filter evaluated last runs out, whichever it is (bucket order).
+        let short = index.matches_within(&probe, Budget::new(205));
+        match &short.cut_off[..] {
+            [cut] if cut == "costly" => assert_eq!(ids(&short.routes), ["cheap", "unfiltered"]),
+            [cut] if cut == "cheap" => assert_eq!(ids(&short.routes), ["unfiltered"]),
+            _ => panic!("{short:?}"),
+        }
     }
 }

@@ -21,7 +21,7 @@ use crate::access::{Caller, Scope};
 use crate::catalog::EventType;
 use crate::delivery::{Delivery, DeliveryStatus, new_delivery_id};
 use crate::event::{Event, IncomingEvent};
-use crate::matcher::Probe;
+use crate::matcher::{Matches, Probe};
 use crate::server::AppState;
 use crate::store::{Accept, Accepted, IdempotencyKey, Stored};
 
@@ -197,7 +197,14 @@ fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestR
         project_id: &event.project_id,
         payload: &payload,
     };
-    let routes = state.index.read().unwrap_or_else(|p| p.into_inner()).matches(&probe);
+    let Matches { routes, cut_off } = state.index.read().unwrap_or_else(|p| p.into_inner()).matches(&probe);
+    if !cut_off.is_empty() {
+        tracing::warn!(
+            event_id = event.id,
+            ?cut_off,
+            "filter work budget ran out: these webhooks were left out"
+        );
+    }
     let deliveries: Vec<Delivery> = routes
         .iter()
         .map(|route| Delivery {
