@@ -17,6 +17,15 @@ pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// Replaces `path` atomically with a 0600 file holding `contents` (a reader sees the old
+/// file or the new one, never a part).
+pub fn replace(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temporary);
+    write(&temporary, contents)?;
+    std::fs::rename(&temporary, path)
+}
+
 /// Creates `dir` (and its parents) if needed and makes it 0700.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;

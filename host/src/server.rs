@@ -74,12 +74,12 @@ impl AppState {
         crate::private_file::private_dir(&config.data_dir)?;
         let db_path = config.data_dir.join("db");
         let storage = |source| ServeError::Storage { path: db_path.clone(), source };
+        let operator_hashes = operator_hashes(&config)?;
         let store = Store::open(&db_path).map_err(storage)?;
         // What sled created under the default umask: nobody else reads the data directory.
         crate::private_file::restrict_tree(&config.data_dir)?;
         let webhooks = store.all_webhooks().map_err(storage)?;
         let secrets = secret_box(&config, &webhooks)?;
-        let operator_hashes = operator_hashes(&config)?;
         let runtime = Runtime::new(RuntimeConfig {
             limits: config.plugin_limits.clone(),
             cache_dir: Some(config.cache_dir.clone()),
@@ -292,6 +292,7 @@ pub async fn serve(
     crate::http_server::run(listener, crate::api::router(state), http, shutdown).await?;
     engine.shutdown(grace).await;
     store.flush().await.map_err(|source| ServeError::Storage { path: "db".into(), source })?;
+    store.close_cleanly().map_err(|source| ServeError::Storage { path: "db".into(), source })?;
     tracing::info!("stopped; storage flushed");
     Ok(())
 }

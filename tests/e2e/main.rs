@@ -9,6 +9,7 @@ mod cli;
 mod connectors;
 mod delivery;
 mod examples;
+mod hardening;
 mod receiving;
 mod runtime;
 mod serve;

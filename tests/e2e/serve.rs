@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use crate::support::{binary, shared_cache_dir};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    address: String,
+    pub(crate) address: String,
     /// Everything the server logged, collected once it stops.
     log: std::sync::mpsc::Receiver<String>,
 }
@@ -20,13 +20,20 @@ fn start(data_dir: &std::path::Path, cache_dir: &std::path::Path) -> Server {
     start_with(data_dir, cache_dir, &[])
 }
 
-fn start_with(data_dir: &std::path::Path, cache_dir: &std::path::Path, args: &[&str]) -> Server {
-    let mut child = Command::new(binary())
+pub(crate) fn start_with(data_dir: &std::path::Path, cache_dir: &std::path::Path, args: &[&str]) -> Server {
+    let mut command = Command::new(binary());
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .arg("--cache-dir")
         .arg(cache_dir)
-        .args(args)
+        .args(args);
+    start_command(command)
+}
+
+/// Starts `wasmhook serve` as `command` says (it must listen on 127.0.0.1:0).
+pub(crate) fn start_command(mut command: Command) -> Server {
+    let mut child = command
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -55,6 +62,39 @@ fn start_with(data_dir: &std::path::Path, cache_dir: &std::path::Path, args: &[&
     Server { child, address, log }
 }
 
+/// Runs `wasmhook serve` expecting it to refuse to start: returns what it printed.
+pub(crate) fn refused_start(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut child = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--cache-dir")
+        .arg(shared_cache_dir())
+        .args(args)
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wasmhook runs");
+    // A server that starts anyway would never exit: stop waiting after a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut printed).unwrap();
+    assert!(!status.success(), "it started: {printed}");
+    assert!(!printed.contains("panicked"), "a refusal, not a panic: {printed}");
+    printed
+}
+
 impl Drop for Server {
     /// A failed test must not leave its server running; after a clean stop this does nothing.
     fn drop(&mut self) {
@@ -64,7 +104,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         self.stop_with_log().0
     }
 
@@ -75,7 +115,7 @@ impl Server {
         (status, self.log.iter().collect::<Vec<_>>().join("\n"))
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         token: &str,
         method: reqwest::Method,

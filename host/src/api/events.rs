@@ -71,13 +71,10 @@ pub async fn ingest(
     require(&caller, &[Scope::Ingest], "sending events")?;
     state.check_ingest_rate(&caller, 1)?;
     let key = idempotency_key(&caller, &headers, "POST /v1/events", &body)?;
-    let mut event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
-    if event.id.is_none() {
-        event.id = key.as_ref().map(|(text, _)| text.clone());
-    }
+    let event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
     let (accept, result) = prepare(&state, event)?;
     let response = serde_json::to_value(&result).expect("plain data");
-    let stored = commit(&state, vec![accept], key.as_ref().map(|(_, key)| key), |outcomes| {
+    let stored = commit(&state, vec![accept], key.as_ref(), |outcomes| {
         match &outcomes[0] {
             Accepted::Duplicate(first) => mark_duplicate(first.clone()),
             Accepted::New => response.clone(),
@@ -120,7 +117,7 @@ pub async fn ingest_batch(
         prepared.push(prepare(&state, event)?);
     }
     let (accepts, results): (Vec<Accept>, Vec<IngestResult>) = prepared.into_iter().unzip();
-    let stored = commit(&state, accepts, key.as_ref().map(|(_, key)| key), |outcomes| {
+    let stored = commit(&state, accepts, key.as_ref(), |outcomes| {
         let events: Vec<Value> = results
             .iter()
             .zip(outcomes)
@@ -139,22 +136,21 @@ pub async fn ingest_batch(
     }
 }
 
-/// The request's `Idempotency-Key`, as sent and as stored: scoped to the caller's token and
-/// bound to this endpoint and body.
+/// The request's `Idempotency-Key`, scoped to the caller's token and bound to this endpoint
+/// and body.
 fn idempotency_key(
     caller: &Caller,
     headers: &HeaderMap,
     endpoint: &'static str,
     body: &Value,
-) -> Result<Option<(String, IdempotencyKey)>, ApiError> {
+) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let text = match value.to_str() {
         Ok(key) if !key.is_empty() && key.len() <= 255 => key.to_owned(),
         _ => return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
     };
     let body_hash = hex::encode(sha2::Sha256::digest(serde_json::to_vec(body).expect("plain data")));
-    let key = IdempotencyKey { scoped: format!("{}\0{text}", caller.token_id), endpoint, body_hash };
-    Ok(Some((text, key)))
+    Ok(Some(IdempotencyKey { scoped: format!("{}\0{text}", caller.token_id), endpoint, body_hash }))
 }
 
 fn key_conflict(why: String) -> ApiError {

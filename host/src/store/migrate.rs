@@ -9,42 +9,83 @@ use serde_json::Value;
 use super::{Store, StoreError, decode};
 use crate::access::{Companies, User};
 
-/// Checks the database in `dir` against its marker file, writing both on first start.
+/// Checks the database in `dir` against its marker file (`<db>.id`: the database's id and
+/// its generation), then starts a new generation.
+///
+/// The generation is written to `meta` (and made durable) before the marker, at every start
+/// and every clean stop, so `meta` is never behind the marker — unless the database lost
+/// writes: files emptied or cut short, or a damaged log that sled quietly recovered to an
+/// older state. Either way the database is refused rather than served with data missing.
 pub(super) fn check_marker(dir: &Path, meta: &sled::Tree) -> Result<(), StoreError> {
-    let marker = dir.with_extension("id");
+    let marker = marker_path(dir);
     let damaged = |reason: String| StoreError::Damaged { path: dir.to_owned(), reason };
-    let stored = meta.get("db_id")?.map(|id| String::from_utf8_lossy(&id).into_owned());
-    match std::fs::read_to_string(&marker) {
-        Ok(expected) => match stored {
-            Some(found) if found == expected.trim() => Ok(()),
-            Some(found) => Err(damaged(format!(
-                "it is database {found}, but {} says this directory holds {}; restore the right \
-                 database from a backup",
-                marker.display(),
-                expected.trim()
-            ))),
-            None => Err(damaged(format!(
-                "it held data before ({} says so) but its files are now empty or cut short; \
-                 restore them from a backup, or remove {} to start over with an empty database",
-                marker.display(),
-                marker.display()
-            ))),
-        },
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let id = match stored {
-                Some(id) => id,
-                None => {
-                    let id = uuid::Uuid::now_v7().simple().to_string();
-                    meta.insert("db_id", id.as_bytes())?;
-                    meta.flush()?;
-                    id
+    let stored_id = meta.get("db_id")?.map(|id| String::from_utf8_lossy(&id).into_owned());
+    let stored_generation = generation(meta)?;
+    let id = match std::fs::read_to_string(&marker) {
+        Ok(text) => {
+            let mut parts = text.split_whitespace();
+            let (expected, at_least) = (parts.next().unwrap_or_default(), parts.next().unwrap_or("0"));
+            let at_least: u64 = at_least.parse().unwrap_or(0);
+            match stored_id {
+                Some(found) if found == expected && stored_generation >= at_least => found,
+                Some(found) if found != expected => {
+                    return Err(damaged(format!(
+                        "it is database {found}, but {} says this directory holds {expected}; restore \
+                         the right database from a backup",
+                        marker.display()
+                    )));
                 }
-            };
-            crate::private_file::write(&marker, id.as_bytes())
-                .map_err(|e| damaged(format!("cannot write {}: {e}", marker.display())))
+                _ => {
+                    return Err(damaged(format!(
+                        "it has lost writes ({} records generation {at_least}, the database {}): its \
+                         files were emptied, cut short or damaged; restore them from a backup, or \
+                         remove {} to start over with what is left",
+                        marker.display(),
+                        if stored_id.is_some() { format!("only {stored_generation}") } else { "none".into() },
+                        marker.display()
+                    )));
+                }
+            }
         }
-        Err(error) => Err(damaged(format!("cannot read {}: {error}", marker.display()))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => match stored_id {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                meta.insert("db_id", id.as_bytes())?;
+                id
+            }
+        },
+        Err(error) => return Err(damaged(format!("cannot read {}: {error}", marker.display()))),
+    };
+    advance(dir, meta, &id, stored_generation + 1)
+}
+
+/// Starts the next generation: durable in `meta` first, then in the marker.
+pub(super) fn next_generation(dir: &Path, meta: &sled::Tree) -> Result<(), StoreError> {
+    let id = meta.get("db_id")?.map(|id| String::from_utf8_lossy(&id).into_owned()).unwrap_or_default();
+    advance(dir, meta, &id, generation(meta)? + 1)
+}
+
+fn advance(dir: &Path, meta: &sled::Tree, id: &str, generation: u64) -> Result<(), StoreError> {
+    meta.insert("generation", &generation.to_be_bytes())?;
+    meta.flush()?;
+    let marker = marker_path(dir);
+    crate::private_file::replace(&marker, format!("{id} {generation}\n").as_bytes()).map_err(|e| {
+        StoreError::Damaged { path: dir.to_owned(), reason: format!("cannot write {}: {e}", marker.display()) }
+    })
+}
+
+fn generation(meta: &sled::Tree) -> Result<u64, StoreError> {
+    match meta.get("generation")? {
+        None => Ok(0),
+        Some(bytes) => Ok(u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| {
+            StoreError::Corrupt("the database generation is unreadable".into())
+        })?)),
     }
+}
+
+fn marker_path(dir: &Path) -> std::path::PathBuf {
+    dir.with_extension("id")
 }
 
 /// Brings records written by schema `from` up to this version.

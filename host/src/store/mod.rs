@@ -97,6 +97,8 @@ pub struct Store {
 }
 
 struct Inner {
+    path: PathBuf,
+    meta: sled::Tree,
     db: sled::Db,
     webhooks: sled::Tree,
     users: sled::Tree,
@@ -194,10 +196,13 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let damaged = |reason: String| StoreError::Damaged { path: dir.to_owned(), reason };
         // sled panics on some damage it finds while recovering; that is an answer too.
+        let restore = |what: String| damaged(format!("{what}; restore it from a backup"));
         let opened = std::panic::catch_unwind(|| sled::Config::new().path(dir).open())
-            .map_err(|panic| damaged(panic_message(&panic)))?;
+            .map_err(|panic| restore(format!("sled stopped reading it: {}", panic_message(&panic))))?;
         let db = opened.map_err(|error| match error {
-            sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => damaged(error.to_string()),
+            sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+                restore(format!("sled found it unreadable ({error})"))
+            }
             other => StoreError::Sled(other),
         })?;
         let meta = db.open_tree("meta")?;
@@ -213,6 +218,8 @@ impl Store {
         migrate::check_marker(dir, &meta)?;
         let queue = db.open_tree("queue")?;
         let inner = Inner {
+            path: dir.to_owned(),
+            meta: meta.clone(),
             webhooks: db.open_tree("webhooks")?,
             users: db.open_tree("users")?,
             tokens: db.open_tree("tokens")?,
@@ -239,6 +246,11 @@ impl Store {
     /// Waits until every write made so far is on disk.
     pub async fn durable(&self) -> Result<(), StoreError> {
         self.inner.commit.durable().await.map_err(StoreError::NotDurable)
+    }
+
+    /// Records a clean stop (a new generation, see `migrate`), after a final flush.
+    pub fn close_cleanly(&self) -> Result<(), StoreError> {
+        migrate::next_generation(&self.inner.path, &self.inner.meta)
     }
 
     pub async fn flush(&self) -> Result<(), StoreError> {

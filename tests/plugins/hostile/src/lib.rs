@@ -3,6 +3,7 @@
 //! The connector config picks the behaviour: `{"mode": "loop"}` and so on (see `transform`).
 
 use std::hint::black_box;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmhook_plugin_sdk::{Config, Error, Event, Info, Plugin, Request, export_plugin, json, log};
@@ -10,22 +11,31 @@ use wasmhook_plugin_sdk::{Config, Error, Event, Info, Plugin, Request, export_pl
 /// Counts invocations of this instance: shows whether guest state survives between calls.
 static INVOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// What `hoard` keeps between calls.
+static HOARD: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
 struct Hostile;
 
 #[derive(serde::Deserialize)]
 struct Mode {
     mode: String,
+    /// A write-only secret, for the modes that leak it.
+    #[serde(default)]
+    key: String,
 }
 
 impl Plugin for Hostile {
     fn describe() -> Info {
         Info::new("hostile", "0.0.1", "Misbehaves on demand (tests only).")
-            .config_schema(json!({"type": "object", "properties": {"mode": {"type": "string"}}}))
+            .config_schema(json!({"type": "object", "properties": {
+                "mode": {"type": "string"},
+                "key": {"type": "string", "writeOnly": true},
+            }}))
     }
 
     fn transform(event: Event, config: Config) -> Result<Vec<Request>, Error> {
         let count = INVOCATIONS.fetch_add(1, Ordering::Relaxed) + 1;
-        let Mode { mode } = config.parse()?;
+        let Mode { mode, key } = config.parse()?;
         match mode.as_str() {
             "ok" => Ok(vec![Request::new(event.raw()).header("content-type", "application/json")]),
             "count" => Ok(vec![Request::new(count.to_string())]),
@@ -63,6 +73,25 @@ impl Plugin for Hostile {
                 println!("{}", "flood ".repeat(100));
             },
             "sandbox" => Ok(vec![Request::json(&sandbox_report())]),
+            // Half a second of host work per call if the host lets a plugin ask for this much.
+            "random" => {
+                let bytes = wasip2::random::random::get_random_bytes(60 << 20);
+                Ok(vec![Request::new(bytes.len().to_string())])
+            }
+            "resources" => loop {
+                std::mem::forget(wasip2::clocks::monotonic_clock::subscribe_duration(1));
+            },
+            "long-error" => Err(Error::failed("x".repeat(4 << 20))),
+            "hoard" => {
+                let mut hoard = HOARD.lock().unwrap_or_else(|p| p.into_inner());
+                if hoard.is_empty() {
+                    *hoard = vec![1u8; 60 << 20];
+                }
+                Ok(vec![Request::new(hoard.len().to_string())])
+            }
+            // The write-only key, JSON-escaped in the body and plain in a header.
+            "leak-key" => Ok(vec![Request::json(&json!({"leaked": key})).header("authorization", format!("Bearer {key}"))]),
+            "private-url" => Ok(vec![Request::new("{}").url("http://10.0.0.1/internal")]),
             other => Err(Error::invalid_config(format!("unknown mode {other:?}"))),
         }
     }
