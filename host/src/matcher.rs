@@ -269,7 +269,8 @@ mod tests {
         index.upsert(&w);
         let w = webhook(&mut index, "b_any_event", &[], &["p1", "p2"], only(&["c1", "c2"]));
         index.upsert(&w);
-        let w = webhook(&mut index, "c_company_wide", &["TODO_CREATED", "COMMENT_CREATED"], &[], only(&["c1"]));
+        let w =
+            webhook(&mut index, "c_company_wide", &["TODO_CREATED", "COMMENT_CREATED"], &[], only(&["c1"]));
         index.upsert(&w);
         let w = webhook(&mut index, "d_everything", &[], &[], Companies::All);
         index.upsert(&w);

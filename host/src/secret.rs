@@ -115,10 +115,8 @@ impl SecretBox {
     pub fn seal_bytes(&self, plain: &[u8]) -> String {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).expect("the OS random source is available");
-        let sealed = self
-            .cipher
-            .encrypt(XNonce::from_slice(&nonce), plain)
-            .expect("encrypting in memory cannot fail");
+        let sealed =
+            self.cipher.encrypt(XNonce::from_slice(&nonce), plain).expect("encrypting in memory cannot fail");
         STANDARD.encode([nonce.as_slice(), &sealed].concat())
     }
 

@@ -429,8 +429,9 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
     assert!(receiver.received().is_empty(), "no connection reached the receiver");
 
     // With private destinations allowed, loopback receivers are delivered to.
-    let sent =
-        Sender::new(std::time::Duration::from_secs(5), true).send("msg_1", &request, &receiver.url, &[&secret]).await;
+    let sent = Sender::new(std::time::Duration::from_secs(5), true)
+        .send("msg_1", &request, &receiver.url, &[&secret])
+        .await;
     assert_eq!(sent.attempt.status_code, Some(200));
 }
 

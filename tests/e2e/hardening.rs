@@ -41,12 +41,21 @@ async fn a_webhook_matches_only_the_companies_its_owner_has_now() {
     assert_eq!(server.call(OPERATOR, Method::DELETE, &format!("/v1/tokens/{old}"), None).await.0, 204);
     let narrower = server.token("alice", &["A"], "user").await;
     let (status, _) = server
-        .call(&narrower, Method::PATCH, &format!("/v1/webhooks/{id}"), Some(json!({"url": "http://127.0.0.1:9/b"})))
+        .call(
+            &narrower,
+            Method::PATCH,
+            &format!("/v1/webhooks/{id}"),
+            Some(json!({"url": "http://127.0.0.1:9/b"})),
+        )
         .await;
     assert_eq!(status, 200);
 
     let ingest = server.token("app", &[], "ingest").await;
-    assert_eq!(server.send_event(&ingest, event("b1", "B")).await["matched"], 0, "company B is no longer hers");
+    assert_eq!(
+        server.send_event(&ingest, event("b1", "B")).await["matched"],
+        0,
+        "company B is no longer hers"
+    );
     assert_eq!(server.send_event(&ingest, event("a1", "A")).await["matched"], 1);
     let (_, me) = server.call(&narrower, Method::GET, "/v1/me", None).await;
     assert_eq!(me["companies"], json!({"only": ["A"]}));
@@ -57,7 +66,12 @@ async fn operator_and_other_reserved_names_cannot_be_user_ids() {
     let server = TestServer::start().await;
     for reserved in ["operator", "Operator", "wasmhook"] {
         let (status, answer) = server
-            .call(OPERATOR, Method::POST, "/v1/tokens", Some(json!({"userId": reserved, "allCompanies": true})))
+            .call(
+                OPERATOR,
+                Method::POST,
+                "/v1/tokens",
+                Some(json!({"userId": reserved, "allCompanies": true})),
+            )
             .await;
         assert_eq!(status, 400, "{reserved}: {answer}");
         assert!(answer["error"]["message"].as_str().unwrap().contains("reserved"), "{answer}");
@@ -79,11 +93,13 @@ async fn event_ids_are_scoped_per_company() {
     let tenant_b = server.token("app_b", &["B"], "ingest").await;
 
     let b = server.send_event(&tenant_b, event("evt_shared", "B")).await;
-    let (status, a) = server.call(&tenant_a, Method::POST, "/v1/events", Some(event("evt_shared", "A"))).await;
+    let (status, a) =
+        server.call(&tenant_a, Method::POST, "/v1/events", Some(event("evt_shared", "A"))).await;
     assert_eq!(status, 202, "B's event with the same id suppresses nothing of A's: {a}");
     assert_eq!(a["duplicate"], false);
     assert_ne!(a["deliveries"], b["deliveries"], "A never sees B's delivery ids");
-    let (status, again) = server.call(&tenant_a, Method::POST, "/v1/events", Some(event("evt_shared", "A"))).await;
+    let (status, again) =
+        server.call(&tenant_a, Method::POST, "/v1/events", Some(event("evt_shared", "A"))).await;
     assert_eq!((status, &again["deliveries"]), (200, &a["deliveries"]), "within a company ids still dedupe");
 }
 
@@ -94,16 +110,23 @@ async fn idempotency_keys_belong_to_their_token_body_and_endpoint() {
     let post = |token: String, path: &'static str, body: Value| {
         let request = server.client.post(format!("{}{path}", server.base));
         async move {
-            let response = request.bearer_auth(token).header("Idempotency-Key", "k1").json(&body).send().await.unwrap();
+            let response =
+                request.bearer_auth(token).header("Idempotency-Key", "k1").json(&body).send().await.unwrap();
             (response.status().as_u16(), response.json::<Value>().await.unwrap())
         }
     };
-    let first = post(one.clone(), "/v1/events", json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p"})).await;
+    let first =
+        post(one.clone(), "/v1/events", json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p"}))
+            .await;
     assert_eq!(first.0, 202);
-    let replay = post(one.clone(), "/v1/events", json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p"})).await;
+    let replay =
+        post(one.clone(), "/v1/events", json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p"}))
+            .await;
     assert_eq!((replay.0, &replay.1["id"], &replay.1["duplicate"]), (200, &first.1["id"], &json!(true)));
 
-    let other_body = post(one.clone(), "/v1/events", json!({"event": "TODO_DELETED", "companyId": "c", "projectId": "p"})).await;
+    let other_body =
+        post(one.clone(), "/v1/events", json!({"event": "TODO_DELETED", "companyId": "c", "projectId": "p"}))
+            .await;
     assert_eq!(other_body.0, 409, "{}", other_body.1);
     assert!(other_body.1["error"]["message"].as_str().unwrap().contains("different body"));
     let batch = json!({"events": [{"event": "TODO_CREATED", "companyId": "c", "projectId": "p"}]});
@@ -111,7 +134,8 @@ async fn idempotency_keys_belong_to_their_token_body_and_endpoint() {
     assert_eq!(other_endpoint.0, 409, "{}", other_endpoint.1);
     assert!(other_endpoint.1["error"]["message"].as_str().unwrap().contains("POST /v1/events"));
 
-    let other_token = post(two, "/v1/events", json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p"})).await;
+    let other_token =
+        post(two, "/v1/events", json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p"})).await;
     assert_eq!(other_token.0, 202, "another token's key is its own: {}", other_token.1);
 }
 
@@ -120,14 +144,21 @@ async fn concurrent_batches_with_one_idempotency_key_are_stored_once() {
     let server = TestServer::start().await;
     server.webhook(OPERATOR, hook("http://127.0.0.1:9/a")).await;
     let ingest = server.token("app", &[], "ingest").await;
-    let events: Vec<Value> =
-        (0..50).map(|i| json!({"event": "TODO_CREATED", "companyId": "c", "projectId": format!("p{i}")})).collect();
+    let events: Vec<Value> = (0..50)
+        .map(|i| json!({"event": "TODO_CREATED", "companyId": "c", "projectId": format!("p{i}")}))
+        .collect();
     let body = json!({ "events": events });
     let sends = (0..8).map(|_| {
         let request = server.client.post(format!("{}/v1/events/batch", server.base));
         let (token, body) = (ingest.clone(), body.clone());
         async move {
-            let response = request.bearer_auth(token).header("Idempotency-Key", "same").json(&body).send().await.unwrap();
+            let response = request
+                .bearer_auth(token)
+                .header("Idempotency-Key", "same")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             response.json::<Value>().await.unwrap()
         }
     });
@@ -181,8 +212,13 @@ async fn a_webhook_update_racing_a_disable_never_undoes_it() {
 #[tokio::test]
 async fn a_lost_secret_key_refuses_to_start_instead_of_making_a_new_one() {
     let data = tempfile::tempdir().unwrap();
-    let server = start_with(data.path(), &shared_cache_dir(), &["--operator-token", "op", "--allow-private-destinations"]);
-    let (status, _) = server.call("op", Method::POST, "/v1/webhooks", Some(hook("http://127.0.0.1:9/a"))).await;
+    let server = start_with(
+        data.path(),
+        &shared_cache_dir(),
+        &["--operator-token", "op", "--allow-private-destinations"],
+    );
+    let (status, _) =
+        server.call("op", Method::POST, "/v1/webhooks", Some(hook("http://127.0.0.1:9/a"))).await;
     assert_eq!(status, 201);
     assert!(server.stop().success());
 
@@ -193,15 +229,23 @@ async fn a_lost_secret_key_refuses_to_start_instead_of_making_a_new_one() {
 
     let config = data.path().join("wrong-key.toml");
     std::fs::write(&config, "secret-key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n").unwrap();
-    let printed = refused_start(data.path(), &["--operator-token", "op", "--config", config.to_str().unwrap()], &[]);
+    let printed =
+        refused_start(data.path(), &["--operator-token", "op", "--config", config.to_str().unwrap()], &[]);
     assert!(printed.contains("cannot open"), "{printed}");
 }
 
 #[tokio::test]
 async fn a_damaged_or_emptied_database_is_refused_naming_it() {
     let data = tempfile::tempdir().unwrap();
-    let server = start_with(data.path(), &shared_cache_dir(), &["--operator-token", "op", "--allow-private-destinations"]);
-    assert_eq!(server.call("op", Method::POST, "/v1/webhooks", Some(hook("http://127.0.0.1:9/a"))).await.0, 201);
+    let server = start_with(
+        data.path(),
+        &shared_cache_dir(),
+        &["--operator-token", "op", "--allow-private-destinations"],
+    );
+    assert_eq!(
+        server.call("op", Method::POST, "/v1/webhooks", Some(hook("http://127.0.0.1:9/a"))).await.0,
+        201
+    );
     assert!(server.stop().success());
     let db = data.path().join("db");
 
@@ -247,7 +291,8 @@ async fn the_data_directory_is_private_and_write_only_config_is_sealed_at_rest()
             "properties": {"name": "currentValue.title"}}}});
     let (status, created) = server.call("op", Method::POST, "/v1/webhooks", Some(body)).await;
     assert_eq!(status, 201, "{created}");
-    let ingest_event = json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p", "currentValue": {"title": "T"}});
+    let ingest_event =
+        json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p", "currentValue": {"title": "T"}});
     assert_eq!(server.call("op", Method::POST, "/v1/events", Some(ingest_event)).await.0, 202);
     let got = receiver.wait_for(1).await;
     assert_eq!(got[0].headers["authorization"], format!("Bearer {api_key}"), "sent as the plugin made it");
@@ -288,7 +333,10 @@ async fn an_event_too_deep_to_read_back_is_refused_at_ingest() {
     let body = json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p", "currentValue": deep});
     let (status, answer) = server.call(OPERATOR, Method::POST, "/v1/events", Some(body)).await;
     assert_eq!(status, 400, "{answer}");
-    assert!(answer["error"]["message"].as_str().unwrap().starts_with("currentValue: nests deeper"), "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().starts_with("currentValue: nests deeper"),
+        "{answer}"
+    );
 }
 
 // Network edge.
@@ -356,11 +404,13 @@ async fn test_retry_and_recover_respect_the_queue_bound() {
     let server = TestServer::start_with(|config| config.limits.queue_depth = 0).await;
     let created = server.webhook(OPERATOR, hook("http://127.0.0.1:9/a")).await;
     let id = created["id"].as_str().unwrap();
-    let (status, answer) = server.call(OPERATOR, Method::POST, &format!("/v1/webhooks/{id}/test"), None).await;
+    let (status, answer) =
+        server.call(OPERATOR, Method::POST, &format!("/v1/webhooks/{id}/test"), None).await;
     assert_eq!(status, 503, "{answer}");
     let recover = json!({"since": "2020-01-01T00:00:00Z"});
     // Nothing to recover fits in any bound; a paused delivery does not.
-    let (status, _) = server.call(OPERATOR, Method::POST, &format!("/v1/webhooks/{id}/recover"), Some(recover)).await;
+    let (status, _) =
+        server.call(OPERATOR, Method::POST, &format!("/v1/webhooks/{id}/recover"), Some(recover)).await;
     assert_eq!(status, 202);
     assert_eq!(server.state.store.queue_depth(), 0);
 }
@@ -390,10 +440,128 @@ async fn a_plugin_set_url_that_is_refused_is_the_plugins_error_not_the_receivers
     for i in 0..6 {
         let sent = server.send_event(OPERATOR, event(&format!("e{i}"), "c")).await;
         let id = sent["deliveries"][0].as_str().unwrap().to_owned();
-        let done = eventually("the delivery ends", async || delivery(&server, &id).await.filter(|d| d.status.is_final())).await;
+        let done = eventually("the delivery ends", async || {
+            delivery(&server, &id).await.filter(|d| d.status.is_final())
+        })
+        .await;
         assert_eq!(done.status, DeliveryStatus::PluginError);
         assert!(done.error.as_deref().unwrap().starts_with("[bad_output] "), "{:?}", done.error);
     }
-    let (_, view) = server.call(OPERATOR, Method::GET, &format!("/v1/webhooks/{}", created["id"].as_str().unwrap()), None).await;
+    let (_, view) = server
+        .call(OPERATOR, Method::GET, &format!("/v1/webhooks/{}", created["id"].as_str().unwrap()), None)
+        .await;
     assert_eq!((view["status"].as_str(), view["enabled"].as_bool()), (Some("HEALTHY"), Some(true)), "{view}");
+}
+
+#[tokio::test]
+async fn a_write_only_value_is_scrubbed_in_every_form_the_plugin_echoes_it() {
+    let server = TestServer::delivering("10ms").await;
+    upload_hostile(&server).await;
+    let receiver = Receiver::start().await;
+    let key = r#"k"ey\with/odd "chars" é"#;
+    let mut body = hook(&receiver.url);
+    body["connector"] = json!({"name": "hostile", "config": {"mode": "leak-key", "key": key}});
+    let created = server.webhook(OPERATOR, body).await;
+    let id = created["id"].as_str().unwrap();
+    server.send_event(OPERATOR, event("e1", "c")).await;
+    let got = receiver.wait_for(1).await;
+    let sent: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(sent["leaked"], key, "the receiver gets what the plugin made");
+
+    let log = eventually("the delivery is logged", async || {
+        let (_, log) =
+            server.call(OPERATOR, Method::GET, &format!("/v1/webhooks/{id}/deliveries"), None).await;
+        (log["data"][0]["status"] == "succeeded").then_some(log)
+    })
+    .await;
+    let shown = log.to_string();
+    let escaped = serde_json::to_string(key).unwrap();
+    assert!(!shown.contains(key) && !shown.contains(escaped.trim_matches('"')), "{shown}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_delivery_log_page_is_bounded_and_whole_bodies_have_their_own_route() {
+    let server = TestServer::delivering("10ms").await;
+    let receiver = Receiver::start().await;
+    let created = server.webhook(OPERATOR, hook(&receiver.url)).await;
+    let id = created["id"].as_str().unwrap();
+    let big = "x".repeat(600 << 10);
+    for i in 0..8 {
+        let sent = json!({"id": format!("big{i}"), "event": "TODO_CREATED", "companyId": "c", "projectId": "p",
+            "currentValue": {"notes": big}});
+        server.send_event(OPERATOR, sent).await;
+    }
+    receiver.wait_for(8).await;
+    let page = eventually("every delivery succeeded", async || {
+        let response = server
+            .client
+            .get(format!("{}/v1/webhooks/{id}/deliveries?limit=200", server.base))
+            .bearer_auth(OPERATOR);
+        let text = response.send().await.unwrap().text().await.unwrap();
+        let page: Value = serde_json::from_str(&text).unwrap();
+        let done = page["data"].as_array().unwrap().iter().all(|d| d["status"] == "succeeded");
+        done.then_some((text.len(), page))
+    })
+    .await;
+    let (bytes, page) = page;
+    assert!(bytes < 256 << 10, "a page of 8 deliveries of 600 KiB each took {bytes} bytes");
+    let first = &page["data"][0];
+    let truncated = &first["truncatedBodies"][0];
+    assert!(truncated["bodyBytes"].as_u64().unwrap() > 600 << 10, "{truncated}");
+
+    let message = truncated["messageId"].as_str().unwrap();
+    let delivery = first["id"].as_str().unwrap();
+    let (status, whole) = server
+        .call(OPERATOR, Method::GET, &format!("/v1/deliveries/{delivery}/messages/{message}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(whole["request"]["body"].as_str().unwrap().contains(&big));
+}
+
+#[tokio::test]
+async fn deliveries_of_a_backed_off_connector_wait_instead_of_burning_cpu() {
+    let server = TestServer::start_with(|c| {
+        c.plugin_limits.cpu_time = std::time::Duration::from_millis(50);
+        c.retry_schedule = wasmhook::config::parse_schedule("10ms").unwrap();
+    })
+    .await;
+    wasmhook::delivery::engine::spawn(server.state.clone());
+    upload_hostile(&server).await;
+    let mut body = hook("http://127.0.0.1:9/never");
+    body["connector"] = json!({"name": "hostile", "config": {"mode": "loop"}});
+    server.webhook(OPERATOR, body).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let sent = server.send_event(OPERATOR, event(&format!("l{i}"), "c")).await;
+        ids.push(sent["deliveries"][0].as_str().unwrap().to_owned());
+    }
+    // Three strikes end as timeouts; then the connector is backed off and the rest wait,
+    // pending, saying why.
+    let waiting = eventually("deliveries wait on the back-off", async || {
+        let mut waiting = Vec::new();
+        for id in &ids {
+            let d = delivery(&server, id).await.unwrap();
+            if d.status == DeliveryStatus::Pending
+                && d.error.as_deref().is_some_and(|e| e.starts_with("[backed_off]"))
+            {
+                waiting.push(d);
+            }
+        }
+        (!waiting.is_empty()).then_some(waiting)
+    })
+    .await;
+    assert!(!waiting.is_empty());
+    let timed_out = {
+        let mut n = 0;
+        for id in &ids {
+            let d = delivery(&server, id).await.unwrap();
+            if d.status == DeliveryStatus::PluginError {
+                assert!(d.error.as_deref().unwrap().starts_with("[timeout]"), "{:?}", d.error);
+                n += 1;
+            }
+        }
+        n
+    };
+    assert!(timed_out <= 3 + 2, "at most the strikes (and calls already running) spent CPU: {timed_out}");
 }

@@ -318,3 +318,118 @@ async fn compiled_components_are_cached_across_restarts() {
 fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect()
 }
+
+#[tokio::test]
+async fn a_refused_upload_leaves_nothing_in_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime =
+        runtime_with(RuntimeConfig { cache_dir: Some(dir.path().to_owned()), ..RuntimeConfig::default() });
+    // An empty component compiles, then fails to be a connector.
+    let error = runtime.load(b"\0asm\x0d\0\x01\0".as_slice().into(), Policy::Pooled).await.unwrap_err();
+    assert_eq!(error.code(), "invalid_component");
+    assert!(cache_entries(dir.path()).is_empty(), "nothing is stored: {:?}", cache_entries(dir.path()));
+}
+
+#[tokio::test]
+async fn a_huge_random_request_is_refused_at_once() {
+    let error = misbehave(&quick_runtime(), "random").await;
+    assert!(matches!(&error, PluginError::Trap(m) if m.contains("exceeds")), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_resource_flood_is_a_typed_limit_error_without_a_backtrace() {
+    let error = misbehave(&quick_runtime(), "resources").await;
+    assert_eq!(error.code(), "resource_limit", "{error:?}");
+    assert!(!error.to_string().contains("wasm backtrace"), "{error}");
+}
+
+#[tokio::test]
+async fn a_plugins_huge_error_message_is_capped() {
+    let runtime = runtime();
+    let plugin = hostile(&runtime, Policy::Pooled).await;
+    let error = runtime.invoke(&plugin, "owner", "{}", &mode("long-error")).await.result.unwrap_err();
+    let PluginError::Plugin(PluginFailure::Failed(message)) = &error else { panic!("{error:?}") };
+    assert!(message.len() <= wasmhook::runtime::MAX_PLUGIN_TEXT + 64, "{} bytes kept", message.len());
+    assert!(message.ends_with("more bytes not kept)"));
+}
+
+#[tokio::test]
+async fn a_full_instance_pool_is_the_hosts_back_pressure_not_the_plugins_fault() {
+    let runtime = runtime_with(RuntimeConfig {
+        limits: quick_limits(),
+        max_instances: 2,
+        max_idle_instances: 0,
+        ..RuntimeConfig::default()
+    });
+    let plugin = hostile(&runtime, Policy::Pooled).await;
+    // Two sleepers (different owners) hold both instance slots; a third owner finds none.
+    let sleepers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|owner| {
+            let (runtime, plugin) = (runtime.clone(), plugin.clone());
+            tokio::spawn(async move { runtime.invoke(&plugin, owner, "{}", &mode("sleep")).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let third = runtime.invoke(&plugin, "c", "{}", &mode("count")).await;
+    assert_eq!(third.result.unwrap_err().code(), "host_busy");
+    for sleeper in sleepers {
+        sleeper.await.unwrap();
+    }
+    // Room again: the same call works, and being busy cost the owner no strike.
+    assert!(runtime.invoke(&plugin, "c", "{}", &mode("count")).await.result.is_ok());
+}
+
+#[tokio::test]
+async fn an_owner_whose_plugin_keeps_hitting_limits_is_backed_off_and_others_are_not() {
+    let runtime = quick_runtime();
+    let plugin = hostile(&runtime, Policy::Pooled).await;
+    for _ in 0..3 {
+        let error = runtime.invoke(&plugin, "looper", "{}", &mode("loop")).await.result.unwrap_err();
+        assert_eq!(error.code(), "timeout");
+    }
+    let backed_off = runtime.invoke(&plugin, "looper", "{}", &mode("count")).await.result.unwrap_err();
+    assert!(matches!(backed_off, PluginError::BackedOff { strikes: 3, .. }), "{backed_off:?}");
+    let other = runtime.invoke(&plugin, "someone-else", "{}", &mode("count")).await;
+    assert_eq!(other.result.unwrap()[0].body, "1", "another owner of the same plugin is not affected");
+}
+
+#[tokio::test]
+async fn previews_have_bounded_slots_per_caller() {
+    let runtime = quick_runtime();
+    let plugin = hostile(&runtime, Policy::Pooled).await;
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            let (runtime, plugin) = (runtime.clone(), plugin.clone());
+            tokio::spawn(async move { runtime.preview(&plugin, "eve", "{}", &mode("sleep")).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let third = runtime.preview(&plugin, "eve", "{}", &mode("count")).await;
+    assert!(matches!(&third.result, Err(PluginError::HostBusy(m)) if m.contains("one caller")), "{third:?}");
+    // Deliveries do not wait on previews' slots.
+    assert!(runtime.invoke(&plugin, "eve", "{}", &mode("count")).await.result.is_ok());
+    for sleeper in sleepers {
+        sleeper.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn idle_instances_are_bounded_in_bytes_and_given_back_when_unused() {
+    let runtime = runtime_with(RuntimeConfig {
+        max_idle_bytes: 100 << 20,
+        idle_ttl: std::time::Duration::from_millis(300),
+        ..RuntimeConfig::default()
+    });
+    let plugin = hostile(&runtime, Policy::Pooled).await;
+    for owner in ["a", "b", "c", "d", "e", "f"] {
+        let hoarded = runtime.invoke(&plugin, owner, "{}", &mode("hoard")).await;
+        assert_eq!(hoarded.result.unwrap()[0].body, (60 << 20).to_string());
+    }
+    assert_eq!(runtime.idle_instances(), 1, "six instances holding 60 MiB each, 100 MiB allowed");
+    assert!(runtime.idle_bytes() <= 100 << 20);
+    crate::support::eventually("idle instances expire", async || {
+        (runtime.idle_instances() == 0).then_some(())
+    })
+    .await;
+}

@@ -297,7 +297,6 @@ fn apply(state: &AppState, body: &UpdateWebhook, webhook: &mut Webhook) -> Resul
     Ok(())
 }
 
-
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
     responses((status = 204, description = "deleted"), (status = 404, description = "no such webhook")))]
 pub async fn delete(

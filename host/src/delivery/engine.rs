@@ -231,8 +231,10 @@ impl Engine {
             Ok(requests) => {
                 let now = OffsetDateTime::now_utc();
                 let secrets = &self.state.secrets;
-                delivery.messages =
-                    requests.into_iter().map(|request| Message::new(request, &scrubber, secrets, now)).collect();
+                delivery.messages = requests
+                    .into_iter()
+                    .map(|request| Message::new(request, &scrubber, secrets, now))
+                    .collect();
                 delivery.error = None;
                 Transformed::Ready
             }
@@ -247,8 +249,7 @@ impl Engine {
         webhook: Webhook,
     ) -> Option<QueueEntry> {
         let now = OffsetDateTime::now_utc();
-        let open =
-            |sealed: &str| self.state.secrets.open(sealed);
+        let open = |sealed: &str| self.state.secrets.open(sealed);
         let Some(secret) = open(&webhook.sealed_secret) else {
             return self.fail(
                 entry,

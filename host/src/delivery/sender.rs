@@ -12,10 +12,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use time::OffsetDateTime;
 
-use super::signature::{standard_signature, wasmhook_signature};
 use super::Attempt;
-use crate::runtime::Request;
+use super::signature::{standard_signature, wasmhook_signature};
 use crate::destination::{check_url, is_public};
+use crate::runtime::Request;
 use crate::secret::Secret;
 
 /// How much of a receiver's answer is kept in the delivery log.
@@ -67,7 +67,13 @@ impl Sender {
 
     /// Sends message `message_id`'s `request` to its URL (or `default_url`), signed with
     /// `secrets` (the current one first, then any still in their rotation grace period).
-    pub async fn send(&self, message_id: &str, request: &Request, default_url: &str, secrets: &[&Secret]) -> Sent {
+    pub async fn send(
+        &self,
+        message_id: &str,
+        request: &Request,
+        default_url: &str,
+        secrets: &[&Secret],
+    ) -> Sent {
         let at = OffsetDateTime::now_utc();
         let started = Instant::now();
         let attempt = |status_code, response, error| Attempt {
@@ -84,8 +90,7 @@ impl Sender {
         };
         let body = request.body.as_bytes();
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-        let method =
-            reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut outgoing = self.client.request(method, url);
         for (name, value) in &request.headers {
             outgoing = outgoing.header(name, value);

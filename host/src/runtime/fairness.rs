@@ -32,7 +32,10 @@ pub(crate) enum Verdict {
     Run(Lane),
     /// Over its in-flight cap: try again when one of its invocations ends.
     Full,
-    BackedOff { strikes: u32, retry_in: Duration },
+    BackedOff {
+        strikes: u32,
+        retry_in: Duration,
+    },
 }
 
 #[derive(Default)]
@@ -176,7 +179,11 @@ mod tests {
         assert_eq!(fairness.start(&key("bob"), now), Verdict::Run(Lane::Normal));
 
         let later = now + Duration::from_secs(2);
-        assert_eq!(fairness.start(&alice, later), Verdict::Run(Lane::Quarantine), "tried again after the wait");
+        assert_eq!(
+            fairness.start(&alice, later),
+            Verdict::Run(Lane::Quarantine),
+            "tried again after the wait"
+        );
         fairness.finish(&alice, Some(true), later);
         let Verdict::BackedOff { retry_in, .. } = fairness.start(&alice, later) else { panic!() };
         assert_eq!(retry_in, Duration::from_secs(2), "the back-off doubles");

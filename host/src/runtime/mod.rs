@@ -353,7 +353,13 @@ impl Runtime {
 
     /// [`Runtime::invoke`] for a preview: on the quarantine lane, in one of a few slots (an
     /// error at once when there is none free).
-    pub async fn preview(&self, plugin: &Arc<Plugin>, owner: &str, payload: &str, config: &str) -> Invocation {
+    pub async fn preview(
+        &self,
+        plugin: &Arc<Plugin>,
+        owner: &str,
+        payload: &str,
+        config: &str,
+    ) -> Invocation {
         let _slot = match self.inner.previews.take(owner) {
             Ok(slot) => slot,
             Err(why) => return Invocation::failed(PluginError::HostBusy(why), Instant::now()),
@@ -399,7 +405,13 @@ impl Runtime {
     }
 
     /// Runs an invocation on the quarantine lane's low-priority threads.
-    async fn run_quarantined(&self, plugin: &Arc<Plugin>, key: PoolKey, payload: &str, config: &str) -> Invocation {
+    async fn run_quarantined(
+        &self,
+        plugin: &Arc<Plugin>,
+        key: PoolKey,
+        payload: &str,
+        config: &str,
+    ) -> Invocation {
         let (runtime, plugin) = (self.clone(), plugin.clone());
         let (payload, config) = (payload.to_owned(), config.to_owned());
         let task = self.inner.quarantine.handle().spawn(async move {
@@ -407,7 +419,10 @@ impl Runtime {
             runtime.run(&plugin, &key, &payload, &config).await
         });
         task.await.unwrap_or_else(|error| {
-            Invocation::failed(PluginError::Trap(format!("the invocation's task ended: {error}")), Instant::now())
+            Invocation::failed(
+                PluginError::Trap(format!("the invocation's task ended: {error}")),
+                Instant::now(),
+            )
         })
     }
 

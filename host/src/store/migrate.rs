@@ -71,16 +71,22 @@ fn advance(dir: &Path, meta: &sled::Tree, id: &str, generation: u64) -> Result<(
     meta.flush()?;
     let marker = marker_path(dir);
     crate::private_file::replace(&marker, format!("{id} {generation}\n").as_bytes()).map_err(|e| {
-        StoreError::Damaged { path: dir.to_owned(), reason: format!("cannot write {}: {e}", marker.display()) }
+        StoreError::Damaged {
+            path: dir.to_owned(),
+            reason: format!("cannot write {}: {e}", marker.display()),
+        }
     })
 }
 
 fn generation(meta: &sled::Tree) -> Result<u64, StoreError> {
     match meta.get("generation")? {
         None => Ok(0),
-        Some(bytes) => Ok(u64::from_be_bytes(bytes.as_ref().try_into().map_err(|_| {
-            StoreError::Corrupt("the database generation is unreadable".into())
-        })?)),
+        Some(bytes) => Ok(u64::from_be_bytes(
+            bytes
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("the database generation is unreadable".into()))?,
+        )),
     }
 }
 

@@ -26,11 +26,12 @@ struct Mode {
 
 impl Plugin for Hostile {
     fn describe() -> Info {
-        Info::new("hostile", "0.0.1", "Misbehaves on demand (tests only).")
-            .config_schema(json!({"type": "object", "properties": {
+        Info::new("hostile", "0.0.1", "Misbehaves on demand (tests only).").config_schema(
+            json!({"type": "object", "properties": {
                 "mode": {"type": "string"},
                 "key": {"type": "string", "writeOnly": true},
-            }}))
+            }}),
+        )
     }
 
     fn transform(event: Event, config: Config) -> Result<Vec<Request>, Error> {
@@ -90,7 +91,9 @@ impl Plugin for Hostile {
                 Ok(vec![Request::new(hoard.len().to_string())])
             }
             // The write-only key, JSON-escaped in the body and plain in a header.
-            "leak-key" => Ok(vec![Request::json(&json!({"leaked": key})).header("authorization", format!("Bearer {key}"))]),
+            "leak-key" => Ok(vec![
+                Request::json(&json!({"leaked": key})).header("authorization", format!("Bearer {key}")),
+            ]),
             "private-url" => Ok(vec![Request::new("{}").url("http://10.0.0.1/internal")]),
             other => Err(Error::invalid_config(format!("unknown mode {other:?}"))),
         }
