@@ -13,106 +13,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-struct Arrivals {
-    at: Mutex<HashMap<String, Instant>>,
-    count: std::sync::atomic::AtomicUsize,
-}
-
-async fn receiver() -> (String, Arc<Arrivals>) {
-    let arrivals = Arc::new(Arrivals { at: Mutex::default(), count: Default::default() });
-    let seen = arrivals.clone();
-    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-        let seen = seen.clone();
-        async move {
-            let now = Instant::now();
-            let id = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["id"].as_str().map(str::to_owned));
-            if let Some(id) = id {
-                seen.at.lock().unwrap().entry(id).or_insert(now);
-            }
-            seen.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            "ok"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, arrivals)
-}
-
-fn start_server(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmhook"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--operator-token",
-            "op",
-            "--allow-private-destinations",
-            "--data-dir",
-        ])
-        .arg(data.join("data"))
-        .arg("--cache-dir")
-        .arg(data.join("cache"))
-        .args(extra)
-        .env("RUST_LOG", "warn,wasmhook::server=info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{address}"))
-}
-
-fn event(id: &str, project: &str) -> serde_json::Value {
-    json!({"id": id, "event": "TODO_CREATED", "companyId": "c", "projectId": project, "userId": "u",
-           "currentValue": {"title": "Draft the launch announcement", "done": false, "position": 3}})
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
+use support::{Arrivals, event, percentile, receiver, start_server, steady_latencies, wait_for};
 
 async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
-    let rate = 1_000u64;
-    let seconds = 10u64;
-    let mut sent_at = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
-    let mut tasks = Vec::new();
-    for i in 0..rate * seconds {
-        tick.tick().await;
-        let id = format!("lat{i}");
-        sent_at.insert(id.clone(), Instant::now());
-        let (client, url) = (client.clone(), format!("{base}/v1/events"));
-        tasks.push(tokio::spawn(async move {
-            let response = client.post(url).bearer_auth("op").json(&event(&id, "p")).send().await.unwrap();
-            assert_eq!(response.status(), 202);
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    wait_for(arrivals, sent_at.len()).await;
-    let at = arrivals.at.lock().unwrap();
-    let mut latencies: Vec<Duration> =
-        sent_at.iter().map(|(id, sent)| at[id].duration_since(*sent)).collect();
-    latencies.sort();
+    let (rate, seconds) = (1_000, 10);
+    let latencies = steady_latencies(client, base, arrivals, rate, seconds, "p", "lat").await;
     println!(
         "latency at {rate} events/s for {seconds} s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (send → delivered)",
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
@@ -164,14 +76,6 @@ async fn throughput(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
         delivered.as_secs_f64(),
         total as f64 / delivered.as_secs_f64()
     );
-}
-
-async fn wait_for(arrivals: &Arrivals, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while arrivals.at.lock().unwrap().len() < n {
-        assert!(Instant::now() < deadline, "deliveries stopped arriving");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn soak(client: &reqwest::Client, base: &str, data: &std::path::Path, seconds: u64) {

@@ -197,7 +197,10 @@ impl Engine {
         let wait = match &result {
             // The host's own lack of room, not the plugin's fault: try again in a moment.
             Err(crate::runtime::PluginError::HostBusy(_)) => Some(std::time::Duration::from_millis(200)),
-            Err(crate::runtime::PluginError::BackedOff { retry_in, .. }) => Some(*retry_in),
+            // Spread out, so the deliveries that waited do not all come back at once.
+            Err(crate::runtime::PluginError::BackedOff { retry_in, .. }) => {
+                Some(retry_in.mul_f64(1.0 + random_fraction() / 2.0))
+            }
             _ => None,
         };
         if let (Some(wait), Err(error)) = (wait, &result) {
@@ -299,12 +302,7 @@ impl Engine {
                 message.next_attempt_at = None;
                 health = Some(Health::Gone);
             } else {
-                let jitter: f64 = {
-                    let mut byte = [0u8; 1];
-                    getrandom::fill(&mut byte).ok();
-                    f64::from(byte[0]) / 256.0
-                };
-                match self.retry.next_delay(message.attempts, sent.retry_after, jitter) {
+                match self.retry.next_delay(message.attempts, sent.retry_after, random_fraction()) {
                     Some(delay) => {
                         message.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
                         if health != Some(Health::Gone) && health != Some(Health::Exhausted) {
@@ -438,6 +436,13 @@ fn retry_soon(entry: &QueueEntry) -> QueueEntry {
     let mut again = entry.clone();
     again.due_ms = now_ms() + 1_000;
     again
+}
+
+/// A random number in [0, 1): jitter.
+fn random_fraction() -> f64 {
+    let mut byte = [0u8; 1];
+    getrandom::fill(&mut byte).ok();
+    f64::from(byte[0]) / 256.0
 }
 
 /// What became of running a delivery's plugin.

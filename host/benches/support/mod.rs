@@ -1,0 +1,138 @@
+//! What the end-to-end benches share: the real binary started on a free port, a receiver
+//! that records when each event arrives, sample events, percentiles.
+
+#![allow(dead_code)] // each bench uses its own part
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+pub struct Arrivals {
+    pub at: Mutex<HashMap<String, Instant>>,
+    pub count: std::sync::atomic::AtomicUsize,
+}
+
+pub async fn receiver() -> (String, Arc<Arrivals>) {
+    let arrivals = Arc::new(Arrivals { at: Mutex::default(), count: Default::default() });
+    let seen = arrivals.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            let now = Instant::now();
+            let id = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_owned));
+            if let Some(id) = id {
+                seen.at.lock().unwrap().entry(id).or_insert(now);
+            }
+            seen.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, arrivals)
+}
+
+pub fn start_server(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmhook"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--operator-token",
+            "op",
+            "--allow-private-destinations",
+            "--data-dir",
+        ])
+        .arg(data.join("data"))
+        .arg("--cache-dir")
+        .arg(data.join("cache"))
+        .args(extra)
+        .env("RUST_LOG", "warn,wasmhook::server=info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{address}"))
+}
+
+pub fn event(id: &str, project: &str) -> serde_json::Value {
+    json!({"id": id, "event": "TODO_CREATED", "companyId": "c", "projectId": project, "userId": "u",
+           "currentValue": {"title": "Draft the launch announcement", "done": false, "position": 3}})
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+pub async fn wait_for(arrivals: &Arrivals, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrivals.at.lock().unwrap().len() < n {
+        assert!(Instant::now() < deadline, "deliveries stopped arriving");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+
+/// Sends `rate` events/s for `seconds` (ids `<prefix><n>`, project `project`) and returns
+/// each one's time from sending to arriving at the receiver, sorted.
+pub async fn steady_latencies(
+    client: &reqwest::Client,
+    base: &str,
+    arrivals: &Arrivals,
+    rate: u64,
+    seconds: u64,
+    project: &str,
+    prefix: &str,
+) -> Vec<Duration> {
+    let mut sent_at = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+    let mut tasks = Vec::new();
+    for i in 0..rate * seconds {
+        tick.tick().await;
+        let id = format!("{prefix}{i}");
+        sent_at.insert(id.clone(), Instant::now());
+        let (client, url, project) = (client.clone(), format!("{base}/v1/events"), project.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let response = client.post(url).bearer_auth("op").json(&event(&id, &project)).send().await.unwrap();
+            assert_eq!(response.status(), 202);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while sent_at.keys().any(|id| !arrivals.at.lock().unwrap().contains_key(id)) {
+        assert!(Instant::now() < deadline, "deliveries stopped arriving");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let at = arrivals.at.lock().unwrap();
+    let mut latencies: Vec<Duration> = sent_at.iter().map(|(id, sent)| at[id].duration_since(*sent)).collect();
+    latencies.sort();
+    latencies
+}
+
+/// The resident memory of process `pid`, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
