@@ -37,7 +37,14 @@ async fn user(client: &reqwest::Client, base: &str, name: &str) -> String {
     created["token"].as_str().unwrap().to_owned()
 }
 
-async fn webhook(client: &reqwest::Client, base: &str, token: &str, url: &str, project: &str, connector: Value) {
+async fn webhook(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    url: &str,
+    project: &str,
+    connector: Value,
+) {
     let body = json!({"name": project, "url": url, "metadata": {"events": [], "projectIds": [project]},
         "connector": connector});
     let (status, created) = post(client, token, format!("{base}/v1/webhooks"), body).await;

@@ -565,3 +565,26 @@ async fn deliveries_of_a_backed_off_connector_wait_instead_of_burning_cpu() {
     };
     assert!(timed_out <= 3 + 2, "at most the strikes (and calls already running) spent CPU: {timed_out}");
 }
+
+#[tokio::test]
+async fn connections_that_never_finish_a_request_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("http.toml");
+    std::fs::write(&config, "[http]\nheader-read-timeout = \"300ms\"\n").unwrap();
+    let server = start_with(
+        data.path(),
+        &shared_cache_dir(),
+        &["--operator-token", "op", "--config", config.to_str().unwrap()],
+    );
+    let mut slow = tokio::net::TcpStream::connect(&server.address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(&server.address).await.unwrap();
+    for stream in [&mut slow, &mut idle] {
+        let mut buffer = [0u8; 256];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the server closed it: {read:?}");
+    }
+    assert!(server.stop().success());
+}

@@ -87,7 +87,6 @@ pub async fn wait_for(arrivals: &Arrivals, n: usize) {
     }
 }
 
-
 /// Sends `rate` events/s for `seconds` (ids `<prefix><n>`, project `project`) and returns
 /// each one's time from sending to arriving at the receiver, sorted.
 pub async fn steady_latencies(
@@ -108,7 +107,8 @@ pub async fn steady_latencies(
         sent_at.insert(id.clone(), Instant::now());
         let (client, url, project) = (client.clone(), format!("{base}/v1/events"), project.to_owned());
         tasks.push(tokio::spawn(async move {
-            let response = client.post(url).bearer_auth("op").json(&event(&id, &project)).send().await.unwrap();
+            let response =
+                client.post(url).bearer_auth("op").json(&event(&id, &project)).send().await.unwrap();
             assert_eq!(response.status(), 202);
         }));
     }
@@ -121,7 +121,8 @@ pub async fn steady_latencies(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let at = arrivals.at.lock().unwrap();
-    let mut latencies: Vec<Duration> = sent_at.iter().map(|(id, sent)| at[id].duration_since(*sent)).collect();
+    let mut latencies: Vec<Duration> =
+        sent_at.iter().map(|(id, sent)| at[id].duration_since(*sent)).collect();
     latencies.sort();
     latencies
 }
