@@ -2,10 +2,13 @@
 //! connector in the path. Everything runs on this machine's 2 cores: the load generator and
 //! the receiver compete with the server.
 //!
+//! - single events (what users send, the headline): 30,000 events of about 2 KB, one per
+//!   `POST /v1/events`, 64 requests in flight, to one webhook; deliveries/s at the receiver
+//!   and the server's CPU time per delivered event.
 //! - latency: events at a steady 1,000/s for 10 s; for each, the time from sending
 //!   `POST /v1/events` to the signed delivery arriving at the receiver (p50, p99).
-//! - throughput: 100,000 events over 4 webhooks, sent in batches of 100 as fast as the server
-//!   takes them; deliveries/s at the receiver.
+//! - batches (a friendlier workload): 100,000 events over 4 webhooks, sent in batches of 100
+//!   as fast as the server takes them; deliveries/s at the receiver.
 //! - soak (`WASMHOOK_SOAK_SECS`, default 0 = skipped): steady load with a short retention,
 //!   printing the database's size on disk every 10 s.
 //!
@@ -20,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use support::{Arrivals, event, percentile, receiver, start_server, steady_latencies, wait_for};
+use support::{
+    Arrivals, cpu_seconds, event, event_2kb, percentile, receiver, start_server, steady_latencies, wait_for,
+};
 
 async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
     let (rate, seconds) = (1_000, 10);
@@ -30,6 +35,45 @@ async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3
+    );
+}
+
+async fn single_events(client: &reqwest::Client, base: &str, arrivals: &Arrivals, pid: u32) {
+    let (total, in_flight) = (30_000usize, 64usize);
+    let before = arrivals.at.lock().unwrap().len();
+    let cpu_before = cpu_seconds(pid);
+    let start = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let senders: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (client, url, next) = (client.clone(), format!("{base}/v1/events"), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let event = event_2kb(&format!("single{i}"), "single");
+                    let response = client.post(&url).bearer_auth("op").json(&event).send().await.unwrap();
+                    assert_eq!(response.status(), 202);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let accepted = start.elapsed();
+    wait_for(arrivals, before + total).await;
+    let delivered = start.elapsed();
+    let cpu = cpu_seconds(pid) - cpu_before;
+    println!(
+        "single events: {total} events of ~2 KB, {in_flight} in flight, 1 webhook: accepted {:.0}/s, \
+         {:.0} deliveries/s, server CPU {:.3} ms per event ({:.2} cores)",
+        total as f64 / accepted.as_secs_f64(),
+        total as f64 / delivered.as_secs_f64(),
+        cpu * 1e3 / total as f64,
+        cpu / delivered.as_secs_f64()
     );
 }
 
@@ -133,6 +177,8 @@ fn main() {
             let request = client.post(format!("{base}/v1/webhooks")).bearer_auth("op").json(&hook);
             async move { assert_eq!(request.send().await.unwrap().status(), 201) }
         };
+        create(hook("single")).await;
+        single_events(&client, &base, &arrivals, child.id()).await;
         create(hook("p")).await;
         latency(&client, &base, &arrivals).await;
         for i in 0..WEBHOOKS {

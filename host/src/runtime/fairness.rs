@@ -7,8 +7,10 @@
 //! until a back-off doubling from one second (at most five minutes) has passed.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use super::pool::PoolKey;
 
@@ -26,21 +28,16 @@ pub(crate) enum Lane {
     Quarantine,
 }
 
-/// What the pair may do now.
+/// The pair is backed off: how many strikes it has, and how long until it may run again.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Run(Lane),
-    /// Over its in-flight cap: try again when one of its invocations ends.
-    Full,
-    BackedOff {
-        strikes: u32,
-        retry_in: Duration,
-    },
+pub(crate) struct BackedOff {
+    pub(crate) strikes: u32,
+    pub(crate) retry_in: Duration,
 }
 
-#[derive(Default)]
 struct Record {
-    in_flight: usize,
+    /// The pair's in-flight slots: waiters queue in order, each end wakes one.
+    slots: Arc<Semaphore>,
     strikes: u32,
     /// Not run before this, once backed off.
     until: Option<Instant>,
@@ -50,35 +47,43 @@ pub(crate) struct Fairness {
     records: Mutex<HashMap<PoolKey, Record>>,
     /// Invocations of one pair at once.
     per_pair: usize,
-    /// Woken whenever an invocation ends: a pair that was [`Verdict::Full`] may go.
-    pub(crate) freed: tokio::sync::Notify,
 }
 
 impl Fairness {
     pub(crate) fn new(per_pair: usize) -> Self {
-        Fairness { records: Mutex::default(), per_pair: per_pair.max(1), freed: tokio::sync::Notify::new() }
+        Fairness { records: Mutex::default(), per_pair: per_pair.max(1) }
     }
 
-    /// Takes an in-flight slot for `key` when it may run now; [`Fairness::finish`] gives it back.
-    pub(crate) fn start(&self, key: &PoolKey, now: Instant) -> Verdict {
+    /// The pair's in-flight slots to wait on, unless it is backed off.
+    pub(crate) fn admit(&self, key: &PoolKey, now: Instant) -> Result<Arc<Semaphore>, BackedOff> {
         let mut records = self.lock();
-        let record = records.entry(key.clone()).or_default();
-        if let Some(until) = record.until.filter(|until| *until > now) {
-            return Verdict::BackedOff { strikes: record.strikes, retry_in: until - now };
+        let record = records.entry(key.clone()).or_insert_with(|| Record {
+            slots: Arc::new(Semaphore::new(self.per_pair)),
+            strikes: 0,
+            until: None,
+        });
+        match record.until.filter(|until| *until > now) {
+            Some(until) => Err(BackedOff { strikes: record.strikes, retry_in: until - now }),
+            None => Ok(record.slots.clone()),
         }
-        if record.in_flight >= self.per_pair {
-            return Verdict::Full;
-        }
-        record.in_flight += 1;
-        Verdict::Run(if record.strikes == 0 { Lane::Normal } else { Lane::Quarantine })
     }
 
-    /// Ends an invocation started with [`Fairness::start`]: `hit_limit` when it ran past a
-    /// limit, `None` when it says nothing about the plugin (it did not get to run).
+    /// Where the pair runs now, holding a slot (it may have been backed off while waiting).
+    pub(crate) fn lane(&self, key: &PoolKey, now: Instant) -> Result<Lane, BackedOff> {
+        let records = self.lock();
+        let Some(record) = records.get(key) else { return Ok(Lane::Normal) };
+        match record.until.filter(|until| *until > now) {
+            Some(until) => Err(BackedOff { strikes: record.strikes, retry_in: until - now }),
+            None if record.strikes == 0 => Ok(Lane::Normal),
+            None => Ok(Lane::Quarantine),
+        }
+    }
+
+    /// Records how an invocation ended, once its slot is given back: `hit_limit` when it ran
+    /// past a limit, `None` when it says nothing about the plugin (it did not get to run).
     pub(crate) fn finish(&self, key: &PoolKey, hit_limit: Option<bool>, now: Instant) {
         let mut records = self.lock();
         let Some(record) = records.get_mut(key) else { return };
-        record.in_flight = record.in_flight.saturating_sub(1);
         match hit_limit {
             Some(true) => {
                 record.strikes += 1;
@@ -93,11 +98,10 @@ impl Fairness {
             }
             None => {}
         }
-        if record.in_flight == 0 && record.strikes == 0 {
+        // Nobody running or waiting, nothing to remember: forget the pair.
+        if record.strikes == 0 && Arc::strong_count(&record.slots) == 1 {
             records.remove(key);
         }
-        drop(records);
-        self.freed.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Record>> {
@@ -163,35 +167,37 @@ mod tests {
         PoolKey { plugin: ContentHash::of(b"plugin"), owner: owner.into() }
     }
 
+    /// One invocation of `key` at `now` that ends as `hit_limit` says; where it ran.
+    fn run(fairness: &Fairness, key: &PoolKey, now: Instant, hit_limit: bool) -> Result<Lane, BackedOff> {
+        let slots = fairness.admit(key, now)?;
+        let permit = slots.try_acquire_owned().expect("a free slot");
+        let lane = fairness.lane(key, now)?;
+        drop(permit);
+        fairness.finish(key, Some(hit_limit), now);
+        Ok(lane)
+    }
+
     #[test]
     fn a_pair_that_keeps_hitting_limits_is_quarantined_then_backed_off() {
         let fairness = Fairness::new(2);
         let (alice, now) = (key("alice"), Instant::now());
-        assert_eq!(fairness.start(&alice, now), Verdict::Run(Lane::Normal));
-        fairness.finish(&alice, Some(true), now);
-        assert_eq!(fairness.start(&alice, now), Verdict::Run(Lane::Quarantine), "one strike: quarantined");
-        fairness.finish(&alice, Some(true), now);
-        assert_eq!(fairness.start(&alice, now), Verdict::Run(Lane::Quarantine));
-        fairness.finish(&alice, Some(true), now);
-        let Verdict::BackedOff { strikes: 3, retry_in } = fairness.start(&alice, now) else { panic!() };
+        assert_eq!(run(&fairness, &alice, now, true), Ok(Lane::Normal));
+        assert_eq!(run(&fairness, &alice, now, true), Ok(Lane::Quarantine), "one strike: quarantined");
+        assert_eq!(run(&fairness, &alice, now, true), Ok(Lane::Quarantine));
+        let Err(BackedOff { strikes: 3, retry_in }) = fairness.admit(&alice, now) else { panic!() };
         assert_eq!(retry_in, Duration::from_secs(1));
         // Others are untouched.
-        assert_eq!(fairness.start(&key("bob"), now), Verdict::Run(Lane::Normal));
+        assert_eq!(run(&fairness, &key("bob"), now, false), Ok(Lane::Normal));
 
         let later = now + Duration::from_secs(2);
-        assert_eq!(
-            fairness.start(&alice, later),
-            Verdict::Run(Lane::Quarantine),
-            "tried again after the wait"
-        );
-        fairness.finish(&alice, Some(true), later);
-        let Verdict::BackedOff { retry_in, .. } = fairness.start(&alice, later) else { panic!() };
+        assert_eq!(run(&fairness, &alice, later, true), Ok(Lane::Quarantine), "tried again after the wait");
+        let Err(BackedOff { retry_in, .. }) = fairness.admit(&alice, later) else { panic!() };
         assert_eq!(retry_in, Duration::from_secs(2), "the back-off doubles");
 
         let much_later = later + Duration::from_secs(3);
-        assert_eq!(fairness.start(&alice, much_later), Verdict::Run(Lane::Quarantine));
-        fairness.finish(&alice, Some(false), much_later);
-        assert_eq!(fairness.start(&alice, much_later), Verdict::Run(Lane::Normal), "a success clears it");
+        assert_eq!(run(&fairness, &alice, much_later, false), Ok(Lane::Quarantine));
+        assert_eq!(run(&fairness, &alice, much_later, false), Ok(Lane::Normal), "a success clears it");
+        assert!(fairness.lock().is_empty(), "pairs with nothing to remember are forgotten");
     }
 
     #[test]
@@ -210,10 +216,10 @@ mod tests {
     fn a_pair_has_a_cap_on_invocations_in_flight() {
         let fairness = Fairness::new(2);
         let (alice, now) = (key("alice"), Instant::now());
-        assert!(matches!(fairness.start(&alice, now), Verdict::Run(_)));
-        assert!(matches!(fairness.start(&alice, now), Verdict::Run(_)));
-        assert_eq!(fairness.start(&alice, now), Verdict::Full);
-        fairness.finish(&alice, None, now);
-        assert!(matches!(fairness.start(&alice, now), Verdict::Run(_)));
+        let slots = fairness.admit(&alice, now).unwrap();
+        let (one, _two) = (slots.clone().try_acquire_owned().unwrap(), slots.clone().try_acquire_owned().unwrap());
+        assert!(slots.clone().try_acquire_owned().is_err(), "a third waits");
+        drop(one);
+        assert!(slots.try_acquire_owned().is_ok());
     }
 }

@@ -43,7 +43,7 @@ use crate::connector_config::ConfigSchema;
 use self::bindings::{Connector, ConnectorPre};
 use self::cache::ComponentCache;
 use self::engine::EpochTicker;
-use self::fairness::{Fairness, Lane, PreviewSlots, Verdict};
+use self::fairness::{BackedOff, Fairness, Lane, PreviewSlots};
 use self::instance::Instance;
 use self::pool::{IdlePool, PoolKey};
 use self::state::PluginState;
@@ -378,15 +378,18 @@ impl Runtime {
         let started = Instant::now();
         let fairness = &self.inner.fairness;
         let key = PoolKey { plugin: plugin.hash, owner: owner.into() };
-        let lane = loop {
-            let freed = fairness.freed.notified();
-            match fairness.start(&key, Instant::now()) {
-                Verdict::Run(lane) => break lane,
-                Verdict::Full => freed.await,
-                Verdict::BackedOff { strikes, retry_in } => {
-                    return Invocation::failed(PluginError::BackedOff { strikes, retry_in }, started);
-                }
-            }
+        let backed_off = |off: BackedOff| {
+            let BackedOff { strikes, retry_in } = off;
+            Invocation::failed(PluginError::BackedOff { strikes, retry_in }, started)
+        };
+        let slots = match fairness.admit(&key, Instant::now()) {
+            Ok(slots) => slots,
+            Err(off) => return backed_off(off),
+        };
+        let slot = slots.acquire_owned().await.expect("the semaphore is never closed");
+        let lane = match fairness.lane(&key, Instant::now()) {
+            Ok(lane) => lane,
+            Err(off) => return backed_off(off),
         };
         let invocation = if quarantine || lane == Lane::Quarantine {
             self.run_quarantined(plugin, key.clone(), payload, config).await
@@ -394,6 +397,7 @@ impl Runtime {
             let _permit = self.inner.in_flight.acquire().await.expect("the semaphore is never closed");
             self.run(plugin, &key, payload, config).await
         };
+        drop(slot);
         let hit_limit = match &invocation.result {
             Ok(_) => Some(false),
             // Not the plugin's doing: it says nothing about it.
