@@ -71,7 +71,7 @@ pub fn spawn(state: AppState) -> EngineHandle {
 impl Engine {
     async fn run(self: Arc<Self>, mut feed: mpsc::UnboundedReceiver<QueueEntry>) {
         let mut schedule = Schedule::default();
-        let (done_send, mut done) = mpsc::unbounded_channel::<(QueueEntry, Option<QueueEntry>)>();
+        let (done_send, mut done) = mpsc::unbounded_channel::<(QueueEntry, Turn)>();
         match self.state.store.queued() {
             Ok(queued) => {
                 let now = now_ms();
@@ -103,7 +103,12 @@ impl Engine {
                     let ordered = self.ordered(&entry.webhook_id);
                     schedule.add(entry, now_ms(), ordered);
                 }
-                Some((finished, next)) = done.recv() => schedule.done(&finished, next, now_ms()),
+                Some((finished, turn)) = done.recv() => {
+                    if let Some(until) = turn.pause_until {
+                        schedule.pause(&finished.webhook_id, until);
+                    }
+                    schedule.done(&finished, turn.next, now_ms());
+                }
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
@@ -127,41 +132,44 @@ impl Engine {
     }
 
     /// One turn of one delivery; returns its queue entry as it now stands, if it is queued.
-    async fn work(&self, entry: &QueueEntry) -> Option<QueueEntry> {
+    async fn work(&self, entry: &QueueEntry) -> Turn {
         let store = &self.state.store;
         let delivery = match store.delivery(&entry.delivery_id) {
             Ok(Some(delivery)) if !delivery.status.is_final() => delivery,
-            Ok(_) => return self.finish(entry, None, None, Vec::new()),
+            Ok(_) => return self.finish(entry, None, None, Vec::new()).into(),
             Err(error) => {
                 tracing::error!(delivery_id = %entry.delivery_id, "cannot read delivery: {error}");
-                return Some(retry_soon(entry));
+                return Some(retry_soon(entry)).into();
             }
         };
         let webhook = match store.webhook(&delivery.webhook_id) {
             Ok(Some(webhook)) => webhook,
-            Ok(None) => return self.fail(entry, delivery, "the webhook was deleted"),
+            Ok(None) => return self.fail(entry, delivery, "the webhook was deleted").into(),
             Err(error) => {
                 tracing::error!(webhook_id = %delivery.webhook_id, "cannot read webhook: {error}");
-                return Some(retry_soon(entry));
+                return Some(retry_soon(entry)).into();
             }
         };
         if !webhook.enabled {
             let mut delivery = delivery;
             delivery.status = DeliveryStatus::Paused;
-            return self.finish(entry, Some(delivery), None, Vec::new());
+            return self.finish(entry, Some(delivery), None, Vec::new()).into();
         }
         let mut delivery = delivery;
         if delivery.messages.is_empty() {
             match self.transform(&mut delivery, &webhook).await {
                 Transformed::Ready => {}
-                Transformed::Done => return self.finish(entry, Some(delivery), None, Vec::new()),
+                Transformed::Done => return self.finish(entry, Some(delivery), None, Vec::new()).into(),
                 Transformed::Wait(wait) => {
-                    let due = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX / 2);
-                    return self.finish(entry, Some(delivery), Some(due), Vec::new());
+                    // The webhook's lane waits, not each delivery: its entries stay queued where
+                    // they are, and only this one records why.
+                    let until = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX / 2);
+                    let next = self.finish(entry, Some(delivery), Some(entry.due_ms), Vec::new());
+                    return Turn { next, pause_until: Some(until) };
                 }
             }
         }
-        self.attempt(entry, delivery, webhook).await
+        self.attempt(entry, delivery, webhook).await.into()
     }
 
     /// Runs the plugin, unless the delivery must wait for it.
@@ -443,6 +451,20 @@ fn random_fraction() -> f64 {
     let mut byte = [0u8; 1];
     getrandom::fill(&mut byte).ok();
     f64::from(byte[0]) / 256.0
+}
+
+/// What a turn of a delivery leaves for the schedule.
+struct Turn {
+    /// Its queue entry as it now stands, if it is still queued.
+    next: Option<QueueEntry>,
+    /// Hold the webhook's lane until then (its connector cannot run before).
+    pause_until: Option<u64>,
+}
+
+impl From<Option<QueueEntry>> for Turn {
+    fn from(next: Option<QueueEntry>) -> Self {
+        Turn { next, pause_until: None }
+    }
 }
 
 /// What became of running a delivery's plugin.

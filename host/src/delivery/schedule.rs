@@ -53,6 +53,8 @@ pub(crate) struct Schedule {
 #[derive(Default)]
 struct Lane {
     ordered: bool,
+    /// Nothing of this lane runs before this time (its connector is backed off).
+    paused_until: u64,
     running: usize,
     /// Unordered: due deliveries, first come first served.
     ready: VecDeque<String>,
@@ -105,6 +107,10 @@ impl Schedule {
             if budget == 0 {
                 break;
             }
+            if lane.paused_until > now_ms {
+                continue;
+            }
+            lane.paused_until = 0;
             if lane.ordered {
                 if lane.running > 0 {
                     continue;
@@ -151,16 +157,24 @@ impl Schedule {
         }
     }
 
-    /// When the next held entry comes due (timers and ordered heads), if any.
+    /// Holds a webhook's lane until `until_ms`.
+    pub(crate) fn pause(&mut self, webhook_id: &str, until_ms: u64) {
+        if let Some(lane) = self.lanes.get_mut(webhook_id) {
+            lane.paused_until = lane.paused_until.max(until_ms);
+        }
+    }
+
+    /// When the next held entry comes due (timers, ordered heads, paused lanes), if any.
     pub(crate) fn next_due(&self) -> Option<u64> {
         let timer = self.timers.peek().map(|Reverse((due, _))| *due);
+        let resumes = self.lanes.values().map(|l| l.paused_until).filter(|until| *until > 0);
         let heads = self
             .lanes
             .values()
             .filter(|l| l.ordered && l.running == 0)
             .filter_map(|l| l.all.keys().next())
             .filter_map(|id| self.entries.get(id).map(|e| e.due_ms));
-        timer.into_iter().chain(heads).min()
+        timer.into_iter().chain(heads).chain(resumes).min()
     }
 }
 
@@ -174,6 +188,22 @@ mod tests {
 
     fn ids(entries: &[QueueEntry]) -> Vec<&str> {
         entries.iter().map(|e| e.delivery_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_paused_lane_runs_nothing_until_its_time() {
+        let mut schedule = Schedule::default();
+        schedule.add(entry("d1", "w1", 0), 0, false);
+        schedule.add(entry("d2", "w2", 0), 0, false);
+        let first = schedule.take_runnable(0, 1, 10);
+        assert_eq!(first.len(), 2);
+        schedule.pause("w1", 100);
+        let d1 = first.iter().find(|e| e.delivery_id == "d1").unwrap().clone();
+        schedule.done(&d1, Some(d1.clone()), 0);
+        assert!(schedule.take_runnable(50, 1, 10).is_empty(), "w1 waits; w2's one is still running");
+        assert_eq!(schedule.next_due(), Some(100));
+        assert_eq!(schedule.take_runnable(100, 1, 10).len(), 1);
+        assert_eq!(schedule.next_due(), None, "a pause that passed is forgotten");
     }
 
     #[test]

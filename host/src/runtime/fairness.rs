@@ -217,7 +217,8 @@ mod tests {
         let fairness = Fairness::new(2);
         let (alice, now) = (key("alice"), Instant::now());
         let slots = fairness.admit(&alice, now).unwrap();
-        let (one, _two) = (slots.clone().try_acquire_owned().unwrap(), slots.clone().try_acquire_owned().unwrap());
+        let (one, _two) =
+            (slots.clone().try_acquire_owned().unwrap(), slots.clone().try_acquire_owned().unwrap());
         assert!(slots.clone().try_acquire_owned().is_err(), "a third waits");
         drop(one);
         assert!(slots.try_acquire_owned().is_ok());
