@@ -189,8 +189,10 @@ fn written_schemas(state: &AppState) -> Vec<(&'static str, Value)> {
         ),
         (
             "IdempotencyKey",
-            json!({"type": "string", "pattern": r"^[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?$",
-                "description": "1 to 255 visible ASCII characters (spaces inside)."}),
+            // HTTP drops the spaces and tabs around a header value before the server sees it.
+            json!({"type": "string",
+                "pattern": r"^[ \t]*[\x21-\x7e](?:[\t\x20-\x7e]{0,253}[\x21-\x7e])?[ \t]*$",
+                "description": "1 to 255 visible ASCII characters (spaces and tabs inside)."}),
         ),
     ]
 }
