@@ -78,11 +78,13 @@ async fn seed(server: &TestServer) -> Vec<(&'static str, String)> {
         .await;
     assert_eq!(status, 201, "{zapier}");
 
-    // An uploaded connector to remove: the built-in `json` under another name.
+    // An uploaded connector to remove: the built-in `json` uploaded over itself. Removing it
+    // brings the built-in back, so the connectors the document lists (when schemathesis read
+    // it) stay installed, with the same config schemas.
     let json_connector = wasmhook::builtins::component("json").unwrap();
     let response = server
         .client
-        .put(format!("{}/v1/connectors/uploaded", server.base))
+        .put(format!("{}/v1/connectors/json", server.base))
         .bearer_auth(OPERATOR)
         .body(json_connector.to_vec())
         .send()
@@ -100,7 +102,7 @@ async fn seed(server: &TestServer) -> Vec<(&'static str, String)> {
         ("WASMHOOK_WEBHOOK_ID", webhook_id.to_owned()),
         ("WASMHOOK_DOOMED_WEBHOOK_ID", text(&doomed["id"])),
         ("WASMHOOK_ZAPIER_ID", text(&zapier["id"])),
-        ("WASMHOOK_UPLOADED_CONNECTOR", "uploaded".to_owned()),
+        ("WASMHOOK_UPLOADED_CONNECTOR", "json".to_owned()),
         ("WASMHOOK_DELIVERY_ID", delivery_id),
         ("WASMHOOK_MESSAGE_ID", message_id),
     ]
