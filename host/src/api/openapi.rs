@@ -120,17 +120,27 @@ pub fn document(state: &AppState) -> Value {
     doc
 }
 
-/// The schemas declared by [`written_here!`], as this server accepts them.
+/// The schemas declared by [`written_here!`] (and those they refer to), as this server
+/// accepts them.
 fn written_schemas(state: &AppState) -> Vec<(&'static str, Value)> {
     let catalog: Vec<String> = state.catalog.list().into_iter().map(|t| t.name).collect();
-    // Not all whitespace, no control characters.
-    let id = format!("^[^{CONTROL}]*[^{SPACE}{CONTROL}][^{CONTROL}]*$");
-    vec![
+    let mut schemas = vec![
         (
             "EventName",
             json!({"type": "string", "enum": catalog,
                 "description": "An event type of this server's catalog (`GET /v1/event-types`)."}),
         ),
+        ("ConnectorChoice", connector_choice(state)),
+    ];
+    schemas.extend(fixed_schemas());
+    schemas
+}
+
+/// The written schemas that are the same on every server.
+fn fixed_schemas() -> Vec<(&'static str, Value)> {
+    // Not all whitespace, no control characters.
+    let id = format!("^[^{CONTROL}]*[^{SPACE}{CONTROL}][^{CONTROL}]*$");
+    vec![
         (
             "Id",
             json!({"type": "string", "minLength": 1, "maxLength": 255, "pattern": id,
@@ -169,7 +179,8 @@ fn written_schemas(state: &AppState) -> Vec<(&'static str, Value)> {
             "DestinationUrl",
             json!({"type": "string", "format": "uri", "pattern": URL_PATTERN,
                 "example": "https://example.com/hooks/wasmhook",
-                "description": "An http or https URL with a host and no credentials. A host that is a \
+                "description": "An http or https URL with a host and no credentials, as RFC 3986 writes it \
+                    (other characters percent-encoded, an international host in punycode). A host that is a \
                     loopback, private, link-local or otherwise non-public IP address (or `localhost`) \
                     is refused unless the server allows private destinations; delivery checks the \
                     resolved addresses again."}),
@@ -179,7 +190,6 @@ fn written_schemas(state: &AppState) -> Vec<(&'static str, Value)> {
             json!({"type": "string", "pattern": "^[a-z0-9_-]{1,64}$",
                 "description": "1 to 64 characters: a-z, 0-9, - and _."}),
         ),
-        ("ConnectorChoice", connector_choice(state)),
         ("Filter", filter()),
         ("FilterLeaf", filter_leaf()),
         ("CreateToken", create_token()),
@@ -230,8 +240,13 @@ const SECRET_PATTERN: &str = concat!(
     ")$"
 );
 
-/// http(s), a host, no `user:password@`.
-const URL_PATTERN: &str = r"^[hH][tT][tT][pP][sS]?://[^/?#@\s]+(?:[/?#].*)?$";
+/// http(s), a host (a name or a bracketed IPv6 address), a port up to 65535, no
+/// `user:password@`.
+const URL_PATTERN: &str = concat!(
+    r"^[hH][tT][tT][pP][sS]?://(?:\[[^\]/?#@]*\]|[^/?#@\s:\[\]]+)",
+    r"(?::0*(?:[0-9]{0,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"(?:[/?#].*)?$"
+);
 
 /// One branch per installed connector: its name and a config its schema accepts.
 fn connector_choice(state: &AppState) -> Value {
@@ -366,6 +381,108 @@ fn complete_responses(doc: &mut Value) {
             if status.starts_with(['4', '5']) && response.get("content").is_none() {
                 response["content"] = error.clone();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the written schema `name` accepts `value`.
+    fn accepts(name: &str, value: &Value) -> bool {
+        let mut defs: serde_json::Map<String, Value> = fixed_schemas().into_iter().map(|(n, s)| (n.into(), s)).collect();
+        defs.insert("EventName".into(), json!({"type": "string"}));
+        let root = json!({"$ref": format!("#/components/schemas/{name}"), "components": {"schemas": defs}});
+        jsonschema::options().should_validate_formats(true).build(&root).expect("schema compiles").is_valid(value)
+    }
+
+    /// The schema of each text says yes exactly where the check it documents does.
+    #[test]
+    fn text_schemas_agree_with_the_checks() {
+        let samples = [
+            "a", "p1", " ", "", "  a  ", "\ta", "a\n", "a\u{0}b", "a\u{85}", "\u{2003}x\u{3000}", "x\u{1c}",
+            "é", "pay\u{202E}lpaypal", "Admin", "operator", "ROOT", "rooted", "tab\there", "a b",
+        ];
+        let long = |n: usize| "é".repeat(n);
+        let mut samples: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
+        for n in [199, 200, 201, 254, 255, 256] {
+            samples.push(long(n));
+            samples.push(format!("  {}\t", long(n)));
+        }
+        let webhook_name = |s: &str| crate::webhook::check_name(s.trim()).is_ok();
+        let company = |s: &str| {
+            let s = s.trim();
+            !s.is_empty() && s.chars().count() <= 255 && !s.chars().any(char::is_control)
+        };
+        let checks: [(&str, &dyn Fn(&str) -> bool); 4] = [
+            ("Id", &|s| crate::event::check_id(s).is_ok()),
+            ("WebhookName", &webhook_name),
+            ("UserId", &|s| crate::access::check_user_id(s).is_ok()),
+            ("CompanyId", &company),
+        ];
+        for (name, check) in checks {
+            for sample in &samples {
+                assert_eq!(accepts(name, &json!(sample)), check(sample), "{name}: {sample:?}");
+            }
+        }
+        for reserved in RESERVED_USER_IDS {
+            assert!(crate::access::check_user_id(reserved).is_err(), "{reserved} is not reserved");
+        }
+    }
+
+    #[test]
+    fn the_secret_schema_agrees_with_secret_parse() {
+        use base64::Engine as _;
+        let encode = |bytes: &[u8]| format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+        let mut samples: Vec<String> = (20..=68).map(|n| encode(&vec![0xa7; n])).collect();
+        samples.extend(["whsec_", "hunter2", "whsec_!!!"].map(String::from));
+        // Padding that decodes, with unused bits set: not canonical.
+        samples.push(format!("{}B==", &encode(&[7; 25])[..encode(&[7; 25]).len() - 3]));
+        samples.push(encode(&[7; 32]).trim_end_matches('=').to_owned());
+        for sample in samples {
+            let parses = crate::secret::Secret::parse(&sample).is_ok();
+            assert_eq!(accepts("Secret", &json!(sample)), parses, "{sample}");
+        }
+    }
+
+    #[test]
+    fn the_url_schema_accepts_what_the_destination_check_does_short_of_the_address() {
+        for url in [
+            "https://example.com/hook", "http://example.com", "HTTP://EXAMPLE.COM/x?y#z", "https://[2001:db8::1]:8443/",
+            "ftp://example.com/", "https://user:pw@example.com/", "https:///x", "example.com", "https://exa mple.com/",
+            "https:example.com", "https://ex%41mple.com/%7e", "https://example.com/100%", "https://bücher.example/",
+            "https://example.com/a\\b", "https://example.com/{x}", "https://example.com:99999/", "https://example.com:065535/", "https://example.com:/",
+            "https://example.com:65536/", "https://[::1/", "https://exa\tmple.com/",
+        ] {
+            let allowed = super::webhooks::check_url_text(url).is_ok() && crate::destination::check_url(url, true).is_ok();
+            assert_eq!(accepts("DestinationUrl", &json!(url)), allowed, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_filter_schema_agrees_with_the_filter_parser() {
+        let filters = [
+            json!({"path": "currentValue.title", "op": "eq", "value": "x"}),
+            json!({"path": "a[0].b[*]", "op": "in", "value": [1, 2]}),
+            json!({"path": "a.[3]", "op": "exists"}),
+            json!({"path": "a", "op": "gt", "value": "2026-01-31T00:00:00Z"}),
+            json!({"all": [{"path": "a", "op": "lte", "value": 3}, {"not": {"path": "b", "op": "exists"}}]}),
+            json!({"path": "a", "op": "exists", "value": 1}),
+            json!({"path": "a", "op": "eq"}),
+            json!({"path": "a", "op": "in", "value": 1}),
+            json!({"path": "a", "op": "gt", "value": "soon"}),
+            json!({"path": "a", "op": "equals", "value": 1}),
+            json!({"path": ".a", "op": "exists"}),
+            json!({"path": "a[x]", "op": "exists"}),
+            json!({"all": []}),
+            json!({"any": [{"path": "a", "op": "exists"}], "extra": 1}),
+            json!({"path": "a", "op": "exists", "extra": 1}),
+            json!([]),
+        ];
+        for filter in filters {
+            let parses = crate::filter::Filter::parse(&filter).is_ok();
+            assert_eq!(accepts("Filter", &filter), parses, "{filter}");
         }
     }
 }

@@ -401,6 +401,7 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     let field = |name: &str, e: String| ApiError::bad_request(format!("{name}: {e}"));
     webhook.name = webhook.name.trim().to_owned();
     crate::webhook::check_name(&webhook.name).map_err(|e| field("name", e))?;
+    check_url_text(&webhook.url).map_err(|e| field("url", e))?;
     crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
         .map_err(|e| field("url", e))?;
     let metadata = &mut webhook.metadata;
@@ -432,6 +433,31 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
             "rateLimit",
             "must be at least 1 message per second (or absent for no limit)".into(),
         ));
+    }
+    Ok(())
+}
+
+/// Refuses URL text that only a browser's error recovery makes a URL of (`https:///x`,
+/// spaces, backslashes, raw non-ASCII): a destination is written as RFC 3986 says, as
+/// `scheme://host…` — the `format: uri` and pattern the API document gives it.
+pub(super) fn check_url_text(text: &str) -> Result<(), String> {
+    let rfc3986 = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+    if let Some(bad) = text.chars().find(|&c| !rfc3986(c)) {
+        return Err(format!(
+            "{text:?} has {bad:?}, which a URL carries percent-encoded (and a host in punycode)"
+        ));
+    }
+    let bytes = text.as_bytes();
+    let escapes_ok = bytes.iter().enumerate().filter(|(_, b)| **b == b'%').all(|(i, _)| {
+        bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return Err(format!("{text:?} has a % that is not followed by two hex digits"));
+    }
+    let after_scheme = text.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{text:?} must be scheme://host…, without credentials"));
     }
     Ok(())
 }
