@@ -132,7 +132,8 @@ impl Webhook {
     pub fn connector_config(&self, secrets: &SecretBox) -> Value {
         let mut config = self.connector.config.clone();
         let Some(sealed) = &self.sealed_config else { return config };
-        let opened = secrets.open_bytes(sealed).and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
+        let opened =
+            secrets.open_bytes(sealed).and_then(|plain| serde_json::from_slice::<Value>(&plain).ok());
         match (opened, config.as_object_mut()) {
             (Some(Value::Object(members)), Some(config)) => config.extend(members),
             _ => tracing::error!(webhook_id = %self.id, "the sealed connector config cannot be opened"),

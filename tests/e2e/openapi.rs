@@ -113,9 +113,10 @@ async fn seed(server: &TestServer) -> Vec<(&'static str, String)> {
 async fn failed_delivery(server: &TestServer, webhook_id: &str) -> (String, String) {
     let now = OffsetDateTime::now_utc();
     let now_ms = wasmhook::store::now_ms();
-    let incoming: wasmhook::event::IncomingEvent =
-        serde_json::from_value(json!({"id": "seeded", "event": "TODO_CREATED", "companyId": "c1", "projectId": "p1"}))
-            .unwrap();
+    let incoming: wasmhook::event::IncomingEvent = serde_json::from_value(
+        json!({"id": "seeded", "event": "TODO_CREATED", "companyId": "c1", "projectId": "p1"}),
+    )
+    .unwrap();
     let event = incoming.accept(now);
     let request = wasmhook::runtime::Request {
         url: None,

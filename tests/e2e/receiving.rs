@@ -21,7 +21,8 @@ fn node() -> Command {
 }
 
 fn python() -> Command {
-    let bin = crate::support::python_venv("receiving-venv", &docs().join("requirements.txt"), "standardwebhooks");
+    let bin =
+        crate::support::python_venv("receiving-venv", &docs().join("requirements.txt"), "standardwebhooks");
     let mut command = Command::new(bin.join("python"));
     command.arg(docs().join("verify.py"));
     command

@@ -84,11 +84,9 @@ pub async fn ingest(
     let event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
     let (accept, result) = prepare(&state, event)?;
     let response = serde_json::to_value(&result).expect("plain data");
-    let stored = commit(&state, vec![accept], key.as_ref(), |outcomes| {
-        match &outcomes[0] {
-            Accepted::Duplicate(first) => mark_duplicate(first.clone()),
-            Accepted::New => response.clone(),
-        }
+    let stored = commit(&state, vec![accept], key.as_ref(), |outcomes| match &outcomes[0] {
+        Accepted::Duplicate(first) => mark_duplicate(first.clone()),
+        Accepted::New => response.clone(),
     })
     .await?;
     Ok(match stored {
@@ -125,7 +123,8 @@ pub async fn ingest_batch(
         )));
     }
     state.check_ingest_rate(&caller, batch.events.len() as u32)?;
-    let key = idempotency_key(&caller, &headers, "POST /v1/events/batch", &Value::from(batch.events.clone()))?;
+    let key =
+        idempotency_key(&caller, &headers, "POST /v1/events/batch", &Value::from(batch.events.clone()))?;
     // Validate everything before storing anything: all or nothing.
     let mut prepared = Vec::with_capacity(batch.events.len());
     for (i, body) in batch.events.into_iter().enumerate() {
@@ -195,7 +194,11 @@ pub(super) fn check_event(state: &AppState, event: &IncomingEvent) -> Result<(),
     if !state.catalog.contains(&event.event) {
         return Err(format!("event: unknown event type {:?}; valid: {}", event.event, state.catalog.names()));
     }
-    for (field, value) in [("companyId", Some(&event.company_id)), ("projectId", Some(&event.project_id)), ("id", event.id.as_ref())] {
+    for (field, value) in [
+        ("companyId", Some(&event.company_id)),
+        ("projectId", Some(&event.project_id)),
+        ("id", event.id.as_ref()),
+    ] {
         if let Some(value) = value
             && let Err(e) = crate::event::check_id(value)
         {

@@ -376,7 +376,9 @@ fn complete_responses(doc: &mut Value) {
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
     for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
         let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
-        responses.entry("401").or_insert_with(|| json!({"description": "missing, unknown or revoked bearer token"}));
+        responses
+            .entry("401")
+            .or_insert_with(|| json!({"description": "missing, unknown or revoked bearer token"}));
         for (status, response) in responses.iter_mut() {
             if status.starts_with(['4', '5']) && response.get("content").is_none() {
                 response["content"] = error.clone();
@@ -391,18 +393,40 @@ mod tests {
 
     /// Whether the written schema `name` accepts `value`.
     fn accepts(name: &str, value: &Value) -> bool {
-        let mut defs: serde_json::Map<String, Value> = fixed_schemas().into_iter().map(|(n, s)| (n.into(), s)).collect();
+        let mut defs: serde_json::Map<String, Value> =
+            fixed_schemas().into_iter().map(|(n, s)| (n.into(), s)).collect();
         defs.insert("EventName".into(), json!({"type": "string"}));
         let root = json!({"$ref": format!("#/components/schemas/{name}"), "components": {"schemas": defs}});
-        jsonschema::options().should_validate_formats(true).build(&root).expect("schema compiles").is_valid(value)
+        jsonschema::options()
+            .should_validate_formats(true)
+            .build(&root)
+            .expect("schema compiles")
+            .is_valid(value)
     }
 
     /// The schema of each text says yes exactly where the check it documents does.
     #[test]
     fn text_schemas_agree_with_the_checks() {
         let samples = [
-            "a", "p1", " ", "", "  a  ", "\ta", "a\n", "a\u{0}b", "a\u{85}", "\u{2003}x\u{3000}", "x\u{1c}",
-            "é", "pay\u{202E}lpaypal", "Admin", "operator", "ROOT", "rooted", "tab\there", "a b",
+            "a",
+            "p1",
+            " ",
+            "",
+            "  a  ",
+            "\ta",
+            "a\n",
+            "a\u{0}b",
+            "a\u{85}",
+            "\u{2003}x\u{3000}",
+            "x\u{1c}",
+            "é",
+            "pay\u{202E}lpaypal",
+            "Admin",
+            "operator",
+            "ROOT",
+            "rooted",
+            "tab\there",
+            "a b",
         ];
         let long = |n: usize| "é".repeat(n);
         let mut samples: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
@@ -415,7 +439,8 @@ mod tests {
             let s = s.trim();
             !s.is_empty() && s.chars().count() <= 255 && !s.chars().any(char::is_control)
         };
-        let checks: [(&str, &dyn Fn(&str) -> bool); 4] = [
+        type Check<'a> = &'a dyn Fn(&str) -> bool;
+        let checks: [(&str, Check); 4] = [
             ("Id", &|s| crate::event::check_id(s).is_ok()),
             ("WebhookName", &webhook_name),
             ("UserId", &|s| crate::access::check_user_id(s).is_ok()),
@@ -434,7 +459,8 @@ mod tests {
     #[test]
     fn the_secret_schema_agrees_with_secret_parse() {
         use base64::Engine as _;
-        let encode = |bytes: &[u8]| format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+        let encode =
+            |bytes: &[u8]| format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
         let mut samples: Vec<String> = (20..=68).map(|n| encode(&vec![0xa7; n])).collect();
         samples.extend(["whsec_", "hunter2", "whsec_!!!"].map(String::from));
         // Padding that decodes, with unused bits set: not canonical.
@@ -449,13 +475,30 @@ mod tests {
     #[test]
     fn the_url_schema_accepts_what_the_destination_check_does_short_of_the_address() {
         for url in [
-            "https://example.com/hook", "http://example.com", "HTTP://EXAMPLE.COM/x?y#z", "https://[2001:db8::1]:8443/",
-            "ftp://example.com/", "https://user:pw@example.com/", "https:///x", "example.com", "https://exa mple.com/",
-            "https:example.com", "https://ex%41mple.com/%7e", "https://example.com/100%", "https://bücher.example/",
-            "https://example.com/a\\b", "https://example.com/{x}", "https://example.com:99999/", "https://example.com:065535/", "https://example.com:/",
-            "https://example.com:65536/", "https://[::1/", "https://exa\tmple.com/",
+            "https://example.com/hook",
+            "http://example.com",
+            "HTTP://EXAMPLE.COM/x?y#z",
+            "https://[2001:db8::1]:8443/",
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "https:///x",
+            "example.com",
+            "https://exa mple.com/",
+            "https:example.com",
+            "https://ex%41mple.com/%7e",
+            "https://example.com/100%",
+            "https://bücher.example/",
+            "https://example.com/a\\b",
+            "https://example.com/{x}",
+            "https://example.com:99999/",
+            "https://example.com:065535/",
+            "https://example.com:/",
+            "https://example.com:65536/",
+            "https://[::1/",
+            "https://exa\tmple.com/",
         ] {
-            let allowed = super::webhooks::check_url_text(url).is_ok() && crate::destination::check_url(url, true).is_ok();
+            let allowed = super::webhooks::check_url_text(url).is_ok()
+                && crate::destination::check_url(url, true).is_ok();
             assert_eq!(accepts("DestinationUrl", &json!(url)), allowed, "{url}");
         }
     }

@@ -19,7 +19,6 @@ use crate::webhook::{ConnectorRef, Origin, Subscription, Webhook, WebhookStatus,
 
 use super::openapi::{ConnectorChoice, DestinationUrl, FilterSchema, SecretText, WebhookName};
 
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWebhook {
@@ -83,7 +82,10 @@ fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error
 fn as_whole_u32(value: &Value) -> Option<u32> {
     match value.as_u64() {
         Some(n) => u32::try_from(n).ok(),
-        None => value.as_f64().filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f)).map(|f| f as u32),
+        None => value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| f as u32),
     }
 }
 
@@ -357,7 +359,6 @@ fn apply(state: &AppState, body: &UpdateWebhook, webhook: &mut Webhook) -> Resul
     Ok(())
 }
 
-
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
     responses((status = 204, description = "deleted"), (status = 403, description = "not a user or operator token"),
         (status = 404, description = "no such webhook (or another user's)"),
@@ -448,9 +449,11 @@ pub(super) fn check_url_text(text: &str) -> Result<(), String> {
         ));
     }
     let bytes = text.as_bytes();
-    let escapes_ok = bytes.iter().enumerate().filter(|(_, b)| **b == b'%').all(|(i, _)| {
-        bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-    });
+    let escapes_ok = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
     if !escapes_ok {
         return Err(format!("{text:?} has a % that is not followed by two hex digits"));
     }
