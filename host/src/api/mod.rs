@@ -1,4 +1,5 @@
-//! The REST API: one file per resource, one error shape, generated OpenAPI.
+//! The REST API: one file per resource, one error shape, and an OpenAPI document that says
+//! exactly what they accept ([`openapi`]).
 
 mod auth;
 mod connectors;

@@ -7,9 +7,11 @@
 //! operators extend in configuration), its installed connectors with their config schemas,
 //! its batch bound. So the document is completed for each request from the server's state.
 //!
-//! What no schema can say is in the descriptions: destination URLs whose host is a
-//! non-public address (refused unless the server allows private destinations), filter depth
-//! and size, a connector upload that is not a valid component.
+//! Every operation documents its 401 and every error its `{"error": {"code", "message"}}`
+//! body ([`complete_responses`]). What no schema can say is in the descriptions: destination
+//! URLs whose host is a non-public address (refused unless the server allows private
+//! destinations), filter depth and size, a connector upload that is not a valid component.
+//! `tests/e2e/openapi.rs` runs schemathesis over the document against the real server.
 
 use serde_json::{Value, json};
 use utoipa::OpenApi;

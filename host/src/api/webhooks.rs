@@ -402,19 +402,20 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     let field = |name: &str, e: String| ApiError::bad_request(format!("{name}: {e}"));
     webhook.name = webhook.name.trim().to_owned();
     crate::webhook::check_name(&webhook.name).map_err(|e| field("name", e))?;
-    check_url_text(&webhook.url).map_err(|e| field("url", e))?;
     crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
         .map_err(|e| field("url", e))?;
+    check_url_text(&webhook.url).map_err(|e| field("url", e))?;
     let metadata = &mut webhook.metadata;
+    // Like the project ids of events: one that no event can carry would never match.
+    // (Checked before sorting, so that the index is the caller's.)
+    for (i, project) in metadata.project_ids.iter().enumerate() {
+        crate::event::check_id(project).map_err(|e| field(&format!("metadata.projectIds[{i}]"), e))?;
+    }
     for list in [&mut metadata.events, &mut metadata.project_ids] {
         list.sort();
         list.dedup();
     }
     state.catalog.check(&metadata.events).map_err(|e| field("metadata.events", e))?;
-    // Like the project ids of events: one that no event can carry would never match.
-    for (i, project) in metadata.project_ids.iter().enumerate() {
-        crate::event::check_id(project).map_err(|e| field(&format!("metadata.projectIds[{i}]"), e))?;
-    }
     if let Some(filter) = &webhook.filter {
         Filter::parse(filter).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
