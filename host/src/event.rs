@@ -5,24 +5,37 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 /// An event as sent to `POST /v1/events` (or read by `wasmhook plugin run`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"id": "evt-1042", "event": "TODO_CREATED", "companyId": "c1", "projectId": "p1",
+    "userId": "u7", "currentValue": {"id": "t1", "title": "Write the report"}}))]
 pub struct IncomingEvent {
-    /// The sender's id for the event; repeats are deduplicated. Generated when absent.
+    /// The sender's id for the event; repeats (in the same company) are deduplicated.
+    /// Generated when absent.
     #[serde(default)]
+    #[schema(value_type = Option<crate::api::openapi::Id>)]
     pub id: Option<String>,
     /// The event type, e.g. `TODO_CREATED`.
+    #[schema(value_type = crate::api::openapi::EventName)]
     pub event: String,
+    /// A company the token may send events for.
+    #[schema(value_type = crate::api::openapi::Id)]
     pub company_id: String,
+    #[schema(value_type = crate::api::openapi::Id)]
     pub project_id: String,
     #[serde(default)]
     pub user_id: Option<String>,
+    /// The record after the change: any JSON, nested at most 64 levels.
     #[serde(default)]
+    #[schema(value_type = Option<Value>)]
     pub current_value: Option<Value>,
+    /// The record before the change: any JSON, nested at most 64 levels.
     #[serde(default)]
+    #[schema(value_type = Option<Value>)]
     pub previous_value: Option<Value>,
-    /// When it happened; the time it was accepted when absent.
+    /// When it happened (RFC 3339); the time it was accepted when absent.
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub occurred_at: Option<OffsetDateTime>,
 }
 

@@ -66,6 +66,7 @@ pub struct RetiredSecret {
 /// The connector a webhook's deliveries go through, and its config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConnectorRef {
+    #[schema(value_type = crate::api::openapi::ConnectorName)]
     pub name: String,
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
@@ -86,9 +87,13 @@ fn empty_object() -> Value {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Subscription {
+    /// Event types (repeats are dropped); empty means every event.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::api::openapi::EventName>)]
     pub events: Vec<String>,
+    /// Project ids (repeats are dropped); empty means every project of the owner's companies.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::api::openapi::Id>)]
     pub project_ids: Vec<String>,
 }
 

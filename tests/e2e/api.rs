@@ -138,6 +138,14 @@ async fn bad_webhooks_get_a_4xx_that_says_why_and_change_nothing() {
         ),
         (with("secret", json!("hunter2")), 400, "secret: a secret starts with \"whsec_\""),
         (with("rateLimit", json!(0)), 400, "rateLimit: must be at least 1"),
+        (with("rateLimit", json!(1.5)), 400, "rateLimit: expected a whole number"),
+        (with("url", json!("https:///hook")), 400, "url: \"https:///hook\" must be scheme://host"),
+        (with("url", json!("https://example.com/a b")), 400, "percent-encoded"),
+        (
+            with("metadata", json!({"projectIds": ["p1", "\u{7}"]})),
+            400,
+            "metadata.projectIds[1]: must not contain control",
+        ),
     ];
     for (body, status, message) in cases {
         let (got, error) = server.call(&alice, Method::POST, "/v1/webhooks", Some(body.clone())).await;

@@ -21,22 +21,9 @@ fn node() -> Command {
 }
 
 fn python() -> Command {
-    let venv = workspace().join("target/receiving-venv");
-    let python = venv.join("bin/python");
-    let ready = python.is_file()
-        && Command::new(&python).args(["-c", "import standardwebhooks"]).status().is_ok_and(|s| s.success());
-    if !ready {
-        let status = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap();
-        assert!(status.success(), "python3 -m venv failed");
-        let requirements = docs().join("requirements.txt");
-        let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", "-r"])
-            .arg(requirements)
-            .status()
-            .unwrap();
-        assert!(status.success(), "installing docs/receiving/requirements.txt failed");
-    }
-    let mut command = Command::new(python);
+    let bin =
+        crate::support::python_venv("receiving-venv", &docs().join("requirements.txt"), "standardwebhooks");
+    let mut command = Command::new(bin.join("python"));
     command.arg(docs().join("verify.py"));
     command
 }

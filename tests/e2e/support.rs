@@ -268,3 +268,28 @@ pub fn npm_ci_unless_installed(dir: &std::path::Path, package: &str) {
         .unwrap();
     assert!(status.success(), "npm ci in {} failed", dir.display());
 }
+
+/// A Python virtual environment at `target/<name>` with the pinned packages of `requirements`
+/// installed: made the first time a test needs it (on a fresh machine too) instead of skipping
+/// the test. `module` is one the requirements provide: once it imports, the venv is ready.
+/// Returns the venv's `bin` directory.
+pub fn python_venv(name: &str, requirements: &Path, module: &str) -> PathBuf {
+    let venv = workspace().join("target").join(name);
+    let python = venv.join("bin/python");
+    let ready = python.is_file()
+        && std::process::Command::new(&python)
+            .args(["-c", &format!("import {module}")])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        let status = std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap();
+        assert!(status.success(), "python3 -m venv {} failed", venv.display());
+        let status = std::process::Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(requirements)
+            .status()
+            .unwrap();
+        assert!(status.success(), "installing {} failed", requirements.display());
+    }
+    venv.join("bin")
+}

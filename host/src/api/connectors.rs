@@ -14,8 +14,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::require;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::openapi::{ConnectorName, WasmComponent};
 use crate::access::{Caller, Scope};
 use crate::builtins;
+use crate::event::IncomingEvent;
 use crate::runtime::{LogLine, Plugin, Policy, Request};
 use crate::server::AppState;
 
@@ -53,10 +55,15 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Vec<Co
     Json(state.connectors.list().iter().map(|(name, plugin)| view(name, plugin)).collect())
 }
 
-#[utoipa::path(put, path = "/v1/connectors/{name}", tag = "connectors",
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "a component implementing wasmhook:plugin/connector@0.1.0"),
-    responses((status = 200, body = ConnectorView), (status = 400, description = "not a valid connector component; nothing stored"),
-        (status = 403, description = "operators only")))]
+#[utoipa::path(put, path = "/v1/connectors/{name}", tag = "connectors", params(("name" = ConnectorName, Path)),
+    request_body(content = WasmComponent, content_type = "application/wasm",
+        description = "A WebAssembly component implementing `wasmhook:plugin/connector@0.1.0` (a `wasm32-wasip2` \
+            build of a plugin), at most 50 MiB by default. The bytes are checked by loading them: anything \
+            else is a 400."),
+    responses((status = 200, body = ConnectorView),
+        (status = 400, description = "an invalid name, or not a valid connector component; nothing stored"),
+        (status = 403, description = "operators only"), (status = 413, description = "over the plugin size bound"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -82,22 +89,27 @@ pub async fn upload(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RemoveQuery {
     /// Remove it even though webhooks use it (their deliveries then fail as plugin errors).
     #[serde(default)]
     force: bool,
 }
 
-#[utoipa::path(delete, path = "/v1/connectors/{name}", params(RemoveQuery), tag = "connectors",
-    responses((status = 204, description = "removed (a built-in it replaced is back)"), (status = 404, description = "no uploaded connector of that name"),
-        (status = 409, description = "webhooks use it")))]
+#[utoipa::path(delete, path = "/v1/connectors/{name}", params(("name" = ConnectorName, Path), RemoveQuery), tag = "connectors",
+    responses((status = 204, description = "removed (a built-in it replaced is back)"), (status = 400, description = "invalid query"),
+        (status = 403, description = "operators only"),
+        (status = 404, description = "no uploaded connector of that name"),
+        (status = 409, description = "webhooks use it"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-    Query(query): Query<RemoveQuery>,
+    query: Result<Query<RemoveQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     require(&caller, &[], "removing connectors")?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let builtin = builtins::component(&name);
     let uploaded = state.store.connectors()?.into_iter().any(|(n, _)| n == name);
     if !uploaded {
@@ -140,10 +152,11 @@ pub async fn remove(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preview {
-    /// An event as sent to `POST /v1/events`.
-    #[schema(value_type = Object)]
+    /// An event as sent to `POST /v1/events` (any company).
+    #[schema(value_type = IncomingEvent)]
     event: Value,
-    /// The connector config to try (default `{}`).
+    /// The connector config to try (default `{}`). It is not checked against the connector's
+    /// schema: what the plugin makes of it is the point of a preview.
     #[schema(value_type = Option<Object>)]
     config: Option<Value>,
 }
@@ -161,8 +174,13 @@ pub struct PreviewResult {
     log: Vec<LogLine>,
 }
 
-#[utoipa::path(post, path = "/v1/connectors/{name}/preview", request_body = Preview, tag = "connectors",
-    responses((status = 200, body = PreviewResult), (status = 400, description = "invalid event"), (status = 404, description = "no such connector")))]
+#[utoipa::path(post, path = "/v1/connectors/{name}/preview", request_body = Preview, tag = "connectors", params(("name" = ConnectorName, Path)),
+    responses((status = 200, description = "what the plugin made of the event, or why it failed", body = PreviewResult),
+        (status = 400, description = "invalid event or config"),
+        (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such connector"),
+        (status = 413, description = "over the event size bound"), (status = 415, description = "not JSON"),
+        (status = 429, description = "too many previews at once; see Retry-After")))]
 pub async fn preview(
     State(state): State<AppState>,
     caller: Caller,
@@ -171,8 +189,9 @@ pub async fn preview(
 ) -> Result<Json<PreviewResult>, ApiError> {
     require(&caller, &[Scope::User], "previewing connectors")?;
     let plugin = state.connectors.get(&name).ok_or_else(|| ApiError::not_found("connector"))?;
-    let incoming: crate::event::IncomingEvent =
+    let incoming: IncomingEvent =
         super::json::from_value(body.event).map_err(|e| ApiError::bad_request(format!("event.{e}")))?;
+    super::events::check_event(&state, &incoming).map_err(|e| ApiError::bad_request(format!("event.{e}")))?;
     let config = body.config.unwrap_or_else(|| Value::Object(Default::default()));
     if !config.is_object() {
         return Err(ApiError::bad_request("config: must be a JSON object"));

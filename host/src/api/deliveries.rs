@@ -19,18 +19,21 @@ use crate::server::AppState;
 use crate::store::now_ms;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogQuery {
     /// Only deliveries in this state.
-    #[param(value_type = Option<String>)]
+    #[param(value_type = DeliveryStatus, required = false)]
     status: Option<DeliveryStatus>,
     /// Only deliveries created at or after this time (RFC 3339).
     #[serde(default, with = "time::serde::rfc3339::option")]
-    #[param(value_type = Option<String>)]
+    #[param(value_type = String, format = DateTime, required = false)]
     since: Option<OffsetDateTime>,
     /// Page size, 1–200 (default 50).
+    #[param(value_type = usize, required = false, minimum = 1, maximum = 200)]
     limit: Option<usize>,
     /// `nextCursor` of the previous page.
+    #[param(value_type = String, required = false)]
     cursor: Option<String>,
 }
 
@@ -69,8 +72,10 @@ pub struct DeliveryPage {
     next_cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", params(LogQuery), tag = "deliveries",
-    responses((status = 200, body = DeliveryPage), (status = 404, description = "no such webhook")))]
+#[utoipa::path(get, path = "/v1/webhooks/{id}/deliveries", params(("id" = String, Path, description = "the webhook's id (`wh_…`)"), LogQuery), tag = "deliveries",
+    responses((status = 200, body = DeliveryPage), (status = 400, description = "invalid query"),
+        (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such webhook (or another user's)")))]
 pub async fn log(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,8 +135,9 @@ fn truncate_bodies(delivery: &mut Delivery) -> Vec<TruncatedBody> {
 }
 
 #[utoipa::path(get, path = "/v1/deliveries/{id}/messages/{message_id}", tag = "deliveries",
-    params(("id" = String, Path, description = "the delivery"), ("message_id" = String, Path, description = "the message (`webhook-id`)")),
-    responses((status = 200, body = Message), (status = 404, description = "no such delivery or message")))]
+    params(("id" = String, Path, description = "the delivery (`dlv_…`)"), ("message_id" = String, Path, description = "the message (`webhook-id`)")),
+    responses((status = 200, body = Message), (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such delivery (or another user's) or message")))]
 pub async fn message(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,8 +157,11 @@ pub async fn message(
 }
 
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
-    responses((status = 202, body = Delivery), (status = 404, description = "no such delivery"),
-        (status = 409, description = "already queued, or the webhook is disabled")))]
+    params(("id" = String, Path, description = "the delivery (`dlv_…`)")),
+    responses((status = 202, body = Delivery), (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such delivery (or another user's)"),
+        (status = 409, description = "already queued, or the webhook is disabled"),
+        (status = 503, description = "the queue or storage cannot take more; see Retry-After")))]
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -200,15 +209,25 @@ pub struct Recover {
     since: OffsetDateTime,
 }
 
-#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", request_body = Recover, tag = "deliveries",
-    responses((status = 202, description = "how many deliveries were re-queued"), (status = 404, description = "no such webhook"),
-        (status = 409, description = "the webhook is disabled")))]
+/// How many deliveries a recover re-queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recovered {
+    requeued: usize,
+}
+
+#[utoipa::path(post, path = "/v1/webhooks/{id}/recover", request_body = Recover, tag = "deliveries", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
+    responses((status = 202, body = Recovered), (status = 400, description = "invalid request"),
+        (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such webhook (or another user's)"),
+        (status = 409, description = "the webhook is disabled"),
+        (status = 413, description = "body over 64 KiB"), (status = 415, description = "not JSON"),
+        (status = 503, description = "the queue or storage cannot take more; see Retry-After")))]
 pub async fn recover(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Recover>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<Recovered>), ApiError> {
     let webhook = owned(&state, &caller, &id)?;
     if !webhook.enabled {
         return Err(ApiError::new(
@@ -241,7 +260,7 @@ pub async fn recover(
     }
     state.store.durable().await?;
     state.enqueued(now, &requeued);
-    Ok((StatusCode::ACCEPTED, Json(json!({"requeued": requeued.len()}))))
+    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: requeued.len() })))
 }
 
 /// Makes a delivery sendable again: failed messages get fresh attempts, a delivery whose
@@ -270,8 +289,10 @@ pub struct Queued {
     delivery_id: String,
 }
 
-#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "deliveries",
-    responses((status = 202, body = Queued), (status = 404, description = "no such webhook")))]
+#[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "deliveries", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
+    responses((status = 202, body = Queued), (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such webhook (or another user's)"),
+        (status = 503, description = "the queue or storage cannot take more; see Retry-After")))]
 pub async fn test(
     State(state): State<AppState>,
     caller: Caller,

@@ -8,6 +8,22 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
+/// What every error answers (documents the shape in the OpenAPI document).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// Machine-readable, e.g. `invalid_request`, `not_found`, `unauthorized`.
+    code: String,
+    /// What is wrong, for people; names the field at fault.
+    message: String,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -48,9 +64,9 @@ impl ApiError {
     }
 
     /// The same error, naming the field as the caller knows it (`url` → `targetUrl`) when
-    /// the message starts with `from:`.
+    /// the message starts with `from:` (or `from[`, `from.`: a part of it).
     pub fn rename_field(mut self, from: &str, to: &str) -> Self {
-        if let Some(rest) = self.message.strip_prefix(from).filter(|rest| rest.starts_with(':')) {
+        if let Some(rest) = self.message.strip_prefix(from).filter(|rest| rest.starts_with([':', '[', '.'])) {
             self.message = format!("{to}{rest}");
         }
         self

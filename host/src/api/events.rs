@@ -38,10 +38,13 @@ pub struct IngestResult {
     pub duplicate: bool,
 }
 
+/// Events sent together: all are stored, or none. At most the server's batch bound (1,000
+/// by default); each is checked like a single event.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Batch {
-    #[schema(value_type = Vec<Object>)]
+    // Parsed one by one, so that an error names the event at fault (`events[3].event: …`).
+    #[schema(value_type = Vec<IncomingEvent>, min_items = 1)]
     events: Vec<Value>,
 }
 
@@ -57,11 +60,18 @@ pub async fn event_types(State(state): State<AppState>, _caller: Caller) -> Json
     Json(state.catalog.list())
 }
 
-#[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = Object, description = "{id?, event, companyId, projectId, userId?, currentValue?, previousValue?, occurredAt?}"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "dedupes like an event id")),
-    responses((status = 202, body = IngestResult), (status = 200, description = "a duplicate: the first answer", body = IngestResult),
-        (status = 400, description = "invalid event"), (status = 503, description = "storage cannot take more; retry")))]
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = IncomingEvent,
+    params(("Idempotency-Key" = Option<super::openapi::IdempotencyKey>, Header, nullable = false,
+        description = "dedupes like an event id (per token; the same key with another body is a 409)")),
+    responses((status = 202, description = "durable, with its deliveries", body = IngestResult),
+        (status = 200, description = "a duplicate: the first answer", body = IngestResult),
+        (status = 400, description = "invalid event, or a company this token may not send for"),
+        (status = 403, description = "not an ingest or operator token"),
+        (status = 409, description = "the Idempotency-Key was used with another body or endpoint"),
+        (status = 413, description = "over the event size bound (1 MiB by default)"),
+        (status = 415, description = "not `Content-Type: application/json`"),
+        (status = 429, description = "over the token's ingest rate; see Retry-After"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,9 +98,16 @@ pub async fn ingest(
 }
 
 #[utoipa::path(post, path = "/v1/events/batch", request_body = Batch, tag = "events",
-    params(("Idempotency-Key" = Option<String>, Header, description = "dedupes the whole batch")),
-    responses((status = 202, body = BatchResult), (status = 400, description = "an invalid event: nothing was stored"),
-        (status = 503, description = "storage cannot take more; retry")))]
+    params(("Idempotency-Key" = Option<super::openapi::IdempotencyKey>, Header, nullable = false, description = "dedupes the whole batch")),
+    responses((status = 202, description = "all durable; one answer per event, in order", body = BatchResult),
+        (status = 200, description = "a replay of an Idempotency-Key: the first answer", body = BatchResult),
+        (status = 400, description = "an invalid event: nothing was stored"),
+        (status = 403, description = "not an ingest or operator token"),
+        (status = 409, description = "the Idempotency-Key was used with another body or endpoint"),
+        (status = 413, description = "over the batch size bound"),
+        (status = 415, description = "not `Content-Type: application/json`"),
+        (status = 429, description = "over the token's ingest rate; see Retry-After"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn ingest_batch(
     State(state): State<AppState>,
     caller: Caller,
@@ -164,6 +181,16 @@ fn mark_duplicate(mut first: Value) -> Value {
 /// Checks one event's shape, type and company; the message names the field.
 fn parse_event(state: &AppState, caller: &Caller, body: Value) -> Result<IncomingEvent, String> {
     let event: IncomingEvent = super::json::from_value(body)?;
+    check_event(state, &event)?;
+    if !caller.companies.allows(&event.company_id) {
+        return Err(format!("companyId: this token may not send events for company {:?}", event.company_id));
+    }
+    Ok(event)
+}
+
+/// Checks what an event says (its type, ids and nesting), wherever it comes from; the message
+/// names the field.
+pub(super) fn check_event(state: &AppState, event: &IncomingEvent) -> Result<(), String> {
     if !state.catalog.contains(&event.event) {
         return Err(format!("event: unknown event type {:?}; valid: {}", event.event, state.catalog.names()));
     }
@@ -178,11 +205,7 @@ fn parse_event(state: &AppState, caller: &Caller, body: Value) -> Result<Incomin
             return Err(format!("{field}: {e}"));
         }
     }
-    crate::event::check_nesting(&event).map_err(|(field, e)| format!("{field}: {e}"))?;
-    if !caller.companies.allows(&event.company_id) {
-        return Err(format!("companyId: this token may not send events for company {:?}", event.company_id));
-    }
-    Ok(event)
+    crate::event::check_nesting(event).map_err(|(field, e)| format!("{field}: {e}"))
 }
 
 /// Matches an event and makes its deliveries.

@@ -34,8 +34,9 @@ pub struct Stats {
     hours: Vec<Hour>,
 }
 
-#[utoipa::path(get, path = "/v1/webhooks/{id}/stats", tag = "deliveries",
-    responses((status = 200, body = Stats), (status = 404, description = "no such webhook")))]
+#[utoipa::path(get, path = "/v1/webhooks/{id}/stats", tag = "deliveries", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
+    responses((status = 200, body = Stats), (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such webhook (or another user's)")))]
 pub async fn stats(
     State(state): State<AppState>,
     caller: Caller,

@@ -14,14 +14,16 @@ use utoipa::ToSchema;
 use super::auth::require;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::openapi::CreateTokenSchema;
 use crate::access::{Caller, Companies, Scope, Token, User, check_user_id, new_token_text, token_hash};
 use crate::server::AppState;
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// What `POST /v1/tokens` takes; its schema, which can say "companies or all of them", is
+/// [`CreateTokenSchema`].
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateToken {
     /// 1–200 characters; `operator` and the host's other reserved names are refused.
-    #[schema(min_length = 1, max_length = 200)]
     user_id: String,
     /// The companies the user may see from now on (for all their tokens and webhooks);
     /// required unless `allCompanies` is true.
@@ -52,8 +54,11 @@ pub struct CreatedToken {
     token: String,
 }
 
-#[utoipa::path(post, path = "/v1/tokens", request_body = CreateToken, tag = "tokens",
-    responses((status = 201, body = CreatedToken), (status = 400, description = "invalid request"), (status = 403, description = "operators only")))]
+#[utoipa::path(post, path = "/v1/tokens", request_body = CreateTokenSchema, tag = "tokens",
+    responses((status = 201, body = CreatedToken), (status = 400, description = "invalid request"),
+        (status = 403, description = "operators only"),
+        (status = 413, description = "body over 64 KiB"), (status = 415, description = "not JSON"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -76,10 +81,12 @@ pub async fn create(
         }
     };
     if let Companies::Only(list) = &companies
-        && let Some(bad) = list.iter().find(|c| c.is_empty() || c.chars().any(char::is_control))
+        && let Some(bad) =
+            list.iter().find(|c| c.is_empty() || c.chars().count() > 255 || c.chars().any(char::is_control))
     {
+        // As long as an event's companyId may be: a longer one would never match.
         return Err(ApiError::bad_request(format!(
-            "companies: company ids must be non-empty text without control characters, not {bad:?}"
+            "companies: company ids must be 1 to 255 characters without control characters, not {bad:?}"
         )));
     }
     let scope = body.scope.unwrap_or(Scope::User);
@@ -106,7 +113,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(CreatedToken { info, token: text })))
 }
 
-#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", responses((status = 200, body = Vec<TokenView>)))]
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, body = Vec<TokenView>), (status = 403, description = "operators only")))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
     require(&caller, &[], "listing tokens")?;
     let index = state.index.read().unwrap_or_else(|p| p.into_inner());
@@ -120,7 +128,10 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 }
 
 #[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens",
-    responses((status = 204, description = "revoked"), (status = 404, description = "no such token")))]
+    params(("id" = String, Path, description = "the token's id (`tok_…`), not the token itself")),
+    responses((status = 204, description = "revoked"), (status = 403, description = "operators only"),
+        (status = 404, description = "no such token"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

@@ -17,19 +17,31 @@ use crate::secret::Secret;
 use crate::server::AppState;
 use crate::webhook::{ConnectorRef, Origin, Subscription, Webhook, WebhookStatus, new_webhook_id};
 
+use super::openapi::{ConnectorChoice, DestinationUrl, FilterSchema, SecretText, WebhookName};
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateWebhook {
+    #[schema(value_type = WebhookName)]
     pub(super) name: String,
+    #[schema(value_type = DestinationUrl)]
     pub(super) url: String,
-    /// `whsec_` + base64 of 24–64 random bytes; generated when absent.
+    /// Generated when absent.
+    #[schema(value_type = Option<SecretText>)]
     pub(super) secret: Option<String>,
+    /// Default true.
     pub(super) enabled: Option<bool>,
     pub(super) metadata: Subscription,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterSchema>)]
     pub(super) filter: Option<Value>,
+    /// Default: the `json` connector with config `{}`.
+    #[schema(value_type = Option<ConnectorChoice>)]
     pub(super) connector: Option<ConnectorRef>,
+    /// Messages per second at most; absent for no limit.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 4_294_967_295_u64)]
     pub(super) rate_limit: Option<u32>,
+    /// Deliver one message at a time, in ingest order (default false).
     pub(super) ordered: Option<bool>,
 }
 
@@ -37,18 +49,44 @@ pub struct CreateWebhook {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateWebhook {
+    #[schema(value_type = Option<WebhookName>)]
     name: Option<String>,
+    #[schema(value_type = Option<DestinationUrl>)]
     url: Option<String>,
+    /// Re-enabling sends a `WEBHOOK_HEALTH_CHECK` event first.
     enabled: Option<bool>,
     metadata: Option<Subscription>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<FilterSchema>)]
     filter: Option<Value>,
+    /// Write-only config members left out keep their stored values (views never show them).
+    #[schema(value_type = Option<ConnectorChoice>)]
     connector: Option<ConnectorRef>,
+    /// `null` removes the limit.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u64>, minimum = 1, maximum = 4_294_967_295_u64)]
     rate_limit: Option<Value>,
     ordered: Option<bool>,
+}
+
+/// A whole number that fits a `u32`, or null. JSON (and its Schema) count `2.0` as an
+/// integer, so this does too.
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    Option::<Value>::deserialize(d)?.as_ref().map_or(Ok(None), |value| {
+        as_whole_u32(value).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!("expected a whole number from 0 to {}, not {value}", u32::MAX))
+        })
+    })
+}
+
+fn as_whole_u32(value: &Value) -> Option<u32> {
+    match value.as_u64() {
+        Some(n) => u32::try_from(n).ok(),
+        None => value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| f as u32),
+    }
 }
 
 /// Distinguishes an explicit `null` (Some(Null)) from an absent field (None).
@@ -65,6 +103,7 @@ pub struct WebhookView {
     url: String,
     status: WebhookStatus,
     enabled: bool,
+    #[schema(value_type = SubscriptionView)]
     metadata: Subscription,
     #[schema(value_type = Option<Object>)]
     filter: Option<Value>,
@@ -108,6 +147,17 @@ impl WebhookView {
     }
 }
 
+/// Which events reach a webhook, as stored: an event type the operator has since taken out
+/// of the catalog stays listed.
+#[derive(ToSchema)]
+#[schema(as = SubscriptionView)]
+#[allow(dead_code)] // documents `WebhookView::metadata`
+#[serde(rename_all = "camelCase")]
+struct SubscriptionView {
+    events: Vec<String>,
+    project_ids: Vec<String>,
+}
+
 /// The answer to a create: the webhook and, this once, its secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedWebhook {
@@ -118,11 +168,14 @@ pub struct CreatedWebhook {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Page size, 1–200 (default 50).
+    #[param(value_type = usize, required = false, minimum = 1, maximum = 200)]
     limit: Option<usize>,
     /// `nextCursor` of the previous page.
+    #[param(value_type = String, required = false)]
     cursor: Option<String>,
 }
 
@@ -135,7 +188,10 @@ pub struct WebhookPage {
 }
 
 #[utoipa::path(post, path = "/v1/webhooks", request_body = CreateWebhook, tag = "webhooks",
-    responses((status = 201, body = CreatedWebhook), (status = 400, description = "invalid webhook")))]
+    responses((status = 201, body = CreatedWebhook), (status = 400, description = "invalid webhook"),
+        (status = 403, description = "not a user or operator token"),
+        (status = 413, description = "body over 64 KiB"), (status = 415, description = "not JSON"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -192,7 +248,8 @@ pub(super) async fn insert(
 }
 
 #[utoipa::path(get, path = "/v1/webhooks", params(ListQuery), tag = "webhooks",
-    responses((status = 200, body = WebhookPage)))]
+    responses((status = 200, body = WebhookPage), (status = 400, description = "invalid query"),
+        (status = 403, description = "not a user or operator token")))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -215,8 +272,9 @@ pub async fn list(
     Ok(Json(WebhookPage { data: page.iter().map(|w| WebhookView::new(&state, w)).collect(), next_cursor }))
 }
 
-#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks",
-    responses((status = 200, body = WebhookView), (status = 404, description = "no such webhook")))]
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
+    responses((status = 200, body = WebhookView), (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such webhook (or another user's)")))]
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -226,8 +284,12 @@ pub async fn read(
     Ok(Json(WebhookView::new(&state, &webhook)))
 }
 
-#[utoipa::path(patch, path = "/v1/webhooks/{id}", request_body = UpdateWebhook, tag = "webhooks",
-    responses((status = 200, body = WebhookView), (status = 400, description = "invalid change"), (status = 404, description = "no such webhook")))]
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", request_body = UpdateWebhook, tag = "webhooks", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
+    responses((status = 200, body = WebhookView), (status = 400, description = "invalid change"),
+        (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such webhook (or another user's)"),
+        (status = 413, description = "body over 64 KiB"), (status = 415, description = "not JSON"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -282,7 +344,7 @@ fn apply(state: &AppState, body: &UpdateWebhook, webhook: &mut Webhook) -> Resul
     if let Some(rate_limit) = body.rate_limit.clone() {
         webhook.rate_limit = match rate_limit {
             Value::Null => None,
-            other => Some(serde_json::from_value(other).map_err(|_| {
+            other => Some(as_whole_u32(&other).ok_or_else(|| {
                 ApiError::bad_request("rateLimit: expected a whole number of messages per second, or null")
             })?),
         };
@@ -297,8 +359,10 @@ fn apply(state: &AppState, body: &UpdateWebhook, webhook: &mut Webhook) -> Resul
     Ok(())
 }
 
-#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks",
-    responses((status = 204, description = "deleted"), (status = 404, description = "no such webhook")))]
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
+    responses((status = 204, description = "deleted"), (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such webhook (or another user's)"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -340,15 +404,18 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     crate::webhook::check_name(&webhook.name).map_err(|e| field("name", e))?;
     crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
         .map_err(|e| field("url", e))?;
+    check_url_text(&webhook.url).map_err(|e| field("url", e))?;
     let metadata = &mut webhook.metadata;
+    // Like the project ids of events: one that no event can carry would never match.
+    // (Checked before sorting, so that the index is the caller's.)
+    for (i, project) in metadata.project_ids.iter().enumerate() {
+        crate::event::check_id(project).map_err(|e| field(&format!("metadata.projectIds[{i}]"), e))?;
+    }
     for list in [&mut metadata.events, &mut metadata.project_ids] {
         list.sort();
         list.dedup();
     }
     state.catalog.check(&metadata.events).map_err(|e| field("metadata.events", e))?;
-    if metadata.project_ids.iter().any(|p| p.trim().is_empty()) {
-        return Err(field("metadata.projectIds", "project ids must not be empty".into()));
-    }
     if let Some(filter) = &webhook.filter {
         Filter::parse(filter).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
@@ -372,6 +439,33 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses URL text that only a browser's error recovery makes a URL of (`https:///x`,
+/// spaces, backslashes, raw non-ASCII): a destination is written as RFC 3986 says, as
+/// `scheme://host…` — the `format: uri` and pattern the API document gives it.
+pub(super) fn check_url_text(text: &str) -> Result<(), String> {
+    let rfc3986 = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+    if let Some(bad) = text.chars().find(|&c| !rfc3986(c)) {
+        return Err(format!(
+            "{text:?} has {bad:?}, which a URL carries percent-encoded (and a host in punycode)"
+        ));
+    }
+    let bytes = text.as_bytes();
+    let escapes_ok = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'%')
+        .all(|(i, _)| bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
+    if !escapes_ok {
+        return Err(format!("{text:?} has a % that is not followed by two hex digits"));
+    }
+    let after_scheme = text.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("{text:?} must be scheme://host…, without credentials"));
+    }
+    Ok(())
+}
+
 /// A new secret, shown once.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -383,8 +477,10 @@ pub struct RotatedSecret {
     previous_valid_until: OffsetDateTime,
 }
 
-#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks",
-    responses((status = 200, body = RotatedSecret), (status = 404, description = "no such webhook")))]
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
+    responses((status = 200, body = RotatedSecret), (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such webhook (or another user's)"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     caller: Caller,

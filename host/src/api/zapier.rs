@@ -22,10 +22,14 @@ use crate::webhook::{ConnectorRef, Origin, Subscription};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Subscribe {
     /// Where Zapier wants the events (the Zap's REST-hook URL).
+    #[schema(value_type = crate::api::openapi::DestinationUrl)]
     target_url: String,
     /// Event types; empty means every event.
+    #[schema(value_type = Vec<crate::api::openapi::EventName>)]
     events: Vec<String>,
+    /// Project ids; empty (the default) means every project of the user's companies.
     #[serde(default)]
+    #[schema(value_type = Vec<crate::api::openapi::Id>)]
     project_ids: Vec<String>,
 }
 
@@ -36,7 +40,10 @@ pub struct Subscribed {
 }
 
 #[utoipa::path(post, path = "/hooks/zapier", request_body = Subscribe, tag = "zapier",
-    responses((status = 201, body = Subscribed), (status = 400, description = "invalid subscription")))]
+    responses((status = 201, body = Subscribed), (status = 400, description = "invalid subscription"),
+        (status = 403, description = "not a user or operator token"),
+        (status = 413, description = "body over 64 KiB"), (status = 415, description = "not JSON"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn subscribe(
     State(state): State<AppState>,
     caller: Caller,
@@ -67,7 +74,10 @@ pub async fn subscribe(
 }
 
 #[utoipa::path(delete, path = "/hooks/zapier/{id}", tag = "zapier",
-    responses((status = 204, description = "unsubscribed"), (status = 404, description = "no such Zapier subscription")))]
+    params(("id" = String, Path, description = "the id `POST /hooks/zapier` answered")),
+    responses((status = 204, description = "unsubscribed"), (status = 403, description = "not a user or operator token"),
+        (status = 404, description = "no such Zapier subscription"),
+        (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn unsubscribe(
     State(state): State<AppState>,
     caller: Caller,
