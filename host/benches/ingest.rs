@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use wasmhook::access::Companies;
-use wasmhook::matcher::{MatchIndex, Probe};
+use wasmhook::matching::{MatchIndex, Probe};
 use wasmhook::tryout::sample_webhook;
 
 fn index_of(n: usize) -> MatchIndex {

@@ -95,11 +95,11 @@ fn payload() -> String {
     let mut event: serde_json::Value =
         serde_json::from_str(include_str!("../../plugins/samples/todo-created.json")).unwrap();
     event["currentValue"]["text"] = "Cover pricing, availability and the migration guide. ".repeat(20).into();
-    let incoming: wasmhook::event::IncomingEvent = serde_json::from_value(event).unwrap();
+    let incoming: wasmhook::domain::event::IncomingEvent = serde_json::from_value(event).unwrap();
     let now = time::OffsetDateTime::now_utc();
     let event = incoming.accept(now);
     let webhook = wasmhook::tryout::sample_webhook(&event.event, &event.project_id, None, now);
-    wasmhook::payload::standard_payload(&event, &webhook)
+    wasmhook::domain::payload::standard_payload(&event, &webhook)
 }
 
 fn main() {

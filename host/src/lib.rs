@@ -1,40 +1,36 @@
 //! wasmhook: a webhook host whose connectors are WebAssembly plugins.
 //!
 //! # Layout
+//! From the edges down; arrows point down this list, never up.
+//! - [`server`], [`http_server`], [`api`], [`web`], [`metrics`]: `wasmhook serve` — the wiring,
+//!   HTTP/1.1 with bounded connections, the REST API, the embedded web app, Prometheus metrics.
 //! - [`config`]: the server's configuration (defaults, file, environment, flags).
-//! - [`event`], [`catalog`]: events as sent and accepted; the event types there are.
-//! - [`webhook`], [`delivery`]: subscriptions and the deliveries they get.
-//! - [`payload`]: the standard payload every plugin receives.
-//! - [`matcher`], [`filter`]: which webhooks an event reaches.
-//! - [`access`], [`secret`], [`destination`], [`ratelimit`]: tokens and scopes, signing
-//!   secrets, allowed destinations, ingest rates.
-//! - [`store`]: sled storage behind a narrow interface, with group commit.
-//! - [`runtime`]: loading and running plugins safely (wasmtime, limits, instance pools).
-//! - [`builtins`], [`connectors`]: connectors compiled in; installed connectors by name.
-//! - [`connector_config`]: a webhook's connector config against the connector's schema
-//!   (validation, write-only secrets).
-//! - [`api`], [`server`], [`metrics`]: the REST API, `wasmhook serve`, Prometheus metrics.
-//! - [`http_server`]: serving HTTP/1.1 with a header-read and keep-alive timeout, shut down
-//!   gracefully.
-//! - [`threads`]: runtimes on threads of their own (deliveries; plugins under suspicion).
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
-//! - [`web`]: the web app, embedded and served at `/`.
+//! - [`delivery`]: the engine that runs plugins, signs, sends and retries.
+//! - [`store`]: sled storage behind a narrow interface, with group commit.
+//! - [`connectors`], [`builtins`], [`connector_config`]: installed connectors by name, the
+//!   ones compiled in, a webhook's config against its connector's schema (write-only secrets).
+//! - [`runtime`]: loading and running plugins safely (wasmtime, limits, instance pools,
+//!   fairness between tenants).
+//! - [`matching`]: which webhooks an event reaches (index and filters; pure).
+//! - [`domain`]: the records every layer shares — events, the catalog, webhooks, deliveries,
+//!   the standard payload.
+//! - [`access`], [`secret`], [`destination`], [`ratelimit`]: tokens, scopes and users;
+//!   signing secrets and sealing; allowed destinations; ingest rates.
+//! - [`threads`]: runtimes on threads of their own (deliveries; plugins under suspicion).
 
 pub mod access;
 pub mod api;
 pub mod builtins;
-pub mod catalog;
 pub mod config;
 pub mod connector_config;
 pub mod connectors;
 pub mod delivery;
 pub mod destination;
-pub mod event;
-pub mod filter;
+pub mod domain;
 pub mod http_server;
-pub mod matcher;
+pub mod matching;
 pub mod metrics;
-pub mod payload;
 mod private_file;
 pub mod ratelimit;
 pub mod runtime;
@@ -44,7 +40,6 @@ pub mod store;
 pub mod threads;
 pub mod tryout;
 pub mod web;
-pub mod webhook;
 
 pub use config::Config;
 pub use server::{AppState, serve};

@@ -10,15 +10,15 @@ use tokio::net::TcpListener;
 
 use crate::access::{Caller, new_token_text, token_hash};
 use crate::api::ApiError;
-use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::connectors::Connectors;
-use crate::matcher::MatchIndex;
+use crate::domain::catalog::Catalog;
+use crate::domain::webhook::Webhook;
+use crate::matching::MatchIndex;
 use crate::ratelimit::RateLimiter;
 use crate::runtime::{PluginError, Runtime, RuntimeConfig, RuntimeError};
 use crate::secret::{KeyError, SecretBox};
 use crate::store::{Store, StoreError};
-use crate::webhook::Webhook;
 
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +125,20 @@ impl AppState {
         self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(webhook);
     }
 
+    /// What the delivery engine works with.
+    pub fn engine_context(&self) -> crate::delivery::engine::Context {
+        crate::delivery::engine::Context {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            runtime: self.runtime.clone(),
+            connectors: self.connectors.clone(),
+            secrets: self.secrets.clone(),
+            index: self.index.clone(),
+            metrics: self.metrics.clone(),
+            feed: self.feed.clone(),
+        }
+    }
+
     /// Makes a user's (new) companies count for every webhook of theirs.
     pub fn set_user_companies(&self, user: &crate::access::User) {
         self.index.write().unwrap_or_else(|p| p.into_inner()).set_companies(&user.id, user.companies.clone());
@@ -135,8 +149,10 @@ impl AppState {
     }
 
     /// Hands durable, pending deliveries (queued at `due_ms`) to the delivery engine.
-    pub fn enqueued(&self, due_ms: u64, deliveries: &[crate::delivery::Delivery]) {
-        for delivery in deliveries.iter().filter(|d| d.status == crate::delivery::DeliveryStatus::Pending) {
+    pub fn enqueued(&self, due_ms: u64, deliveries: &[crate::domain::delivery::Delivery]) {
+        for delivery in
+            deliveries.iter().filter(|d| d.status == crate::domain::delivery::DeliveryStatus::Pending)
+        {
             self.feed.push(crate::store::QueueEntry::new(due_ms, &delivery.id, &delivery.webhook_id));
         }
     }
@@ -280,10 +296,10 @@ pub async fn serve(
     // Deliveries (plugins included) run on threads of their own: whatever a plugin does,
     // ingest and the API keep theirs.
     let delivery_threads = crate::threads::Threads::start("wasmhook-delivery", 2, None)?;
-    let engine_state = state.clone();
+    let engine_context = state.engine_context();
     let engine = delivery_threads
         .handle()
-        .spawn(async move { crate::delivery::engine::spawn(engine_state) })
+        .spawn(async move { crate::delivery::engine::spawn(engine_context) })
         .await
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
     spawn_retention(state.store.clone(), state.config.retention);

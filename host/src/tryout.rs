@@ -10,10 +10,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::builtins;
-use crate::event::IncomingEvent;
-use crate::payload::standard_payload;
+use crate::domain::event::IncomingEvent;
+use crate::domain::payload::standard_payload;
+use crate::domain::webhook::{Origin, Subscription, Webhook, WebhookStatus};
 use crate::runtime::{Invocation, LogLine, Plugin, PluginError, PluginInfo, Policy, Request, Runtime};
-use crate::webhook::{Origin, Subscription, Webhook, WebhookStatus};
 
 /// The URL of the sample webhook the event is delivered to.
 pub const SAMPLE_WEBHOOK_URL: &str = "https://example.com/webhook";

@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use wasmhook::delivery::DeliveryStatus;
+use wasmhook::domain::delivery::DeliveryStatus;
 
 use crate::support::{OPERATOR, TestServer};
 

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use wasmhook::delivery::DeliveryStatus;
+use wasmhook::domain::delivery::DeliveryStatus;
 
 use crate::support::{OPERATOR, Receiver, TestServer, eventually};
 
@@ -28,7 +28,7 @@ async fn delivery_status(
     server: &TestServer,
     id: &str,
     wanted: DeliveryStatus,
-) -> wasmhook::delivery::Delivery {
+) -> wasmhook::domain::delivery::Delivery {
     eventually(&format!("delivery {id} to be {wanted:?}"), async || {
         server.state.store.delivery(id).unwrap().filter(|d| d.status == wanted)
     })

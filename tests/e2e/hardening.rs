@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use wasmhook::delivery::DeliveryStatus;
+use wasmhook::domain::delivery::DeliveryStatus;
 
 use crate::serve::{refused_start, start_with};
 use crate::support::{OPERATOR, Receiver, TestServer, eventually, shared_cache_dir};
@@ -23,7 +23,7 @@ async fn token_id(server: &TestServer, user: &str) -> String {
     mine["id"].as_str().unwrap().to_owned()
 }
 
-async fn delivery(server: &TestServer, id: &str) -> Option<wasmhook::delivery::Delivery> {
+async fn delivery(server: &TestServer, id: &str) -> Option<wasmhook::domain::delivery::Delivery> {
     server.state.store.delivery(id).unwrap()
 }
 
@@ -432,7 +432,7 @@ async fn a_plugin_set_url_that_is_refused_is_the_plugins_error_not_the_receivers
         c.retry_schedule = wasmhook::config::parse_schedule("10ms,10ms").unwrap();
     })
     .await;
-    wasmhook::delivery::engine::spawn(server.state.clone());
+    wasmhook::delivery::engine::spawn(server.state.engine_context());
     upload_hostile(&server).await;
     let mut body = hook("https://receiver.example/hook");
     body["connector"] = json!({"name": "hostile", "config": {"mode": "private-url"}});
@@ -526,7 +526,7 @@ async fn deliveries_of_a_backed_off_connector_wait_instead_of_burning_cpu() {
         c.retry_schedule = wasmhook::config::parse_schedule("10ms").unwrap();
     })
     .await;
-    wasmhook::delivery::engine::spawn(server.state.clone());
+    wasmhook::delivery::engine::spawn(server.state.engine_context());
     upload_hostile(&server).await;
     let mut body = hook("http://127.0.0.1:9/never");
     body["connector"] = json!({"name": "hostile", "config": {"mode": "loop"}});

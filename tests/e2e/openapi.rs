@@ -10,7 +10,7 @@ use std::process::Command;
 use reqwest::Method;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use wasmhook::delivery::{Attempt, Delivery, DeliveryStatus, Message, MessageStatus};
+use wasmhook::domain::delivery::{Attempt, Delivery, DeliveryStatus, Message, MessageStatus};
 use wasmhook::store::{Accept, QueueEntry};
 
 use crate::support::{OPERATOR, TestServer, workspace};
@@ -119,7 +119,7 @@ async fn seed(server: &TestServer) -> Vec<(&'static str, String)> {
 async fn failed_delivery(server: &TestServer, webhook_id: &str) -> (String, String) {
     let now = OffsetDateTime::now_utc();
     let now_ms = wasmhook::store::now_ms();
-    let incoming: wasmhook::event::IncomingEvent = serde_json::from_value(
+    let incoming: wasmhook::domain::event::IncomingEvent = serde_json::from_value(
         json!({"id": "seeded", "event": "TODO_CREATED", "companyId": "c1", "projectId": "p1"}),
     )
     .unwrap();
@@ -136,7 +136,7 @@ async fn failed_delivery(server: &TestServer, webhook_id: &str) -> (String, Stri
     message.next_attempt_at = None;
     let message_id = message.id.clone();
     let delivery = Delivery {
-        id: wasmhook::delivery::new_delivery_id(),
+        id: wasmhook::domain::delivery::new_delivery_id(),
         event_id: event.id.clone(),
         company_id: event.company_id.clone(),
         webhook_id: webhook_id.to_owned(),

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use wasmhook::event::IncomingEvent;
-use wasmhook::payload::standard_payload;
+use wasmhook::domain::event::IncomingEvent;
+use wasmhook::domain::payload::standard_payload;
 use wasmhook::runtime::{Limits, Plugin, Policy, Runtime, RuntimeConfig};
 
 /// The workspace root.
@@ -135,7 +135,7 @@ impl TestServer {
     pub async fn delivering(schedule: &str) -> TestServer {
         let schedule = wasmhook::config::parse_schedule(schedule).unwrap();
         let server = TestServer::start_with(|c| c.retry_schedule = schedule).await;
-        wasmhook::delivery::engine::spawn(server.state.clone());
+        wasmhook::delivery::engine::spawn(server.state.engine_context());
         server
     }
 

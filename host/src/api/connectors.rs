@@ -17,7 +17,7 @@ use super::json::ApiJson;
 use super::openapi::{ConnectorName, WasmComponent};
 use crate::access::{Caller, Scope};
 use crate::builtins;
-use crate::event::IncomingEvent;
+use crate::domain::event::IncomingEvent;
 use crate::runtime::{LogLine, Plugin, Policy, Request};
 use crate::server::AppState;
 

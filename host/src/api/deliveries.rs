@@ -14,7 +14,7 @@ use super::json::ApiJson;
 use super::webhooks::owned;
 use crate::access::Caller;
 use crate::connector_config::Scrubber;
-use crate::delivery::{Attempt, Delivery, DeliveryStatus, Message, MessageStatus};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Message, MessageStatus};
 use crate::server::AppState;
 use crate::store::now_ms;
 
@@ -191,7 +191,7 @@ pub async fn retry(
 }
 
 /// What hides `webhook`'s write-only connector config from its delivery log.
-fn scrubber(state: &AppState, webhook: &crate::webhook::Webhook) -> Scrubber {
+fn scrubber(state: &AppState, webhook: &crate::domain::webhook::Webhook) -> Scrubber {
     let config = webhook.connector_config(&state.secrets);
     match state.connectors.get(&webhook.connector.name) {
         Some(plugin) => plugin.schema().scrubber(&config),
@@ -309,13 +309,13 @@ pub async fn test(
 /// check sent when a webhook is re-enabled.
 pub(super) async fn send_direct(
     state: &AppState,
-    webhook: &crate::webhook::Webhook,
+    webhook: &crate::domain::webhook::Webhook,
     event_type: &str,
     current_value: Option<serde_json::Value>,
 ) -> Result<Queued, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let event = crate::event::Event {
-        id: crate::event::new_event_id(),
+    let event = crate::domain::event::Event {
+        id: crate::domain::event::new_event_id(),
         event: event_type.to_owned(),
         company_id: "wasmhook".into(),
         project_id: webhook.metadata.project_ids.first().cloned().unwrap_or_else(|| "wasmhook".into()),
@@ -326,7 +326,7 @@ pub(super) async fn send_direct(
     };
     state.check_queue_room(1)?;
     let delivery = Delivery {
-        id: crate::delivery::new_delivery_id(),
+        id: crate::domain::delivery::new_delivery_id(),
         event_id: event.id.clone(),
         company_id: event.company_id.clone(),
         webhook_id: webhook.id.clone(),

@@ -18,10 +18,10 @@ use super::auth::require;
 use super::error::ApiError;
 use super::json::ApiJson;
 use crate::access::{Caller, Scope};
-use crate::catalog::EventType;
-use crate::delivery::{Delivery, DeliveryStatus, new_delivery_id};
-use crate::event::{Event, IncomingEvent};
-use crate::matcher::{Matches, Probe};
+use crate::domain::catalog::EventType;
+use crate::domain::delivery::{Delivery, DeliveryStatus, new_delivery_id};
+use crate::domain::event::{Event, IncomingEvent};
+use crate::matching::{Matches, Probe};
 use crate::server::AppState;
 use crate::store::{Accept, Accepted, IdempotencyKey, Stored};
 
@@ -200,19 +200,19 @@ pub(super) fn check_event(state: &AppState, event: &IncomingEvent) -> Result<(),
         ("id", event.id.as_ref()),
     ] {
         if let Some(value) = value
-            && let Err(e) = crate::event::check_id(value)
+            && let Err(e) = crate::domain::event::check_id(value)
         {
             return Err(format!("{field}: {e}"));
         }
     }
-    crate::event::check_nesting(event).map_err(|(field, e)| format!("{field}: {e}"))
+    crate::domain::event::check_nesting(event).map_err(|(field, e)| format!("{field}: {e}"))
 }
 
 /// Matches an event and makes its deliveries.
 fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestResult), ApiError> {
     let now = OffsetDateTime::now_utc();
     let event: Event = incoming.accept(now);
-    let payload = crate::payload::payload_without_webhook(&event);
+    let payload = crate::domain::payload::payload_without_webhook(&event);
     let probe = Probe {
         event_type: &event.event,
         company_id: &event.company_id,

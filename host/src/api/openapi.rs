@@ -436,14 +436,14 @@ mod tests {
             samples.push(long(n));
             samples.push(format!("  {}\t", long(n)));
         }
-        let webhook_name = |s: &str| crate::webhook::check_name(s.trim()).is_ok();
+        let webhook_name = |s: &str| crate::domain::webhook::check_name(s.trim()).is_ok();
         let company = |s: &str| {
             let s = s.trim();
             !s.is_empty() && s.chars().count() <= 255 && !s.chars().any(char::is_control)
         };
         type Check<'a> = &'a dyn Fn(&str) -> bool;
         let checks: [(&str, Check); 4] = [
-            ("Id", &|s| crate::event::check_id(s).is_ok()),
+            ("Id", &|s| crate::domain::event::check_id(s).is_ok()),
             ("WebhookName", &webhook_name),
             ("UserId", &|s| crate::access::check_user_id(s).is_ok()),
             ("CompanyId", &company),
@@ -526,7 +526,7 @@ mod tests {
             json!([]),
         ];
         for filter in filters {
-            let parses = crate::filter::Filter::parse(&filter).is_ok();
+            let parses = crate::matching::filter::Filter::parse(&filter).is_ok();
             assert_eq!(accepts("Filter", &filter), parses, "{filter}");
         }
     }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::error::ApiError;
 use super::webhooks::owned;
 use crate::access::Caller;
-use crate::delivery::DeliveryStatus;
+use crate::domain::delivery::DeliveryStatus;
 use crate::server::AppState;
 
 /// One hour of a webhook's deliveries (by the hour they were created) and attempts.

@@ -12,10 +12,10 @@ use super::auth::require;
 use super::error::ApiError;
 use super::json::ApiJson;
 use crate::access::{Caller, Scope};
-use crate::filter::Filter;
+use crate::domain::webhook::{ConnectorRef, Origin, Subscription, Webhook, WebhookStatus, new_webhook_id};
+use crate::matching::filter::Filter;
 use crate::secret::Secret;
 use crate::server::AppState;
-use crate::webhook::{ConnectorRef, Origin, Subscription, Webhook, WebhookStatus, new_webhook_id};
 
 use super::openapi::{ConnectorChoice, DestinationUrl, FilterSchema, SecretText, WebhookName};
 
@@ -314,7 +314,7 @@ pub async fn update(
     state.index_upsert(&webhook);
     if re_enabled {
         // Before anything else goes out again, one health check tells the receiver we are back.
-        super::deliveries::send_direct(&state, &webhook, crate::catalog::HEALTH_CHECK, None).await?;
+        super::deliveries::send_direct(&state, &webhook, crate::domain::catalog::HEALTH_CHECK, None).await?;
     }
     Ok(Json(WebhookView::new(&state, &webhook)))
 }
@@ -401,7 +401,7 @@ fn seal_config(state: &AppState, webhook: &mut Webhook) {
 fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     let field = |name: &str, e: String| ApiError::bad_request(format!("{name}: {e}"));
     webhook.name = webhook.name.trim().to_owned();
-    crate::webhook::check_name(&webhook.name).map_err(|e| field("name", e))?;
+    crate::domain::webhook::check_name(&webhook.name).map_err(|e| field("name", e))?;
     crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
         .map_err(|e| field("url", e))?;
     check_url_text(&webhook.url).map_err(|e| field("url", e))?;
@@ -409,7 +409,8 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     // Like the project ids of events: one that no event can carry would never match.
     // (Checked before sorting, so that the index is the caller's.)
     for (i, project) in metadata.project_ids.iter().enumerate() {
-        crate::event::check_id(project).map_err(|e| field(&format!("metadata.projectIds[{i}]"), e))?;
+        crate::domain::event::check_id(project)
+            .map_err(|e| field(&format!("metadata.projectIds[{i}]"), e))?;
     }
     for list in [&mut metadata.events, &mut metadata.project_ids] {
         list.sort();
@@ -494,7 +495,7 @@ pub async fn rotate_secret(
     let rotated = state.store.update_webhook(&id, |webhook| {
         webhook.previous_secrets.retain(|old| old.until > now);
         let old = std::mem::replace(&mut webhook.sealed_secret, sealed.clone());
-        webhook.previous_secrets.push(crate::webhook::RetiredSecret { sealed: old, until });
+        webhook.previous_secrets.push(crate::domain::webhook::RetiredSecret { sealed: old, until });
         webhook.updated_at = now;
         Ok::<_, ApiError>(true)
     })?;

@@ -15,8 +15,8 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::webhooks::{CreateWebhook, insert, owned, remove};
 use crate::access::Caller;
+use crate::domain::webhook::{ConnectorRef, Origin, Subscription};
 use crate::server::AppState;
-use crate::webhook::{ConnectorRef, Origin, Subscription};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

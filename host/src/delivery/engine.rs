@@ -21,14 +21,36 @@ use tokio::sync::{Semaphore, mpsc};
 use super::retry::RetryPolicy;
 use super::schedule::Schedule;
 use super::sender::Sender;
-use super::{Delivery, DeliveryStatus, Message, MessageStatus};
-use crate::payload::standard_payload;
-use crate::server::AppState;
+use crate::config::Config;
+use crate::connectors::Connectors;
+use crate::domain::delivery::{Delivery, DeliveryStatus, Message, MessageStatus};
+use crate::domain::payload::standard_payload;
+use crate::domain::webhook::{Origin, Webhook, WebhookStatus};
+use crate::matching::MatchIndex;
+use crate::metrics::Metrics;
+use crate::runtime::Runtime;
+use crate::secret::SecretBox;
+use crate::store::Store;
 use crate::store::{QueueEntry, now_ms};
-use crate::webhook::{Origin, Webhook, WebhookStatus};
+
+/// What the engine works with, handed over by the wiring: it never reaches into the API's
+/// state.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub runtime: Runtime,
+    pub connectors: Connectors,
+    pub secrets: SecretBox,
+    /// Kept current when the engine changes a webhook's health (or removes a Zapier one).
+    pub index: Arc<std::sync::RwLock<MatchIndex>>,
+    pub metrics: Metrics,
+    /// Where producers hand newly queued deliveries over.
+    pub feed: super::schedule::Feed,
+}
 
 struct Engine {
-    state: AppState,
+    ctx: Context,
     sender: Sender,
     retry: RetryPolicy,
     workers: Arc<Semaphore>,
@@ -47,23 +69,23 @@ impl EngineHandle {
     /// does not finish stays queued and is worked after the next start.
     pub async fn shutdown(self, grace: Duration) {
         self.task.abort();
-        let all = u32::try_from(self.engine.state.config.delivery.workers).unwrap_or(u32::MAX);
+        let all = u32::try_from(self.engine.ctx.config.delivery.workers).unwrap_or(u32::MAX);
         if tokio::time::timeout(grace, self.engine.workers.acquire_many(all)).await.is_err() {
             tracing::warn!("shutting down with deliveries still in flight; they stay queued");
         }
     }
 }
 
-/// Starts the engine on the current runtime. Only one engine may run per state.
-pub fn spawn(state: AppState) -> EngineHandle {
-    let config = &state.config.delivery;
-    let feed = state.feed.take_receiver().expect("one delivery engine per server");
+/// Starts the engine on the current runtime. Only one engine may run per feed.
+pub fn spawn(ctx: Context) -> EngineHandle {
+    let config = &ctx.config.delivery;
+    let feed = ctx.feed.take_receiver().expect("one delivery engine per server");
     let engine = Arc::new(Engine {
-        sender: Sender::new(config.attempt_timeout, state.config.allow_private_destinations),
-        retry: RetryPolicy::new(state.config.retry_schedule.clone()),
+        sender: Sender::new(config.attempt_timeout, ctx.config.allow_private_destinations),
+        retry: RetryPolicy::new(ctx.config.retry_schedule.clone()),
         workers: Arc::new(Semaphore::new(config.workers)),
         next_send: Mutex::default(),
-        state,
+        ctx,
     });
     EngineHandle { task: tokio::spawn(engine.clone().run(feed)), engine }
 }
@@ -72,7 +94,7 @@ impl Engine {
     async fn run(self: Arc<Self>, mut feed: mpsc::UnboundedReceiver<QueueEntry>) {
         let mut schedule = Schedule::default();
         let (done_send, mut done) = mpsc::unbounded_channel::<(QueueEntry, Turn)>();
-        match self.state.store.queued() {
+        match self.ctx.store.queued() {
             Ok(queued) => {
                 let now = now_ms();
                 for entry in queued {
@@ -82,7 +104,7 @@ impl Engine {
             }
             Err(error) => tracing::error!("cannot read the delivery queue: {error}"),
         }
-        let per_webhook = self.state.config.delivery.per_webhook;
+        let per_webhook = self.ctx.config.delivery.per_webhook;
         loop {
             let now = now_ms();
             let free = self.workers.available_permits();
@@ -115,7 +137,7 @@ impl Engine {
     }
 
     fn ordered(&self, webhook_id: &str) -> bool {
-        self.state.index.read().unwrap_or_else(|p| p.into_inner()).is_ordered(webhook_id)
+        self.ctx.index.read().unwrap_or_else(|p| p.into_inner()).is_ordered(webhook_id)
     }
 
     /// Takes a send slot of a webhook limited to `rate` messages/s, or says how long to wait.
@@ -133,7 +155,7 @@ impl Engine {
 
     /// One turn of one delivery; returns its queue entry as it now stands, if it is queued.
     async fn work(&self, entry: &QueueEntry) -> Turn {
-        let store = &self.state.store;
+        let store = &self.ctx.store;
         let delivery = match store.delivery(&entry.delivery_id) {
             Ok(Some(delivery)) if !delivery.status.is_final() => delivery,
             Ok(_) => return self.finish(entry, None, None, Vec::new()).into(),
@@ -176,7 +198,7 @@ impl Engine {
     async fn transform(&self, delivery: &mut Delivery, webhook: &Webhook) -> Transformed {
         let span = tracing::info_span!("transform", delivery_id = %delivery.id, webhook_id = %webhook.id, connector = %webhook.connector.name);
         let _enter = span.enter();
-        let event = match self.state.store.event(&delivery.company_id, &delivery.event_id) {
+        let event = match self.ctx.store.event(&delivery.company_id, &delivery.event_id) {
             Ok(Some(event)) => event,
             Ok(None) => {
                 delivery.status = DeliveryStatus::Failed;
@@ -190,17 +212,17 @@ impl Engine {
                 return Transformed::Done;
             }
         };
-        let Some(plugin) = self.state.connectors.get(&webhook.connector.name) else {
+        let Some(plugin) = self.ctx.connectors.get(&webhook.connector.name) else {
             delivery.status = DeliveryStatus::PluginError;
             delivery.error = Some(format!("connector {:?} is not installed", webhook.connector.name));
             return Transformed::Done;
         };
         let payload = standard_payload(&event, webhook);
-        let config = webhook.connector_config(&self.state.secrets);
+        let config = webhook.connector_config(&self.ctx.secrets);
         let scrubber = plugin.schema().scrubber(&config);
         let config = config.to_string();
-        let invocation = self.state.runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config).await;
-        let allow_private = self.state.config.allow_private_destinations;
+        let invocation = self.ctx.runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config).await;
+        let allow_private = self.ctx.config.allow_private_destinations;
         let result = invocation.result.and_then(|requests| super::check_plugin_urls(requests, allow_private));
         let wait = match &result {
             // The host's own lack of room, not the plugin's fault: try again in a moment.
@@ -218,7 +240,7 @@ impl Engine {
         }
         delivery.plugin_log = invocation.log;
         let connector = webhook.connector.name.clone();
-        self.state
+        self.ctx
             .metrics
             .plugin_invocations
             .get_or_create(&crate::metrics::Plugin { connector: connector.clone() })
@@ -226,7 +248,7 @@ impl Engine {
         match result {
             Err(error) => {
                 let failure = crate::metrics::PluginFailure { connector, code: error.code().to_owned() };
-                self.state.metrics.plugin_errors.get_or_create(&failure).inc();
+                self.ctx.metrics.plugin_errors.get_or_create(&failure).inc();
                 // A plugin may quote its config back; write-only values stay out of the log.
                 let mut message = format!("[{}] {error}", error.code());
                 scrubber.scrub(&mut message);
@@ -241,7 +263,7 @@ impl Engine {
             }
             Ok(requests) => {
                 let now = OffsetDateTime::now_utc();
-                let secrets = &self.state.secrets;
+                let secrets = &self.ctx.secrets;
                 delivery.messages = requests
                     .into_iter()
                     .map(|request| Message::new(request, &scrubber, secrets, now))
@@ -260,7 +282,7 @@ impl Engine {
         webhook: Webhook,
     ) -> Option<QueueEntry> {
         let now = OffsetDateTime::now_utc();
-        let open = |sealed: &str| self.state.secrets.open(sealed);
+        let open = |sealed: &str| self.ctx.secrets.open(sealed);
         let Some(secret) = open(&webhook.sealed_secret) else {
             return self.fail(
                 entry,
@@ -290,7 +312,7 @@ impl Engine {
                 message.next_attempt_at = Some(now + wait);
                 continue;
             }
-            let Some(request) = message.request_to_send(&self.state.secrets) else {
+            let Some(request) = message.request_to_send(&self.ctx.secrets) else {
                 // Sealed under another key: it can never be sent as the plugin made it.
                 message.status = MessageStatus::Failed;
                 message.next_attempt_at = None;
@@ -298,7 +320,7 @@ impl Engine {
                 continue;
             };
             let sent = self.sender.send(&message.id, &request, &webhook.url, &secrets).await;
-            self.state.metrics.attempt_seconds.observe(sent.attempt.latency_ms as f64 / 1e3);
+            self.ctx.metrics.attempt_seconds.observe(sent.attempt.latency_ms as f64 / 1e3);
             message.attempts += 1;
             let code = sent.attempt.status_code;
             if sent.attempt.succeeded() {
@@ -380,9 +402,9 @@ impl Engine {
         entry: &QueueEntry,
         delivery: Option<Delivery>,
         next_due: Option<u64>,
-        attempts: Vec<super::Attempt>,
+        attempts: Vec<crate::domain::delivery::Attempt>,
     ) -> Option<QueueEntry> {
-        if let Err(error) = self.state.store.finish(entry, delivery.as_ref(), next_due, &attempts) {
+        if let Err(error) = self.ctx.store.finish(entry, delivery.as_ref(), next_due, &attempts) {
             // The entry stays queued and is worked again: at least once, never lost.
             tracing::error!(delivery_id = %entry.delivery_id, "cannot record the delivery's outcome: {error}");
             return Some(retry_soon(entry));
@@ -391,7 +413,7 @@ impl Engine {
             let outcome =
                 serde_json::to_value(delivery.status).ok().and_then(|v| v.as_str().map(str::to_owned));
             let outcome = crate::metrics::Outcome { outcome: outcome.unwrap_or_default() };
-            self.state.metrics.deliveries.get_or_create(&outcome).inc();
+            self.ctx.metrics.deliveries.get_or_create(&outcome).inc();
         }
         next_due.map(|due| QueueEntry::new(due, &entry.delivery_id, &entry.webhook_id))
     }
@@ -400,16 +422,16 @@ impl Engine {
         let webhook_id = webhook.id.as_str();
         if health == Health::Gone && webhook.origin == Origin::Zapier {
             // Zapier's REST-hook contract: a 410 means the Zap is off; drop the subscription.
-            match self.state.store.delete_webhook(webhook_id) {
+            match self.ctx.store.delete_webhook(webhook_id) {
                 Ok(_) => {
-                    self.state.index_remove(webhook_id);
+                    self.ctx.index.write().unwrap_or_else(|p| p.into_inner()).remove(webhook_id);
                     tracing::info!(webhook_id, "Zapier answered 410 Gone: subscription removed");
                 }
                 Err(error) => tracing::error!(webhook_id, "cannot remove the Zapier subscription: {error}"),
             }
             return;
         }
-        let updated = self.state.store.update_webhook(webhook_id, |webhook| {
+        let updated = self.ctx.store.update_webhook(webhook_id, |webhook| {
             if !webhook.enabled {
                 return Ok(false);
             }
@@ -430,7 +452,7 @@ impl Engine {
                 if !webhook.enabled {
                     tracing::warn!(webhook_id, "webhook disabled: {health:?}");
                 }
-                self.state.index_upsert(&webhook);
+                self.ctx.index.write().unwrap_or_else(|p| p.into_inner()).upsert(&webhook);
             }
             Ok(None) => {}
             Err(error) => tracing::error!(webhook_id, "cannot update webhook health: {error}"),

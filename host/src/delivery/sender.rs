@@ -12,9 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use time::OffsetDateTime;
 
-use super::Attempt;
 use super::signature::{standard_signature, wasmhook_signature};
 use crate::destination::{check_url, is_public};
+use crate::domain::delivery::Attempt;
 use crate::runtime::Request;
 use crate::secret::Secret;
 

@@ -13,9 +13,10 @@ use super::bindings::{Connector, ConnectorPre, WitPluginError};
 use super::engine::EPOCH_TICK;
 use super::error::{PluginError, PluginFailure, TimeoutKind, cap_text};
 use super::limits::Limits;
-use super::log::LogLine;
-use super::output::{self, Request};
+use super::output;
 use super::state::PluginState;
+use crate::domain::plugin_output::LogLine;
+use crate::domain::plugin_output::Request;
 
 pub(crate) struct Instance {
     store: Store<PluginState>,

@@ -35,8 +35,7 @@ use wasmtime::component::Linker;
 
 pub use self::error::{MAX_PLUGIN_TEXT, PluginError, PluginFailure, TimeoutKind, cap_text};
 pub use self::limits::Limits;
-pub use self::log::{LogLevel, LogLine};
-pub use self::output::Request;
+pub use crate::domain::plugin_output::{LogLevel, LogLine, Request};
 
 use crate::connector_config::ConfigSchema;
 

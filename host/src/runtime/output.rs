@@ -1,21 +1,8 @@
 //! Checks what a plugin returned before the host will ever send it.
 
-use serde::{Deserialize, Serialize};
-
 use super::bindings::OutgoingRequest;
 use super::limits::Limits;
-
-/// A request a plugin asked for, checked: a known method, an http(s) URL if any, valid
-/// headers that leave the host's own alone, within the output limits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Request {
-    /// `None`: the webhook's URL.
-    pub url: Option<String>,
-    pub method: String,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
+use crate::domain::plugin_output::Request;
 
 const METHODS: &[&str] = &["POST", "PUT", "PATCH", "DELETE", "GET"];
 

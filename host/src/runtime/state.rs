@@ -7,7 +7,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{WitLogLevel, wasmhook::plugin};
 use super::engine::MAX_TABLE_ELEMENTS;
 use super::limits::{Limits, MemoryLimiter};
-use super::log::{LogLevel, SharedLog};
+use super::log::SharedLog;
+use crate::domain::plugin_output::LogLevel;
 
 /// Bytes one `get-random-bytes` call may ask for (JavaScript and Python seed with a few).
 const MAX_RANDOM_BYTES: u64 = 64 << 10;

@@ -25,9 +25,9 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::access::{Token, User};
-use crate::delivery::{Attempt, Delivery, DeliveryStatus};
-use crate::event::Event;
-use crate::webhook::Webhook;
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::event::Event;
+use crate::domain::webhook::Webhook;
 
 use self::commit::GroupCommit;
 

@@ -6,8 +6,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::event::Event;
-use crate::webhook::{Webhook, WebhookSummary};
+use crate::domain::event::Event;
+use crate::domain::webhook::{Webhook, WebhookSummary};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -61,7 +61,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::webhook::{Origin, Subscription, WebhookStatus};
+    use crate::domain::webhook::{Origin, Subscription, WebhookStatus};
 
     #[test]
     fn payload_has_the_reference_shape_and_no_secret() {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::access::{Companies, OPERATOR_ID};
-use crate::filter::{Budget, Filter, FilterError};
-use crate::webhook::Webhook;
+use crate::domain::webhook::Webhook;
+use crate::matching::filter::{Budget, Filter, FilterError};
 
 /// What matching needs of a webhook, kept in memory.
 #[derive(Debug)]

@@ -1,0 +1,176 @@
+//! Deliveries: one (event, webhook) pair that matched, its messages (the requests its plugin
+//! returned, sent the same on every retry) and their attempts.
+
+use crate::connector_config::Scrubber;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::plugin_output::{LogLine, Request};
+use crate::secret::SecretBox;
+
+/// A delivery as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub id: String,
+    pub event_id: String,
+    /// The event's company: event ids are unique per company.
+    #[serde(default)]
+    pub company_id: String,
+    pub webhook_id: String,
+    pub status: DeliveryStatus,
+    /// What the plugin asked to send (empty until it has run).
+    #[serde(default)]
+    pub messages: Vec<Message>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The plugin's log from its run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub plugin_log: Vec<LogLine>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Queued: waiting for its first attempt or a retry.
+    Pending,
+    /// Its webhook is disabled: kept until the webhook is recovered.
+    Paused,
+    /// Every message reached the receiver.
+    Succeeded,
+    /// The plugin returned no requests.
+    Filtered,
+    /// A message used all its attempts, or the receiver answered 410.
+    Failed,
+    /// The plugin failed; the receiver was not contacted.
+    PluginError,
+}
+
+impl DeliveryStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Filtered | Self::Failed | Self::PluginError)
+    }
+}
+
+/// One HTTP request a delivery sends; every attempt sends the same bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// Also the `webhook-id` header: stable across retries, for receivers to dedupe on.
+    pub id: String,
+    #[schema(value_type = Object)]
+    pub request: Request,
+    pub status: MessageStatus,
+    pub attempts: u32,
+    /// When the next attempt is due (while pending).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The request as it is sent, sealed, when it carries write-only config values;
+    /// `request` is then the scrubbed form the delivery log shows. Never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub sealed_request: Option<String>,
+}
+
+impl Message {
+    /// A message for a plugin's request. A request that carries a write-only value (a plugin
+    /// put an API key in a header) is kept sealed; only its scrubbed form is in the clear.
+    pub fn new(request: Request, scrubber: &Scrubber, secrets: &SecretBox, now: OffsetDateTime) -> Self {
+        let mut shown = request.clone();
+        scrub_request(&mut shown, scrubber);
+        let sealed_request = (shown != request)
+            .then(|| secrets.seal_bytes(&serde_json::to_vec(&request).expect("plain data")));
+        Message {
+            id: new_message_id(),
+            request: shown,
+            status: MessageStatus::Pending,
+            attempts: 0,
+            next_attempt_at: Some(now),
+            sealed_request,
+        }
+    }
+
+    /// The request to send: the sealed one opened, when there is one.
+    pub fn request_to_send(&self, secrets: &SecretBox) -> Option<Request> {
+        match &self.sealed_request {
+            None => Some(self.request.clone()),
+            Some(sealed) => serde_json::from_slice(&secrets.open_bytes(sealed)?).ok(),
+        }
+    }
+}
+
+fn scrub_request(request: &mut Request, scrubber: &Scrubber) {
+    scrubber.scrub_option(&mut request.url);
+    for (_, value) in &mut request.headers {
+        scrubber.scrub(value);
+    }
+    scrubber.scrub(&mut request.body);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// One try of one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub message_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+    /// The receiver's status code, when it answered.
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    /// The start of the receiver's answer.
+    pub response: Option<String>,
+    /// What went wrong, when something did.
+    pub error: Option<String>,
+}
+
+impl Attempt {
+    pub fn succeeded(&self) -> bool {
+        self.status_code.is_some_and(|code| (200..300).contains(&code))
+    }
+
+    /// Removes the webhook's write-only config values, for showing it.
+    pub fn scrub(&mut self, scrubber: &Scrubber) {
+        scrubber.scrub_option(&mut self.response);
+        scrubber.scrub_option(&mut self.error);
+    }
+}
+
+impl Delivery {
+    /// Removes the webhook's write-only config values (a plugin may have put its API key in
+    /// a header or a Slack URL in `url`), for showing it.
+    pub fn scrub(&mut self, scrubber: &Scrubber) {
+        for message in &mut self.messages {
+            scrub_request(&mut message.request, scrubber);
+        }
+        scrubber.scrub_option(&mut self.error);
+        for line in &mut self.plugin_log {
+            scrubber.scrub(&mut line.message);
+        }
+    }
+}
+
+/// A new delivery id.
+pub fn new_delivery_id() -> String {
+    format!("dlv_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A new message id (`webhook-id`).
+pub fn new_message_id() -> String {
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
+}

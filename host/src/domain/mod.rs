@@ -1,0 +1,16 @@
+//! The records every layer shares — what the API takes and shows, storage keeps, matching
+//! reads and the engine works — with the pure rules that belong to them.
+//!
+//! - [`event`]: events as sent and as accepted.
+//! - [`catalog`]: the event types there are.
+//! - [`webhook`]: subscriptions, their connector and their health.
+//! - [`delivery`]: deliveries, their messages and attempts.
+//! - [`payload`]: the standard payload every plugin receives.
+//! - [`plugin_output`]: the requests a plugin returned and the lines it logged.
+
+pub mod catalog;
+pub mod delivery;
+pub mod event;
+pub mod payload;
+pub mod plugin_output;
+pub mod webhook;
