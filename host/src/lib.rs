@@ -7,6 +7,7 @@
 //! - [`config`]: the server's configuration (defaults, file, environment, flags).
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 //! - [`delivery`]: the engine that runs plugins, signs, sends and retries.
+//! - [`service`]: the transitions, one place each (a webhook saved, removed, its health).
 //! - [`store`]: sled storage behind a narrow interface, with group commit.
 //! - [`connectors`], [`builtins`], [`connector_config`]: installed connectors by name, the
 //!   ones compiled in, a webhook's config against its connector's schema (write-only secrets).
@@ -36,6 +37,7 @@ pub mod ratelimit;
 pub mod runtime;
 pub mod secret;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod threads;
 pub mod tryout;

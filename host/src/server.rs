@@ -58,7 +58,8 @@ pub struct AppState {
     pub runtime: Runtime,
     pub connectors: Connectors,
     pub catalog: Arc<Catalog>,
-    pub index: Arc<RwLock<MatchIndex>>,
+    /// Webhook transitions, and the match index they keep current.
+    pub webhooks: crate::service::Webhooks,
     pub secrets: SecretBox,
     /// Hashes of the operator tokens.
     pub operator_hashes: Arc<Vec<[u8; 32]>>,
@@ -110,19 +111,15 @@ impl AppState {
             catalog: Arc::new(Catalog::with_extra(&config.event_types)),
             ingest_limiter: config.limits.ingest_per_second.map(|n| Arc::new(RateLimiter::new(n))),
             config: Arc::new(config),
+            webhooks: crate::service::Webhooks::new(store.clone(), Arc::new(RwLock::new(index))),
             store,
             runtime,
             connectors,
-            index: Arc::new(RwLock::new(index)),
             secrets,
             operator_hashes: Arc::new(operator_hashes),
             feed: Default::default(),
             metrics: Default::default(),
         })
-    }
-
-    pub fn index_upsert(&self, webhook: &Webhook) {
-        self.index.write().unwrap_or_else(|p| p.into_inner()).upsert(webhook);
     }
 
     /// What the delivery engine works with.
@@ -133,19 +130,10 @@ impl AppState {
             runtime: self.runtime.clone(),
             connectors: self.connectors.clone(),
             secrets: self.secrets.clone(),
-            index: self.index.clone(),
+            webhooks: self.webhooks.clone(),
             metrics: self.metrics.clone(),
             feed: self.feed.clone(),
         }
-    }
-
-    /// Makes a user's (new) companies count for every webhook of theirs.
-    pub fn set_user_companies(&self, user: &crate::access::User) {
-        self.index.write().unwrap_or_else(|p| p.into_inner()).set_companies(&user.id, user.companies.clone());
-    }
-
-    pub fn index_remove(&self, id: &str) {
-        self.index.write().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     /// Hands durable, pending deliveries (queued at `due_ms`) to the delivery engine.
@@ -288,7 +276,7 @@ pub async fn serve(
         address = %listener.local_addr()?,
         data_dir = %state.config.data_dir.display(),
         connectors = state.connectors.list().len(),
-        webhooks = state.index.read().unwrap_or_else(|p| p.into_inner()).len(),
+        webhooks = state.webhooks.index().len(),
         "wasmhook is serving"
     );
     let store = state.store.clone();

@@ -28,8 +28,7 @@ impl FromRequestParts<AppState> for Caller {
         match state.store.token_by_hash(&hash)? {
             // Tokens minted for a reserved id before ids were checked speak for nobody.
             Some(token) if check_user_id(&token.user_id).is_ok() => {
-                let companies =
-                    state.index.read().unwrap_or_else(|p| p.into_inner()).companies_of(&token.user_id);
+                let companies = state.webhooks.index().companies_of(&token.user_id);
                 let user = User { id: token.user_id.clone(), companies };
                 Ok(Caller::new(&token, Some(user)))
             }

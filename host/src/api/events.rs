@@ -219,7 +219,7 @@ fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestR
         project_id: &event.project_id,
         payload: &payload,
     };
-    let Matches { routes, cut_off } = state.index.read().unwrap_or_else(|p| p.into_inner()).matches(&probe);
+    let Matches { routes, cut_off } = state.webhooks.index().matches(&probe);
     if !cut_off.is_empty() {
         tracing::warn!(
             event_id = event.id,

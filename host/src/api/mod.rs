@@ -91,7 +91,7 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
 async fn metrics(State(state): State<AppState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     let metrics = &state.metrics;
     metrics.queue_depth.set(i64::try_from(state.store.queue_depth()).unwrap_or(i64::MAX));
-    let disabled = state.index.read().unwrap_or_else(|p| p.into_inner()).disabled();
+    let disabled = state.webhooks.index().disabled();
     metrics.disabled_webhooks.set(i64::try_from(disabled).unwrap_or(i64::MAX));
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render())
 }

@@ -107,7 +107,7 @@ pub async fn create(
     state.store.put_user(&user)?;
     state.store.put_token(&token_hash(&text), &token)?;
     state.store.durable().await?;
-    state.set_user_companies(&user);
+    state.webhooks.companies_changed(&user);
     tracing::info!(token_id = %token.id, user = %token.user_id, scope = ?token.scope, "token minted");
     let info = TokenView { info: token, companies: user.companies };
     Ok((StatusCode::CREATED, Json(CreatedToken { info, token: text })))
@@ -117,7 +117,7 @@ pub async fn create(
     responses((status = 200, body = Vec<TokenView>), (status = 403, description = "operators only")))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
     require(&caller, &[], "listing tokens")?;
-    let index = state.index.read().unwrap_or_else(|p| p.into_inner());
+    let index = state.webhooks.index();
     let views = state
         .store
         .tokens()?

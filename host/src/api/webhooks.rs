@@ -242,7 +242,7 @@ pub(super) async fn insert(
     seal_config(state, &mut webhook);
     state.store.put_webhook(&webhook)?;
     state.store.durable().await?;
-    state.index_upsert(&webhook);
+    state.webhooks.saved(&webhook);
     tracing::info!(webhook_id = %webhook.id, owner = %webhook.created_by_id, ?origin, "webhook created");
     Ok((webhook, secret))
 }
@@ -311,7 +311,7 @@ pub async fn update(
     })?;
     let webhook = updated.ok_or_else(|| ApiError::not_found("webhook"))?;
     state.store.durable().await?;
-    state.index_upsert(&webhook);
+    state.webhooks.saved(&webhook);
     if re_enabled {
         // Before anything else goes out again, one health check tells the receiver we are back.
         super::deliveries::send_direct(&state, &webhook, crate::domain::catalog::HEALTH_CHECK, None).await?;
@@ -375,9 +375,7 @@ pub async fn delete(
 
 /// Deletes a webhook for good: stored, durable, gone from matching.
 pub(super) async fn remove(state: &AppState, id: &str) -> Result<(), ApiError> {
-    state.store.delete_webhook(id)?;
-    state.store.durable().await?;
-    state.index_remove(id);
+    state.webhooks.remove(id).await?;
     Ok(())
 }
 

@@ -26,10 +26,10 @@ use crate::connectors::Connectors;
 use crate::domain::delivery::{Delivery, DeliveryStatus, Message, MessageStatus};
 use crate::domain::payload::standard_payload;
 use crate::domain::webhook::{Origin, Webhook, WebhookStatus};
-use crate::matching::MatchIndex;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::secret::SecretBox;
+use crate::service::Health;
 use crate::store::Store;
 use crate::store::{QueueEntry, now_ms};
 
@@ -42,8 +42,8 @@ pub struct Context {
     pub runtime: Runtime,
     pub connectors: Connectors,
     pub secrets: SecretBox,
-    /// Kept current when the engine changes a webhook's health (or removes a Zapier one).
-    pub index: Arc<std::sync::RwLock<MatchIndex>>,
+    /// Where a webhook's health is recorded (and the match index kept current).
+    pub webhooks: crate::service::Webhooks,
     pub metrics: Metrics,
     /// Where producers hand newly queued deliveries over.
     pub feed: super::schedule::Feed,
@@ -137,7 +137,7 @@ impl Engine {
     }
 
     fn ordered(&self, webhook_id: &str) -> bool {
-        self.ctx.index.read().unwrap_or_else(|p| p.into_inner()).is_ordered(webhook_id)
+        self.ctx.webhooks.index().is_ordered(webhook_id)
     }
 
     /// Takes a send slot of a webhook limited to `rate` messages/s, or says how long to wait.
@@ -385,7 +385,7 @@ impl Engine {
         let unchanged = health == Some(Health::Succeeded) && webhook.status == WebhookStatus::Healthy
             || health == Some(Health::Failing) && webhook.status == WebhookStatus::Unhealthy;
         if let Some(health) = health.filter(|_| !unchanged) {
-            self.update_health(&webhook, health);
+            self.ctx.webhooks.record_health(&webhook, health).await;
         }
         next
     }
@@ -416,47 +416,6 @@ impl Engine {
             self.ctx.metrics.deliveries.get_or_create(&outcome).inc();
         }
         next_due.map(|due| QueueEntry::new(due, &entry.delivery_id, &entry.webhook_id))
-    }
-
-    fn update_health(&self, webhook: &Webhook, health: Health) {
-        let webhook_id = webhook.id.as_str();
-        if health == Health::Gone && webhook.origin == Origin::Zapier {
-            // Zapier's REST-hook contract: a 410 means the Zap is off; drop the subscription.
-            match self.ctx.store.delete_webhook(webhook_id) {
-                Ok(_) => {
-                    self.ctx.index.write().unwrap_or_else(|p| p.into_inner()).remove(webhook_id);
-                    tracing::info!(webhook_id, "Zapier answered 410 Gone: subscription removed");
-                }
-                Err(error) => tracing::error!(webhook_id, "cannot remove the Zapier subscription: {error}"),
-            }
-            return;
-        }
-        let updated = self.ctx.store.update_webhook(webhook_id, |webhook| {
-            if !webhook.enabled {
-                return Ok(false);
-            }
-            let status = match health {
-                Health::Succeeded => WebhookStatus::Healthy,
-                Health::Failing => WebhookStatus::Unhealthy,
-                Health::Exhausted | Health::Gone => {
-                    webhook.enabled = false;
-                    WebhookStatus::Disabled
-                }
-            };
-            let changed = webhook.status != status;
-            webhook.status = status;
-            Ok::<_, crate::store::StoreError>(changed)
-        });
-        match updated {
-            Ok(Some(webhook)) => {
-                if !webhook.enabled {
-                    tracing::warn!(webhook_id, "webhook disabled: {health:?}");
-                }
-                self.ctx.index.write().unwrap_or_else(|p| p.into_inner()).upsert(&webhook);
-            }
-            Ok(None) => {}
-            Err(error) => tracing::error!(webhook_id, "cannot update webhook health: {error}"),
-        }
     }
 }
 
@@ -497,13 +456,4 @@ enum Transformed {
     Done,
     /// The plugin could not run now (the host is busy, or it is backed off): try after this.
     Wait(std::time::Duration),
-}
-
-/// What a turn says about the receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Health {
-    Succeeded,
-    Failing,
-    Exhausted,
-    Gone,
 }

@@ -1,0 +1,102 @@
+//! Webhook transitions: saved, removed, health recorded, a user's companies changed — each
+//! made durable in storage, then reflected in the match index.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::access::User;
+use crate::domain::webhook::{Origin, Webhook, WebhookStatus};
+use crate::matching::MatchIndex;
+use crate::store::{Store, StoreError};
+
+/// What a delivery's turn says about its receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Succeeded,
+    Failing,
+    /// A message used all its attempts.
+    Exhausted,
+    /// The receiver answered 410 Gone.
+    Gone,
+}
+
+/// Webhook transitions. Cheap to clone.
+#[derive(Clone)]
+pub struct Webhooks {
+    store: Store,
+    index: Arc<RwLock<MatchIndex>>,
+}
+
+impl Webhooks {
+    pub fn new(store: Store, index: Arc<RwLock<MatchIndex>>) -> Self {
+        Webhooks { store, index }
+    }
+
+    /// The match index, to read.
+    pub fn index(&self) -> RwLockReadGuard<'_, MatchIndex> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn index_mut(&self) -> RwLockWriteGuard<'_, MatchIndex> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A webhook that was stored (and made durable) counts for matching from now on.
+    pub fn saved(&self, webhook: &Webhook) {
+        self.index_mut().upsert(webhook);
+    }
+
+    /// Deletes a webhook for good: durable, then gone from matching. `false` when there was
+    /// none.
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let removed = self.store.delete_webhook(id)?;
+        self.store.durable().await?;
+        self.index_mut().remove(id);
+        Ok(removed)
+    }
+
+    /// A user's companies (stored and durable) now bound every webhook of theirs.
+    pub fn companies_changed(&self, user: &User) {
+        self.index_mut().set_companies(&user.id, user.companies.clone());
+    }
+
+    /// Records what the latest turn said about `webhook`'s receiver: its status, and disabling
+    /// it when a message used all its attempts or it answered 410 — except that a Zapier
+    /// REST-hook subscription is removed on a 410 (Zapier's convention: the Zap is off).
+    /// A webhook disabled meanwhile stays as it is (compare-and-swap).
+    pub async fn record_health(&self, webhook: &Webhook, health: Health) {
+        let webhook_id = webhook.id.as_str();
+        if health == Health::Gone && webhook.origin == Origin::Zapier {
+            match self.remove(webhook_id).await {
+                Ok(_) => tracing::info!(webhook_id, "Zapier answered 410 Gone: subscription removed"),
+                Err(error) => tracing::error!(webhook_id, "cannot remove the Zapier subscription: {error}"),
+            }
+            return;
+        }
+        let updated = self.store.update_webhook(webhook_id, |webhook| {
+            if !webhook.enabled {
+                return Ok(false);
+            }
+            let status = match health {
+                Health::Succeeded => WebhookStatus::Healthy,
+                Health::Failing => WebhookStatus::Unhealthy,
+                Health::Exhausted | Health::Gone => {
+                    webhook.enabled = false;
+                    WebhookStatus::Disabled
+                }
+            };
+            let changed = webhook.status != status;
+            webhook.status = status;
+            Ok::<_, StoreError>(changed)
+        });
+        match updated {
+            Ok(Some(webhook)) => {
+                if !webhook.enabled {
+                    tracing::warn!(webhook_id, "webhook disabled: {health:?}");
+                }
+                self.saved(&webhook);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(webhook_id, "cannot update webhook health: {error}"),
+        }
+    }
+}
