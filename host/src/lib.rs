@@ -8,7 +8,7 @@
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 //! - [`delivery`]: the engine that runs plugins, signs, sends and retries.
 //! - [`service`]: the transitions, one place each (a webhook saved, removed, its health).
-//! - [`store`]: sled storage behind a narrow interface, with group commit.
+//! - [`store`]: storage behind a narrow interface (sled today), with group commit.
 //! - [`connectors`], [`builtins`], [`connector_config`]: installed connectors by name, the
 //!   ones compiled in, a webhook's config against its connector's schema (write-only secrets).
 //! - [`runtime`]: loading and running plugins safely (wasmtime, limits, instance pools,

@@ -77,7 +77,7 @@ impl AppState {
         let storage = |source| ServeError::Storage { path: db_path.clone(), source };
         let operator_hashes = operator_hashes(&config)?;
         let store = Store::open(&db_path).map_err(storage)?;
-        // What sled created under the default umask: nobody else reads the data directory.
+        // What storage created under the default umask: nobody else reads the data directory.
         crate::private_file::restrict_tree(&config.data_dir)?;
         let webhooks = store.all_webhooks().map_err(storage)?;
         let secrets = secret_box(&config, &webhooks)?;

@@ -101,7 +101,7 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotDurable(cause) => storage_unavailable(cause),
             // A full or failing disk: the client should retry; nothing unacknowledged is kept.
-            StoreError::Sled(sled::Error::Io(cause)) => storage_unavailable(cause),
+            StoreError::Unavailable(cause) => storage_unavailable(cause),
             other => ApiError::internal(other),
         }
     }

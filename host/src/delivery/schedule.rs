@@ -1,6 +1,6 @@
 //! The engine's in-memory schedule of queued deliveries: which may run now, per webhook.
 //!
-//! The durable queue (sled) is read once, at start; after that every producer — ingest,
+//! The durable queue is read once, at start; after that every producer — ingest,
 //! retries, recover, test events — hands its new entries over through the [`Feed`], and the
 //! engine reschedules its own retries. Each webhook has a lane: up to `per_webhook`
 //! deliveries run at once, or — for an `ordered` webhook — only its oldest delivery, even

@@ -36,8 +36,9 @@ const SCHEMA_VERSION: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    /// Storage cannot take or give data right now (a full or failing disk): try again later.
+    #[error("storage is unavailable: {0}")]
+    Unavailable(String),
     #[error(
         "the data directory {path} was written by a newer wasmhook (schema {found}, this one knows {SCHEMA_VERSION})"
     )]
@@ -48,6 +49,17 @@ pub enum StoreError {
     Damaged { path: PathBuf, reason: String },
     #[error("storage could not make the write durable: {0}")]
     NotDurable(String),
+}
+
+/// Backend errors in words the rest of the host can act on: nothing outside `store/` names
+/// the backend.
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        match error {
+            sled::Error::Io(cause) => StoreError::Unavailable(cause.to_string()),
+            other => StoreError::Corrupt(other.to_string()),
+        }
+    }
 }
 
 /// One event to accept, with the deliveries it makes and the answer to give for it.
@@ -203,7 +215,7 @@ impl Store {
             sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
                 restore(format!("sled found it unreadable ({error})"))
             }
-            other => StoreError::Sled(other),
+            other => other.into(),
         })?;
         let meta = db.open_tree("meta")?;
         let found = match meta.get("schema_version")? {
