@@ -42,8 +42,12 @@ impl GroupCommit {
                     continue;
                 }
                 let through = flusher.done.borrow().through;
-                let flushed = match db.flush_async().await {
-                    Ok(_) => Flushed { through: target, failed: None },
+                // On tokio's blocking pool (threads kept warm), not sled's own, which hands each
+                // flush through a queue to one of its threads.
+                let db = db.clone();
+                let flushed = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(Ok(_)) => Flushed { through: target, failed: None },
+                    Ok(Err(error)) => Flushed { through, failed: Some((target, error.to_string())) },
                     Err(error) => Flushed { through, failed: Some((target, error.to_string())) },
                 };
                 flusher.done.send_replace(flushed);
