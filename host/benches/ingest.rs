@@ -89,7 +89,9 @@ fn bench_ingest() {
         let state = wasmhook::AppState::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(axum::serve(listener, wasmhook::api::router(state)).into_future());
+        let http = state.config.http.clone();
+        let router = wasmhook::api::router(state);
+        tokio::spawn(wasmhook::http_server::run(listener, router, http, std::future::pending()));
         let client = reqwest::Client::new();
         let hook = json!({"name": "h", "url": "http://127.0.0.1:9/", "metadata": {"events": [], "projectIds": []}});
         client.post(format!("{base}/v1/webhooks")).bearer_auth("op").json(&hook).send().await.unwrap();

@@ -95,7 +95,9 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = wasmhook::api::router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        // Served as `wasmhook serve` serves it: bounded connections, graceful shutdown.
+        let http = state.config.http.clone();
+        tokio::spawn(wasmhook::http_server::run(listener, router, http, std::future::pending()));
         TestServer { base, state, client: reqwest::Client::new(), _data: data }
     }
 
