@@ -135,6 +135,11 @@ impl Scrubber {
         Scrubber { variants }
     }
 
+    /// Whether there is nothing to scrub (the usual case: no write-only config).
+    pub fn is_empty(&self) -> bool {
+        self.variants.is_empty()
+    }
+
     pub fn scrub(&self, text: &mut String) {
         let mut scrubbed = String::new();
         let (mut copied, mut at) = (0, 0);

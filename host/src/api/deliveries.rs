@@ -124,11 +124,7 @@ fn truncate_bodies(delivery: &mut Delivery) -> Vec<TruncatedBody> {
         let body = &mut message.request.body;
         if body.len() > LISTED_BODY_BYTES {
             truncated.push(TruncatedBody { message_id: message.id.clone(), body_bytes: body.len() });
-            let mut end = LISTED_BODY_BYTES;
-            while !body.is_char_boundary(end) {
-                end -= 1;
-            }
-            body.truncate(end);
+            body.truncate(body.floor_char_boundary(LISTED_BODY_BYTES));
         }
     }
     truncated

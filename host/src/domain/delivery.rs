@@ -83,10 +83,16 @@ impl Message {
     /// A message for a plugin's request. A request that carries a write-only value (a plugin
     /// put an API key in a header) is kept sealed; only its scrubbed form is in the clear.
     pub fn new(request: Request, scrubber: &Scrubber, secrets: &SecretBox, now: OffsetDateTime) -> Self {
-        let mut shown = request.clone();
-        scrub_request(&mut shown, scrubber);
-        let sealed_request = (shown != request)
-            .then(|| secrets.seal_bytes(&serde_json::to_vec(&request).expect("plain data")));
+        // Most webhooks have no write-only config: no copy to scrub, nothing to seal.
+        let (shown, sealed_request) = if scrubber.is_empty() {
+            (request, None)
+        } else {
+            let mut shown = request.clone();
+            scrub_request(&mut shown, scrubber);
+            let sealed = (shown != request)
+                .then(|| secrets.seal_bytes(&serde_json::to_vec(&request).expect("plain data")));
+            (shown, sealed)
+        };
         Message {
             id: new_message_id(),
             request: shown,
@@ -98,10 +104,12 @@ impl Message {
     }
 
     /// The request to send: the sealed one opened, when there is one.
-    pub fn request_to_send(&self, secrets: &SecretBox) -> Option<Request> {
+    pub fn request_to_send(&self, secrets: &SecretBox) -> Option<std::borrow::Cow<'_, Request>> {
         match &self.sealed_request {
-            None => Some(self.request.clone()),
-            Some(sealed) => serde_json::from_slice(&secrets.open_bytes(sealed)?).ok(),
+            None => Some(std::borrow::Cow::Borrowed(&self.request)),
+            Some(sealed) => {
+                serde_json::from_slice(&secrets.open_bytes(sealed)?).ok().map(std::borrow::Cow::Owned)
+            }
         }
     }
 }

@@ -90,10 +90,7 @@ pub const MAX_PLUGIN_TEXT: usize = 4 << 10;
 /// `text` cut to [`MAX_PLUGIN_TEXT`] bytes at a character boundary, saying so.
 pub fn cap_text(mut text: String) -> String {
     if text.len() > MAX_PLUGIN_TEXT {
-        let mut end = MAX_PLUGIN_TEXT;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = text.floor_char_boundary(MAX_PLUGIN_TEXT);
         let dropped = text.len() - end;
         text.truncate(end);
         text.push_str(&format!("… ({dropped} more bytes not kept)"));
