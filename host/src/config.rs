@@ -14,8 +14,14 @@ use crate::runtime::Limits;
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// The database, generated keys and the generated operator token.
+    /// The embedded database (unless `database` is set), generated keys and the generated
+    /// operator token.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://…`) instead of the embedded one: several hosts may
+    /// share it (with the same `secret-key` and `operator-tokens`).
+    pub database: Option<String>,
+    /// Apply pending schema migrations at start.
+    pub migrate: bool,
     /// Compiled plugins (kept apart from the data directory).
     pub cache_dir: PathBuf,
     /// Operator tokens; when none is given one is generated into the data directory.
@@ -59,11 +65,23 @@ pub struct ApiLimits {
     pub ingest_per_second: Option<u32>,
 }
 
+impl Config {
+    /// Where the data lives: the PostgreSQL database when one is given, else the embedded one.
+    pub fn storage(&self) -> crate::store::Location {
+        match &self.database {
+            Some(url) => crate::store::Location::Postgres(url.clone()),
+            None => crate::store::Location::Sled(self.data_dir.join("db")),
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: "wasmhook-data".into(),
+            database: None,
+            migrate: false,
             cache_dir: "wasmhook-cache".into(),
             operator_tokens: Vec::new(),
             secret_key: None,

@@ -86,6 +86,13 @@ struct ServeArgs {
     /// Directory for the database, keys and the generated operator token [default: wasmhook-data].
     #[arg(long, env = "WASMHOOK_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// A PostgreSQL database (postgres://user@host/db) instead of the embedded one; hosts
+    /// sharing it need the same `secret-key` and `operator-tokens` (config file).
+    #[arg(long, env = "WASMHOOK_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+    /// Apply pending schema migrations to the database at start.
+    #[arg(long, env = "WASMHOOK_MIGRATE")]
+    migrate: bool,
     /// Directory for compiled plugins [default: wasmhook-cache].
     #[arg(long, env = "WASMHOOK_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -230,6 +237,10 @@ async fn run_serve(args: ServeArgs) -> ExitCode {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    if let Some(url) = args.database {
+        config.database = Some(url);
+    }
+    config.migrate |= args.migrate;
     if let Some(dir) = args.cache_dir {
         config.cache_dir = dir;
     }

@@ -23,8 +23,8 @@ use crate::store::{Store, StoreError};
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot open the database in {path}: {source}")]
-    Storage { path: PathBuf, source: StoreError },
+    #[error("cannot open the database {location}: {source}")]
+    Storage { location: String, source: StoreError },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("a built-in connector failed to load: {0}")]
@@ -63,8 +63,6 @@ pub struct AppState {
     pub secrets: SecretBox,
     /// Hashes of the operator tokens.
     pub operator_hashes: Arc<Vec<[u8; 32]>>,
-    /// Hands newly queued deliveries to the delivery engine.
-    pub feed: crate::delivery::schedule::Feed,
     pub metrics: crate::metrics::Metrics,
     ingest_limiter: Option<Arc<RateLimiter>>,
 }
@@ -73,13 +71,14 @@ impl AppState {
     /// Opens storage, rebuilds the match index and loads the connectors.
     pub async fn open(config: Config) -> Result<Self, ServeError> {
         crate::private_file::private_dir(&config.data_dir)?;
-        let db_path = config.data_dir.join("db");
-        let storage = |source| ServeError::Storage { path: db_path.clone(), source };
+        let location = config.storage();
+        let storage = |source| ServeError::Storage { location: format!("{location:?}"), source };
         let operator_hashes = operator_hashes(&config)?;
-        let store = Store::open(&db_path).map_err(storage)?;
+        let store = Store::open(&location, config.migrate).await.map_err(storage)?;
+        let storage = |source| ServeError::Storage { location: store.describe(), source };
         // What storage created under the default umask: nobody else reads the data directory.
         crate::private_file::restrict_tree(&config.data_dir)?;
-        let webhooks = store.all_webhooks().map_err(storage)?;
+        let webhooks = store.webhooks().await.map_err(storage)?;
         let secrets = secret_box(&config, &webhooks)?;
         let runtime = Runtime::new(RuntimeConfig {
             limits: config.plugin_limits.clone(),
@@ -89,9 +88,7 @@ impl AppState {
         let connectors = Connectors::with_builtins(&runtime).await.map_err(ServeError::Builtin)?;
         // Uploaded connectors (overriding built-ins of the same name); one that no longer
         // loads is reported and skipped rather than keeping the server down.
-        for (name, bytes) in
-            store.connectors().map_err(|source| ServeError::Storage { path: db_path.clone(), source })?
-        {
+        for (name, bytes) in store.connectors().await.map_err(storage)? {
             match runtime.load(bytes.into(), crate::runtime::Policy::Pooled).await {
                 Ok(plugin) => {
                     connectors.insert(&name, plugin);
@@ -99,9 +96,10 @@ impl AppState {
                 Err(error) => tracing::error!(connector = %name, "stored connector does not load: {error}"),
             }
         }
-        seal_plain_write_only(&store, &connectors, &secrets, &webhooks).map_err(storage)?;
+        let webhooks =
+            seal_plain_write_only(&store, &connectors, &secrets, webhooks).await.map_err(storage)?;
         let mut index = MatchIndex::default();
-        for user in store.users().map_err(storage)? {
+        for user in store.users().await.map_err(storage)? {
             index.set_companies(&user.id, user.companies);
         }
         for webhook in &webhooks {
@@ -117,7 +115,6 @@ impl AppState {
             connectors,
             secrets,
             operator_hashes: Arc::new(operator_hashes),
-            feed: Default::default(),
             metrics: Default::default(),
         })
     }
@@ -132,16 +129,6 @@ impl AppState {
             secrets: self.secrets.clone(),
             webhooks: self.webhooks.clone(),
             metrics: self.metrics.clone(),
-            feed: self.feed.clone(),
-        }
-    }
-
-    /// Hands durable, pending deliveries (queued at `due_ms`) to the delivery engine.
-    pub fn enqueued(&self, due_ms: u64, deliveries: &[crate::domain::delivery::Delivery]) {
-        for delivery in
-            deliveries.iter().filter(|d| d.status == crate::domain::delivery::DeliveryStatus::Pending)
-        {
-            self.feed.push(crate::store::QueueEntry::new(due_ms, &delivery.id, &delivery.webhook_id));
         }
     }
 
@@ -172,24 +159,30 @@ impl AppState {
     }
 }
 
-/// Seals write-only connector config that an older version stored in the clear.
-fn seal_plain_write_only(
+/// Seals write-only connector config that an older version stored in the clear; returns
+/// the webhooks as stored.
+async fn seal_plain_write_only(
     store: &Store,
     connectors: &Connectors,
     secrets: &SecretBox,
-    webhooks: &[Webhook],
-) -> Result<(), StoreError> {
+    webhooks: Vec<Webhook>,
+) -> Result<Vec<Webhook>, StoreError> {
+    let mut stored = Vec::with_capacity(webhooks.len());
     for webhook in webhooks {
-        let Some(plugin) = connectors.get(&webhook.connector.name) else { continue };
-        let write_only = plugin.schema().write_only();
-        if write_only.iter().any(|name| webhook.connector.config.get(name).is_some()) {
-            let mut sealed = webhook.clone();
-            sealed.open_config(secrets);
-            sealed.seal_config(write_only, secrets);
-            store.put_webhook(&sealed)?;
+        let write_only = connectors.get(&webhook.connector.name).map(|p| p.schema().write_only().to_vec());
+        let write_only = write_only.unwrap_or_default();
+        if !write_only.iter().any(|name| webhook.connector.config.get(name).is_some()) {
+            stored.push(webhook);
+            continue;
         }
+        let sealed = store.update_webhook(&webhook.id, |webhook| {
+            webhook.open_config(secrets);
+            webhook.seal_config(&write_only, secrets);
+            Ok::<_, StoreError>(true)
+        });
+        stored.extend(sealed.await?);
     }
-    Ok(())
+    Ok(stored)
 }
 
 /// The key that seals secrets: configured, or `<data-dir>/secret-key`, generated only for a
@@ -254,12 +247,10 @@ pub fn spawn_retention(store: Store, retention: std::time::Duration) -> tokio::t
         loop {
             tick.tick().await;
             let cutoff = crate::store::millis(time::OffsetDateTime::now_utc() - retention);
-            let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.prune(cutoff)).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(removed)) => tracing::info!(removed, "pruned records older than the retention"),
-                Ok(Err(error)) => tracing::error!("pruning failed: {error}"),
-                Err(error) => tracing::error!("pruning panicked: {error}"),
+            match store.prune(cutoff).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "pruned records older than the retention"),
+                Err(error) => tracing::error!("pruning failed: {error}"),
             }
         }
     })
@@ -274,7 +265,7 @@ pub async fn serve(
     let state = AppState::open(config).await?;
     tracing::info!(
         address = %listener.local_addr()?,
-        data_dir = %state.config.data_dir.display(),
+        storage = %state.store.describe(),
         connectors = state.connectors.list().len(),
         webhooks = state.webhooks.index().len(),
         "wasmhook is serving"
@@ -295,8 +286,7 @@ pub async fn serve(
     let http = state.config.http.clone();
     crate::http_server::run(listener, crate::api::router(state), http, shutdown).await?;
     engine.shutdown(grace).await;
-    store.flush().await.map_err(|source| ServeError::Storage { path: "db".into(), source })?;
-    store.close_cleanly().map_err(|source| ServeError::Storage { path: "db".into(), source })?;
+    store.close().await.map_err(|source| ServeError::Storage { location: store.describe(), source })?;
     tracing::info!("stopped; storage flushed");
     Ok(())
 }

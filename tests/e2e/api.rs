@@ -269,7 +269,7 @@ async fn ingest_matches_stores_deliveries_and_dedupes() {
         accepted["deliveries"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
     let mut statuses = Vec::new();
     for id in &ids {
-        let delivery = server.state.store.delivery(id).unwrap().expect("stored");
+        let delivery = server.state.store.delivery(id).await.unwrap().expect("stored");
         statuses.push((delivery.webhook_id.clone(), delivery.status));
     }
     statuses.sort_by(|a, b| a.0.cmp(&b.0));
@@ -385,7 +385,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_stores_nothing() {
         .unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
-    assert!(server.state.store.event("c1", "q1").unwrap().is_none());
+    assert!(server.state.store.event("c1", "q1").await.unwrap().is_none());
 }
 
 #[tokio::test]

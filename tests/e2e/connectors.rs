@@ -61,13 +61,13 @@ async fn operators_upload_connectors_and_bad_uploads_change_nothing() {
     let (status, error) = upload(&server, OPERATOR, "Bad Name", hostile_bytes().to_vec()).await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(names(&server).await, BUILTINS, "nothing was stored");
-    assert!(server.state.store.connectors().unwrap().is_empty());
+    assert!(server.state.store.connectors().await.unwrap().is_empty());
 
     let (status, loaded) = upload(&server, OPERATOR, "hostile", hostile_bytes().to_vec()).await;
     assert_eq!(status, 200, "{loaded}");
     assert_eq!((loaded["version"].as_str(), loaded["builtin"].as_bool()), (Some("0.0.1"), Some(false)));
     assert_eq!(names(&server).await, with_hostile());
-    assert_eq!(server.state.store.connectors().unwrap().len(), 1, "kept for the next start");
+    assert_eq!(server.state.store.connectors().await.unwrap().len(), 1, "kept for the next start");
 }
 
 #[tokio::test]

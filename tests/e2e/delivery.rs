@@ -30,7 +30,7 @@ async fn delivery_status(
     wanted: DeliveryStatus,
 ) -> wasmhook::domain::delivery::Delivery {
     eventually(&format!("delivery {id} to be {wanted:?}"), async || {
-        server.state.store.delivery(id).unwrap().filter(|d| d.status == wanted)
+        server.state.store.delivery(id).await.unwrap().filter(|d| d.status == wanted)
     })
     .await
 }
@@ -71,7 +71,7 @@ async fn delivers_the_payload_with_both_signatures() {
     let delivery_id = accepted["deliveries"][0].as_str().unwrap();
     let delivery = delivery_status(&server, delivery_id, DeliveryStatus::Succeeded).await;
     assert_eq!(delivery.messages[0].id, id);
-    let attempts = server.state.store.attempts_of(delivery_id).unwrap();
+    let attempts = server.state.store.attempts(delivery_id).await.unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].status_code, Some(200));
     assert_eq!(attempts[0].response.as_deref(), Some("ok"));
@@ -94,7 +94,7 @@ async fn a_receiver_that_fails_twice_gets_the_same_bytes_three_times() {
     let delivery_id = accepted["deliveries"][0].as_str().unwrap();
     delivery_status(&server, delivery_id, DeliveryStatus::Succeeded).await;
     let codes: Vec<_> =
-        server.state.store.attempts_of(delivery_id).unwrap().iter().map(|a| a.status_code).collect();
+        server.state.store.attempts(delivery_id).await.unwrap().iter().map(|a| a.status_code).collect();
     assert_eq!(codes, [Some(500), Some(503), Some(200)]);
     let webhook = eventually("the webhook to be healthy again", async || {
         let w = webhook_status(&server, created["id"].as_str().unwrap()).await;
@@ -124,7 +124,8 @@ async fn a_dead_receiver_disables_the_webhook_after_five_attempts() {
 
     // Nothing is lost while disabled: the next event's delivery waits, paused.
     let later = server.send_event(OPERATOR, event("e4")).await;
-    let paused = server.state.store.delivery(later["deliveries"][0].as_str().unwrap()).unwrap().unwrap();
+    let paused =
+        server.state.store.delivery(later["deliveries"][0].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!(paused.status, DeliveryStatus::Paused);
 }
 
@@ -191,10 +192,13 @@ async fn a_plugin_error_fails_the_delivery_and_leaves_the_webhook_healthy() {
         )
         .await;
     let filtered = eventually("a filtered delivery", async || {
-        let ids = accepted["deliveries"].as_array().unwrap();
-        ids.iter()
-            .filter_map(|id| server.state.store.delivery(id.as_str().unwrap()).unwrap())
-            .find(|d| d.status == DeliveryStatus::Filtered)
+        for id in accepted["deliveries"].as_array().unwrap() {
+            let delivery = server.state.store.delivery(id.as_str().unwrap()).await.unwrap();
+            if let Some(delivery) = delivery.filter(|d| d.status == DeliveryStatus::Filtered) {
+                return Some(delivery);
+            }
+        }
+        None
     })
     .await;
     assert!(filtered.messages.is_empty(), "zero requests: filtered");
@@ -294,7 +298,7 @@ async fn re_enabling_sends_a_health_check_first_and_recover_sends_what_waited() 
     for i in 0..3 {
         let accepted = server.send_event(OPERATOR, event(&format!("wait{i}"))).await;
         let waiting =
-            server.state.store.delivery(accepted["deliveries"][0].as_str().unwrap()).unwrap().unwrap();
+            server.state.store.delivery(accepted["deliveries"][0].as_str().unwrap()).await.unwrap().unwrap();
         assert_eq!(waiting.status, DeliveryStatus::Paused);
     }
     assert!(receiver.received().is_empty());
@@ -459,13 +463,13 @@ async fn retention_prunes_old_events_deliveries_and_attempts_but_not_queued_work
     let store = &server.state.store;
     let future =
         u64::try_from((time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) + 60_000).unwrap();
-    assert_eq!(store.prune(0).unwrap(), 0, "nothing is older than the epoch");
-    let removed = store.prune(future).unwrap();
+    assert_eq!(store.prune(0).await.unwrap(), 0, "nothing is older than the epoch");
+    let removed = store.prune(future).await.unwrap();
     assert!(removed >= 4, "event, delivery, attempt, second event: {removed}");
-    assert!(store.delivery(done_id).unwrap().is_none());
-    assert!(store.attempts_of(done_id).unwrap().is_empty());
-    assert!(store.event("c1", "old").unwrap().is_none());
-    assert!(store.delivery(paused_id).unwrap().is_none(), "paused deliveries age out too");
+    assert!(store.delivery(done_id).await.unwrap().is_none());
+    assert!(store.attempts(done_id).await.unwrap().is_empty());
+    assert!(store.event("c1", "old").await.unwrap().is_none());
+    assert!(store.delivery(paused_id).await.unwrap().is_none(), "paused deliveries age out too");
 
     // Queued work is never pruned.
     server
@@ -480,8 +484,8 @@ async fn retention_prunes_old_events_deliveries_and_attempts_but_not_queued_work
     let queued = server.send_event(OPERATOR, event("queued")).await;
     let queued_id = queued["deliveries"][0].as_str().unwrap();
     receiver.wait_for(3).await; // the health check and this one are in flight
-    store.prune(future).unwrap();
-    assert!(store.delivery(queued_id).unwrap().is_some());
+    store.prune(future).await.unwrap();
+    assert!(store.delivery(queued_id).await.unwrap().is_some());
 }
 
 #[tokio::test]

@@ -24,7 +24,7 @@ async fn token_id(server: &TestServer, user: &str) -> String {
 }
 
 async fn delivery(server: &TestServer, id: &str) -> Option<wasmhook::domain::delivery::Delivery> {
-    server.state.store.delivery(id).unwrap()
+    server.state.store.delivery(id).await.unwrap()
 }
 
 // Tenancy.
@@ -185,26 +185,23 @@ async fn a_webhook_update_racing_a_disable_never_undoes_it() {
     let created = server.webhook(OPERATOR, hook("http://127.0.0.1:9/a")).await;
     let id = created["id"].as_str().unwrap();
     let store = &server.state.store;
-    // The PATCH path's compare-and-swap: while it computes its change, the engine disables the
-    // webhook; the PATCH is applied again to the newer record instead of overwriting it.
-    let mut raced = false;
-    let updated = store
-        .update_webhook(id, |webhook| {
-            if !raced {
-                raced = true;
-                store
-                    .update_webhook(id, |w| {
-                        w.enabled = false;
-                        Ok::<_, wasmhook::store::StoreError>(true)
-                    })
-                    .unwrap();
-            }
-            webhook.name = "renamed".into();
-            Ok::<_, wasmhook::store::StoreError>(true)
-        })
-        .unwrap()
-        .unwrap();
+    // The PATCH path's compare-and-swap: it read the webhook, then the engine disabled it; the
+    // write of what the PATCH read is refused, and the change is applied to the newer record.
+    let mut read = store.webhook(id).await.unwrap().unwrap();
+    let disable = |w: &mut wasmhook::domain::webhook::Webhook| {
+        w.enabled = false;
+        Ok::<_, wasmhook::store::StoreError>(true)
+    };
+    store.update_webhook(id, disable).await.unwrap().unwrap();
+    read.name = "renamed".into();
+    assert!(!store.swap_webhook(&read).await.unwrap(), "a write from a stale revision is refused");
+    let rename = |w: &mut wasmhook::domain::webhook::Webhook| {
+        w.name = "renamed".into();
+        Ok::<_, wasmhook::store::StoreError>(true)
+    };
+    let updated = store.update_webhook(id, rename).await.unwrap().unwrap();
     assert_eq!((updated.name.as_str(), updated.enabled), ("renamed", false));
+    assert_eq!(store.webhook(id).await.unwrap().unwrap(), updated, "as stored");
 }
 
 // Data at rest and start-up.

@@ -156,8 +156,7 @@ async fn failed_delivery(server: &TestServer, webhook_id: &str) -> (String, Stri
     };
     let store = &server.state.store;
     let accept = Accept { event, deliveries: vec![delivery.clone()], response: json!(null) };
-    store.accept(&[accept], None, |_| json!(null), now_ms).unwrap();
-    store.finish(&QueueEntry::new(now_ms, &delivery.id, webhook_id), None, None, &[attempt]).unwrap();
-    store.durable().await.unwrap();
+    store.accept(&[accept], None, now_ms).await.unwrap();
+    store.finish(&QueueEntry::new(now_ms, &delivery.id, webhook_id), None, None, &[attempt]).await.unwrap();
     (delivery.id, message_id)
 }

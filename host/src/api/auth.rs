@@ -25,7 +25,7 @@ impl FromRequestParts<AppState> for Caller {
         if state.operator_hashes.contains(&hash) {
             return Ok(Caller::operator());
         }
-        match state.store.token_by_hash(&hash)? {
+        match state.store.token_by_hash(&hash).await? {
             // Tokens minted for a reserved id before ids were checked speak for nobody.
             Some(token) if check_user_id(&token.user_id).is_ok() => {
                 let companies = state.webhooks.index().companies_of(&token.user_id);

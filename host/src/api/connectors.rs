@@ -78,8 +78,7 @@ pub async fn upload(
         .load(Arc::from(body.as_ref()), Policy::Pooled)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    state.store.put_connector(&name, &body)?;
-    state.store.durable().await?;
+    state.store.put_connector(&name, &body).await?;
     // Atomic: invocations already holding the old plugin finish on it; the next use this one.
     if let Some(old) = state.connectors.insert(&name, plugin.clone()) {
         state.runtime.retire(&old);
@@ -111,7 +110,7 @@ pub async fn remove(
     require(&caller, &[], "removing connectors")?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let builtin = builtins::component(&name);
-    let uploaded = state.store.connectors()?.into_iter().any(|(n, _)| n == name);
+    let uploaded = state.store.connectors().await?.into_iter().any(|(n, _)| n == name);
     if !uploaded {
         let why = if builtin.is_some() {
             "built-in connectors cannot be removed"
@@ -120,7 +119,7 @@ pub async fn remove(
         };
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", why));
     }
-    let users = state.store.all_webhooks()?.into_iter().filter(|w| w.connector.name == name).count();
+    let users = state.store.webhooks().await?.into_iter().filter(|w| w.connector.name == name).count();
     if users > 0 && builtin.is_none() && !query.force {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -130,8 +129,7 @@ pub async fn remove(
             ),
         ));
     }
-    state.store.delete_connector(&name)?;
-    state.store.durable().await?;
+    state.store.delete_connector(&name).await?;
     let old = match builtin {
         // Removing an override brings the built-in back.
         Some(bytes) => {

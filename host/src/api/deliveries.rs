@@ -16,7 +16,7 @@ use crate::access::Caller;
 use crate::connector_config::Scrubber;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Message, MessageStatus};
 use crate::server::AppState;
-use crate::store::now_ms;
+use crate::store::{DeliveryQuery, now_ms};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -82,17 +82,16 @@ pub async fn log(
     Path(id): Path<String>,
     query: Result<Query<LogQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
-    let webhook = owned(&state, &caller, &id)?;
+    let webhook = owned(&state, &caller, &id).await?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 200"));
     }
-    let keep = |d: &Delivery| {
-        query.status.is_none_or(|s| d.status == s) && query.since.is_none_or(|since| d.created_at >= since)
-    };
     let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());
-    let mut page = state.store.deliveries_of(&id, cursor, keep, limit + 1)?;
+    let statuses: Vec<DeliveryStatus> = query.status.into_iter().collect();
+    let wanted = DeliveryQuery { before: cursor, statuses: &statuses, since: query.since, limit: limit + 1 };
+    let mut page = state.store.deliveries_of(&id, &wanted).await?;
     let next_cursor = (page.len() > limit).then(|| {
         page.truncate(limit);
         page[limit - 1].id.clone()
@@ -100,13 +99,14 @@ pub async fn log(
     let scrubber = scrubber(&state, &webhook);
     let (mut data, mut bytes) = (Vec::new(), 0);
     let mut next_cursor = next_cursor;
-    for mut delivery in page {
+    let ids: Vec<String> = page.iter().map(|d| d.id.clone()).collect();
+    let attempts = state.store.attempts_of(&ids).await?;
+    for (mut delivery, mut attempts) in page.into_iter().zip(attempts) {
         if bytes > PAGE_BYTES {
             // The rest comes with the next page.
             next_cursor = data.last().map(|d: &LoggedDelivery| d.delivery.id.clone());
             break;
         }
-        let mut attempts = state.store.attempts_of(&delivery.id)?;
         delivery.scrub(&scrubber);
         attempts.iter_mut().for_each(|a| a.scrub(&scrubber));
         let truncated_bodies = truncate_bodies(&mut delivery);
@@ -139,9 +139,9 @@ pub async fn message(
     caller: Caller,
     Path((id, message_id)): Path<(String, String)>,
 ) -> Result<Json<Message>, ApiError> {
-    let delivery = state.store.delivery(&id)?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    let delivery = state.store.delivery(&id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
     let webhook =
-        owned(&state, &caller, &delivery.webhook_id).map_err(|_| ApiError::not_found("delivery"))?;
+        owned(&state, &caller, &delivery.webhook_id).await.map_err(|_| ApiError::not_found("delivery"))?;
     let mut delivery = delivery;
     delivery.scrub(&scrubber(&state, &webhook));
     let message = delivery
@@ -163,9 +163,9 @@ pub async fn retry(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Delivery>), ApiError> {
-    let delivery = state.store.delivery(&id)?.ok_or_else(|| ApiError::not_found("delivery"))?;
+    let delivery = state.store.delivery(&id).await?.ok_or_else(|| ApiError::not_found("delivery"))?;
     let webhook =
-        owned(&state, &caller, &delivery.webhook_id).map_err(|_| ApiError::not_found("delivery"))?;
+        owned(&state, &caller, &delivery.webhook_id).await.map_err(|_| ApiError::not_found("delivery"))?;
     if !webhook.enabled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -176,11 +176,9 @@ pub async fn retry(
     let delivery = reset(delivery);
     state.check_queue_room(1)?;
     let now = now_ms();
-    if !state.store.requeue(&delivery, now)? {
+    if !state.store.requeue(&delivery, now).await? {
         return Err(ApiError::new(StatusCode::CONFLICT, "already_queued", "this delivery is already queued"));
     }
-    state.store.durable().await?;
-    state.enqueued(now, std::slice::from_ref(&delivery));
     let mut shown = delivery;
     shown.scrub(&scrubber(&state, &webhook));
     Ok((StatusCode::ACCEPTED, Json(shown)))
@@ -224,7 +222,7 @@ pub async fn recover(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Recover>,
 ) -> Result<(StatusCode, Json<Recovered>), ApiError> {
-    let webhook = owned(&state, &caller, &id)?;
+    let webhook = owned(&state, &caller, &id).await?;
     if !webhook.enabled {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -232,13 +230,17 @@ pub async fn recover(
             "enable the webhook before recovering its deliveries",
         ));
     }
-    let stuck = |d: &Delivery| {
-        d.created_at >= body.since && matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Paused)
-    };
+    let stuck = [DeliveryStatus::Failed, DeliveryStatus::Paused];
     let mut found = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = state.store.deliveries_of(&id, cursor.as_deref(), stuck, 500)?;
+        let query = DeliveryQuery {
+            before: cursor.as_deref(),
+            statuses: &stuck,
+            since: Some(body.since),
+            limit: 500,
+        };
+        let page = state.store.deliveries_of(&id, &query).await?;
         let Some(last) = page.last() else { break };
         cursor = Some(last.id.clone());
         found.extend(page);
@@ -250,12 +252,10 @@ pub async fn recover(
     // Oldest first, so that what happened first is sent first.
     for delivery in found.into_iter().rev() {
         let delivery = reset(delivery);
-        if state.store.requeue(&delivery, now)? {
+        if state.store.requeue(&delivery, now).await? {
             requeued.push(delivery);
         }
     }
-    state.store.durable().await?;
-    state.enqueued(now, &requeued);
     Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: requeued.len() })))
 }
 
@@ -294,7 +294,7 @@ pub async fn test(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Queued>), ApiError> {
-    let webhook = owned(&state, &caller, &id)?;
+    let webhook = owned(&state, &caller, &id).await?;
     let event_type = webhook.metadata.events.first().map_or("TODO_CREATED", String::as_str);
     let sample = json!({"id": "todo_sample", "title": "A test event from wasmhook", "done": false});
     let queued = send_direct(&state, &webhook, event_type, Some(sample)).await?;
@@ -336,8 +336,6 @@ pub(super) async fn send_direct(
     let accept = crate::store::Accept { event, deliveries: vec![delivery], response: json!(null) };
     // A millisecond early: queued ahead of anything recovered right after it.
     let due = now_ms().saturating_sub(1);
-    state.store.accept(std::slice::from_ref(&accept), None, |_| json!(null), due)?;
-    state.store.durable().await?;
-    state.enqueued(due, &accept.deliveries);
+    state.store.accept(std::slice::from_ref(&accept), None, due).await?;
     Ok(queued)
 }

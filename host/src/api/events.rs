@@ -23,7 +23,7 @@ use crate::domain::delivery::{Delivery, DeliveryStatus, new_delivery_id};
 use crate::domain::event::{Event, IncomingEvent};
 use crate::matching::{Matches, Probe};
 use crate::server::AppState;
-use crate::store::{Accept, Accepted, IdempotencyKey, Stored};
+use crate::store::{Accept, IdempotencyKey, Outcome, Stored};
 
 /// What ingest answers for one event.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -82,19 +82,16 @@ pub async fn ingest(
     state.check_ingest_rate(&caller, 1)?;
     let key = idempotency_key(&caller, &headers, "POST /v1/events", &body)?;
     let event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
-    let (accept, result) = prepare(&state, event)?;
-    let response = serde_json::to_value(&result).expect("plain data");
-    let stored = commit(&state, vec![accept], key.as_ref(), |outcomes| match &outcomes[0] {
-        Accepted::Duplicate(first) => mark_duplicate(first.clone()),
-        Accepted::New => response.clone(),
-    })
-    .await?;
-    Ok(match stored {
-        Stored::Answer(answer) if answer["duplicate"] == true => (StatusCode::OK, Json(answer)),
-        Stored::Answer(answer) => (StatusCode::ACCEPTED, Json(answer)),
-        Stored::Replay(first) => (StatusCode::OK, Json(mark_duplicate(first))),
+    let accept = prepare(&state, event)?;
+    let (status, outcome) = match commit(&state, vec![accept], key.as_ref()).await? {
+        Stored::Accepted(outcomes) => {
+            let status = if outcomes[0].duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
+            (status, outcomes[0].clone())
+        }
+        Stored::Replay(first) => (StatusCode::OK, Outcome { duplicate: true, ..first[0].clone() }),
         Stored::KeyConflict(why) => return Err(key_conflict(why)),
-    })
+    };
+    Ok((status, Json(answer(outcome))))
 }
 
 #[utoipa::path(post, path = "/v1/events/batch", request_body = Batch, tag = "events",
@@ -126,30 +123,19 @@ pub async fn ingest_batch(
     let key =
         idempotency_key(&caller, &headers, "POST /v1/events/batch", &Value::from(batch.events.clone()))?;
     // Validate everything before storing anything: all or nothing.
-    let mut prepared = Vec::with_capacity(batch.events.len());
+    let mut accepts = Vec::with_capacity(batch.events.len());
     for (i, body) in batch.events.into_iter().enumerate() {
         let event = parse_event(&state, &caller, body)
             .map_err(|e| ApiError::bad_request(format!("events[{i}]: {e}")))?;
-        prepared.push(prepare(&state, event)?);
+        accepts.push(prepare(&state, event)?);
     }
-    let (accepts, results): (Vec<Accept>, Vec<IngestResult>) = prepared.into_iter().unzip();
-    let stored = commit(&state, accepts, key.as_ref(), |outcomes| {
-        let events: Vec<Value> = results
-            .iter()
-            .zip(outcomes)
-            .map(|(result, outcome)| match outcome {
-                Accepted::Duplicate(first) => mark_duplicate(first.clone()),
-                Accepted::New => serde_json::to_value(result).expect("plain data"),
-            })
-            .collect();
-        serde_json::json!({ "events": events })
-    })
-    .await?;
-    match stored {
-        Stored::Answer(answer) => Ok((StatusCode::ACCEPTED, Json(answer))),
-        Stored::Replay(first) => Ok((StatusCode::OK, Json(first))),
-        Stored::KeyConflict(why) => Err(key_conflict(why)),
-    }
+    let (status, outcomes) = match commit(&state, accepts, key.as_ref()).await? {
+        Stored::Accepted(outcomes) => (StatusCode::ACCEPTED, outcomes),
+        Stored::Replay(first) => (StatusCode::OK, first),
+        Stored::KeyConflict(why) => return Err(key_conflict(why)),
+    };
+    let events: Vec<Value> = outcomes.into_iter().map(answer).collect();
+    Ok((status, Json(serde_json::json!({ "events": events }))))
 }
 
 /// The request's `Idempotency-Key`, scoped to the caller's token and bound to this endpoint
@@ -173,9 +159,13 @@ fn key_conflict(why: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "idempotency_key_reused", why)
 }
 
-fn mark_duplicate(mut first: Value) -> Value {
-    first["duplicate"] = Value::Bool(true);
-    first
+/// An event's answer: the first one again, marked, for a duplicate.
+fn answer(outcome: Outcome) -> Value {
+    let mut response = outcome.response;
+    if outcome.duplicate {
+        response["duplicate"] = Value::Bool(true);
+    }
+    response
 }
 
 /// Checks one event's shape, type and company; the message names the field.
@@ -209,7 +199,7 @@ pub(super) fn check_event(state: &AppState, event: &IncomingEvent) -> Result<(),
 }
 
 /// Matches an event and makes its deliveries.
-fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestResult), ApiError> {
+fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<Accept, ApiError> {
     let now = OffsetDateTime::now_utc();
     let event: Event = incoming.accept(now);
     let payload = crate::domain::payload::payload_without_webhook(&event);
@@ -248,7 +238,7 @@ fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<(Accept, IngestR
         duplicate: false,
     };
     let response = serde_json::to_value(&result).expect("plain data");
-    Ok((Accept { event, deliveries, response }, result))
+    Ok(Accept { event, deliveries, response })
 }
 
 /// Stores and makes durable, or answers 503 when the queue is over its bound.
@@ -256,28 +246,7 @@ async fn commit(
     state: &AppState,
     accepts: Vec<Accept>,
     key: Option<&IdempotencyKey>,
-    answer: impl Fn(&[Accepted]) -> Value,
 ) -> Result<Stored, ApiError> {
     state.check_queue_room(accepts.iter().map(|a| a.deliveries.len() as u64).sum())?;
-    let now_ms = crate::store::now_ms();
-    // Which events were new (not duplicates): their deliveries go to the engine.
-    let fresh = std::cell::RefCell::new(Vec::new());
-    let stored = state.store.accept(
-        &accepts,
-        key,
-        |outcomes| {
-            *fresh.borrow_mut() = outcomes.iter().map(|o| matches!(o, Accepted::New)).collect();
-            answer(outcomes)
-        },
-        now_ms,
-    )?;
-    state.store.durable().await?;
-    if matches!(stored, Stored::Answer(_)) {
-        for (accept, new) in accepts.iter().zip(fresh.into_inner()) {
-            if new {
-                state.enqueued(now_ms, &accept.deliveries);
-            }
-        }
-    }
-    Ok(stored)
+    Ok(state.store.accept(&accepts, key, crate::store::now_ms()).await?)
 }

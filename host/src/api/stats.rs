@@ -13,6 +13,7 @@ use super::webhooks::owned;
 use crate::access::Caller;
 use crate::domain::delivery::DeliveryStatus;
 use crate::server::AppState;
+use crate::store::DeliveryQuery;
 
 /// One hour of a webhook's deliveries (by the hour they were created) and attempts.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,7 +43,7 @@ pub async fn stats(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Stats>, ApiError> {
-    owned(&state, &caller, &id)?;
+    owned(&state, &caller, &id).await?;
     let now = OffsetDateTime::now_utc();
     let current =
         now.replace_minute(0).and_then(|t| t.replace_second(0)).and_then(|t| t.replace_nanosecond(0));
@@ -60,12 +61,15 @@ pub async fn stats(
     let slot = |at: OffsetDateTime| usize::try_from((at - first).whole_hours()).ok().filter(|h| *h < 24);
     let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); 24];
 
-    let recent = state.store.deliveries_of(&id, None, |d| d.created_at >= first, usize::MAX)?;
-    for delivery in recent {
+    let query = DeliveryQuery { since: Some(first), limit: usize::MAX, ..DeliveryQuery::default() };
+    let recent = state.store.deliveries_of(&id, &query).await?;
+    let ids: Vec<String> = recent.iter().map(|d| d.id.clone()).collect();
+    let attempts = state.store.attempts_of(&ids).await?;
+    for (delivery, attempts) in recent.into_iter().zip(attempts) {
         if let Some(h) = slot(delivery.created_at) {
             *hours[h].outcomes.entry(outcome(delivery.status).to_owned()).or_default() += 1;
         }
-        for attempt in state.store.attempts_of(&delivery.id)? {
+        for attempt in attempts {
             if let Some(h) = slot(attempt.at) {
                 hours[h].attempts += 1;
                 latencies[h].push(attempt.latency_ms);

@@ -104,9 +104,8 @@ pub async fn create(
         created_at: OffsetDateTime::now_utc(),
     };
     let user = User { id: token.user_id.clone(), companies };
-    state.store.put_user(&user)?;
-    state.store.put_token(&token_hash(&text), &token)?;
-    state.store.durable().await?;
+    state.store.put_user(&user).await?;
+    state.store.put_token(&token_hash(&text), &token).await?;
     state.webhooks.companies_changed(&user);
     tracing::info!(token_id = %token.id, user = %token.user_id, scope = ?token.scope, "token minted");
     let info = TokenView { info: token, companies: user.companies };
@@ -117,10 +116,9 @@ pub async fn create(
     responses((status = 200, body = Vec<TokenView>), (status = 403, description = "operators only")))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
     require(&caller, &[], "listing tokens")?;
+    let tokens = state.store.tokens().await?;
     let index = state.webhooks.index();
-    let views = state
-        .store
-        .tokens()?
+    let views = tokens
         .into_iter()
         .map(|info| TokenView { companies: index.companies_of(&info.user_id), info })
         .collect();
@@ -138,10 +136,9 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     require(&caller, &[], "revoking tokens")?;
-    if !state.store.delete_token(&id)? {
+    if !state.store.delete_token(&id).await? {
         return Err(ApiError::not_found("token"));
     }
-    state.store.durable().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

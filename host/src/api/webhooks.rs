@@ -233,6 +233,7 @@ pub(super) async fn insert(
         sealed_secret: state.secrets.seal(&secret),
         previous_secrets: Vec::new(),
         sealed_config: None,
+        revision: 0,
         origin,
     };
     if !webhook.enabled {
@@ -240,9 +241,7 @@ pub(super) async fn insert(
     }
     validate(state, &mut webhook)?;
     seal_config(state, &mut webhook);
-    state.store.put_webhook(&webhook)?;
-    state.store.durable().await?;
-    state.webhooks.saved(&webhook);
+    state.webhooks.create(&webhook).await?;
     tracing::info!(webhook_id = %webhook.id, owner = %webhook.created_by_id, ?origin, "webhook created");
     Ok((webhook, secret))
 }
@@ -264,7 +263,7 @@ pub async fn list(
     let owner = (!caller.is_operator()).then_some(caller.user_id.as_str());
     // `cursor=` (empty) is the first page, as no cursor is.
     let cursor = query.cursor.as_deref().filter(|c| !c.is_empty());
-    let mut page = state.store.list_webhooks(owner, cursor, limit + 1)?;
+    let mut page = state.store.webhooks_page(owner, cursor, limit + 1).await?;
     let next_cursor = (page.len() > limit).then(|| {
         page.truncate(limit);
         page[limit - 1].id.clone()
@@ -280,7 +279,7 @@ pub async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    let webhook = owned(&state, &caller, &id)?;
+    let webhook = owned(&state, &caller, &id).await?;
     Ok(Json(WebhookView::new(&state, &webhook)))
 }
 
@@ -296,11 +295,11 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
-    owned(&state, &caller, &id)?;
+    owned(&state, &caller, &id).await?;
     let mut re_enabled = false;
     // Applied to the record as it stands at the write (compare-and-swap): a change the engine
     // made meanwhile (a disable) is kept unless this request sets that very field.
-    let updated = state.store.update_webhook(&id, |webhook| {
+    let updated = state.webhooks.update(&id, |webhook| {
         re_enabled = !webhook.enabled && body.enabled == Some(true);
         webhook.open_config(&state.secrets);
         apply(&state, &body, webhook)?;
@@ -308,10 +307,8 @@ pub async fn update(
         seal_config(&state, webhook);
         webhook.updated_at = OffsetDateTime::now_utc();
         Ok::<_, ApiError>(true)
-    })?;
-    let webhook = updated.ok_or_else(|| ApiError::not_found("webhook"))?;
-    state.store.durable().await?;
-    state.webhooks.saved(&webhook);
+    });
+    let webhook = updated.await?.ok_or_else(|| ApiError::not_found("webhook"))?;
     if re_enabled {
         // Before anything else goes out again, one health check tells the receiver we are back.
         super::deliveries::send_direct(&state, &webhook, crate::domain::catalog::HEALTH_CHECK, None).await?;
@@ -368,7 +365,7 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    owned(&state, &caller, &id)?;
+    owned(&state, &caller, &id).await?;
     remove(&state, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -380,9 +377,9 @@ pub(super) async fn remove(state: &AppState, id: &str) -> Result<(), ApiError> {
 }
 
 /// The webhook if the caller may see it: another user's is a 404, so ids do not leak.
-pub(super) fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
+pub(super) async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, ApiError> {
     require(caller, &[Scope::User], "managing webhooks")?;
-    match state.store.webhook(id)? {
+    match state.store.webhook(id).await? {
         Some(webhook) if caller.owns(&webhook.created_by_id) => Ok(webhook),
         _ => Err(ApiError::not_found("webhook")),
     }
@@ -485,22 +482,21 @@ pub async fn rotate_secret(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    owned(&state, &caller, &id)?;
+    owned(&state, &caller, &id).await?;
     let secret = Secret::generate();
     let sealed = state.secrets.seal(&secret);
     let now = OffsetDateTime::now_utc();
     let until = now + state.config.rotation_grace;
-    let rotated = state.store.update_webhook(&id, |webhook| {
+    let rotated = state.webhooks.update(&id, |webhook| {
         webhook.previous_secrets.retain(|old| old.until > now);
         let old = std::mem::replace(&mut webhook.sealed_secret, sealed.clone());
         webhook.previous_secrets.push(crate::domain::webhook::RetiredSecret { sealed: old, until });
         webhook.updated_at = now;
         Ok::<_, ApiError>(true)
-    })?;
-    if rotated.is_none() {
+    });
+    if rotated.await?.is_none() {
         return Err(ApiError::not_found("webhook"));
     }
-    state.store.durable().await?;
     tracing::info!(webhook_id = %id, "secret rotated");
     Ok(Json(RotatedSecret { secret: secret.expose().to_owned(), previous_valid_until: until }))
 }

@@ -83,7 +83,7 @@ pub async fn unsubscribe(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let webhook = owned(&state, &caller, &id)?;
+    let webhook = owned(&state, &caller, &id).await?;
     if webhook.origin != Origin::Zapier {
         return Err(ApiError::not_found("Zapier subscription"));
     }

@@ -7,9 +7,10 @@
 //! one write. A delivery stays in the queue until that write, so after a crash whatever was
 //! in flight is worked again (at least once, never lost).
 //!
-//! Work comes from the in-memory [`Schedule`] (see `schedule`): the queue is read once at
-//! start, producers feed new entries in as they commit them, and the engine reschedules its
-//! own retries — so an event reaches its receiver without any polling delay.
+//! Work comes from the in-memory [`Schedule`] (see `schedule`), filled by claiming queue
+//! entries from storage whenever storage says work was written; the engine reschedules its
+//! own retries (they stay claimed) — so an event reaches its receiver without any polling
+//! delay, and no writer hands anything over.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc};
+
+use crate::store::StoreError;
 
 use super::retry::RetryPolicy;
 use super::schedule::Schedule;
@@ -45,9 +48,14 @@ pub struct Context {
     /// Where a webhook's health is recorded (and the match index kept current).
     pub webhooks: crate::service::Webhooks,
     pub metrics: Metrics,
-    /// Where producers hand newly queued deliveries over.
-    pub feed: super::schedule::Feed,
 }
+
+/// Queue entries held in memory at most (claimed, running or waiting for their time): more
+/// stay in storage until these drain.
+const HELD: usize = 100_000;
+
+/// Entries claimed per storage call.
+const CLAIM_BATCH: usize = 1_000;
 
 struct Engine {
     ctx: Context,
@@ -76,10 +84,9 @@ impl EngineHandle {
     }
 }
 
-/// Starts the engine on the current runtime. Only one engine may run per feed.
+/// Starts the engine on the current runtime. One engine per store: it claims the queue.
 pub fn spawn(ctx: Context) -> EngineHandle {
     let config = &ctx.config.delivery;
-    let feed = ctx.feed.take_receiver().expect("one delivery engine per server");
     let engine = Arc::new(Engine {
         sender: Sender::new(config.attempt_timeout, ctx.config.allow_private_destinations),
         retry: RetryPolicy::new(ctx.config.retry_schedule.clone()),
@@ -87,25 +94,27 @@ pub fn spawn(ctx: Context) -> EngineHandle {
         next_send: Mutex::default(),
         ctx,
     });
-    EngineHandle { task: tokio::spawn(engine.clone().run(feed)), engine }
+    EngineHandle { task: tokio::spawn(engine.clone().run()), engine }
 }
 
 impl Engine {
-    async fn run(self: Arc<Self>, mut feed: mpsc::UnboundedReceiver<QueueEntry>) {
+    async fn run(self: Arc<Self>) {
         let mut schedule = Schedule::default();
         let (done_send, mut done) = mpsc::unbounded_channel::<(QueueEntry, Turn)>();
-        match self.ctx.store.queued() {
-            Ok(queued) => {
-                let now = now_ms();
-                for entry in queued {
-                    let ordered = self.ordered(&entry.webhook_id);
-                    schedule.add(entry, now, ordered);
-                }
-            }
-            Err(error) => tracing::error!("cannot read the delivery queue: {error}"),
-        }
         let per_webhook = self.ctx.config.delivery.per_webhook;
+        // Claim at once: whatever was queued before this start is waiting.
+        let mut claim_now = true;
         loop {
+            if claim_now {
+                claim_now = match self.claim(&mut schedule).await {
+                    Ok(more) => more,
+                    Err(error) => {
+                        tracing::error!("cannot claim from the delivery queue: {error}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        true
+                    }
+                };
+            }
             let now = now_ms();
             let free = self.workers.available_permits();
             for entry in schedule.take_runnable(now, per_webhook, free) {
@@ -117,23 +126,43 @@ impl Engine {
                     let _ = done.send((entry, next));
                 });
             }
-            let sleep = schedule
-                .next_due()
-                .map_or(Duration::from_secs(60), |due| Duration::from_millis(due.saturating_sub(now)));
+            let sleep = match schedule.next_due() {
+                _ if claim_now => Duration::ZERO,
+                Some(due) => Duration::from_millis(due.saturating_sub(now)),
+                None => Duration::from_secs(60),
+            };
+            // With the schedule full, new work waits in storage until some finishes.
+            let room = schedule.len() < HELD;
             tokio::select! {
-                Some(entry) = feed.recv() => {
-                    let ordered = self.ordered(&entry.webhook_id);
-                    schedule.add(entry, now_ms(), ordered);
-                }
+                () = self.ctx.store.wait_for_work(), if !claim_now && room => claim_now = true,
                 Some((finished, turn)) = done.recv() => {
                     if let Some(until) = turn.pause_until {
                         schedule.pause(&finished.webhook_id, until);
                     }
                     schedule.done(&finished, turn.next, now_ms());
+                    claim_now |= !room;
                 }
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
+    }
+
+    /// Claims what storage holds for this engine into the schedule, as room allows; `true`
+    /// when there may be more to claim right away.
+    async fn claim(&self, schedule: &mut Schedule) -> Result<bool, StoreError> {
+        let room = HELD.saturating_sub(schedule.len());
+        if room == 0 {
+            return Ok(false);
+        }
+        let limit = room.min(CLAIM_BATCH);
+        let claimed = self.ctx.store.claim(limit).await?;
+        let more = claimed.len() == limit;
+        let now = now_ms();
+        for entry in claimed {
+            let ordered = self.ordered(&entry.webhook_id);
+            schedule.add(entry, now, ordered);
+        }
+        Ok(more)
     }
 
     fn ordered(&self, webhook_id: &str) -> bool {
@@ -156,17 +185,17 @@ impl Engine {
     /// One turn of one delivery; returns its queue entry as it now stands, if it is queued.
     async fn work(&self, entry: &QueueEntry) -> Turn {
         let store = &self.ctx.store;
-        let delivery = match store.delivery(&entry.delivery_id) {
+        let delivery = match store.delivery(&entry.delivery_id).await {
             Ok(Some(delivery)) if !delivery.status.is_final() => delivery,
-            Ok(_) => return self.finish(entry, None, None, Vec::new()).into(),
+            Ok(_) => return self.finish(entry, None, None, Vec::new()).await.into(),
             Err(error) => {
                 tracing::error!(delivery_id = %entry.delivery_id, "cannot read delivery: {error}");
                 return Some(retry_soon(entry)).into();
             }
         };
-        let webhook = match store.webhook(&delivery.webhook_id) {
+        let webhook = match store.webhook(&delivery.webhook_id).await {
             Ok(Some(webhook)) => webhook,
-            Ok(None) => return self.fail(entry, delivery, "the webhook was deleted").into(),
+            Ok(None) => return self.fail(entry, delivery, "the webhook was deleted").await.into(),
             Err(error) => {
                 tracing::error!(webhook_id = %delivery.webhook_id, "cannot read webhook: {error}");
                 return Some(retry_soon(entry)).into();
@@ -175,18 +204,20 @@ impl Engine {
         if !webhook.enabled {
             let mut delivery = delivery;
             delivery.status = DeliveryStatus::Paused;
-            return self.finish(entry, Some(delivery), None, Vec::new()).into();
+            return self.finish(entry, Some(delivery), None, Vec::new()).await.into();
         }
         let mut delivery = delivery;
         if delivery.messages.is_empty() {
             match self.transform(&mut delivery, &webhook).await {
                 Transformed::Ready => {}
-                Transformed::Done => return self.finish(entry, Some(delivery), None, Vec::new()).into(),
+                Transformed::Done => {
+                    return self.finish(entry, Some(delivery), None, Vec::new()).await.into();
+                }
                 Transformed::Wait(wait) => {
                     // The webhook's lane waits, not each delivery: its entries stay queued where
                     // they are, and only this one records why.
                     let until = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX / 2);
-                    let next = self.finish(entry, Some(delivery), Some(entry.due_ms), Vec::new());
+                    let next = self.finish(entry, Some(delivery), Some(entry.due_ms), Vec::new()).await;
                     return Turn { next, pause_until: Some(until) };
                 }
             }
@@ -198,7 +229,7 @@ impl Engine {
     async fn transform(&self, delivery: &mut Delivery, webhook: &Webhook) -> Transformed {
         let span = tracing::info_span!("transform", delivery_id = %delivery.id, webhook_id = %webhook.id, connector = %webhook.connector.name);
         let _enter = span.enter();
-        let event = match self.ctx.store.event(&delivery.company_id, &delivery.event_id) {
+        let event = match self.ctx.store.event(&delivery.company_id, &delivery.event_id).await {
             Ok(Some(event)) => event,
             Ok(None) => {
                 delivery.status = DeliveryStatus::Failed;
@@ -284,11 +315,9 @@ impl Engine {
         let now = OffsetDateTime::now_utc();
         let open = |sealed: &str| self.ctx.secrets.open(sealed);
         let Some(secret) = open(&webhook.sealed_secret) else {
-            return self.fail(
-                entry,
-                delivery,
-                "the webhook's secret cannot be opened with this server's key",
-            );
+            return self
+                .fail(entry, delivery, "the webhook's secret cannot be opened with this server's key")
+                .await;
         };
         // The current secret first (the only one for X-Wasmhook-Signature), then any still in
         // their rotation grace period.
@@ -380,7 +409,7 @@ impl Engine {
             });
         }
         let next_due = pending.iter().min().map(|at| crate::store::millis(*at));
-        let next = self.finish(entry, Some(delivery), next_due, attempts);
+        let next = self.finish(entry, Some(delivery), next_due, attempts).await;
         // Most turns leave health as it was: only a change costs a write.
         let unchanged = health == Some(Health::Succeeded) && webhook.status == WebhookStatus::Healthy
             || health == Some(Health::Failing) && webhook.status == WebhookStatus::Unhealthy;
@@ -390,21 +419,21 @@ impl Engine {
         next
     }
 
-    fn fail(&self, entry: &QueueEntry, mut delivery: Delivery, reason: &str) -> Option<QueueEntry> {
+    async fn fail(&self, entry: &QueueEntry, mut delivery: Delivery, reason: &str) -> Option<QueueEntry> {
         delivery.status = DeliveryStatus::Failed;
         delivery.error = Some(reason.to_owned());
-        self.finish(entry, Some(delivery), None, Vec::new())
+        self.finish(entry, Some(delivery), None, Vec::new()).await
     }
 
     /// Stores the turn's outcome and moves or removes the queue entry, in one write.
-    fn finish(
+    async fn finish(
         &self,
         entry: &QueueEntry,
         delivery: Option<Delivery>,
         next_due: Option<u64>,
         attempts: Vec<crate::domain::delivery::Attempt>,
     ) -> Option<QueueEntry> {
-        if let Err(error) = self.ctx.store.finish(entry, delivery.as_ref(), next_due, &attempts) {
+        if let Err(error) = self.ctx.store.finish(entry, delivery.as_ref(), next_due, &attempts).await {
             // The entry stays queued and is worked again: at least once, never lost.
             tracing::error!(delivery_id = %entry.delivery_id, "cannot record the delivery's outcome: {error}");
             return Some(retry_soon(entry));

@@ -9,7 +9,7 @@
 
 pub mod engine;
 pub mod retry;
-pub mod schedule;
+mod schedule;
 pub mod sender;
 pub mod signature;
 

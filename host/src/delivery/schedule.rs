@@ -1,45 +1,16 @@
-//! The engine's in-memory schedule of queued deliveries: which may run now, per webhook.
+//! The engine's in-memory schedule of the queue entries it claimed: which may run now, per
+//! webhook.
 //!
-//! The durable queue is read once, at start; after that every producer — ingest,
-//! retries, recover, test events — hands its new entries over through the [`Feed`], and the
-//! engine reschedules its own retries. Each webhook has a lane: up to `per_webhook`
+//! The engine claims entries from storage as they are written and reschedules its own
+//! retries here. Each webhook has a lane: up to `per_webhook`
 //! deliveries run at once, or — for an `ordered` webhook — only its oldest delivery, even
 //! while that one waits for a retry. So a webhook with a large backlog costs nothing per
 //! pass, and one receiver's backlog never holds up another's.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::mpsc;
 
 use crate::store::QueueEntry;
-
-/// Where producers hand over new queue entries (once they are durable).
-#[derive(Clone)]
-pub struct Feed {
-    send: mpsc::UnboundedSender<QueueEntry>,
-    receive: Arc<Mutex<Option<mpsc::UnboundedReceiver<QueueEntry>>>>,
-}
-
-impl Default for Feed {
-    fn default() -> Self {
-        let (send, receive) = mpsc::unbounded_channel();
-        Feed { send, receive: Arc::new(Mutex::new(Some(receive))) }
-    }
-}
-
-impl Feed {
-    pub fn push(&self, entry: QueueEntry) {
-        // With no engine running (API-only tests), entries wait in the channel: harmless.
-        let _ = self.send.send(entry);
-    }
-
-    /// The receiving end, for the one engine that runs.
-    pub(crate) fn take_receiver(&self) -> Option<mpsc::UnboundedReceiver<QueueEntry>> {
-        self.receive.lock().unwrap_or_else(|p| p.into_inner()).take()
-    }
-}
 
 #[derive(Default)]
 pub(crate) struct Schedule {
@@ -63,6 +34,11 @@ struct Lane {
 }
 
 impl Schedule {
+    /// Entries held: waiting, or running.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Takes an entry in (again). `ordered` says how the webhook wants its deliveries.
     pub(crate) fn add(&mut self, entry: QueueEntry, now_ms: u64, ordered: bool) {
         let id = entry.delivery_id.clone();

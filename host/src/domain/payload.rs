@@ -92,6 +92,7 @@ mod tests {
             sealed_secret: "sealed".into(),
             previous_secrets: Vec::new(),
             sealed_config: None,
+            revision: 0,
             origin: Origin::default(),
         };
         let payload: Value = serde_json::from_str(&standard_payload(&event, &webhook)).unwrap();

@@ -41,6 +41,9 @@ pub struct Webhook {
     /// `connector.config` holds the rest. See [`Webhook::connector_config`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_config: Option<String>,
+    /// Bumped by every stored change: updates are compare-and-swap on it.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// Who made a webhook.

@@ -1,5 +1,5 @@
-//! Webhook transitions: saved, removed, health recorded, a user's companies changed — each
-//! made durable in storage, then reflected in the match index.
+//! Webhook transitions: created, updated, removed, health recorded, a user's companies
+//! changed — each made durable in storage, then reflected in the match index.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -41,15 +41,35 @@ impl Webhooks {
     }
 
     /// A webhook that was stored (and made durable) counts for matching from now on.
-    pub fn saved(&self, webhook: &Webhook) {
+    fn saved(&self, webhook: &Webhook) {
         self.index_mut().upsert(webhook);
+    }
+
+    /// Stores a new webhook: durable, then matching.
+    pub async fn create(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.store.insert_webhook(webhook).await?;
+        self.saved(webhook);
+        Ok(())
+    }
+
+    /// Changes a webhook by compare-and-swap (see [`Store::update_webhook`]): durable, then
+    /// matching. The stored webhook when `change` changed it.
+    pub async fn update<E: From<StoreError>>(
+        &self,
+        id: &str,
+        change: impl FnMut(&mut Webhook) -> Result<bool, E>,
+    ) -> Result<Option<Webhook>, E> {
+        let updated = self.store.update_webhook(id, change).await?;
+        if let Some(webhook) = &updated {
+            self.saved(webhook);
+        }
+        Ok(updated)
     }
 
     /// Deletes a webhook for good: durable, then gone from matching. `false` when there was
     /// none.
     pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
-        let removed = self.store.delete_webhook(id)?;
-        self.store.durable().await?;
+        let removed = self.store.delete_webhook(id).await?;
         self.index_mut().remove(id);
         Ok(removed)
     }
@@ -72,7 +92,7 @@ impl Webhooks {
             }
             return;
         }
-        let updated = self.store.update_webhook(webhook_id, |webhook| {
+        let updated = self.update(webhook_id, |webhook| {
             if !webhook.enabled {
                 return Ok(false);
             }
@@ -88,12 +108,11 @@ impl Webhooks {
             webhook.status = status;
             Ok::<_, StoreError>(changed)
         });
-        match updated {
+        match updated.await {
             Ok(Some(webhook)) => {
                 if !webhook.enabled {
                     tracing::warn!(webhook_id, "webhook disabled: {health:?}");
                 }
-                self.saved(&webhook);
             }
             Ok(None) => {}
             Err(error) => tracing::error!(webhook_id, "cannot update webhook health: {error}"),

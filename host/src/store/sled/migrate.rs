@@ -6,8 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{Store, StoreError, decode};
+use super::{SledStore, StoreError, decode, encode};
 use crate::access::{Companies, User};
+use crate::store::Outcome;
 
 /// Checks the database in `dir` against its marker file (`<db>.id`: the database's id and
 /// its generation), then starts a new generation.
@@ -18,7 +19,7 @@ use crate::access::{Companies, User};
 /// older state. Either way the database is refused rather than served with data missing.
 pub(super) fn check_marker(dir: &Path, meta: &sled::Tree) -> Result<(), StoreError> {
     let marker = marker_path(dir);
-    let damaged = |reason: String| StoreError::Damaged { path: dir.to_owned(), reason };
+    let damaged = |reason: String| StoreError::Damaged { location: dir.display().to_string(), reason };
     let stored_id = meta.get("db_id")?.map(|id| String::from_utf8_lossy(&id).into_owned());
     let stored_generation = generation(meta)?;
     let id = match std::fs::read_to_string(&marker) {
@@ -72,7 +73,7 @@ fn advance(dir: &Path, meta: &sled::Tree, id: &str, generation: u64) -> Result<(
     let marker = marker_path(dir);
     crate::private_file::replace(&marker, format!("{id} {generation}\n").as_bytes()).map_err(|e| {
         StoreError::Damaged {
-            path: dir.to_owned(),
+            location: dir.display().to_string(),
             reason: format!("cannot write {}: {e}", marker.display()),
         }
     })
@@ -95,16 +96,40 @@ fn marker_path(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Brings records written by schema `from` up to this version.
-pub(super) fn upgrade(store: &Store, from: u64) -> Result<(), StoreError> {
+pub(super) fn upgrade(store: &SledStore, from: u64) -> Result<(), StoreError> {
     if from < 2 {
         users_from_tokens_and_webhooks(store)?;
+    }
+    if from < 3 {
+        idempotency_outcomes(store)?;
+    }
+    Ok(())
+}
+
+/// Schema 2 stored the answer an `Idempotency-Key` was given; schema 3 stores its outcomes
+/// (one per event), from which the endpoint builds the answer.
+fn idempotency_outcomes(store: &SledStore) -> Result<(), StoreError> {
+    for item in store.inner.idempotency.iter() {
+        let (key, record) = item?;
+        let mut record: Value = decode(&record)?;
+        let Some(response) = record.as_object_mut().and_then(|r| r.remove("response")) else { continue };
+        let outcome = |response: &Value| Outcome {
+            duplicate: response["duplicate"] == true,
+            response: response.clone(),
+        };
+        let outcomes: Vec<Outcome> = match response.get("events").and_then(Value::as_array) {
+            Some(events) => events.iter().map(outcome).collect(),
+            None => vec![outcome(&response)],
+        };
+        record["outcomes"] = serde_json::to_value(outcomes).expect("plain data");
+        store.inner.idempotency.insert(key, encode(&record))?;
     }
     Ok(())
 }
 
 /// Schema 1 kept companies on each token and webhook; schema 2 keeps them on the user. Each
 /// user gets the companies of their newest token, or, with no token left, of their webhooks.
-fn users_from_tokens_and_webhooks(store: &Store) -> Result<(), StoreError> {
+fn users_from_tokens_and_webhooks(store: &SledStore) -> Result<(), StoreError> {
     let companies_of = |record: &Value| -> Option<Companies> {
         serde_json::from_value(record.get("companies")?.clone()).ok()
     };
@@ -140,8 +165,8 @@ fn users_from_tokens_and_webhooks(store: &Store) -> Result<(), StoreError> {
         users.entry(id).or_insert((String::new(), companies));
     }
     for (id, (_, companies)) in users {
-        if store.user(&id)?.is_none() {
-            store.put_user(&User { id, companies })?;
+        if store.inner.users.get(&id)?.is_none() {
+            store.inner.users.insert(&id, encode(&User { id: id.clone(), companies }))?;
         }
     }
     Ok(())

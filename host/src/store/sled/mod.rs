@@ -1,0 +1,638 @@
+//! The embedded backend: sled trees, one process per database.
+//!
+//! Trees: `webhooks`, `users`, `tokens`, `events` (by company and id), `deliveries`,
+//! `queue` (keyed by due time), `attempts`, `connectors`, `idempotency` (by token and key)
+//! and `meta` (the schema version and the database's id). Records are JSON. Ingest writes an
+//! event, its deliveries and their queue entries in one transaction — the idempotency check
+//! included — then waits for a group commit before it answers.
+//!
+//! The queue is claimed in process: entries written here (and those found at open) wait in
+//! a list of unclaimed entries until the engine claims them; writing one wakes the engine.
+//!
+//! A marker file beside the database (`<db>.id`) holds the id written into `meta` when the
+//! database was created: a database that lost its files (truncated, replaced by an empty one)
+//! is then refused at start instead of starting empty.
+
+mod commit;
+mod migrate;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tokio::sync::Notify;
+
+use super::{Accept, DeliveryQuery, IdempotencyKey, Outcome, QueueEntry, StoreError, Stored};
+use crate::access::{Token, User};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::event::Event;
+use crate::domain::webhook::Webhook;
+
+use self::commit::GroupCommit;
+
+/// The layout this version writes. Bump with a migration when records change shape.
+const SCHEMA_VERSION: u64 = 3;
+
+/// Backend errors in words the rest of the host can act on.
+impl From<sled::Error> for StoreError {
+    fn from(error: sled::Error) -> Self {
+        match error {
+            sled::Error::Io(cause) => StoreError::Unavailable(cause.to_string()),
+            other => StoreError::Corrupt(other.to_string()),
+        }
+    }
+}
+
+#[derive(Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdempotencyRecord {
+    endpoint: String,
+    body_hash: String,
+    outcomes: Vec<Outcome>,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct EventRecord {
+    event: Event,
+    response: Value,
+}
+
+/// The sled database. Cheap to clone.
+#[derive(Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    meta: sled::Tree,
+    db: sled::Db,
+    webhooks: sled::Tree,
+    users: sled::Tree,
+    tokens: sled::Tree,
+    events: sled::Tree,
+    deliveries: sled::Tree,
+    queue: sled::Tree,
+    attempts: sled::Tree,
+    connectors: sled::Tree,
+    idempotency: sled::Tree,
+    /// `<accepted ms BE>e<event key>` and `<accepted ms BE>k<scoped key>`: what to prune when.
+    expiry: sled::Tree,
+    queue_depth: AtomicU64,
+    /// Durable queue entries the engine has not claimed yet, in the order they were written.
+    unclaimed: Mutex<VecDeque<QueueEntry>>,
+    work_written: Notify,
+    commit: Arc<GroupCommit>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records are plain data")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Inside a transaction, a damaged record aborts it.
+fn decode_in_tx<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConflictableTransactionError<String>> {
+    serde_json::from_slice(bytes).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))
+}
+
+fn transaction_error(error: TransactionError<String>) -> StoreError {
+    match error {
+        TransactionError::Abort(message) => StoreError::Corrupt(message),
+        TransactionError::Storage(error) => error.into(),
+    }
+}
+
+/// Events are deduplicated per company: another tenant's id never collides with this one's.
+fn event_key(company_id: &str, event_id: &str) -> Vec<u8> {
+    [company_id.as_bytes(), b"\0", event_id.as_bytes()].concat()
+}
+
+/// Queue keys sort by due time: milliseconds since the epoch, big-endian, then the id.
+/// The value is the webhook's id, so the engine can cap work per webhook without a read.
+fn queue_key(due_ms: u64, delivery_id: &str) -> Vec<u8> {
+    [&due_ms.to_be_bytes()[..], delivery_id.as_bytes()].concat()
+}
+
+/// Deliveries are stored under `d/<id>`, and indexed by webhook under `w/<webhook>/<id>`.
+fn delivery_key(id: &str) -> Vec<u8> {
+    format!("d/{id}").into_bytes()
+}
+
+fn by_webhook_key(webhook_id: &str, delivery_id: &str) -> Vec<u8> {
+    format!("w/{webhook_id}/{delivery_id}").into_bytes()
+}
+
+fn read_queue_entry(key: &[u8], value: &[u8]) -> Result<QueueEntry, StoreError> {
+    let corrupt = || StoreError::Corrupt("queue entry".into());
+    let (due, id) = key.split_at_checked(8).ok_or_else(corrupt)?;
+    let id = std::str::from_utf8(id).map_err(|_| corrupt())?;
+    let webhook = std::str::from_utf8(value).map_err(|_| corrupt())?;
+    Ok(QueueEntry::new(u64::from_be_bytes(due.try_into().map_err(|_| corrupt())?), id, webhook))
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`, upgrading what older versions wrote. Needs a
+    /// tokio runtime (for group commit). A damaged database is an error naming it, never a
+    /// panic or an empty start.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let damaged = |reason: String| StoreError::Damaged { location: dir.display().to_string(), reason };
+        // sled panics on some damage it finds while recovering; that is an answer too.
+        let restore = |what: String| damaged(format!("{what}; restore it from a backup"));
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(dir).open())
+            .map_err(|panic| restore(format!("sled stopped reading it: {}", panic_message(&panic))))?;
+        let db = opened.map_err(|error| match error {
+            sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
+                restore(format!("sled found it unreadable ({error})"))
+            }
+            other => other.into(),
+        })?;
+        let meta = db.open_tree("meta")?;
+        let found = match meta.get("schema_version")? {
+            Some(v) => Some(u64::from_be_bytes(
+                v.as_ref().try_into().map_err(|_| damaged("the schema version is unreadable".into()))?,
+            )),
+            None => None,
+        };
+        if let Some(found) = found.filter(|found| *found > SCHEMA_VERSION) {
+            return Err(StoreError::NewerSchema {
+                location: format!("the data directory {}", dir.display()),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        migrate::check_marker(dir, &meta)?;
+        let queue = db.open_tree("queue")?;
+        let unclaimed = queue
+            .iter()
+            .map(|item| item.map_err(StoreError::from).and_then(|(k, v)| read_queue_entry(&k, &v)))
+            .collect::<Result<VecDeque<_>, _>>()?;
+        let inner = Inner {
+            path: dir.to_owned(),
+            meta: meta.clone(),
+            webhooks: db.open_tree("webhooks")?,
+            users: db.open_tree("users")?,
+            tokens: db.open_tree("tokens")?,
+            events: db.open_tree("events")?,
+            deliveries: db.open_tree("deliveries")?,
+            attempts: db.open_tree("attempts")?,
+            connectors: db.open_tree("connectors")?,
+            idempotency: db.open_tree("idempotency")?,
+            expiry: db.open_tree("expiry")?,
+            queue_depth: AtomicU64::new(unclaimed.len() as u64),
+            unclaimed: Mutex::new(unclaimed),
+            work_written: Notify::new(),
+            queue,
+            commit: GroupCommit::start(db.clone()),
+            db,
+        };
+        let store = SledStore { inner: Arc::new(inner) };
+        match found {
+            Some(found) if found < SCHEMA_VERSION => migrate::upgrade(&store, found)?,
+            _ => {}
+        }
+        meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+        Ok(store)
+    }
+
+    pub fn describe(&self) -> String {
+        format!("sled {}", self.inner.path.display())
+    }
+
+    /// Waits until every write made so far is on disk.
+    async fn durable(&self) -> Result<(), StoreError> {
+        self.inner.commit.durable().await.map_err(StoreError::NotDurable)
+    }
+
+    /// Runs a scan on the blocking pool: it may read many records.
+    async fn scan<T: Send + 'static>(
+        &self,
+        scan: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || scan(&inner))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("a storage scan stopped: {e}")))?
+    }
+
+    /// Flushes, then records a clean stop (a new generation, see `migrate`).
+    pub async fn close(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        migrate::next_generation(&self.inner.path, &self.inner.meta)
+    }
+
+    /// Queue entries that became durable: claimable, and the engine is woken.
+    fn queued(&self, entries: impl IntoIterator<Item = QueueEntry>) {
+        let mut unclaimed = self.inner.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+        let before = unclaimed.len();
+        unclaimed.extend(entries);
+        if unclaimed.len() > before {
+            self.inner.work_written.notify_one();
+        }
+    }
+
+    // Webhooks.
+
+    pub async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.inner.webhooks.insert(&webhook.id, encode(webhook))?;
+        self.durable().await
+    }
+
+    pub async fn webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError> {
+        self.inner.webhooks.get(id)?.map(|v| decode(&v)).transpose()
+    }
+
+    pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let removed = self.inner.webhooks.remove(id)?.is_some();
+        self.durable().await?;
+        Ok(removed)
+    }
+
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        self.scan(|inner| inner.webhooks.iter().values().map(|v| decode(&v?)).collect()).await
+    }
+
+    pub async fn webhooks_page(
+        &self,
+        owner: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        let (owner, after) = (owner.map(str::to_owned), after.map(str::to_owned));
+        self.scan(move |inner| {
+            let range = match &after {
+                Some(after) => inner.webhooks.range::<&[u8], _>((
+                    std::ops::Bound::Excluded(after.as_bytes()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => inner.webhooks.iter(),
+            };
+            let mut page = Vec::new();
+            for value in range.values() {
+                let webhook: Webhook = decode(&value?)?;
+                if owner.as_ref().is_none_or(|owner| webhook.created_by_id == *owner) {
+                    page.push(webhook);
+                    if page.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    pub async fn swap_webhook(&self, webhook: &Webhook) -> Result<bool, StoreError> {
+        let Some(old) = self.inner.webhooks.get(&webhook.id)? else { return Ok(false) };
+        let stored: Webhook = decode(&old)?;
+        if stored.revision != webhook.revision {
+            return Ok(false);
+        }
+        let new = Webhook { revision: webhook.revision + 1, ..webhook.clone() };
+        let swapped = self.inner.webhooks.compare_and_swap(&webhook.id, Some(old), Some(encode(&new)))?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.durable().await?;
+        Ok(true)
+    }
+
+    // Users.
+
+    pub async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        self.inner.users.insert(&user.id, encode(user))?;
+        self.durable().await
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.inner.users.get(id)?.map(|v| decode(&v)).transpose()
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.scan(|inner| inner.users.iter().values().map(|v| decode(&v?)).collect()).await
+    }
+
+    // Tokens: `h/<hash>` → token, `i/<id>` → hash.
+
+    pub async fn put_token(&self, hash: &[u8; 32], token: &Token) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.insert([b"h/".as_slice(), hash].concat(), encode(token));
+        batch.insert(format!("i/{}", token.id).as_bytes(), hash.as_slice());
+        self.inner.tokens.apply_batch(batch)?;
+        self.durable().await
+    }
+
+    pub async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Token>, StoreError> {
+        self.inner.tokens.get([b"h/".as_slice(), hash].concat())?.map(|v| decode(&v)).transpose()
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        self.scan(|inner| inner.tokens.scan_prefix(b"h/").values().map(|v| decode(&v?)).collect()).await
+    }
+
+    pub async fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(hash) = self.inner.tokens.remove(format!("i/{id}").as_bytes())? else { return Ok(false) };
+        self.inner.tokens.remove([b"h/".as_slice(), &hash].concat())?;
+        self.durable().await?;
+        Ok(true)
+    }
+
+    // Uploaded connectors: name → component bytes.
+
+    pub async fn put_connector(&self, name: &str, component: &[u8]) -> Result<(), StoreError> {
+        self.inner.connectors.insert(name, component)?;
+        self.durable().await
+    }
+
+    pub async fn delete_connector(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self.inner.connectors.remove(name)?.is_some();
+        self.durable().await?;
+        Ok(removed)
+    }
+
+    pub async fn connectors(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.scan(|inner| {
+            inner
+                .connectors
+                .iter()
+                .map(|item| {
+                    let (name, bytes) = item?;
+                    Ok((String::from_utf8_lossy(&name).into_owned(), bytes.to_vec()))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    // Events and deliveries.
+
+    pub async fn accept(
+        &self,
+        batch: &[Accept],
+        key: Option<&IdempotencyKey>,
+        now_ms: u64,
+    ) -> Result<Stored, StoreError> {
+        let inner = &self.inner;
+        let trees = (&inner.events, &inner.deliveries, &inner.queue, &inner.idempotency, &inner.expiry);
+        let (stored, fresh) = trees
+            .transaction(|(events, deliveries, queue, keys, expiry)| {
+                if let Some(key) = key
+                    && let Some(seen) = keys.get(key.scoped.as_bytes())?
+                {
+                    let seen: IdempotencyRecord = decode_in_tx(&seen)?;
+                    let stored = if seen.endpoint != key.endpoint {
+                        Stored::KeyConflict(format!(
+                            "this Idempotency-Key was used on {}; use a new key for this request",
+                            seen.endpoint
+                        ))
+                    } else if seen.body_hash != key.body_hash {
+                        Stored::KeyConflict(
+                            "this Idempotency-Key was used with a different body; use a new key for a new request"
+                                .into(),
+                        )
+                    } else {
+                        Stored::Replay(seen.outcomes)
+                    };
+                    return Ok((stored, Vec::new()));
+                }
+                let mut outcomes = Vec::with_capacity(batch.len());
+                let mut fresh = Vec::new();
+                for accept in batch {
+                    let key = event_key(&accept.event.company_id, &accept.event.id);
+                    if let Some(seen) = events.get(&key)? {
+                        let record: EventRecord = decode_in_tx(&seen)?;
+                        outcomes.push(Outcome { response: record.response, duplicate: true });
+                        continue;
+                    }
+                    let record = EventRecord { event: accept.event.clone(), response: accept.response.clone() };
+                    events.insert(key.as_slice(), encode(&record))?;
+                    expiry.insert([&now_ms.to_be_bytes()[..], b"e", &key].concat(), &[])?;
+                    for delivery in &accept.deliveries {
+                        deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+                        deliveries.insert(by_webhook_key(&delivery.webhook_id, &delivery.id), &[])?;
+                        if delivery.status == DeliveryStatus::Pending {
+                            queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
+                            fresh.push(QueueEntry::new(now_ms, &delivery.id, &delivery.webhook_id));
+                        }
+                    }
+                    outcomes.push(Outcome { response: accept.response.clone(), duplicate: false });
+                }
+                if let Some(key) = key {
+                    let record = IdempotencyRecord {
+                        endpoint: key.endpoint.to_owned(),
+                        body_hash: key.body_hash.clone(),
+                        outcomes: outcomes.clone(),
+                    };
+                    keys.insert(key.scoped.as_bytes(), encode(&record))?;
+                    expiry.insert([&now_ms.to_be_bytes()[..], b"k", key.scoped.as_bytes()].concat(), &[])?;
+                }
+                Ok((Stored::Accepted(outcomes), fresh))
+            })
+            .map_err(transaction_error)?;
+        inner.queue_depth.fetch_add(fresh.len() as u64, Ordering::Relaxed);
+        self.durable().await?;
+        self.queued(fresh);
+        Ok(stored)
+    }
+
+    pub async fn event(&self, company_id: &str, id: &str) -> Result<Option<Event>, StoreError> {
+        let record = match self.inner.events.get(event_key(company_id, id))? {
+            Some(record) => Some(record),
+            // Written before events were scoped per company.
+            None => self.inner.events.get(id)?,
+        };
+        Ok(record.map(|v| decode::<EventRecord>(&v)).transpose()?.map(|r| r.event))
+    }
+
+    pub async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        self.inner.deliveries.get(delivery_key(id))?.map(|v| decode(&v)).transpose()
+    }
+
+    pub async fn deliveries_of(
+        &self,
+        webhook_id: &str,
+        query: &DeliveryQuery<'_>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let prefix = format!("w/{webhook_id}/");
+        let end = match query.before {
+            Some(id) => by_webhook_key(webhook_id, id),
+            None => format!("w/{webhook_id}0").into_bytes(),
+        };
+        let (statuses, since, limit) = (query.statuses.to_vec(), query.since, query.limit);
+        self.scan(move |inner| {
+            let query = DeliveryQuery { before: None, statuses: &statuses, since, limit };
+            let range = inner.deliveries.range((
+                std::ops::Bound::Included(prefix.clone().into_bytes()),
+                std::ops::Bound::Excluded(end),
+            ));
+            let mut page = Vec::new();
+            for key in range.keys().rev() {
+                let key = key?;
+                let id = std::str::from_utf8(&key[prefix.len()..])
+                    .map_err(|_| StoreError::Corrupt("delivery index".into()))?;
+                let Some(value) = inner.deliveries.get(delivery_key(id))? else { continue };
+                let delivery: Delivery = decode(&value)?;
+                if query.since.is_some_and(|since| delivery.created_at < since) {
+                    break; // ids are time-ordered (UUIDv7): everything after is older
+                }
+                if query.keeps(&delivery) {
+                    page.push(delivery);
+                    if page.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
+    pub async fn attempts_of(&self, ids: &[String]) -> Result<Vec<Vec<Attempt>>, StoreError> {
+        let ids = ids.to_vec();
+        self.scan(move |inner| {
+            ids.iter()
+                .map(|id| {
+                    inner.attempts.scan_prefix(format!("{id}/")).values().map(|v| decode(&v?)).collect()
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn requeue(&self, delivery: &Delivery, now_ms: u64) -> Result<bool, StoreError> {
+        let inner = &self.inner;
+        let queued = (&inner.deliveries, &inner.queue)
+            .transaction(|(deliveries, queue)| {
+                let current: Option<Delivery> =
+                    deliveries.get(delivery_key(&delivery.id))?.map(|v| decode_in_tx(&v)).transpose()?;
+                if current.is_some_and(|d| d.status == DeliveryStatus::Pending) {
+                    return Ok(false);
+                }
+                deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+                queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
+                Ok(true)
+            })
+            .map_err(transaction_error)?;
+        if queued {
+            inner.queue_depth.fetch_add(1, Ordering::Relaxed);
+            self.durable().await?;
+            self.queued([QueueEntry::new(now_ms, &delivery.id, &delivery.webhook_id)]);
+        }
+        Ok(queued)
+    }
+
+    pub async fn prune(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        self.scan(move |inner| prune(inner, cutoff_ms)).await
+    }
+
+    pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
+    // The queue.
+
+    pub fn queue_depth(&self) -> u64 {
+        self.inner.queue_depth.load(Ordering::Relaxed)
+    }
+
+    pub async fn claim(&self, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
+        let mut unclaimed = self.inner.unclaimed.lock().unwrap_or_else(|p| p.into_inner());
+        let take = limit.min(unclaimed.len());
+        Ok(unclaimed.drain(..take).collect())
+    }
+
+    pub async fn wait_for_work(&self) {
+        let more = !self.inner.unclaimed.lock().unwrap_or_else(|p| p.into_inner()).is_empty();
+        if !more {
+            self.inner.work_written.notified().await;
+        }
+    }
+
+    /// Deliberately not a transaction: a sled transaction seals and syncs a log buffer on every
+    /// commit, which would cost two disk syncs per delivery. The writes go to sled's log in
+    /// this order instead, and a crash between any two of them only means the delivery is
+    /// worked again: attempts are logged first; the delivery's state next; the queue entry is
+    /// removed last, so a delivery never leaves the queue before its final state is written
+    /// (a queue entry whose delivery is already final is dropped when it comes up).
+    pub async fn finish(
+        &self,
+        entry: &QueueEntry,
+        delivery: Option<&Delivery>,
+        next_due: Option<u64>,
+        attempts: &[Attempt],
+    ) -> Result<(), StoreError> {
+        let inner = &self.inner;
+        for attempt in attempts {
+            let nanos = attempt.at.unix_timestamp_nanos();
+            let key = format!("{}/{nanos:032}/{}", entry.delivery_id, attempt.message_id);
+            inner.attempts.insert(key.as_bytes(), encode(attempt))?;
+        }
+        if let Some(delivery) = delivery {
+            inner.deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+        }
+        let stored_key = queue_key(entry.stored_due_ms, &entry.delivery_id);
+        let next_key = next_due.map(|due| queue_key(due, &entry.delivery_id));
+        if next_key.as_deref() == Some(stored_key.as_slice()) {
+            return Ok(()); // stays where it is
+        }
+        if let Some(key) = &next_key {
+            inner.queue.insert(key.as_slice(), entry.webhook_id.as_bytes())?;
+            inner.queue_depth.fetch_add(1, Ordering::Relaxed);
+        }
+        if inner.queue.remove(stored_key)?.is_some() {
+            inner.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+fn prune(inner: &Inner, cutoff_ms: u64) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    for item in inner.expiry.range(..cutoff_ms.to_be_bytes().as_slice()) {
+        let (key, _) = item?;
+        let (kind, id) = (key.get(8), key.get(9..).unwrap_or_default());
+        match kind {
+            Some(b'e') => inner.events.remove(id)?,
+            _ => inner.idempotency.remove(id)?,
+        };
+        inner.expiry.remove(&key)?;
+        removed += 1;
+    }
+    for item in inner.deliveries.scan_prefix(b"d/") {
+        let (key, value) = item?;
+        let delivery: Delivery = decode(&value)?;
+        let created_ms = super::millis(delivery.created_at);
+        if created_ms >= cutoff_ms {
+            break; // ids are time-ordered (UUIDv7): everything after is younger
+        }
+        if delivery.status == DeliveryStatus::Pending {
+            continue;
+        }
+        inner.deliveries.remove(&key)?;
+        inner.deliveries.remove(by_webhook_key(&delivery.webhook_id, &delivery.id))?;
+        for attempt in inner.attempts.scan_prefix(format!("{}/", delivery.id)).keys() {
+            inner.attempts.remove(attempt?)?;
+            removed += 1;
+        }
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+/// The text of a caught panic.
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("sled stopped while reading it")
+        .to_owned()
+}
