@@ -60,6 +60,9 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// Webhook transitions, and the match index they keep current.
     pub webhooks: crate::service::Webhooks,
+    pub deliveries: crate::service::Deliveries,
+    /// Connector uploads and removals, and the installed connectors they keep current.
+    pub connector_service: crate::service::ConnectorService,
     pub secrets: SecretBox,
     /// Hashes of the operator tokens.
     pub operator_hashes: Arc<Vec<[u8; 32]>>,
@@ -110,6 +113,12 @@ impl AppState {
             ingest_limiter: config.limits.ingest_per_second.map(|n| Arc::new(RateLimiter::new(n))),
             config: Arc::new(config),
             webhooks: crate::service::Webhooks::new(store.clone(), Arc::new(RwLock::new(index))),
+            deliveries: crate::service::Deliveries::new(store.clone()),
+            connector_service: crate::service::ConnectorService::new(
+                store.clone(),
+                runtime.clone(),
+                connectors.clone(),
+            ),
             store,
             runtime,
             connectors,
@@ -282,10 +291,16 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
     spawn_retention(state.store.clone(), state.config.retention);
+    let follow = tokio::spawn(crate::service::sync::follow(
+        state.store.clone(),
+        state.webhooks.clone(),
+        state.connector_service.clone(),
+    ));
     // First stop taking events, then let attempts in flight finish, then flush.
     let http = state.config.http.clone();
     crate::http_server::run(listener, crate::api::router(state), http, shutdown).await?;
     engine.shutdown(grace).await;
+    follow.abort();
     store.close().await.map_err(|source| ServeError::Storage { location: store.describe(), source })?;
     tracing::info!("stopped; storage flushed");
     Ok(())

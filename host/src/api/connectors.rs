@@ -1,8 +1,6 @@
 //! `/v1/connectors`: the installed connectors; operators upload, replace and remove them at
 //! runtime; anyone may preview what one would send for an event.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -18,8 +16,9 @@ use super::openapi::{ConnectorName, WasmComponent};
 use crate::access::{Caller, Scope};
 use crate::builtins;
 use crate::domain::event::IncomingEvent;
-use crate::runtime::{LogLine, Plugin, Policy, Request};
+use crate::runtime::{LogLine, Plugin, Request};
 use crate::server::AppState;
+use crate::service::connectors::ConnectorError;
 
 /// An installed connector.
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,16 +72,10 @@ pub async fn upload(
     require(&caller, &[], "loading connectors")?;
     check_name(&name)?;
     let body = body.map_err(|e| ApiError::new(e.status(), "body_too_large", e.body_text()))?;
-    let plugin = state
-        .runtime
-        .load(Arc::from(body.as_ref()), Policy::Pooled)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))?;
-    state.store.put_connector(&name, &body).await?;
-    // Atomic: invocations already holding the old plugin finish on it; the next use this one.
-    if let Some(old) = state.connectors.insert(&name, plugin.clone()) {
-        state.runtime.retire(&old);
-    }
+    let plugin = state.connector_service.upload(&name, &body).await.map_err(|e| match e {
+        ConnectorError::Invalid(e) => ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()),
+        ConnectorError::Store(e) => e.into(),
+    })?;
     tracing::info!(connector = %name, version = %plugin.info().version, hash = %plugin.hash(), "connector loaded");
     Ok(Json(view(&name, &plugin)))
 }
@@ -129,21 +122,12 @@ pub async fn remove(
             ),
         ));
     }
-    state.store.delete_connector(&name).await?;
-    let old = match builtin {
-        // Removing an override brings the built-in back.
-        Some(bytes) => {
-            let plugin =
-                state.runtime.load(Arc::from(bytes), Policy::Pooled).await.map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-                })?;
-            state.connectors.insert(&name, plugin)
+    state.connector_service.remove(&name).await.map_err(|e| match e {
+        ConnectorError::Invalid(e) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         }
-        None => state.connectors.remove(&name),
-    };
-    if let Some(old) = old {
-        state.runtime.retire(&old);
-    }
+        ConnectorError::Store(e) => e.into(),
+    })?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -14,7 +14,7 @@ use super::json::ApiJson;
 use super::webhooks::owned;
 use crate::access::Caller;
 use crate::connector_config::Scrubber;
-use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Message, MessageStatus};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus, Message};
 use crate::server::AppState;
 use crate::store::{DeliveryQuery, now_ms};
 
@@ -173,13 +173,10 @@ pub async fn retry(
             "the webhook is disabled: enable it (PATCH enabled: true) before retrying",
         ));
     }
-    let delivery = reset(delivery);
     state.check_queue_room(1)?;
-    let now = now_ms();
-    if !state.store.requeue(&delivery, now).await? {
+    let Some(mut shown) = state.deliveries.retry(delivery).await? else {
         return Err(ApiError::new(StatusCode::CONFLICT, "already_queued", "this delivery is already queued"));
-    }
-    let mut shown = delivery;
+    };
     shown.scrub(&scrubber(&state, &webhook));
     Ok((StatusCode::ACCEPTED, Json(shown)))
 }
@@ -230,52 +227,11 @@ pub async fn recover(
             "enable the webhook before recovering its deliveries",
         ));
     }
-    let stuck = [DeliveryStatus::Failed, DeliveryStatus::Paused];
-    let mut found = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let query = DeliveryQuery {
-            before: cursor.as_deref(),
-            statuses: &stuck,
-            since: Some(body.since),
-            limit: 500,
-        };
-        let page = state.store.deliveries_of(&id, &query).await?;
-        let Some(last) = page.last() else { break };
-        cursor = Some(last.id.clone());
-        found.extend(page);
-    }
+    let stuck = state.deliveries.stuck(&id, body.since).await?;
     // All or nothing against the queue's bound, like ingest.
-    state.check_queue_room(found.len() as u64)?;
-    let mut requeued = Vec::new();
-    let now = now_ms();
-    // Oldest first, so that what happened first is sent first.
-    for delivery in found.into_iter().rev() {
-        let delivery = reset(delivery);
-        if state.store.requeue(&delivery, now).await? {
-            requeued.push(delivery);
-        }
-    }
-    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued: requeued.len() })))
-}
-
-/// Makes a delivery sendable again: failed messages get fresh attempts, a delivery whose
-/// plugin failed runs it again.
-fn reset(mut delivery: Delivery) -> Delivery {
-    if delivery.status == DeliveryStatus::PluginError {
-        delivery.messages.clear();
-        delivery.plugin_log.clear();
-    }
-    for message in &mut delivery.messages {
-        if message.status != MessageStatus::Succeeded || delivery.status == DeliveryStatus::Succeeded {
-            message.status = MessageStatus::Pending;
-            message.attempts = 0;
-            message.next_attempt_at = None;
-        }
-    }
-    delivery.status = DeliveryStatus::Pending;
-    delivery.error = None;
-    delivery
+    state.check_queue_room(stuck.len() as u64)?;
+    let requeued = state.deliveries.recover(stuck).await?;
+    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued })))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -2,8 +2,17 @@
 //! storage first, then what every ingest and delivery reads from memory. The API and the
 //! delivery engine both go through here, so neither undoes or half-does the other's work.
 //!
-//! - [`webhooks`]: saving, removing and recording the health of webhooks; users' companies.
+//! - [`webhooks`]: creating, changing, removing and recording the health of webhooks;
+//!   users' companies.
+//! - [`deliveries`]: retrying and recovering deliveries.
+//! - [`connectors`]: uploading and removing connectors.
+//! - [`sync`]: the same changes, made by other hosts on the same database, applied here.
 
+pub mod connectors;
+pub mod deliveries;
+pub mod sync;
 pub mod webhooks;
 
+pub use self::connectors::ConnectorService;
+pub use self::deliveries::Deliveries;
 pub use self::webhooks::{Health, Webhooks};

@@ -66,6 +66,16 @@ impl Webhooks {
         Ok(updated)
     }
 
+    /// A webhook as another host stored it counts for matching here too.
+    pub fn reloaded(&self, webhook: &Webhook) {
+        self.saved(webhook);
+    }
+
+    /// A webhook another host deleted no longer matches here.
+    pub fn forget(&self, id: &str) {
+        self.index_mut().remove(id);
+    }
+
     /// Deletes a webhook for good: durable, then gone from matching. `false` when there was
     /// none.
     pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {

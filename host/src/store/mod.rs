@@ -112,6 +112,15 @@ impl QueueEntry {
     }
 }
 
+/// A change that hosts sharing the database must apply to what they hold in memory; each
+/// reads the record's current state from storage.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Change {
+    Webhook(String),
+    User(String),
+    Connector(String),
+}
+
 /// Which of a webhook's deliveries to list, newest first.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DeliveryQuery<'a> {
@@ -342,6 +351,20 @@ impl Store {
     /// Bytes the database takes on disk.
     pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
         on_backend!(self, backend => backend.size_on_disk().await)
+    }
+
+    // Changes made by other hosts.
+
+    /// Changes written since `cursor` (0 at start: none before now), and the cursor to ask
+    /// with next. A change may come more than once; applying one is idempotent. The embedded
+    /// database has one host, so nothing ever comes.
+    pub async fn changes_since(&self, cursor: u64) -> Result<(Vec<Change>, u64), StoreError> {
+        on_backend!(self, backend => backend.changes_since(cursor).await)
+    }
+
+    /// Returns when changes may have been written (at the latest after a second).
+    pub async fn wait_for_changes(&self) {
+        on_backend!(self, backend => backend.wait_for_changes().await)
     }
 
     // The queue.
