@@ -1,0 +1,678 @@
+//! PostgreSQL: the storage backend for one host or several on one database.
+//!
+//! - `mod.rs` (this file): opening (URL, pool, schema check), records that are read and
+//!   written one at a time (webhooks, users, tokens, connectors, events, deliveries), requeue,
+//!   retention and the error mapping.
+//! - `schema.rs` and `migrations/`: versioned schema migrations under an advisory lock.
+//! - `ingest.rs`: [`PgStore::accept`] — concurrent calls are written together, one statement
+//!   and one commit (one WAL flush) per group.
+//! - `queue.rs`: claiming and finishing deliveries (finishes written together too), waking
+//!   the engine (`LISTEN/NOTIFY`, with a slow poll as the safety net) and the queue depth.
+//! - `testing.rs` (tests only): a database of its own per test, dropped after it.
+//!
+//! Records are their serde_json bytes in `bytea` columns (the server never parses them); the
+//! fields queried by are columns of their own. Connections come from a deadpool pool; the
+//! listener has a connection of its own. TLS is not built in: `sslmode=disable` and `prefer`
+//! connect without it, `require` is refused with a message saying so (rustls would add a TLS
+//! stack and a crypto library to the build for a link that is usually on a private network).
+
+mod ingest;
+mod queue;
+mod schema;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Config, NoTls, Row};
+use uuid::Uuid;
+
+use crate::access::{Token, User};
+use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
+use crate::domain::event::Event;
+use crate::domain::webhook::Webhook;
+use crate::store::{Accept, DeliveryQuery, IdempotencyKey, QueueEntry, StoreError, Stored};
+
+/// Connections in the pool. Throughput comes from group commit, not from connections: ingest
+/// and finishing each write through one at a time; the rest serve the API's reads.
+const POOL_SIZE: usize = 12;
+
+/// How long a call waits for a connection (or to make one) before it answers "unavailable".
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+/// Rows a batched retention `DELETE` takes at most, so that it never holds locks for long.
+const PRUNE_BATCH: i64 = 5000;
+
+/// Whether [`PgStore::open`] may bring the schema up to date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrate {
+    /// Apply pending migrations (under the migration lock) before opening.
+    Apply,
+    /// Refuse a schema that is behind, naming the command that migrates it.
+    Check,
+}
+
+/// Applies pending migrations to the database at `url`; returns the versions applied.
+pub async fn migrate(url: &str) -> Result<Vec<u64>, StoreError> {
+    schema::apply(&parse_url(url)?).await
+}
+
+/// A PostgreSQL database, opened. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    location: String,
+    ingest: ingest::Sender,
+    finish: queue::FinishSender,
+    tasks: Mutex<Option<Tasks>>,
+    /// How long [`PgStore::wait_for_work`] waits without a notification.
+    poll: Duration,
+}
+
+/// What the background tasks share with the store.
+struct Shared {
+    pool: Pool,
+    /// This process: the mark on the queue entries it claims.
+    me: Uuid,
+    /// Queue entries: exact for this process's own writes, resynced every few seconds.
+    depth: AtomicU64,
+    /// Set when queue entries may have been written: wakes [`PgStore::wait_for_work`].
+    work: Notify,
+    /// Set when other hosts should hear that queue entries were written (see `queue.rs`).
+    announce: Notify,
+    /// Whether entries claimed by an earlier process may be left (see `queue.rs`).
+    stale_claims: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn queued(&self, entries: u64) {
+        if entries > 0 {
+            self.depth.fetch_add(entries, Ordering::Relaxed);
+            self.work.notify_one();
+            self.announce.notify_one();
+        }
+    }
+
+    fn dequeued(&self, entries: u64) {
+        let _ = self
+            .depth
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| Some(d.saturating_sub(entries)));
+    }
+}
+
+struct Tasks {
+    ingest: JoinHandle<()>,
+    finish: JoinHandle<()>,
+    /// Listener, announcer, depth resync: stopped, not drained.
+    helpers: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Ingest and finishing end on their own once their channels close with this.
+        if let Some(tasks) = self.tasks.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            tasks.helpers.iter().for_each(JoinHandle::abort);
+        }
+    }
+}
+
+impl PgStore {
+    /// Opens the database at `url` (`postgres://user:password@host:port/dbname?…`). Needs a
+    /// tokio runtime (for its background tasks).
+    pub async fn open(url: &str, migrate: Migrate) -> Result<PgStore, StoreError> {
+        PgStore::open_with(url, migrate, queue::POLL).await
+    }
+
+    async fn open_with(url: &str, migrate: Migrate, poll: Duration) -> Result<PgStore, StoreError> {
+        let config = parse_url(url)?;
+        let location = describe_config(&config);
+        if migrate == Migrate::Apply {
+            schema::apply(&config).await?;
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .recycle_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot set up connections to {location}: {e}")))?;
+        let client = pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!("cannot reach {location}: {}", pool_error_text(&e)))
+        })?;
+        schema::check(&client, &location).await?;
+        let depth: i64 = client.query_one("SELECT count(*) FROM queue", &[]).await.map_err(pg_error)?.get(0);
+        drop(client);
+        let shared = Arc::new(Shared {
+            pool,
+            me: Uuid::now_v7(),
+            depth: AtomicU64::new(uint(depth)),
+            work: Notify::new(),
+            announce: Notify::new(),
+            stale_claims: std::sync::atomic::AtomicBool::new(true),
+        });
+        let (ingest, ingest_task) = ingest::start(shared.clone());
+        let (finish, finish_task) = queue::start_finishing(shared.clone());
+        let helpers = vec![
+            tokio::spawn(queue::listen(config, shared.clone())),
+            tokio::spawn(queue::announce(shared.clone())),
+            tokio::spawn(queue::resync_depth(shared.clone())),
+        ];
+        let tasks = Tasks { ingest: ingest_task, finish: finish_task, helpers };
+        let inner = Inner { shared, location, ingest, finish, tasks: Mutex::new(Some(tasks)), poll };
+        Ok(PgStore { inner: Arc::new(inner) })
+    }
+
+    /// The database, for messages: `postgres host:port/dbname`, never the password.
+    pub fn describe(&self) -> String {
+        self.inner.location.clone()
+    }
+
+    /// Stops the background tasks: writes already handed to them are finished first.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(tasks) = tasks else { return Ok(()) };
+        tasks.helpers.iter().for_each(JoinHandle::abort);
+        self.inner.ingest.stop();
+        self.inner.finish.stop();
+        let _ = tasks.ingest.await;
+        let _ = tasks.finish.await;
+        Ok(())
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.inner.shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+        client.query(&statement, params).await.map_err(pg_error)
+    }
+
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+        client.query_opt(&statement, params).await.map_err(pg_error)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+        client.execute(&statement, params).await.map_err(pg_error)
+    }
+
+    // Webhooks.
+
+    /// Stores a new webhook (at its revision).
+    pub async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO webhooks (id, created_by_id, revision, record) VALUES ($1, $2, $3, $4)",
+            &[&webhook.id, &webhook.created_by_id, &int(webhook.revision), &encode(webhook)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn webhook(&self, id: &str) -> Result<Option<Webhook>, StoreError> {
+        let row = self.query_opt("SELECT id, revision, record FROM webhooks WHERE id = $1", &[&id]).await?;
+        row.map(|row| webhook_from(&row)).transpose()
+    }
+
+    /// Every webhook, by id.
+    pub async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        let rows = self.query("SELECT id, revision, record FROM webhooks ORDER BY id", &[]).await?;
+        rows.iter().map(webhook_from).collect()
+    }
+
+    /// A page of webhooks by id, after `after`, those created by `owner` only when given.
+    pub async fn webhooks_page(
+        &self,
+        owner: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Webhook>, StoreError> {
+        // One statement per combination rather than `$1 IS NULL OR …`, so each has a plan
+        // that uses the index.
+        let mut sql = String::from("SELECT id, revision, record FROM webhooks WHERE true");
+        let limit = int(limit as u64);
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        if let Some(owner) = &owner {
+            params.push(owner);
+            sql += &format!(" AND created_by_id = ${}", params.len());
+        }
+        if let Some(after) = &after {
+            params.push(after);
+            sql += &format!(" AND id > ${}", params.len());
+        }
+        params.push(&limit);
+        sql += &format!(" ORDER BY id LIMIT ${}", params.len());
+        let rows = self.query(&sql, &params).await?;
+        rows.iter().map(webhook_from).collect()
+    }
+
+    /// Stores `webhook` with its revision bumped, if the stored one is still at
+    /// `webhook.revision`: `false` when another writer got there first, or it is gone.
+    pub async fn swap_webhook(&self, webhook: &Webhook) -> Result<bool, StoreError> {
+        let next = Webhook { revision: webhook.revision + 1, ..webhook.clone() };
+        let swapped = self
+            .execute(
+                "UPDATE webhooks SET revision = $3, created_by_id = $4, record = $5
+                 WHERE id = $1 AND revision = $2",
+                &[
+                    &webhook.id,
+                    &int(webhook.revision),
+                    &int(next.revision),
+                    &next.created_by_id,
+                    &encode(&next),
+                ],
+            )
+            .await?;
+        Ok(swapped == 1)
+    }
+
+    pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM webhooks WHERE id = $1", &[&id]).await? == 1)
+    }
+
+    // Users.
+
+    pub async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO users (id, record) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+            &[&user.id, &encode(user)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row = self.query_opt("SELECT record FROM users WHERE id = $1", &[&id]).await?;
+        row.map(|row| decode("users", id, row.get(0))).transpose()
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = self.query("SELECT id, record FROM users ORDER BY id", &[]).await?;
+        rows.iter().map(|row| decode("users", row.get(0), row.get(1))).collect()
+    }
+
+    // Tokens, found by the hash of their text.
+
+    pub async fn put_token(&self, hash: &[u8; 32], token: &Token) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO tokens (id, hash, record) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, record = excluded.record",
+            &[&token.id, &hash.as_slice(), &encode(token)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn token_by_hash(&self, hash: &[u8; 32]) -> Result<Option<Token>, StoreError> {
+        let row =
+            self.query_opt("SELECT id, record FROM tokens WHERE hash = $1", &[&hash.as_slice()]).await?;
+        row.map(|row| decode("tokens", row.get(0), row.get(1))).transpose()
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        let rows = self.query("SELECT id, record FROM tokens ORDER BY id", &[]).await?;
+        rows.iter().map(|row| decode("tokens", row.get(0), row.get(1))).collect()
+    }
+
+    pub async fn delete_token(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM tokens WHERE id = $1", &[&id]).await? == 1)
+    }
+
+    // Uploaded connectors: name → component bytes.
+
+    pub async fn put_connector(&self, name: &str, component: &[u8]) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO connectors (name, component, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (name) DO UPDATE SET component = excluded.component, updated_at = now()",
+            &[&name, &component],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_connector(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.execute("DELETE FROM connectors WHERE name = $1", &[&name]).await? == 1)
+    }
+
+    pub async fn connectors(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = self.query("SELECT name, component FROM connectors ORDER BY name", &[]).await?;
+        Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+    }
+
+    // Events and deliveries.
+
+    /// Stores events with their deliveries and queue entries (see `ingest.rs`).
+    pub async fn accept(
+        &self,
+        batch: &[Accept],
+        key: Option<&IdempotencyKey>,
+        now_ms: u64,
+    ) -> Result<Stored, StoreError> {
+        ingest::accept(&self.inner.shared, &self.inner.ingest, batch, key, now_ms).await
+    }
+
+    pub async fn event(&self, company_id: &str, id: &str) -> Result<Option<Event>, StoreError> {
+        let row = self
+            .query_opt("SELECT record FROM events WHERE company_id = $1 AND id = $2", &[&company_id, &id])
+            .await?;
+        row.map(|row| decode("events", id, row.get(0))).transpose()
+    }
+
+    pub async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let row = self.query_opt("SELECT record FROM deliveries WHERE id = $1", &[&id]).await?;
+        row.map(|row| decode("deliveries", id, row.get(0))).transpose()
+    }
+
+    /// A webhook's deliveries, newest first (ids are UUIDv7: by id, descending).
+    pub async fn deliveries_of(
+        &self,
+        webhook_id: &str,
+        query: &DeliveryQuery<'_>,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let statuses: Vec<String> = query.statuses.iter().map(|s| status_name(*s)).collect();
+        let limit = int(query.limit as u64);
+        let mut sql = String::from("SELECT id, record FROM deliveries WHERE webhook_id = $1");
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&webhook_id];
+        if let Some(before) = &query.before {
+            params.push(before);
+            sql += &format!(" AND id < ${}", params.len());
+        }
+        if !statuses.is_empty() {
+            params.push(&statuses);
+            sql += &format!(" AND status = ANY(${})", params.len());
+        }
+        if let Some(since) = &query.since {
+            params.push(since);
+            sql += &format!(" AND created_at >= ${}", params.len());
+        }
+        params.push(&limit);
+        sql += &format!(" ORDER BY id DESC LIMIT ${}", params.len());
+        let rows = self.query(&sql, &params).await?;
+        rows.iter().map(|row| decode("deliveries", row.get(0), row.get(1))).collect()
+    }
+
+    /// Every attempt of each delivery, oldest first, in the order of `ids`: one query.
+    pub async fn attempts_of(&self, ids: &[String]) -> Result<Vec<Vec<Attempt>>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT delivery_id, record FROM attempts WHERE delivery_id = ANY($1)
+                 ORDER BY delivery_id, at, message_id",
+                &[&ids],
+            )
+            .await?;
+        let mut by_id: std::collections::HashMap<&str, Vec<Attempt>> = std::collections::HashMap::new();
+        for row in &rows {
+            let id: &str = row.get(0);
+            by_id.entry(id).or_default().push(decode("attempts", id, row.get(1))?);
+        }
+        // The same id twice gets its attempts twice.
+        Ok(ids.iter().map(|id| by_id.get(id.as_str()).cloned().unwrap_or_default()).collect())
+    }
+
+    /// Puts a finished or paused delivery back in the queue, due at `now_ms`, unclaimed, in
+    /// its new state: `false` (nothing written) if the stored one is pending.
+    pub async fn requeue(&self, delivery: &Delivery, now_ms: u64) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let current = transaction
+            .query_opt("SELECT status FROM deliveries WHERE id = $1 FOR UPDATE", &[&delivery.id])
+            .await
+            .map_err(pg_error)?;
+        let pending = status_name(DeliveryStatus::Pending);
+        if current.is_some_and(|row| row.get::<_, &str>(0) == pending) {
+            return Ok(false); // dropping the transaction rolls it back
+        }
+        transaction
+            .execute(
+                "INSERT INTO deliveries (id, webhook_id, status, created_at, record)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET webhook_id = excluded.webhook_id,
+                     status = excluded.status, created_at = excluded.created_at, record = excluded.record",
+                &[
+                    &delivery.id,
+                    &delivery.webhook_id,
+                    &status_name(delivery.status),
+                    &delivery.created_at,
+                    &encode(delivery),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        let inserted: bool = transaction
+            .query_one(
+                "INSERT INTO queue (delivery_id, webhook_id, due_ms, claimed_by) VALUES ($1, $2, $3, NULL)
+                 ON CONFLICT (delivery_id) DO UPDATE SET webhook_id = excluded.webhook_id,
+                     due_ms = excluded.due_ms, claimed_by = NULL
+                 RETURNING xmax = 0",
+                &[&delivery.id, &delivery.webhook_id, &int(now_ms)],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        transaction.commit().await.map_err(pg_error)?;
+        if inserted {
+            self.inner.shared.queued(1);
+        } else {
+            // Already an entry (a stale one): it was moved, unclaimed; still worth a wake.
+            self.inner.shared.work.notify_one();
+            self.inner.shared.announce.notify_one();
+        }
+        Ok(true)
+    }
+
+    /// Deletes events and idempotency keys accepted before `cutoff_ms`, and finished (not
+    /// queued) deliveries created before it with their attempts; returns how many records
+    /// went. Batches of [`PRUNE_BATCH`] rows, each its own short statement.
+    pub async fn prune(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let cutoff = int(cutoff_ms);
+        let cutoff_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(cutoff) * 1_000_000)
+            .map_err(|e| StoreError::Unavailable(format!("prune cutoff: {e}")))?;
+        let pending = status_name(DeliveryStatus::Pending);
+        let mut removed = 0u64;
+        // `ctid = ANY(ARRAY(…))` is planned as a TID scan: the rows found, and no others.
+        for sql in [
+            "DELETE FROM events WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM events WHERE accepted_ms < $1 LIMIT $2))",
+            "DELETE FROM idempotency WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM idempotency WHERE accepted_ms < $1 LIMIT $2))",
+        ] {
+            loop {
+                let batch = self.execute(sql, &[&cutoff, &PRUNE_BATCH]).await?;
+                removed += batch;
+                if batch < PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        loop {
+            let row = self
+                .query_opt(
+                    "WITH gone AS (
+                         DELETE FROM deliveries WHERE ctid = ANY(ARRAY(
+                             SELECT ctid FROM deliveries d
+                             WHERE created_at < $1 AND status <> $2
+                               AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.delivery_id = d.id)
+                             LIMIT $3))
+                         RETURNING id
+                     ), attempts_gone AS (
+                         DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM gone) RETURNING 1
+                     )
+                     SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM attempts_gone)",
+                    &[&cutoff_at, &pending, &PRUNE_BATCH],
+                )
+                .await?;
+            let (deliveries, attempts): (i64, i64) = row.map(|r| (r.get(0), r.get(1))).unwrap_or((0, 0));
+            removed += uint(deliveries) + uint(attempts);
+            if deliveries < PRUNE_BATCH {
+                break;
+            }
+        }
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    }
+
+    /// Bytes the database takes on disk.
+    pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let row = self.query_opt("SELECT pg_database_size(current_database())", &[]).await?;
+        Ok(row.map(|row| uint(row.get(0))).unwrap_or(0))
+    }
+
+    // The queue (see `queue.rs`).
+
+    /// Queue entries: exact for this process's writes, resynced from the table every few
+    /// seconds (other hosts write too).
+    pub fn queue_depth(&self) -> u64 {
+        self.inner.shared.depth.load(Ordering::Relaxed)
+    }
+
+    pub async fn claim(&self, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
+        queue::claim(&self.inner.shared, limit).await
+    }
+
+    pub async fn wait_for_work(&self) {
+        let _ = tokio::time::timeout(self.inner.poll, self.inner.shared.work.notified()).await;
+    }
+
+    pub async fn finish(
+        &self,
+        entry: &QueueEntry,
+        delivery: Option<&Delivery>,
+        next_due: Option<u64>,
+        attempts: &[Attempt],
+    ) -> Result<(), StoreError> {
+        queue::finish(&self.inner.finish, entry, delivery, next_due, attempts).await
+    }
+}
+
+/// Reads a database URL; refuses `sslmode=require` (no TLS is built in, see the module docs).
+fn parse_url(url: &str) -> Result<Config, StoreError> {
+    let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        StoreError::Unavailable(format!("the database URL is not one PostgreSQL reads: {}", error_text(&e)))
+    })?;
+    if config.get_ssl_mode() == SslMode::Require {
+        return Err(StoreError::Unavailable(format!(
+            "{} asks for sslmode=require, but this wasmhook connects to PostgreSQL without TLS: \
+             use sslmode=disable or prefer on a private network, or a TLS tunnel",
+            describe_config(&config)
+        )));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(POOL_WAIT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("wasmhook");
+    }
+    Ok(config)
+}
+
+/// `postgres host:port/dbname` — never the user's password.
+fn describe_config(config: &Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(dir) => format!("{}:{port}", dir.display()),
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() { "localhost:5432".to_owned() } else { hosts.join(",") };
+    let dbname = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+    format!("postgres {hosts}/{dbname}")
+}
+
+/// PostgreSQL's errors in the store's words. Everything the database refuses is "unavailable"
+/// (503, try again): a dropped connection, a timeout, a serialization failure, a full disk.
+fn pg_error(error: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(error_text(&error))
+}
+
+/// An error with its causes: tokio-postgres's own text is only its kind ("db error").
+fn error_text(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        return format!("PostgreSQL: {} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text += &format!(": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+fn pool_error_text(error: &deadpool_postgres::PoolError) -> String {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => error_text(error),
+        other => format!("no database connection: {other}"),
+    }
+}
+
+/// Whether a failed statement may succeed alone: the data of one call was refused (class 22,
+/// data exception; class 23, integrity constraint), not the connection or the server.
+fn refused_data(error: &tokio_postgres::Error) -> bool {
+    error.as_db_error().is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23"))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records are plain data")
+}
+
+/// A stored record; `Corrupt` naming the table and the key when it does not read.
+fn decode<T: DeserializeOwned>(table: &str, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{table} {key}: {e}")))
+}
+
+fn webhook_from(row: &Row) -> Result<Webhook, StoreError> {
+    let mut webhook: Webhook = decode("webhooks", row.get(0), row.get(2))?;
+    // The column is what compare-and-swap checks; the record agrees unless written by hand.
+    webhook.revision = uint(row.get(1));
+    Ok(webhook)
+}
+
+/// A status as the `status` column holds it: the API's spelling.
+fn status_name(status: DeliveryStatus) -> String {
+    match serde_json::to_value(status) {
+        Ok(Value::String(name)) => name,
+        _ => format!("{status:?}"),
+    }
+}
+
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}

@@ -1,0 +1,390 @@
+//! The delivery queue on PostgreSQL: claiming, finishing, waking and counting.
+//!
+//! - Claiming marks entries with this process's id (`claimed_by`) in one `UPDATE … WHERE
+//!   delivery_id IN (SELECT … FOR UPDATE SKIP LOCKED)`. Entries claimed by an earlier process
+//!   (it died) are claimed again: until a claim finds no more of them, claims look at every
+//!   entry not claimed by this process; after that only at unclaimed ones, through a partial
+//!   index, so a claim never steps over the thousands this process may be holding.
+//! - Finishing: concurrent [`finish`] calls are written by one task, together, in one
+//!   statement per group, in a transaction with `synchronous_commit = off` — a turn lost in a
+//!   crash only means the delivery is worked again (at least once), and not waiting for the
+//!   WAL flush is what makes finishing cheap.
+//! - Waking: writers wake this process's engine directly, and other hosts through one
+//!   `NOTIFY` from a tiny transaction of its own after the data commits (a `NOTIFY` inside a
+//!   busy transaction would serialise commits on its global lock). A dedicated connection
+//!   listens; it reconnects with backoff and wakes the engine after a reconnect (what was sent
+//!   meanwhile was lost); a slow poll covers the rest.
+//! - The depth is counted from this process's writes and resynced from `count(*)` every few
+//!   seconds, since other hosts write too.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, Config, NoTls};
+
+use super::{Shared, encode, error_text, int, pg_error, pool_error_text, refused_data, status_name, uint};
+use crate::domain::delivery::{Attempt, Delivery};
+use crate::store::{QueueEntry, StoreError};
+
+/// How long [`PgStore::wait_for_work`](super::PgStore::wait_for_work) waits when no
+/// notification comes: the safety net for notifications lost while the listener reconnects.
+pub(super) const POLL: Duration = Duration::from_secs(2);
+
+/// The channel writers notify and the listener listens on.
+const CHANNEL: &str = "wasmhook_queue";
+
+/// How often the depth is read again from the table.
+const RESYNC: Duration = Duration::from_secs(5);
+
+/// Turns in one finishing group at most.
+const FINISH_GROUP: usize = 1000;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A claim of entries nobody holds: the common case, read through `queue_unclaimed`.
+const CLAIM_UNCLAIMED: &str = "
+UPDATE queue SET claimed_by = $1 WHERE delivery_id IN (
+    SELECT delivery_id FROM queue WHERE claimed_by IS NULL
+    ORDER BY due_ms, delivery_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING delivery_id, webhook_id, due_ms";
+
+/// A claim of entries this process does not hold, those of earlier processes included.
+const CLAIM_ANY: &str = "
+UPDATE queue SET claimed_by = $1 WHERE delivery_id IN (
+    SELECT delivery_id FROM queue WHERE claimed_by IS DISTINCT FROM $1
+    ORDER BY due_ms, delivery_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING delivery_id, webhook_id, due_ms";
+
+/// One statement for a group of turns: attempts added, deliveries stored, entries moved
+/// (still claimed by this process) or removed. A group holds each delivery once, so no row
+/// is written twice by it.
+const FINISH: &str = "
+WITH new_attempts AS (
+    INSERT INTO attempts (delivery_id, at, message_id, record)
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bytea[])
+    ON CONFLICT DO NOTHING
+), stored AS (
+    INSERT INTO deliveries (id, webhook_id, status, created_at, record)
+    SELECT * FROM unnest($5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::bytea[])
+    ON CONFLICT (id) DO UPDATE SET status = excluded.status, record = excluded.record
+), moved AS (
+    INSERT INTO queue (delivery_id, webhook_id, due_ms, claimed_by)
+    SELECT r.delivery_id, r.webhook_id, r.due_ms, $10::uuid
+    FROM unnest($11::text[], $12::text[], $13::int8[]) AS r(delivery_id, webhook_id, due_ms)
+    ON CONFLICT (delivery_id) DO UPDATE SET due_ms = excluded.due_ms, claimed_by = excluded.claimed_by
+        WHERE queue.due_ms <> excluded.due_ms OR queue.claimed_by IS DISTINCT FROM excluded.claimed_by
+    RETURNING xmax = 0 AS inserted
+), removed AS (
+    DELETE FROM queue WHERE delivery_id = ANY($14::text[]) RETURNING 1
+)
+SELECT (SELECT count(*) FROM moved WHERE inserted), (SELECT count(*) FROM removed)";
+
+pub(super) async fn claim(shared: &Shared, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let stale = shared.stale_claims.load(Ordering::Relaxed);
+    let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    let statement =
+        client.prepare_cached(if stale { CLAIM_ANY } else { CLAIM_UNCLAIMED }).await.map_err(pg_error)?;
+    let rows = client.query(&statement, &[&shared.me, &int(limit as u64)]).await.map_err(pg_error)?;
+    let mut entries: Vec<QueueEntry> =
+        rows.iter().map(|row| QueueEntry::new(uint(row.get(2)), row.get(0), row.get(1))).collect();
+    entries.sort_unstable_by(|a, b| (a.due_ms, &a.delivery_id).cmp(&(b.due_ms, &b.delivery_id)));
+    if stale && entries.len() < limit {
+        // Nothing of an earlier process is left unclaimed (nothing held by another process
+        // is skipped either: SKIP LOCKED passes over rows being claimed right now only).
+        shared.stale_claims.store(false, Ordering::Relaxed);
+    }
+    Ok(entries)
+}
+
+/// A turn of a delivery, encoded by its caller.
+struct Turn {
+    delivery_id: String,
+    webhook_id: String,
+    delivery: Option<(String, OffsetDateTime, Vec<u8>)>,
+    next_due: Option<i64>,
+    attempts: Vec<(OffsetDateTime, String, Vec<u8>)>,
+}
+
+enum Message {
+    Finish(Turn, oneshot::Sender<Result<(), StoreError>>),
+    Stop,
+}
+
+/// Hands turns to the finishing task.
+pub(super) struct FinishSender(mpsc::UnboundedSender<Message>);
+
+impl FinishSender {
+    /// Stops the task once the turns handed over before are written.
+    pub(super) fn stop(&self) {
+        let _ = self.0.send(Message::Stop);
+    }
+}
+
+pub(super) fn start_finishing(shared: Arc<Shared>) -> (FinishSender, JoinHandle<()>) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    (FinishSender(sender), tokio::spawn(run_finishing(shared, receiver)))
+}
+
+pub(super) async fn finish(
+    sender: &FinishSender,
+    entry: &QueueEntry,
+    delivery: Option<&Delivery>,
+    next_due: Option<u64>,
+    attempts: &[Attempt],
+) -> Result<(), StoreError> {
+    let turn = Turn {
+        delivery_id: entry.delivery_id.clone(),
+        webhook_id: entry.webhook_id.clone(),
+        delivery: delivery.map(|d| (status_name(d.status), d.created_at, encode(d))),
+        next_due: next_due.map(int),
+        attempts: attempts.iter().map(|a| (a.at, a.message_id.clone(), encode(a))).collect(),
+    };
+    let closed = || StoreError::Unavailable("storage is closed".into());
+    let (reply, done) = oneshot::channel();
+    sender.0.send(Message::Finish(turn, reply)).map_err(|_| closed())?;
+    done.await.map_err(|_| closed())?
+}
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
+
+async fn run_finishing(shared: Arc<Shared>, mut receiver: mpsc::UnboundedReceiver<Message>) {
+    // A turn of a delivery already in the group waits for the next one.
+    let mut held: Option<(Turn, Reply)> = None;
+    let mut stopping = false;
+    loop {
+        let first = match held.take() {
+            Some(turn) => turn,
+            None if stopping => return,
+            None => match receiver.recv().await {
+                Some(Message::Finish(turn, reply)) => (turn, reply),
+                Some(Message::Stop) | None => return,
+            },
+        };
+        let mut ids = HashSet::from([first.0.delivery_id.clone()]);
+        let mut group = vec![first];
+        while group.len() < FINISH_GROUP && !stopping {
+            match receiver.try_recv() {
+                Ok(Message::Finish(turn, reply)) => {
+                    if !ids.insert(turn.delivery_id.clone()) {
+                        held = Some((turn, reply));
+                        break;
+                    }
+                    group.push((turn, reply));
+                }
+                Ok(Message::Stop) => stopping = true,
+                Err(_) => break,
+            }
+        }
+        finish_group(&shared, group).await;
+    }
+}
+
+async fn finish_group(shared: &Shared, group: Vec<(Turn, Reply)>) {
+    let (turns, replies): (Vec<Turn>, Vec<Reply>) = group.into_iter().unzip();
+    let written = match shared.pool.get().await {
+        Ok(client) => write_turns(&client, shared, &turns).await,
+        Err(error) => {
+            let text = pool_error_text(&error);
+            replies
+                .into_iter()
+                .for_each(|reply| drop(reply.send(Err(StoreError::Unavailable(text.clone())))));
+            return;
+        }
+    };
+    match written {
+        Ok(()) => replies.into_iter().for_each(|reply| drop(reply.send(Ok(())))),
+        Err(error) if turns.len() > 1 && refused_data(&error) => {
+            tracing::warn!(error = %error_text(&error), "a group of delivery turns was refused; writing them one by one");
+            for (turn, reply) in turns.iter().zip(replies) {
+                let written = match shared.pool.get().await {
+                    Ok(client) => {
+                        write_turns(&client, shared, std::slice::from_ref(turn)).await.map_err(pg_error)
+                    }
+                    Err(error) => Err(StoreError::Unavailable(pool_error_text(&error))),
+                };
+                let _ = reply.send(written);
+            }
+        }
+        Err(error) => {
+            let text = error_text(&error);
+            replies
+                .into_iter()
+                .for_each(|reply| drop(reply.send(Err(StoreError::Unavailable(text.clone())))));
+        }
+    }
+}
+
+async fn write_turns(
+    client: &deadpool_postgres::Client,
+    shared: &Shared,
+    turns: &[Turn],
+) -> Result<(), tokio_postgres::Error> {
+    let (mut a_delivery, mut a_at, mut a_message, mut a_record) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut d_id, mut d_webhook, mut d_status, mut d_created, mut d_record) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut m_id, mut m_webhook, mut m_due) = (Vec::new(), Vec::new(), Vec::new());
+    let mut removed_ids = Vec::new();
+    for turn in turns {
+        for (at, message_id, record) in &turn.attempts {
+            a_delivery.push(turn.delivery_id.as_str());
+            a_at.push(*at);
+            a_message.push(message_id.as_str());
+            a_record.push(record.as_slice());
+        }
+        if let Some((status, created_at, record)) = &turn.delivery {
+            d_id.push(turn.delivery_id.as_str());
+            d_webhook.push(turn.webhook_id.as_str());
+            d_status.push(status.as_str());
+            d_created.push(*created_at);
+            d_record.push(record.as_slice());
+        }
+        match turn.next_due {
+            Some(due) => {
+                m_id.push(turn.delivery_id.as_str());
+                m_webhook.push(turn.webhook_id.as_str());
+                m_due.push(due);
+            }
+            None => removed_ids.push(turn.delivery_id.as_str()),
+        }
+    }
+    let statement = client.prepare_cached(FINISH).await?;
+    let params: [&(dyn ToSql + Sync); 14] = [
+        &a_delivery,
+        &a_at,
+        &a_message,
+        &a_record,
+        &d_id,
+        &d_webhook,
+        &d_status,
+        &d_created,
+        &d_record,
+        &shared.me,
+        &m_id,
+        &m_webhook,
+        &m_due,
+        &removed_ids,
+    ];
+    // Sent together (tokio-postgres pipelines requests polled together): one round trip. If
+    // the statement fails, the COMMIT behind it only ends the failed transaction.
+    let begin = client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off");
+    let write = client.query_one(&statement, &params);
+    let commit = client.batch_execute("COMMIT");
+    let ((), row, ()) = tokio::try_join!(begin, write, commit)?;
+    let (added, removed): (i64, i64) = (row.get(0), row.get(1));
+    shared.depth.fetch_add(uint(added), Ordering::Relaxed);
+    shared.dequeued(uint(removed));
+    Ok(())
+}
+
+/// Listens for other hosts' notifications on a connection of its own, for as long as the
+/// store is open.
+pub(super) async fn listen(mut config: Config, shared: Arc<Shared>) {
+    // A listener that only reads notices a dead peer by keepalive alone: probe it sooner than
+    // the default two hours.
+    config.keepalives_idle(Duration::from_secs(30));
+    let me = shared.me.to_string();
+    let mut backoff = BACKOFF_MIN;
+    let mut listened_before = false;
+    loop {
+        let listening = AtomicBool::new(false);
+        let ended = listen_once(&config, &shared, &me, listened_before, &listening).await;
+        if listening.load(Ordering::Relaxed) {
+            listened_before = true;
+            backoff = BACKOFF_MIN;
+        }
+        match ended {
+            Ok(()) => tracing::warn!("the queue listener's connection closed; reconnecting"),
+            Err(error) => {
+                tracing::warn!(error = %error_text(&error), "the queue listener lost its connection; reconnecting")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn listen_once(
+    config: &Config,
+    shared: &Shared,
+    me: &str,
+    listened_before: bool,
+    listening: &AtomicBool,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    // Polling the connection both delivers notifications and carries the client's requests.
+    let drive = async {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                // This process's own writers woke its engine already.
+                Some(Ok(AsyncMessage::Notification(note))) if note.payload() != me => {
+                    shared.work.notify_one()
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error),
+                None => return Ok(()),
+            }
+        }
+    };
+    let subscribe = async {
+        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        listening.store(true, Ordering::Relaxed);
+        if listened_before {
+            // Notifications sent while it was away are lost: look again now.
+            shared.work.notify_one();
+        }
+        std::future::pending::<Result<(), tokio_postgres::Error>>().await
+    };
+    tokio::select! {
+        ended = drive => ended,
+        ended = subscribe => ended,
+    }
+}
+
+/// Tells other hosts that entries were written: one `NOTIFY` (its own transaction) per
+/// wake-up, however many writes asked for one meanwhile.
+pub(super) async fn announce(shared: Arc<Shared>) {
+    let payload = shared.me.to_string();
+    loop {
+        shared.announce.notified().await;
+        let sent = match shared.pool.get().await {
+            Ok(client) => client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                .await
+                .map_err(|e| error_text(&e)),
+            Err(error) => Err(pool_error_text(&error)),
+        };
+        if let Err(error) = sent {
+            // Other hosts find the entries at their next poll.
+            tracing::debug!(%error, "could not notify other hosts of queued deliveries");
+        }
+    }
+}
+
+/// Reads the queue's depth from the table every few seconds.
+pub(super) async fn resync_depth(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(RESYNC).await;
+        if let Err(error) = resync_once(&shared).await {
+            tracing::debug!(%error, "could not read the queue depth");
+        }
+    }
+}
+
+pub(super) async fn resync_once(shared: &Shared) -> Result<(), StoreError> {
+    let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    let count: i64 = client.query_one("SELECT count(*) FROM queue", &[]).await.map_err(pg_error)?.get(0);
+    shared.depth.store(uint(count), Ordering::Relaxed);
+    Ok(())
+}

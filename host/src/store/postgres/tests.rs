@@ -1,0 +1,626 @@
+//! The PostgreSQL backend against a real server: each test has a database of its own
+//! (`testing.rs`) and is skipped when no server answers.
+
+use std::time::Duration;
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use super::testing::TestDb;
+use super::*;
+use crate::access::{Companies, Scope};
+use crate::domain::delivery::new_delivery_id;
+use crate::store::Outcome;
+
+/// A test database, or return (skipped) when there is no server.
+macro_rules! database {
+    () => {
+        match TestDb::create().await {
+            Some(db) => db,
+            None => return,
+        }
+    };
+}
+
+async fn open(db: &TestDb) -> PgStore {
+    PgStore::open(&db.url, Migrate::Apply).await.expect("open the test database")
+}
+
+/// A plain connection, to look at the tables.
+async fn sql(db: &TestDb) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&db.url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
+}
+
+async fn count(db: &TestDb, table: &str) -> i64 {
+    sql(db).await.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.expect("count").get(0)
+}
+
+fn event(company: &str, id: &str) -> Event {
+    Event {
+        id: id.into(),
+        event: "TODO_CREATED".into(),
+        company_id: company.into(),
+        project_id: "p1".into(),
+        user_id: None,
+        current_value: Some(json!({"title": "Launch"})),
+        previous_value: None,
+        occurred_at: OffsetDateTime::UNIX_EPOCH,
+    }
+}
+
+fn delivery(event: &Event, webhook_id: &str, status: DeliveryStatus) -> Delivery {
+    Delivery {
+        id: new_delivery_id(),
+        event_id: event.id.clone(),
+        company_id: event.company_id.clone(),
+        webhook_id: webhook_id.into(),
+        status,
+        messages: Vec::new(),
+        error: None,
+        plugin_log: Vec::new(),
+        created_at: OffsetDateTime::now_utc(),
+    }
+}
+
+/// Deliveries in id order (ids made in one millisecond need not sort in the order made).
+fn by_id(mut deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    deliveries.sort_by(|a, b| a.id.cmp(&b.id));
+    deliveries
+}
+
+fn accept(event: Event, deliveries: Vec<Delivery>, response: Value) -> Accept {
+    Accept { event, deliveries, response }
+}
+
+fn attempt(message: &str, at_ms: i64) -> Attempt {
+    Attempt {
+        message_id: message.into(),
+        at: OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(at_ms),
+        status_code: Some(500),
+        latency_ms: 3,
+        response: Some("try later".into()),
+        error: None,
+    }
+}
+
+fn outcomes(stored: Stored) -> Vec<Outcome> {
+    match stored {
+        Stored::Accepted(outcomes) => outcomes,
+        other => panic!("expected Accepted, got {other:?}"),
+    }
+}
+
+fn new(response: Value) -> Outcome {
+    Outcome { response, duplicate: false }
+}
+
+fn duplicate(response: Value) -> Outcome {
+    Outcome { response, duplicate: true }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_when_hosts_start_together() {
+    let db = database!();
+    let (a, b, c) = tokio::join!(
+        PgStore::open(&db.url, Migrate::Apply),
+        PgStore::open(&db.url, Migrate::Apply),
+        PgStore::open(&db.url, Migrate::Apply),
+    );
+    for opened in [a, b, c] {
+        opened.expect("every host opens");
+    }
+    assert_eq!(count(&db, "schema_migrations").await, schema::KNOWN as i64);
+    assert_eq!(migrate(&db.url).await.expect("migrate again"), Vec::<u64>::new());
+}
+
+#[tokio::test]
+async fn a_schema_behind_is_refused_without_migrate_and_a_newer_one_always() {
+    let db = database!();
+    let Err(StoreError::Behind(message)) = PgStore::open(&db.url, Migrate::Check).await else {
+        panic!("an empty database is behind");
+    };
+    assert!(message.contains("wasmhook migrate --database"), "{message}");
+    assert!(message.contains("serve --migrate"), "{message}");
+    assert_eq!(migrate(&db.url).await.expect("migrate"), vec![1]);
+    PgStore::open(&db.url, Migrate::Check).await.expect("up to date now");
+
+    sql(&db).await.execute("INSERT INTO schema_migrations (version) VALUES (99)", &[]).await.expect("newer");
+    for how in [Migrate::Check, Migrate::Apply] {
+        match PgStore::open(&db.url, how).await {
+            Err(StoreError::NewerSchema { found: 99, known: schema::KNOWN, .. }) => {}
+            Err(other) => panic!("expected NewerSchema, got {other}"),
+            Ok(_) => panic!("expected NewerSchema, it opened"),
+        }
+    }
+}
+
+#[test]
+fn the_description_has_no_password_and_require_is_refused() {
+    let config: Config = "postgres://app:secret@db.internal:6543/hooks".parse().expect("a URL");
+    assert_eq!(describe_config(&config), "postgres db.internal:6543/hooks");
+    let Err(StoreError::Unavailable(message)) = parse_url("postgres://app:secret@db/hooks?sslmode=require")
+    else {
+        panic!("sslmode=require is refused");
+    };
+    assert!(message.contains("sslmode=require") && !message.contains("secret"), "{message}");
+    parse_url("postgres://app@db/hooks?sslmode=prefer").expect("prefer connects without TLS");
+}
+
+#[tokio::test]
+async fn accept_stores_new_events_and_answers_repeats_with_the_first_answer() {
+    let db = database!();
+    let store = open(&db).await;
+    let e1 = event("c1", "e1");
+    let (queued, filtered) =
+        (delivery(&e1, "w1", DeliveryStatus::Pending), delivery(&e1, "w2", DeliveryStatus::Filtered));
+    let stored = store
+        .accept(&[accept(e1.clone(), vec![queued.clone(), filtered.clone()], json!({"n": 1}))], None, 1_000)
+        .await
+        .expect("accept");
+    assert_eq!(outcomes(stored), vec![new(json!({"n": 1}))]);
+    assert_eq!(store.event("c1", "e1").await.expect("read"), Some(e1.clone()));
+    assert_eq!(store.delivery(&queued.id).await.expect("read"), Some(queued.clone()));
+    assert_eq!(store.delivery(&filtered.id).await.expect("read"), Some(filtered));
+    assert_eq!(store.queue_depth(), 1);
+
+    // Again: the first answer, nothing stored.
+    let again = delivery(&e1, "w1", DeliveryStatus::Pending);
+    let stored = store.accept(&[accept(e1.clone(), vec![again.clone()], json!({"n": 2}))], None, 2_000).await;
+    assert_eq!(outcomes(stored.expect("accept")), vec![duplicate(json!({"n": 1}))]);
+    assert_eq!(store.delivery(&again.id).await.expect("read"), None);
+    assert_eq!(store.queue_depth(), 1);
+
+    // The same id in another company is another event; twice in one call, the second is a
+    // duplicate of the first.
+    let e2 = event("c2", "e1");
+    let (first, second) =
+        (delivery(&e2, "w1", DeliveryStatus::Pending), delivery(&e2, "w1", DeliveryStatus::Pending));
+    let stored = store
+        .accept(
+            &[
+                accept(e2.clone(), vec![first.clone()], json!({"n": 3})),
+                accept(e2.clone(), vec![second.clone()], json!({"n": 4})),
+            ],
+            None,
+            3_000,
+        )
+        .await
+        .expect("accept");
+    assert_eq!(outcomes(stored), vec![new(json!({"n": 3})), duplicate(json!({"n": 3}))]);
+    assert!(store.delivery(&first.id).await.expect("read").is_some());
+    assert_eq!(store.delivery(&second.id).await.expect("read"), None);
+    assert_eq!(store.queue_depth(), 2);
+    let claimed = store.claim(10).await.expect("claim");
+    assert_eq!(claimed.iter().map(|e| e.delivery_id.as_str()).collect::<Vec<_>>(), [&queued.id, &first.id]);
+    assert_eq!(claimed[0].due_ms, 1_000);
+}
+
+#[tokio::test]
+async fn concurrent_calls_with_one_event_store_it_once() {
+    let db = database!();
+    let store = open(&db).await;
+    let calls = (0..24).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            // Other events between them, so that groups hold several calls.
+            let other = event("c1", &format!("other-{i}"));
+            let other =
+                accept(other.clone(), vec![delivery(&other, "w2", DeliveryStatus::Pending)], json!(i));
+            let same = event("c1", "same");
+            let same =
+                accept(same.clone(), vec![delivery(&same, "w1", DeliveryStatus::Pending)], json!({"i": i}));
+            let (other, same) = ([other], [same]);
+            let (a, b) = tokio::join!(store.accept(&other, None, 1), store.accept(&same, None, 1));
+            assert_eq!(outcomes(a.expect("other")), vec![new(json!(i))]);
+            outcomes(b.expect("same")).remove(0)
+        })
+    });
+    let mut results = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        results.push(call.await.expect("a call"));
+    }
+    let firsts: Vec<&Outcome> = results.iter().filter(|o| !o.duplicate).collect();
+    assert_eq!(firsts.len(), 1, "{results:?}");
+    assert!(results.iter().all(|o| o.response == firsts[0].response), "{results:?}");
+    let query = DeliveryQuery { limit: 100, ..DeliveryQuery::default() };
+    assert_eq!(store.deliveries_of("w1", &query).await.expect("list").len(), 1);
+    assert_eq!(store.queue_depth(), 25);
+    assert_eq!(count(&db, "queue").await, 25);
+}
+
+#[tokio::test]
+async fn a_call_postgresql_refuses_fails_alone() {
+    let db = database!();
+    let store = open(&db).await;
+    let calls = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            // Text cannot hold a NUL: PostgreSQL refuses this one's data.
+            let company = if i == 3 { "bad\0company".to_owned() } else { "c1".to_owned() };
+            let e = event(&company, &format!("e{i}"));
+            store
+                .accept(
+                    &[accept(e.clone(), vec![delivery(&e, "w1", DeliveryStatus::Pending)], json!(i))],
+                    None,
+                    1,
+                )
+                .await
+        })
+    });
+    let mut results = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        results.push(call.await.expect("a call"));
+    }
+    for (i, result) in results.into_iter().enumerate() {
+        match (i, result) {
+            (3, result) => assert!(result.is_err(), "{result:?}"),
+            (i, result) => assert_eq!(outcomes(result.expect("accepted")), vec![new(json!(i))]),
+        }
+    }
+    assert_eq!(store.queue_depth(), 7);
+}
+
+fn key(endpoint: &'static str, body_hash: &str) -> IdempotencyKey {
+    IdempotencyKey { scoped: "tok_1\0key-1".into(), endpoint, body_hash: body_hash.into() }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_or_conflicts_and_stores_nothing_again() {
+    let db = database!();
+    let store = open(&db).await;
+    let e1 = event("c1", "e1");
+    let batch = [accept(e1.clone(), vec![delivery(&e1, "w1", DeliveryStatus::Pending)], json!({"n": 1}))];
+    let first = outcomes(store.accept(&batch, Some(&key("/v1/events", "h1")), 1).await.expect("accept"));
+    assert_eq!(first, vec![new(json!({"n": 1}))]);
+
+    let e2 = event("c1", "e2");
+    let batch = [accept(e2.clone(), vec![delivery(&e2, "w1", DeliveryStatus::Pending)], json!({"n": 2}))];
+    match store.accept(&batch, Some(&key("/v1/events", "h1")), 2).await.expect("replay") {
+        Stored::Replay(replayed) => assert_eq!(replayed, first),
+        other => panic!("expected a replay, got {other:?}"),
+    }
+    assert_eq!(store.event("c1", "e2").await.expect("read"), None);
+    match store.accept(&batch, Some(&key("/v1/events", "h2")), 2).await.expect("conflict") {
+        Stored::KeyConflict(why) => assert!(why.contains("different body"), "{why}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    match store.accept(&batch, Some(&key("/v1/events/batch", "h1")), 2).await.expect("conflict") {
+        Stored::KeyConflict(why) => assert!(why.contains("used on /v1/events;"), "{why}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(count(&db, "events").await, 1);
+    assert_eq!(store.queue_depth(), 1);
+}
+
+#[tokio::test]
+async fn requests_racing_with_one_key_store_once() {
+    let db = database!();
+    let store = open(&db).await;
+    let calls = (0..8).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            // Ids the host gave: each request's event is a different one.
+            let e = event("c1", &format!("e{i}"));
+            let batch =
+                [accept(e.clone(), vec![delivery(&e, "w1", DeliveryStatus::Pending)], json!({"i": i}))];
+            store.accept(&batch, Some(&key("/v1/events", "h1")), 1).await.expect("accept")
+        })
+    });
+    let (mut accepted, mut replayed) = (Vec::new(), Vec::new());
+    for call in calls.collect::<Vec<_>>() {
+        match call.await.expect("a call") {
+            Stored::Accepted(outcomes) => accepted.push(outcomes),
+            Stored::Replay(outcomes) => replayed.push(outcomes),
+            Stored::KeyConflict(why) => panic!("same endpoint and body: {why}"),
+        }
+    }
+    assert_eq!(accepted.len(), 1);
+    assert!(replayed.iter().all(|r| *r == accepted[0]));
+    assert_eq!(count(&db, "events").await, 1);
+    assert_eq!(count(&db, "deliveries").await, 1);
+    assert_eq!(store.queue_depth(), 1);
+}
+
+#[tokio::test]
+async fn deliveries_of_pages_newest_first_by_status_and_time() {
+    let db = database!();
+    let store = open(&db).await;
+    let e = event("c1", "e1");
+    let statuses = [
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Succeeded,
+        DeliveryStatus::Filtered,
+        DeliveryStatus::Succeeded,
+    ];
+    let base = OffsetDateTime::now_utc();
+    let mut made = by_id(statuses.iter().map(|_| delivery(&e, "w1", DeliveryStatus::Pending)).collect());
+    for (i, (d, status)) in made.iter_mut().zip(statuses).enumerate() {
+        d.status = status;
+        d.created_at = base + time::Duration::seconds(i as i64);
+    }
+    let other = delivery(&e, "w2", DeliveryStatus::Succeeded);
+    let mut all = made.clone();
+    all.push(other);
+    store.accept(&[accept(e, all, json!({}))], None, 1).await.expect("accept");
+    let ids = |page: Vec<Delivery>| page.into_iter().map(|d| d.id).collect::<Vec<_>>();
+
+    let page =
+        store.deliveries_of("w1", &DeliveryQuery { limit: 2, ..Default::default() }).await.expect("page");
+    assert_eq!(ids(page), [made[4].id.clone(), made[3].id.clone()]);
+    let next = DeliveryQuery { before: Some(&made[3].id), limit: 2, ..Default::default() };
+    assert_eq!(
+        ids(store.deliveries_of("w1", &next).await.expect("page")),
+        [made[2].id.clone(), made[1].id.clone()]
+    );
+    let succeeded = [DeliveryStatus::Succeeded];
+    let only = DeliveryQuery { statuses: &succeeded, limit: 10, ..Default::default() };
+    assert_eq!(
+        ids(store.deliveries_of("w1", &only).await.expect("page")),
+        [made[4].id.clone(), made[2].id.clone(), made[0].id.clone()]
+    );
+    let since = DeliveryQuery {
+        statuses: &succeeded,
+        since: Some(made[1].created_at),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(store.deliveries_of("w1", &since).await.expect("page")),
+        [made[4].id.clone(), made[2].id.clone()]
+    );
+    let none = DeliveryQuery { limit: 10, ..Default::default() };
+    assert!(store.deliveries_of("w3", &none).await.expect("page").is_empty());
+}
+
+#[tokio::test]
+async fn claims_are_once_per_process_and_come_back_after_a_crash() {
+    let db = database!();
+    let store = open(&db).await;
+    let e = event("c1", "e1");
+    let made = by_id((0..3).map(|_| delivery(&e, "w1", DeliveryStatus::Pending)).collect());
+    store.accept(&[accept(e, made.clone(), json!({}))], None, 5).await.expect("accept");
+    let first = store.claim(2).await.expect("claim");
+    assert_eq!(first.iter().map(|q| &q.delivery_id).collect::<Vec<_>>(), [&made[0].id, &made[1].id]);
+    assert_eq!(first[0].webhook_id, "w1");
+    assert_eq!(store.claim(10).await.expect("claim").len(), 1);
+    assert!(store.claim(10).await.expect("claim").is_empty());
+
+    // Another process on the same database (this one died): it takes them all again.
+    let after = open(&db).await;
+    let again = after.claim(10).await.expect("claim");
+    assert_eq!(again.len(), 3);
+    assert!(after.claim(10).await.expect("claim").is_empty());
+
+    // Rescheduled: stays queued and claimed; finished: gone.
+    let mut failed = made[1].clone();
+    failed.status = DeliveryStatus::Failed;
+    after.finish(&again[0], None, Some(9_000), &[attempt("m1", 2), attempt("m1", 1)]).await.expect("finish");
+    after.finish(&again[1], Some(&failed), None, &[attempt("m2", 3)]).await.expect("finish");
+    assert_eq!(after.queue_depth(), 2);
+    assert!(after.claim(10).await.expect("claim").is_empty());
+    let due: i64 = sql(&db)
+        .await
+        .query_one("SELECT due_ms FROM queue WHERE delivery_id = $1", &[&again[0].delivery_id])
+        .await
+        .expect("due")
+        .get(0);
+    assert_eq!(due, 9_000);
+    assert_eq!(after.delivery(&failed.id).await.expect("read"), Some(failed.clone()));
+
+    let attempts = after
+        .attempts_of(&[again[0].delivery_id.clone(), "dlv_none".into(), again[1].delivery_id.clone()])
+        .await
+        .expect("attempts");
+    let times = |list: &Vec<Attempt>| list.iter().map(|a| a.at).collect::<Vec<_>>();
+    assert_eq!(times(&attempts[0]), [attempt("m1", 1).at, attempt("m1", 2).at]);
+    assert!(attempts[1].is_empty());
+    assert_eq!(attempts[2], [attempt("m2", 3)]);
+}
+
+#[tokio::test]
+async fn concurrent_finishes_are_written_together() {
+    let db = database!();
+    let store = open(&db).await;
+    let e = event("c1", "e1");
+    let made: Vec<Delivery> = (0..40).map(|_| delivery(&e, "w1", DeliveryStatus::Pending)).collect();
+    store.accept(&[accept(e, made.clone(), json!({}))], None, 5).await.expect("accept");
+    let claimed = store.claim(100).await.expect("claim");
+    let finishes = claimed.into_iter().zip(made).map(|(entry, mut d)| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            d.status = DeliveryStatus::Succeeded;
+            store.finish(&entry, Some(&d), None, &[attempt(&d.id, 1)]).await
+        })
+    });
+    for finish in finishes.collect::<Vec<_>>() {
+        finish.await.expect("a finish").expect("finished");
+    }
+    assert_eq!(store.queue_depth(), 0);
+    assert_eq!(count(&db, "queue").await, 0);
+    assert_eq!(count(&db, "attempts").await, 40);
+    let succeeded: i64 = sql(&db)
+        .await
+        .query_one("SELECT count(*) FROM deliveries WHERE status = 'succeeded'", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(succeeded, 40);
+}
+
+#[tokio::test]
+async fn requeue_puts_back_only_what_is_not_pending() {
+    let db = database!();
+    let store = open(&db).await;
+    let e = event("c1", "e1");
+    let d = delivery(&e, "w1", DeliveryStatus::Pending);
+    store.accept(&[accept(e, vec![d.clone()], json!({}))], None, 5).await.expect("accept");
+    assert!(!store.requeue(&d, 10).await.expect("requeue"), "pending: queued already");
+    let entry = store.claim(1).await.expect("claim").remove(0);
+    let failed = Delivery { status: DeliveryStatus::Failed, ..d.clone() };
+    store.finish(&entry, Some(&failed), None, &[]).await.expect("finish");
+    assert_eq!(store.queue_depth(), 0);
+
+    assert!(store.requeue(&d, 10).await.expect("requeue"));
+    assert_eq!(store.queue_depth(), 1);
+    assert_eq!(store.delivery(&d.id).await.expect("read"), Some(d.clone()));
+    let entry = store.claim(5).await.expect("claim");
+    assert_eq!(entry.len(), 1);
+    assert_eq!((entry[0].delivery_id.as_str(), entry[0].due_ms), (d.id.as_str(), 10));
+}
+
+#[tokio::test]
+async fn swap_webhook_is_compare_and_swap_on_the_revision() {
+    let db = database!();
+    let store = open(&db).await;
+    let mut webhook =
+        crate::tryout::sample_webhook("TODO_CREATED", "p1", Some("u1"), OffsetDateTime::UNIX_EPOCH);
+    webhook.id = "wh_1".into();
+    store.insert_webhook(&webhook).await.expect("insert");
+    let mut changed = webhook.clone();
+    changed.name = "Renamed".into();
+    assert!(store.swap_webhook(&changed).await.expect("swap"));
+    let stored = store.webhook("wh_1").await.expect("read").expect("there");
+    assert_eq!((stored.name.as_str(), stored.revision), ("Renamed", 1));
+    // A writer that read revision 0 lost the race.
+    assert!(!store.swap_webhook(&webhook).await.expect("swap"));
+    assert_eq!(store.webhook("wh_1").await.expect("read").expect("there").name, "Renamed");
+    assert!(store.swap_webhook(&stored).await.expect("swap"));
+
+    let mut other = webhook.clone();
+    other.id = "wh_2".into();
+    other.created_by_id = "u2".into();
+    store.insert_webhook(&other).await.expect("insert");
+    let ids = |list: Vec<Webhook>| list.into_iter().map(|w| w.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.webhooks().await.expect("all")), ["wh_1", "wh_2"]);
+    assert_eq!(ids(store.webhooks_page(Some("u2"), None, 10).await.expect("page")), ["wh_2"]);
+    assert_eq!(ids(store.webhooks_page(None, Some("wh_1"), 10).await.expect("page")), ["wh_2"]);
+    assert_eq!(ids(store.webhooks_page(None, None, 1).await.expect("page")), ["wh_1"]);
+
+    assert!(store.delete_webhook("wh_1").await.expect("delete"));
+    assert!(!store.delete_webhook("wh_1").await.expect("delete"));
+    assert!(!store.swap_webhook(&stored).await.expect("swap"), "gone");
+}
+
+#[tokio::test]
+async fn users_tokens_and_connectors_round_trip() {
+    let db = database!();
+    let store = open(&db).await;
+    let user = User { id: "u1".into(), companies: Companies::All };
+    store.put_user(&user).await.expect("put");
+    let user = User { id: "u1".into(), companies: Companies::Only(["c1".to_owned()].into()) };
+    store.put_user(&user).await.expect("put again");
+    assert_eq!(store.user("u1").await.expect("read"), Some(user.clone()));
+    assert_eq!(store.users().await.expect("all"), [user]);
+
+    let token = Token {
+        id: "tok_1".into(),
+        scope: Scope::Ingest,
+        user_id: "u1".into(),
+        description: None,
+        created_at: OffsetDateTime::UNIX_EPOCH,
+    };
+    store.put_token(&[7; 32], &token).await.expect("put");
+    assert_eq!(store.token_by_hash(&[7; 32]).await.expect("read"), Some(token.clone()));
+    assert_eq!(store.token_by_hash(&[8; 32]).await.expect("read"), None);
+    assert_eq!(store.tokens().await.expect("all"), [token]);
+    assert!(store.delete_token("tok_1").await.expect("delete"));
+    assert_eq!(store.token_by_hash(&[7; 32]).await.expect("read"), None);
+
+    store.put_connector("slack", b"v1").await.expect("put");
+    store.put_connector("slack", b"v2").await.expect("put again");
+    assert_eq!(store.connectors().await.expect("all"), [("slack".to_owned(), b"v2".to_vec())]);
+    assert!(store.delete_connector("slack").await.expect("delete"));
+    assert!(!store.delete_connector("slack").await.expect("delete"));
+}
+
+#[tokio::test]
+async fn prune_removes_old_finished_records_and_keeps_queued_ones() {
+    let db = database!();
+    let store = open(&db).await;
+    let old_time = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1);
+    let old = event("c1", "old");
+    let mut done = delivery(&old, "w1", DeliveryStatus::Succeeded);
+    done.created_at = old_time;
+    let mut queued = delivery(&old, "w1", DeliveryStatus::Pending);
+    queued.created_at = old_time;
+    store
+        .accept(
+            &[accept(old, vec![done.clone(), queued.clone()], json!({}))],
+            Some(&key("/v1/events", "h")),
+            1_000,
+        )
+        .await
+        .expect("accept");
+    let entry = store.claim(1).await.expect("claim").remove(0);
+    store.finish(&entry, None, Some(1_000), &[attempt("m", 1)]).await.expect("a retry");
+    sql(&db)
+        .await
+        .execute(
+            "INSERT INTO attempts (delivery_id, at, message_id, record) VALUES ($1, now(), 'm', '\\x7b7d')",
+            &[&done.id],
+        )
+        .await
+        .expect("an attempt of the finished one");
+    let recent = event("c1", "recent");
+    let fresh = delivery(&recent, "w1", DeliveryStatus::Succeeded);
+    store
+        .accept(&[accept(recent, vec![fresh.clone()], json!({}))], None, 9_000_000_000_000)
+        .await
+        .expect("accept");
+
+    // The old event, its key, the finished delivery and its attempt.
+    assert_eq!(store.prune(5_000).await.expect("prune"), 4);
+    assert_eq!(store.event("c1", "old").await.expect("read"), None);
+    assert!(store.event("c1", "recent").await.expect("read").is_some());
+    assert_eq!(store.delivery(&done.id).await.expect("read"), None);
+    assert!(store.delivery(&queued.id).await.expect("read").is_some());
+    assert!(store.delivery(&fresh.id).await.expect("read").is_some());
+    assert_eq!(count(&db, "idempotency").await, 0);
+    assert_eq!(count(&db, "attempts").await, 1, "the queued delivery's attempt stays");
+    assert_eq!(store.prune(5_000).await.expect("prune again"), 0);
+    assert!(store.size_on_disk().await.expect("size") > 0);
+}
+
+#[tokio::test]
+async fn the_depth_is_resynced_from_the_table() {
+    let db = database!();
+    let store = open(&db).await;
+    sql(&db)
+        .await
+        .execute("INSERT INTO queue (delivery_id, webhook_id, due_ms) VALUES ('dlv_x', 'w1', 1)", &[])
+        .await
+        .expect("another host's entry");
+    assert_eq!(store.queue_depth(), 0);
+    queue::resync_once(&store.inner.shared).await.expect("resync");
+    assert_eq!(store.queue_depth(), 1);
+}
+
+#[tokio::test]
+async fn another_host_s_write_wakes_this_one() {
+    let db = database!();
+    // A poll far longer than the test may take: only a notification can wake it in time.
+    let waiting = PgStore::open_with(&db.url, Migrate::Apply, Duration::from_secs(600)).await.expect("open");
+    let writing = open(&db).await;
+    for i in 0.. {
+        assert!(i < 60, "no notification reached the other host");
+        let e = event("c1", &format!("e{i}"));
+        writing
+            .accept(
+                &[accept(e.clone(), vec![delivery(&e, "w1", DeliveryStatus::Pending)], json!({}))],
+                None,
+                1,
+            )
+            .await
+            .expect("accept");
+        // The listener may not be listening yet when the first ones are sent.
+        if tokio::time::timeout(Duration::from_secs(1), waiting.wait_for_work()).await.is_ok() {
+            break;
+        }
+    }
+    assert!(!waiting.claim(100).await.expect("claim").is_empty());
+    waiting.close().await.expect("close");
+    writing.close().await.expect("close");
+}
