@@ -182,10 +182,7 @@ async fn run(shared: Arc<Shared>, mut receiver: mpsc::UnboundedReceiver<Message>
     }
 }
 
-async fn write_and_answer(
-    shared: &Shared,
-    group: Vec<(Prepared, Reply)>,
-) {
+async fn write_and_answer(shared: &Shared, group: Vec<(Prepared, Reply)>) {
     let (calls, replies): (Vec<Prepared>, Vec<Reply>) = group.into_iter().unzip();
     let written = match shared.pool.get().await {
         Ok(client) => write_group(&client, &calls).await.map_err(Failure::Db),
@@ -246,7 +243,9 @@ enum Slot {
 }
 
 /// Writes `calls` with one statement (its own transaction when `client` is not in one), and
-/// a second to read the answers of events that were there already.
+/// a second to read the answers of events that were there already. Outside a transaction the
+/// first commits alone: should the second fail, the calls hear "unavailable" though their
+/// events are stored, and a retry finds them as duplicates (as after a lost COMMIT reply).
 async fn write_group(
     client: &impl GenericClient,
     calls: &[Prepared],
