@@ -12,6 +12,7 @@
 //! them — rescheduled (still claimed) or removed. [`Store::wait_for_work`] wakes the engine
 //! when entries are written, so no writer hands anything over.
 
+mod postgres;
 mod sled;
 
 use std::path::PathBuf;
@@ -150,10 +151,18 @@ pub fn now_ms() -> u64 {
     millis(OffsetDateTime::now_utc())
 }
 
+/// Applies pending schema migrations to the PostgreSQL database at `url` (what `wasmhook
+/// migrate --database URL` does); returns the versions applied. The embedded database
+/// upgrades itself when opened.
+pub async fn migrate_postgres(url: &str) -> Result<Vec<u64>, StoreError> {
+    postgres::migrate(url).await
+}
+
 /// The storage backend in use. Cheap to clone.
 #[derive(Clone)]
 pub enum Store {
     Sled(sled::SledStore),
+    Postgres(postgres::PgStore),
 }
 
 /// Runs the same call on whichever backend this is.
@@ -161,6 +170,7 @@ macro_rules! on_backend {
     ($store:expr, $backend:ident => $call:expr) => {
         match $store {
             Store::Sled($backend) => $call,
+            Store::Postgres($backend) => $call,
         }
     };
 }
@@ -169,11 +179,11 @@ impl Store {
     /// Opens (or creates) the database at `location`; `migrate` applies pending schema
     /// migrations (the embedded database always upgrades itself). Needs a tokio runtime.
     pub async fn open(location: &Location, migrate: bool) -> Result<Store, StoreError> {
-        let _ = migrate;
         match location {
             Location::Sled(dir) => Ok(Store::Sled(sled::SledStore::open(dir)?)),
-            Location::Postgres(_) => {
-                Err(StoreError::Unavailable("PostgreSQL support is not built yet".into()))
+            Location::Postgres(url) => {
+                let migrate = if migrate { postgres::Migrate::Apply } else { postgres::Migrate::Check };
+                Ok(Store::Postgres(postgres::PgStore::open(url, migrate).await?))
             }
         }
     }
