@@ -11,7 +11,9 @@
 //! - `testing.rs` (tests only): a database of its own per test, dropped after it.
 //!
 //! Records are their serde_json bytes in `bytea` columns (the server never parses them); the
-//! fields queried by are columns of their own. Connections come from a deadpool pool; the
+//! fields queried by are columns of their own. PostgreSQL 13 or newer. A write is durable when
+//! it returns as far as the server's `synchronous_commit` makes it (on, unless an operator
+//! turned it off); only finishing turns it off, for its own transactions. Connections come from a deadpool pool; the
 //! listener has a connection of its own. TLS is not built in: `sslmode=disable` and `prefer`
 //! connect without it, `require` is refused with a message saying so (rustls would add a TLS
 //! stack and a crypto library to the build for a link that is usually on a private network).
@@ -24,7 +26,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -98,7 +100,7 @@ struct Shared {
     /// Set when other hosts should hear that queue entries were written (see `queue.rs`).
     announce: Notify,
     /// Whether entries claimed by an earlier process may be left (see `queue.rs`).
-    stale_claims: std::sync::atomic::AtomicBool,
+    stale_claims: AtomicBool,
 }
 
 impl Shared {
@@ -171,7 +173,7 @@ impl PgStore {
             depth: AtomicU64::new(uint(depth)),
             work: Notify::new(),
             announce: Notify::new(),
-            stale_claims: std::sync::atomic::AtomicBool::new(true),
+            stale_claims: AtomicBool::new(true),
         });
         let (ingest, ingest_task) = ingest::start(shared.clone());
         let (finish, finish_task) = queue::start_finishing(shared.clone());
