@@ -1,8 +1,8 @@
 //! PostgreSQL: the storage backend for one host or several on one database.
 //!
 //! - `mod.rs` (this file): opening (URL, pool, schema check), records that are read and
-//!   written one at a time (webhooks, users, tokens, connectors, events, deliveries), requeue,
-//!   retention and the error mapping.
+//!   written one at a time (webhooks, users, tokens, connectors, events, deliveries), the
+//!   feed of changes other hosts apply, requeue, retention and the error mapping.
 //! - `schema.rs` and `migrations/`: versioned schema migrations under an advisory lock.
 //! - `ingest.rs`: [`PgStore::accept`] — concurrent calls are written together, one statement
 //!   and one commit (one WAL flush) per group.
@@ -46,7 +46,7 @@ use crate::access::{Token, User};
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
-use crate::store::{Accept, DeliveryQuery, IdempotencyKey, QueueEntry, StoreError, Stored};
+use crate::store::{Accept, Change, DeliveryQuery, IdempotencyKey, QueueEntry, StoreError, Stored};
 
 /// Connections in the pool. Throughput comes from group commit, not from connections: ingest
 /// and finishing each write through one at a time; the rest serve the API's reads.
@@ -57,6 +57,18 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// Rows a batched retention `DELETE` takes at most, so that it never holds locks for long.
 const PRUNE_BATCH: i64 = 5000;
+
+/// Records a change for other hosts, in the transaction of the write: the counter's row lock
+/// orders changes by commit (see the schema).
+const RECORD_CHANGE: &str = "
+WITH next AS (UPDATE change_counter SET seq = seq + 1 RETURNING seq)
+INSERT INTO changes (seq, kind, key, host) SELECT seq, $1, $2, $3 FROM next";
+
+/// The channel other hosts hear changes on (the queue has its own, see `queue.rs`).
+const CHANGES_CHANNEL: &str = "wasmhook_changes";
+
+/// Changes read at most per call; the caller asks again from the cursor it got.
+const CHANGES_PAGE: i64 = 1000;
 
 /// Whether [`PgStore::open`] may bring the schema up to date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +111,8 @@ struct Shared {
     work: Notify,
     /// Set when other hosts should hear that queue entries were written (see `queue.rs`).
     announce: Notify,
+    /// Set when another host wrote a change (see [`PgStore::changes_since`]).
+    changes: Notify,
     /// Whether entries claimed by an earlier process may be left (see `queue.rs`).
     stale_claims: AtomicBool,
 }
@@ -173,6 +187,7 @@ impl PgStore {
             depth: AtomicU64::new(uint(depth)),
             work: Notify::new(),
             announce: Notify::new(),
+            changes: Notify::new(),
             stale_claims: AtomicBool::new(true),
         });
         let (ingest, ingest_task) = ingest::start(shared.clone());
@@ -226,13 +241,39 @@ impl PgStore {
         client.execute(&statement, params).await.map_err(pg_error)
     }
 
+    /// Runs a write and, when it wrote a row, records `change` for other hosts — in one
+    /// transaction, so no host misses a change nor hears of one that did not happen.
+    async fn write_recording(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        (kind, key): (&str, &str),
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let statement = transaction.prepare_cached(sql).await.map_err(pg_error)?;
+        let written = transaction.execute(&statement, params).await.map_err(pg_error)?;
+        if written > 0 {
+            let me = &self.inner.shared.me;
+            let record = transaction.prepare_cached(RECORD_CHANGE).await.map_err(pg_error)?;
+            transaction.execute(&record, &[&kind, &key, me]).await.map_err(pg_error)?;
+            // Sent when the transaction commits, and only then. Changes are rare: the notify
+            // lock this takes at commit costs nothing worth measuring.
+            let notify = transaction.prepare_cached("SELECT pg_notify($1, $2)").await.map_err(pg_error)?;
+            transaction.execute(&notify, &[&CHANGES_CHANNEL, &me.to_string()]).await.map_err(pg_error)?;
+        }
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(written)
+    }
+
     // Webhooks.
 
     /// Stores a new webhook (at its revision).
     pub async fn insert_webhook(&self, webhook: &Webhook) -> Result<(), StoreError> {
-        self.execute(
+        self.write_recording(
             "INSERT INTO webhooks (id, created_by_id, revision, record) VALUES ($1, $2, $3, $4)",
             &[&webhook.id, &webhook.created_by_id, &int(webhook.revision), &encode(webhook)],
+            ("webhook", &webhook.id),
         )
         .await?;
         Ok(())
@@ -280,7 +321,7 @@ impl PgStore {
     pub async fn swap_webhook(&self, webhook: &Webhook) -> Result<bool, StoreError> {
         let next = Webhook { revision: webhook.revision + 1, ..webhook.clone() };
         let swapped = self
-            .execute(
+            .write_recording(
                 "UPDATE webhooks SET revision = $3, created_by_id = $4, record = $5
                  WHERE id = $1 AND revision = $2",
                 &[
@@ -290,22 +331,24 @@ impl PgStore {
                     &next.created_by_id,
                     &encode(&next),
                 ],
+                ("webhook", &webhook.id),
             )
             .await?;
         Ok(swapped == 1)
     }
 
     pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.execute("DELETE FROM webhooks WHERE id = $1", &[&id]).await? == 1)
+        Ok(self.write_recording("DELETE FROM webhooks WHERE id = $1", &[&id], ("webhook", id)).await? == 1)
     }
 
     // Users.
 
     pub async fn put_user(&self, user: &User) -> Result<(), StoreError> {
-        self.execute(
+        self.write_recording(
             "INSERT INTO users (id, record) VALUES ($1, $2)
              ON CONFLICT (id) DO UPDATE SET record = excluded.record",
             &[&user.id, &encode(user)],
+            ("user", &user.id),
         )
         .await?;
         Ok(())
@@ -351,17 +394,21 @@ impl PgStore {
     // Uploaded connectors: name → component bytes.
 
     pub async fn put_connector(&self, name: &str, component: &[u8]) -> Result<(), StoreError> {
-        self.execute(
+        self.write_recording(
             "INSERT INTO connectors (name, component, updated_at) VALUES ($1, $2, now())
              ON CONFLICT (name) DO UPDATE SET component = excluded.component, updated_at = now()",
             &[&name, &component],
+            ("connector", name),
         )
         .await?;
         Ok(())
     }
 
     pub async fn delete_connector(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.execute("DELETE FROM connectors WHERE name = $1", &[&name]).await? == 1)
+        Ok(self
+            .write_recording("DELETE FROM connectors WHERE name = $1", &[&name], ("connector", name))
+            .await?
+            == 1)
     }
 
     pub async fn connectors(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -505,6 +552,9 @@ impl PgStore {
                  SELECT ctid FROM events WHERE accepted_ms < $1 LIMIT $2))",
             "DELETE FROM idempotency WHERE ctid = ANY(ARRAY(
                  SELECT ctid FROM idempotency WHERE accepted_ms < $1 LIMIT $2))",
+            // Hosts read changes within seconds; a host that was away reloads everything.
+            "DELETE FROM changes WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM changes WHERE at < to_timestamp($1::int8 / 1000.0) LIMIT $2))",
         ] {
             loop {
                 let batch = self.execute(sql, &[&cutoff, &PRUNE_BATCH]).await?;
@@ -544,6 +594,45 @@ impl PgStore {
     pub async fn size_on_disk(&self) -> Result<u64, StoreError> {
         let row = self.query_opt("SELECT pg_database_size(current_database())", &[]).await?;
         Ok(row.map(|row| uint(row.get(0))).unwrap_or(0))
+    }
+
+    // Changes made by other hosts.
+
+    /// Changes other processes recorded after `cursor`, oldest first, and the cursor to ask
+    /// with next. A cursor of 0 (at start) gives none: only what comes after now.
+    pub async fn changes_since(&self, cursor: u64) -> Result<(Vec<Change>, u64), StoreError> {
+        if cursor == 0 {
+            let row = self.query_opt("SELECT seq FROM change_counter", &[]).await?;
+            return Ok((Vec::new(), row.map_or(1, |row| uint(row.get(0)))));
+        }
+        let rows = self
+            .query(
+                "SELECT seq, kind, key, host FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&int(cursor), &CHANGES_PAGE],
+            )
+            .await?;
+        let mut next = cursor;
+        let mut changes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            next = uint(row.get(0));
+            let (kind, key, host): (&str, String, Uuid) = (row.get(1), row.get(2), row.get(3));
+            if host == self.inner.shared.me {
+                continue; // made here, applied here already
+            }
+            changes.push(match kind {
+                "webhook" => Change::Webhook(key),
+                "user" => Change::User(key),
+                "connector" => Change::Connector(key),
+                other => return Err(StoreError::Corrupt(format!("changes {next}: unknown kind {other:?}"))),
+            });
+        }
+        Ok((changes, next))
+    }
+
+    /// Returns when another process may have recorded a change (the caller also asks again
+    /// after a while: notifications are lost while the listener reconnects).
+    pub async fn wait_for_changes(&self) {
+        self.inner.shared.changes.notified().await;
     }
 
     // The queue (see `queue.rs`).

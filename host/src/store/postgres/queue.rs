@@ -12,8 +12,9 @@
 //! - Waking: writers wake this process's engine directly, and other hosts through one
 //!   `NOTIFY` from a tiny transaction of its own after the data commits (a `NOTIFY` inside a
 //!   busy transaction would serialise commits on its global lock). A dedicated connection
-//!   listens; it reconnects with backoff and wakes the engine after a reconnect (what was sent
-//!   meanwhile was lost); a slow poll covers the rest.
+//!   listens (to changes of webhooks, users and connectors too); it reconnects with backoff
+//!   and wakes the engine and the change reader after a reconnect (what was sent meanwhile
+//!   was lost); a slow poll covers the rest.
 //! - The depth is counted from this process's writes and resynced from `count(*)` every few
 //!   seconds, since other hosts write too.
 
@@ -29,7 +30,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Config, NoTls};
 
-use super::{Shared, encode, error_text, int, pg_error, pool_error_text, refused_data, status_name, uint};
+use super::{
+    CHANGES_CHANNEL, Shared, encode, error_text, int, pg_error, pool_error_text, refused_data, status_name,
+    uint,
+};
 use crate::domain::delivery::{Attempt, Delivery};
 use crate::store::{QueueEntry, StoreError};
 
@@ -288,8 +292,8 @@ async fn write_turns(
     Ok(())
 }
 
-/// Listens for other hosts' notifications on a connection of its own, for as long as the
-/// store is open.
+/// Listens for other hosts' notifications (queue entries written, changes recorded) on a
+/// connection of its own, for as long as the store is open.
 pub(super) async fn listen(mut config: Config, shared: Arc<Shared>) {
     // A listener that only reads notices a dead peer by keepalive alone: probe it sooner than
     // the default two hours.
@@ -327,10 +331,11 @@ async fn listen_once(
     let drive = async {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                // This process's own writers woke its engine already.
-                Some(Ok(AsyncMessage::Notification(note))) if note.payload() != me => {
-                    shared.work.notify_one()
-                }
+                // This process's own writes were applied here already.
+                Some(Ok(AsyncMessage::Notification(note))) if note.payload() != me => match note.channel() {
+                    CHANNEL => shared.work.notify_one(),
+                    _ => shared.changes.notify_one(),
+                },
                 Some(Ok(_)) => {}
                 Some(Err(error)) => return Err(error),
                 None => return Ok(()),
@@ -338,11 +343,12 @@ async fn listen_once(
         }
     };
     let subscribe = async {
-        client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+        client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {CHANGES_CHANNEL}")).await?;
         listening.store(true, Ordering::Relaxed);
         if listened_before {
             // Notifications sent while it was away are lost: look again now.
             shared.work.notify_one();
+            shared.changes.notify_one();
         }
         std::future::pending::<Result<(), tokio_postgres::Error>>().await
     };

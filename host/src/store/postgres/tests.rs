@@ -10,7 +10,7 @@ use super::testing::TestDb;
 use super::*;
 use crate::access::{Companies, Scope};
 use crate::domain::delivery::new_delivery_id;
-use crate::store::Outcome;
+use crate::store::{Change, Outcome};
 
 /// A test database, or return (skipped) when there is no server.
 macro_rules! database {
@@ -82,6 +82,16 @@ fn attempt(message: &str, at_ms: i64) -> Attempt {
         latency_ms: 3,
         response: Some("try later".into()),
         error: None,
+    }
+}
+
+fn token(id: &str) -> Token {
+    Token {
+        id: id.into(),
+        scope: Scope::Ingest,
+        user_id: "u1".into(),
+        description: None,
+        created_at: OffsetDateTime::UNIX_EPOCH,
     }
 }
 
@@ -515,13 +525,7 @@ async fn users_tokens_and_connectors_round_trip() {
     assert_eq!(store.user("u1").await.expect("read"), Some(user.clone()));
     assert_eq!(store.users().await.expect("all"), [user]);
 
-    let token = Token {
-        id: "tok_1".into(),
-        scope: Scope::Ingest,
-        user_id: "u1".into(),
-        description: None,
-        created_at: OffsetDateTime::UNIX_EPOCH,
-    };
+    let token = token("tok_1");
     store.put_token(&[7; 32], &token).await.expect("put");
     assert_eq!(store.token_by_hash(&[7; 32]).await.expect("read"), Some(token.clone()));
     assert_eq!(store.token_by_hash(&[8; 32]).await.expect("read"), None);
@@ -623,4 +627,78 @@ async fn another_host_s_write_wakes_this_one() {
     assert!(!waiting.claim(100).await.expect("claim").is_empty());
     waiting.close().await.expect("close");
     writing.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn other_hosts_read_changes_in_order_and_none_is_missed() {
+    let db = database!();
+    let (here, there) = (open(&db).await, open(&db).await);
+    let (none, start) = here.changes_since(0).await.expect("changes");
+    assert!(none.is_empty() && start > 0, "0 means from now on");
+
+    let mut webhook =
+        crate::tryout::sample_webhook("TODO_CREATED", "p1", Some("u1"), OffsetDateTime::UNIX_EPOCH);
+    webhook.id = "wh_1".into();
+    there.insert_webhook(&webhook).await.expect("insert");
+    assert!(there.swap_webhook(&webhook).await.expect("swap"));
+    assert!(!there.swap_webhook(&webhook).await.expect("a lost swap changes nothing"));
+    there.put_user(&User { id: "u1".into(), companies: Companies::All }).await.expect("user");
+    there.put_connector("slack", b"v1").await.expect("connector");
+    assert!(there.delete_connector("slack").await.expect("delete"));
+    assert!(!there.delete_connector("slack").await.expect("nothing to delete"));
+    there.put_token(&[1; 32], &token("tok_1")).await.expect("tokens are read where they are used");
+
+    let (changes, next) = here.changes_since(start).await.expect("changes");
+    assert_eq!(
+        changes,
+        [
+            Change::Webhook("wh_1".into()),
+            Change::Webhook("wh_1".into()),
+            Change::User("u1".into()),
+            Change::Connector("slack".into()),
+            Change::Connector("slack".into()),
+        ]
+    );
+    assert_eq!(here.changes_since(next).await.expect("changes"), (Vec::new(), next));
+    // The host that made them applied them already; it moves on all the same.
+    assert_eq!(there.changes_since(start).await.expect("changes"), (Vec::new(), next));
+
+    // Many writers at once, a reader following: it sees every change.
+    let writers = (0..40).map(|i| {
+        let there = there.clone();
+        tokio::spawn(async move { there.put_connector(&format!("c{i}"), b"v").await })
+    });
+    let writers: Vec<_> = writers.collect();
+    let (mut cursor, mut seen) = (next, std::collections::BTreeSet::new());
+    while seen.len() < 40 {
+        let (changes, next) = here.changes_since(cursor).await.expect("changes");
+        cursor = next;
+        for change in changes {
+            let Change::Connector(name) = change else { panic!("only connectors changed") };
+            assert!(seen.insert(name), "each change once");
+        }
+        if writers.iter().all(|w| w.is_finished()) {
+            let (changes, _) = here.changes_since(cursor).await.expect("changes");
+            assert_eq!(seen.len() + changes.len(), 40, "none missed");
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.expect("a writer").expect("written");
+    }
+}
+
+#[tokio::test]
+async fn a_change_on_another_host_wakes_this_one() {
+    let db = database!();
+    let (here, there) = (open(&db).await, open(&db).await);
+    for i in 0.. {
+        assert!(i < 60, "no notification of a change reached the other host");
+        there.put_user(&User { id: format!("u{i}"), companies: Companies::All }).await.expect("user");
+        // The listener may not be listening yet when the first ones are sent.
+        if tokio::time::timeout(Duration::from_secs(1), here.wait_for_changes()).await.is_ok() {
+            break;
+        }
+    }
 }

@@ -95,3 +95,24 @@ CREATE TABLE idempotency (
     accepted_ms bigint NOT NULL
 );
 CREATE INDEX idempotency_by_accepted ON idempotency (accepted_ms);
+
+-- Changes to webhooks, users and connectors, which every host applies to what it holds in
+-- memory. A change takes its `seq` from `change_counter` under that row's lock, held until
+-- it commits: changes commit in `seq` order, so a host that sees change N has seen every
+-- change before it, and reading on from N misses none. (A sequence would hand out numbers
+-- that commit out of order.) The counter starts at 1: a cursor of 0 means "from now".
+CREATE TABLE change_counter (
+    seq bigint NOT NULL
+);
+INSERT INTO change_counter (seq) VALUES (1);
+
+CREATE TABLE changes (
+    seq bigint PRIMARY KEY,
+    -- webhook, user or connector
+    kind text NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    -- The process that made it: it skips its own.
+    host uuid NOT NULL,
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX changes_by_time ON changes (at);
