@@ -34,6 +34,13 @@ enum Command {
     /// Operators: manage the connectors of a running server.
     #[command(subcommand)]
     Connector(ConnectorCommand),
+    /// Apply pending schema migrations to a PostgreSQL database (hosts starting together
+    /// with --migrate do the same, once).
+    Migrate {
+        /// The database: postgres://user@host/db.
+        #[arg(long, env = "WASMHOOK_DATABASE", hide_env_values = true)]
+        database: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -204,6 +211,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => run_serve(args).await,
+            Command::Migrate { database } => run_migrate(&database).await,
             Command::Plugin(PluginCommand::Run { plugin, event, config, json, cache }) => {
                 run_plugin(&plugin, &event, &config, json, cache).await
             }
@@ -219,6 +227,19 @@ fn main() -> ExitCode {
             Command::Connector(command) => run_connector(command).await,
         }
     })
+}
+
+async fn run_migrate(database: &str) -> ExitCode {
+    let location = wasmhook::store::Location::Postgres(database.to_owned());
+    match wasmhook::store::migrate_postgres(database).await {
+        Ok(applied) if applied.is_empty() => println!("{location}: the schema is up to date"),
+        Ok(applied) => println!("{location}: applied migrations {applied:?}"),
+        Err(e) => {
+            eprintln!("error: cannot migrate {location}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn run_serve(args: ServeArgs) -> ExitCode {

@@ -75,7 +75,7 @@ impl AppState {
     pub async fn open(config: Config) -> Result<Self, ServeError> {
         crate::private_file::private_dir(&config.data_dir)?;
         let location = config.storage();
-        let storage = |source| ServeError::Storage { location: format!("{location:?}"), source };
+        let storage = |source| ServeError::Storage { location: location.to_string(), source };
         let operator_hashes = operator_hashes(&config)?;
         let store = Store::open(&location, config.migrate).await.map_err(storage)?;
         let storage = |source| ServeError::Storage { location: store.describe(), source };

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{binary, shared_cache_dir};
+use crate::support::{binary, shared_cache_dir, storage_args};
 
 pub(crate) struct Server {
     child: Child,
@@ -27,6 +27,7 @@ pub(crate) fn start_with(data_dir: &std::path::Path, cache_dir: &std::path::Path
         .arg(data_dir)
         .arg("--cache-dir")
         .arg(cache_dir)
+        .args(storage_args(data_dir))
         .args(args);
     start_command(command)
 }
@@ -69,6 +70,7 @@ pub(crate) fn refused_start(data_dir: &std::path::Path, args: &[&str], env: &[(&
         .arg(data_dir)
         .arg("--cache-dir")
         .arg(shared_cache_dir())
+        .args(storage_args(data_dir))
         .args(args)
         .envs(env.iter().copied())
         .env("NO_COLOR", "1")
@@ -145,7 +147,8 @@ async fn serves_health_with_builtins_and_stops_cleanly_on_sigterm() {
         json!({"status": "ok", "connectors": ["crm", "json", "pabbly", "slack", "zapier"], "queueDepth": 0})
     );
     assert!(server.stop().success());
-    assert!(data.path().join("db").is_dir(), "the database lives in the data directory");
+    let embedded = data.path().join("db").is_dir();
+    assert_eq!(embedded, !crate::support::on_postgres(), "the embedded database lives in the data directory");
 
     // A restart uses the compiled connectors from the cache instead of compiling again.
     let cached: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect();

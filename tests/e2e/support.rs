@@ -66,12 +66,45 @@ pub fn shared_cache_dir() -> PathBuf {
     workspace().join("target/test-plugin-cache")
 }
 
-/// The real server in-process on 127.0.0.1:0, with its own data directory.
+#[path = "../../host/src/store/postgres/testing.rs"]
+mod pg_testing;
+
+pub use pg_testing::TestDb;
+
+/// Whether the suite runs against PostgreSQL (`WASMHOOK_TEST_BACKEND=postgres`; `scripts/test`
+/// runs it once per backend) rather than the embedded database.
+pub fn on_postgres() -> bool {
+    std::env::var("WASMHOOK_TEST_BACKEND").is_ok_and(|backend| backend == "postgres")
+}
+
+/// The flags that put a `wasmhook serve` with this data directory on the backend under test:
+/// on PostgreSQL, a database of its own, made once per directory and recorded in it — so a
+/// server restarted on the same directory finds its data again.
+pub fn storage_args(data_dir: &Path) -> Vec<String> {
+    if !on_postgres() {
+        return Vec::new();
+    }
+    let recorded = data_dir.join("test-database-url");
+    let url = match std::fs::read_to_string(&recorded) {
+        Ok(url) => url,
+        Err(_) => {
+            let url = TestDb::create_blocking().expect("a PostgreSQL server for the suite").keep();
+            std::fs::create_dir_all(data_dir).unwrap();
+            std::fs::write(&recorded, &url).unwrap();
+            url
+        }
+    };
+    vec!["--database".into(), url, "--migrate".into()]
+}
+
+/// The real server in-process on 127.0.0.1:0, with its own data directory (and database, on
+/// PostgreSQL).
 pub struct TestServer {
     pub base: String,
     pub state: wasmhook::AppState,
     pub client: reqwest::Client,
     _data: tempfile::TempDir,
+    _database: Option<TestDb>,
 }
 
 pub const OPERATOR: &str = "test-operator-token";
@@ -83,8 +116,14 @@ impl TestServer {
 
     pub async fn start_with(adjust: impl FnOnce(&mut wasmhook::Config)) -> TestServer {
         let data = tempfile::tempdir().unwrap();
+        let database = match on_postgres() {
+            true => Some(TestDb::create().await.expect("a PostgreSQL server for the suite")),
+            false => None,
+        };
         let mut config = wasmhook::Config {
             data_dir: data.path().to_owned(),
+            database: database.as_ref().map(|db| db.url.clone()),
+            migrate: true,
             cache_dir: shared_cache_dir(),
             operator_tokens: vec![OPERATOR.into()],
             allow_private_destinations: true,
@@ -98,7 +137,7 @@ impl TestServer {
         // Served as `wasmhook serve` serves it: bounded connections, graceful shutdown.
         let http = state.config.http.clone();
         tokio::spawn(wasmhook::http_server::run(listener, router, http, std::future::pending()));
-        TestServer { base, state, client: reqwest::Client::new(), _data: data }
+        TestServer { base, state, client: reqwest::Client::new(), _data: data, _database: database }
     }
 
     /// Sends a request with a bearer token and returns the status and JSON body.

@@ -55,6 +55,16 @@ pub enum Location {
     Postgres(String),
 }
 
+/// For messages: the directory, or the database without its password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sled(dir) => write!(f, "{}", dir.display()),
+            Location::Postgres(url) => f.write_str(&postgres::describe_url(url)),
+        }
+    }
+}
+
 /// One event to accept, with the deliveries it makes and the answer to give for it.
 pub struct Accept {
     pub event: Event,

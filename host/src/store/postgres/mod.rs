@@ -683,6 +683,15 @@ fn parse_url(url: &str) -> Result<Config, StoreError> {
     Ok(config)
 }
 
+/// What [`describe_config`] says of a URL, without connecting; never any of its text when it
+/// does not parse (it might hold a password).
+pub(super) fn describe_url(url: &str) -> String {
+    match parse_url(url) {
+        Ok(config) => describe_config(&config),
+        Err(_) => "postgres (an unreadable URL)".into(),
+    }
+}
+
 /// `postgres host:port/dbname` — never the user's password.
 fn describe_config(config: &Config) -> String {
     let ports = config.get_ports();

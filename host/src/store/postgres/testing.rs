@@ -1,7 +1,13 @@
-//! A PostgreSQL database of its own for each test, dropped when the test ends.
+//! A PostgreSQL database of its own for each test, dropped when the test ends. Shared by the
+//! backend's unit tests and the end-to-end suite (which includes this file by path).
 //!
-//! The server is `WASMHOOK_TEST_DATABASE_URL`, else `postgres://postgres@127.0.0.1:5432/postgres`
-//! when it answers; with neither, [`TestDb::create`] returns `None` and the test is skipped.
+//! The server is `WASMHOOK_TEST_DATABASE_URL` (`scripts/test` always sets it), else
+//! `postgres://postgres@127.0.0.1:5432/postgres` when it answers; with neither,
+//! [`TestDb::create`] returns `None` and the test is skipped. Databases are named
+//! `wasmhook_t_<run>_<id>`, `<run>` from `WASMHOOK_TEST_RUN`, so that a run can drop whatever
+//! its tests left behind (a test killed half-way never drops its own).
+
+#![allow(dead_code)] // each includer uses part of it
 
 use std::time::Duration;
 
@@ -9,17 +15,17 @@ use tokio_postgres::NoTls;
 
 const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// A database made for one test (`wasmhook_t_<random>`); dropped with this value.
-pub(crate) struct TestDb {
+/// A database made for one test; dropped with this value unless [`TestDb::keep`] is called.
+pub struct TestDb {
     /// The database's URL.
-    pub(crate) url: String,
+    pub url: String,
     server: String,
     name: String,
 }
 
 impl TestDb {
     /// Creates a database, or `None` when no server is configured and none answers locally.
-    pub(crate) async fn create() -> Option<TestDb> {
+    pub async fn create() -> Option<TestDb> {
         let (server, configured) = match std::env::var("WASMHOOK_TEST_DATABASE_URL") {
             Ok(url) => (url, true),
             Err(_) => (DEFAULT_SERVER.to_owned(), false),
@@ -32,11 +38,34 @@ impl TestDb {
             }
             Err(error) => panic!("WASMHOOK_TEST_DATABASE_URL does not answer: {error}"),
         };
-        let name = format!("wasmhook_t_{}", uuid::Uuid::now_v7().simple());
+        let run: String = std::env::var("WASMHOOK_TEST_RUN")
+            .unwrap_or_else(|_| "local".into())
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let name = format!("wasmhook_t_{run}_{}", uuid::Uuid::now_v7().simple());
         client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
         let mut url = url::Url::parse(&server).expect("the test server's URL");
         url.set_path(&name);
         Some(TestDb { url: url.to_string(), server, name })
+    }
+
+    /// [`TestDb::create`] from code that is not async (or runs inside a runtime it cannot
+    /// block): on a thread of its own.
+    pub fn create_blocking() -> Option<TestDb> {
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(TestDb::create())
+        })
+        .join()
+        .expect("creating a test database")
+    }
+
+    /// Leaves the database for the run's clean-up (a server restarted later uses it again).
+    pub fn keep(self) -> String {
+        let url = self.url.clone();
+        std::mem::forget(self);
+        url
     }
 }
 
