@@ -67,6 +67,8 @@ pub struct AppState {
     /// Hashes of the operator tokens.
     pub operator_hashes: Arc<Vec<[u8; 32]>>,
     pub metrics: crate::metrics::Metrics,
+    /// Where other hosts' changes are to be followed from (see `service::sync`).
+    changes: u64,
     ingest_limiter: Option<Arc<RateLimiter>>,
 }
 
@@ -79,6 +81,7 @@ impl AppState {
         let operator_hashes = operator_hashes(&config)?;
         let store = Store::open(&location, config.migrate).await.map_err(storage)?;
         let storage = |source| ServeError::Storage { location: store.describe(), source };
+        let changes = store.changes_cursor().await.map_err(storage)?;
         // What storage created under the default umask: nobody else reads the data directory.
         crate::private_file::restrict_tree(&config.data_dir)?;
         let webhooks = store.webhooks().await.map_err(storage)?;
@@ -125,6 +128,7 @@ impl AppState {
             secrets,
             operator_hashes: Arc::new(operator_hashes),
             metrics: Default::default(),
+            changes,
         })
     }
 
@@ -295,6 +299,7 @@ pub async fn serve(
         state.store.clone(),
         state.webhooks.clone(),
         state.connector_service.clone(),
+        state.changes,
     ));
     // First stop taking events, then let attempts in flight finish, then flush.
     let http = state.config.http.clone();

@@ -10,6 +10,7 @@ mod connectors;
 mod delivery;
 mod examples;
 mod hardening;
+mod hosts;
 mod openapi;
 mod receiving;
 mod runtime;

@@ -106,6 +106,12 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// `kill -9`: no chance to finish or flush anything.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         self.stop_with_log().0
     }

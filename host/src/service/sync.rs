@@ -6,9 +6,9 @@ use crate::store::{Change, Store};
 
 use super::{ConnectorService, Webhooks};
 
-/// Applies other hosts' changes until the task is dropped.
-pub async fn follow(store: Store, webhooks: Webhooks, connectors: ConnectorService) {
-    let mut cursor = 0;
+/// Applies other hosts' changes made after `cursor` (taken before what they change was
+/// loaded) until the task is dropped.
+pub async fn follow(store: Store, webhooks: Webhooks, connectors: ConnectorService, mut cursor: u64) {
     loop {
         match store.changes_since(cursor).await {
             Ok((changes, next)) => {

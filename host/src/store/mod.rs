@@ -375,9 +375,15 @@ impl Store {
 
     // Changes made by other hosts.
 
-    /// Changes written since `cursor` (0 at start: none before now), and the cursor to ask
-    /// with next. A change may come more than once; applying one is idempotent. The embedded
-    /// database has one host, so nothing ever comes.
+    /// Where the changes stand now: read before what they change is loaded, so that nothing
+    /// written meanwhile is missed.
+    pub async fn changes_cursor(&self) -> Result<u64, StoreError> {
+        on_backend!(self, backend => backend.changes_cursor().await)
+    }
+
+    /// Changes written since `cursor`, and the cursor to ask with next. A change may come
+    /// more than once; applying one is idempotent. The embedded database has one host, so
+    /// nothing ever comes.
     pub async fn changes_since(&self, cursor: u64) -> Result<(Vec<Change>, u64), StoreError> {
         on_backend!(self, backend => backend.changes_since(cursor).await)
     }

@@ -598,13 +598,15 @@ impl PgStore {
 
     // Changes made by other hosts.
 
+    /// Where the changes stand now: what is read after this comes after.
+    pub async fn changes_cursor(&self) -> Result<u64, StoreError> {
+        let row = self.query_opt("SELECT seq FROM change_counter", &[]).await?;
+        Ok(row.map_or(0, |row| uint(row.get(0))))
+    }
+
     /// Changes other processes recorded after `cursor`, oldest first, and the cursor to ask
-    /// with next. A cursor of 0 (at start) gives none: only what comes after now.
+    /// with next.
     pub async fn changes_since(&self, cursor: u64) -> Result<(Vec<Change>, u64), StoreError> {
-        if cursor == 0 {
-            let row = self.query_opt("SELECT seq FROM change_counter", &[]).await?;
-            return Ok((Vec::new(), row.map_or(1, |row| uint(row.get(0)))));
-        }
         let rows = self
             .query(
                 "SELECT seq, kind, key, host FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",

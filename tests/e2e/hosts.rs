@@ -1,0 +1,297 @@
+//! Several hosts on one PostgreSQL database: three real `wasmhook serve` processes sharing
+//! the database, the secret key and the operator token. Run in the suite's PostgreSQL pass
+//! (they need PostgreSQL whatever the backend under test, so the sled pass leaves them out).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::serve::{Server, start_with};
+use crate::support::{Receiver, TestDb, on_postgres, shared_cache_dir};
+
+/// The key every host seals and opens webhook secrets with.
+const SECRET_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+/// A deployment: hosts sharing one database, each with a data directory of its own.
+struct Deployment {
+    url: String,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+impl Deployment {
+    async fn new() -> Deployment {
+        let url = TestDb::create().await.expect("a PostgreSQL server for the suite").keep();
+        Deployment { url, dirs: Vec::new() }
+    }
+
+    /// Starts one more host (`--migrate`: whichever starts first applies the schema).
+    fn start(&mut self) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        self.prepare(dir.path());
+        let config = dir.path().join("shared.toml");
+        let host = start_with(
+            dir.path(),
+            &shared_cache_dir(),
+            &[
+                "--operator-token",
+                "op",
+                "--allow-private-destinations",
+                "--retry-schedule",
+                "200ms,200ms,200ms,200ms",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        );
+        self.dirs.push(dir);
+        host
+    }
+
+    /// The shared configuration, and the database the suite's helpers should hand the host.
+    fn prepare(&self, dir: &Path) {
+        std::fs::write(dir.join("shared.toml"), format!("secret-key = \"{SECRET_KEY}\"\n")).unwrap();
+        std::fs::write(dir.join("test-database-url"), &self.url).unwrap();
+    }
+}
+
+fn hook(url: &str, project: &str, extra: Value) -> Value {
+    let mut hook = json!({"name": project, "url": url, "metadata": {"events": [], "projectIds": [project]}});
+    hook.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    hook
+}
+
+fn event(id: &str, project: &str, seq: usize) -> Value {
+    json!({"id": id, "event": "TODO_CREATED", "companyId": "c", "projectId": project,
+        "currentValue": {"seq": seq}})
+}
+
+/// Changes reach every host within a second: waits a little longer than that.
+async fn changes_spread() {
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+}
+
+/// Each delivered event's id and `seq`, in order of arrival.
+fn arrivals(receiver: &Receiver) -> Vec<(String, u64)> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            (
+                body["id"].as_str().unwrap_or_default().to_owned(),
+                body["currentValue"]["seq"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Waits (at most `limit`) until every id in `expected` arrived.
+async fn all_arrive(receiver: &Receiver, expected: &HashSet<String>, limit: Duration) -> Vec<(String, u64)> {
+    let start = Instant::now();
+    loop {
+        let got = arrivals(receiver);
+        let seen: HashSet<&String> = got.iter().map(|(id, _)| id).collect();
+        let missing = expected.iter().filter(|id| !seen.contains(id)).count();
+        if missing == 0 {
+            return got;
+        }
+        assert!(start.elapsed() < limit, "{missing} of {} accepted events never arrived", expected.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_hosts_lose_nothing_when_one_is_killed_and_keep_an_ordered_webhook_in_order() {
+    if !on_postgres() {
+        return;
+    }
+    let mut deployment = Deployment::new().await;
+    let mut hosts = vec![deployment.start(), deployment.start(), deployment.start()];
+    let receiver = Receiver::start().await;
+    assert_eq!(
+        hosts[0].call("op", Method::POST, "/v1/webhooks", Some(hook(&receiver.url, "p", json!({})))).await.0,
+        201
+    );
+    let ordered = hook(&receiver.url, "o", json!({"ordered": true}));
+    assert_eq!(hosts[1].call("op", Method::POST, "/v1/webhooks", Some(ordered)).await.0, 201);
+    changes_spread().await;
+
+    let mut accepted = HashSet::new();
+    let mut killed = false;
+    for i in 0..300 {
+        if i == 150 {
+            // Mid-stream: whatever the host held (claimed, in flight) must be taken over.
+            hosts.remove(1).kill();
+            killed = true;
+        }
+        let host = &hosts[i % hosts.len()];
+        // Unordered events go to every host; the ordered ones one after another, so that their
+        // ingest order is the order they were sent in.
+        let (id, project) = if i % 2 == 0 { (format!("p{i}"), "p") } else { (format!("o{i}"), "o") };
+        let (status, answer) =
+            host.call("op", Method::POST, "/v1/events", Some(event(&id, project, i))).await;
+        assert_eq!((status, answer["matched"].as_u64()), (202, Some(1)), "{answer}");
+        accepted.insert(id);
+        if project == "o" {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    assert!(killed);
+
+    // The killed host's lanes come free when their leases run out.
+    let got = all_arrive(&receiver, &accepted, Duration::from_secs(60)).await;
+    let duplicates = got.len() - accepted.len();
+    println!("{} events accepted, {} deliveries, {duplicates} duplicates", accepted.len(), got.len());
+    // An ordered webhook: a redelivery may repeat what was sent, but nothing arrives before an
+    // event sent earlier than it.
+    let mut first_seen = Vec::new();
+    let mut seen = HashSet::new();
+    for (id, seq) in got.iter().filter(|(id, _)| id.starts_with('o')) {
+        if seen.insert(id.clone()) {
+            first_seen.push(*seq);
+        }
+    }
+    assert!(first_seen.windows(2).all(|w| w[0] < w[1]), "out of order: {first_seen:?}");
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_for_all_hosts_together() {
+    if !on_postgres() {
+        return;
+    }
+    let mut deployment = Deployment::new().await;
+    let hosts = [deployment.start(), deployment.start(), deployment.start()];
+    let receiver = Receiver::start().await;
+    let limited = hook(&receiver.url, "r", json!({"rateLimit": 50}));
+    assert_eq!(hosts[0].call("op", Method::POST, "/v1/webhooks", Some(limited)).await.0, 201);
+    changes_spread().await;
+    for i in 0..200 {
+        let (status, _) =
+            hosts[i % 3].call("op", Method::POST, "/v1/events", Some(event(&format!("r{i}"), "r", i))).await;
+        assert_eq!(status, 202);
+    }
+    let got = receiver.wait_for(200).await;
+    let times: Vec<Instant> = got.iter().map(|r| r.at).collect();
+    let busiest = times
+        .iter()
+        .enumerate()
+        .map(|(i, start)| times[i..].iter().take_while(|t| **t < *start + Duration::from_secs(1)).count())
+        .max()
+        .unwrap();
+    println!("at most {busiest} deliveries in any second");
+    assert!(busiest <= 55, "{busiest} deliveries in one second under a limit of 50/s");
+}
+
+#[tokio::test]
+async fn a_disable_on_one_host_stops_deliveries_on_all() {
+    if !on_postgres() {
+        return;
+    }
+    let mut deployment = Deployment::new().await;
+    let hosts = [deployment.start(), deployment.start(), deployment.start()];
+    let receiver = Receiver::start().await;
+    let (_, created) =
+        hosts[0].call("op", Method::POST, "/v1/webhooks", Some(hook(&receiver.url, "d", json!({})))).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    changes_spread().await;
+    let (status, _) = hosts[1]
+        .call("op", Method::PATCH, &format!("/v1/webhooks/{id}"), Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(status, 200);
+    changes_spread().await;
+    let mut paused = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let (status, answer) =
+            host.call("op", Method::POST, "/v1/events", Some(event(&format!("d{i}"), "d", i))).await;
+        assert_eq!(status, 202, "{answer}");
+        paused.push(answer["deliveries"][0].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(receiver.received().is_empty(), "nothing goes out while disabled");
+    let (_, log) = hosts[2].call("op", Method::GET, &format!("/v1/webhooks/{id}/deliveries"), None).await;
+    let statuses: BTreeMap<String, String> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_str().unwrap().to_owned(), d["status"].as_str().unwrap().to_owned()))
+        .collect();
+    for id in &paused {
+        assert_eq!(statuses.get(id).map(String::as_str), Some("paused"), "{statuses:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_connector_uploaded_on_one_host_runs_on_another_within_a_second() {
+    if !on_postgres() {
+        return;
+    }
+    let mut deployment = Deployment::new().await;
+    let hosts = [deployment.start(), deployment.start()];
+    let receiver = Receiver::start().await;
+    let slack = wasmhook::builtins::component("slack").unwrap().to_vec();
+    let uploaded = reqwest::Client::new()
+        .put(format!("http://{}/v1/connectors/announce", hosts[0].address))
+        .bearer_auth("op")
+        .header("content-type", "application/wasm")
+        .body(slack)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 200);
+    let uploaded_at = Instant::now();
+    // The other host knows it once the change reached it: creating a webhook with it works.
+    let body = hook(&receiver.url, "a", json!({"connector": {"name": "announce", "config": {}}}));
+    loop {
+        let (status, answer) = hosts[1].call("op", Method::POST, "/v1/webhooks", Some(body.clone())).await;
+        if status == 201 {
+            break;
+        }
+        assert!(uploaded_at.elapsed() < Duration::from_secs(2), "not known after 2 s: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("known on the other host after {:?}", uploaded_at.elapsed());
+    let (status, _) = hosts[1].call("op", Method::POST, "/v1/events", Some(event("a1", "a", 1))).await;
+    assert_eq!(status, 202);
+    let got = receiver.wait_for(1).await;
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert!(body["text"].is_string(), "made by the uploaded (Slack) connector: {body}");
+}
+
+#[tokio::test]
+async fn migrations_started_by_three_hosts_at_once_apply_once() {
+    if !on_postgres() {
+        return;
+    }
+    let deployment = Deployment::new().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let starts: Vec<_> = dirs
+        .iter()
+        .map(|dir| {
+            deployment.prepare(dir.path());
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || {
+                let config = dir.join("shared.toml");
+                start_with(
+                    &dir,
+                    &shared_cache_dir(),
+                    &["--operator-token", "op", "--config", config.to_str().unwrap()],
+                )
+            })
+        })
+        .collect();
+    let hosts: Vec<Server> = starts.into_iter().map(|start| start.join().unwrap()).collect();
+    for host in &hosts {
+        let (status, _) = host.call("op", Method::GET, "/v1/webhooks", None).await;
+        assert_eq!(status, 200);
+    }
+    let (client, connection) = tokio_postgres::connect(&deployment.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let rows =
+        client.query("SELECT version, count(*) FROM schema_migrations GROUP BY version", &[]).await.unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        assert_eq!(row.get::<_, i64>(1), 1, "migration {} applied once", row.get::<_, i32>(0));
+    }
+}
