@@ -24,6 +24,9 @@ pub(crate) struct Schedule {
 #[derive(Default)]
 struct Lane {
     ordered: bool,
+    /// Handed over to another host: nothing of it starts here any more, and what ran comes
+    /// back to storage (still claimed until the lane is released), not to the schedule.
+    closed: bool,
     /// Nothing of this lane runs before this time (its connector is backed off).
     paused_until: u64,
     running: usize,
@@ -47,6 +50,9 @@ impl Schedule {
         }
         let lane =
             self.lanes.entry(entry.webhook_id.clone()).or_insert_with(|| Lane { ordered, ..Lane::default() });
+        if lane.closed {
+            return;
+        }
         if lane.ordered {
             lane.all.insert(id.clone(), ());
         } else if entry.due_ms <= now_ms {
@@ -83,7 +89,7 @@ impl Schedule {
             if budget == 0 {
                 break;
             }
-            if lane.paused_until > now_ms {
+            if lane.paused_until > now_ms || lane.closed {
                 continue;
             }
             lane.paused_until = 0;
@@ -117,6 +123,10 @@ impl Schedule {
         let mut drop_lane = false;
         if let Some(lane) = self.lanes.get_mut(&finished.webhook_id) {
             lane.running = lane.running.saturating_sub(1);
+            if lane.closed {
+                self.entries.remove(id);
+                return;
+            }
             if next.is_none() {
                 lane.all.remove(id);
             }
@@ -130,6 +140,31 @@ impl Schedule {
         if let Some(next) = next {
             let ordered = self.lanes.get(&next.webhook_id).is_some_and(|l| l.ordered);
             self.add(next, now_ms, ordered);
+        }
+    }
+
+    /// Closes a webhook's lane (another host takes it over): its waiting entries leave the
+    /// schedule and nothing of it starts again; returns how many of its deliveries still run.
+    pub(crate) fn close(&mut self, webhook_id: &str) -> usize {
+        let Some(lane) = self.lanes.get_mut(webhook_id) else { return 0 };
+        lane.closed = true;
+        lane.ready.clear();
+        lane.all.clear();
+        let running = lane.running;
+        // Timers of the dropped entries find nothing when they come due.
+        self.entries.retain(|_, entry| entry.webhook_id != webhook_id);
+        running
+    }
+
+    /// Deliveries of a webhook running now.
+    pub(crate) fn running(&self, webhook_id: &str) -> usize {
+        self.lanes.get(webhook_id).map_or(0, |lane| lane.running)
+    }
+
+    /// Forgets a closed lane once its work is handed back: it may come back here later.
+    pub(crate) fn forget(&mut self, webhook_id: &str) {
+        if self.lanes.get(webhook_id).is_some_and(|lane| lane.closed && lane.running == 0) {
+            self.lanes.remove(webhook_id);
         }
     }
 
@@ -180,6 +215,28 @@ mod tests {
         assert_eq!(schedule.next_due(), Some(100));
         assert_eq!(schedule.take_runnable(100, 1, 10).len(), 1);
         assert_eq!(schedule.next_due(), None, "a pause that passed is forgotten");
+    }
+
+    #[test]
+    fn a_closed_lane_starts_nothing_and_takes_nothing_back() {
+        let mut s = Schedule::default();
+        for i in 0..3 {
+            s.add(entry(&format!("a{i}"), "moving", 0), 0, false);
+        }
+        s.add(entry("later", "moving", 50), 0, false);
+        s.add(entry("b0", "staying", 0), 0, false);
+        let running: Vec<_> = s.take_runnable(0, 1, 10);
+        assert_eq!(running.len(), 2, "one per lane");
+        assert_eq!(s.close("moving"), 1);
+        let a = running.iter().find(|e| e.webhook_id == "moving").unwrap().clone();
+        s.done(&a, Some(a.clone()), 0);
+        assert_eq!(s.running("moving"), 0);
+        assert!(s.take_runnable(100, 1, 10).iter().all(|e| e.webhook_id != "moving"), "nothing of it starts");
+        s.add(entry("a9", "moving", 0), 100, false);
+        assert!(s.take_runnable(100, 1, 10).is_empty(), "nor is anything taken in while closed");
+        s.forget("moving");
+        s.add(entry("a9", "moving", 0), 100, false);
+        assert_eq!(ids(&s.take_runnable(100, 1, 10)), ["a9"], "back after it was released");
     }
 
     #[test]
