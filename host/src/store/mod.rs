@@ -401,15 +401,32 @@ impl Store {
     }
 
     /// Takes up to `limit` queue entries this process has not claimed yet, earliest due
-    /// first, whatever their due time; they stay claimed until finished.
+    /// first, whatever their due time; they stay claimed until finished. With several hosts,
+    /// only entries of the webhooks whose lanes this host owns and is not releasing.
     pub async fn claim(&self, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
         on_backend!(self, backend => backend.claim(limit).await)
     }
 
-    /// Returns when new queue entries may have been written (at the latest after a few
-    /// seconds, as a safety net).
+    /// Returns when new queue entries may have been written, or lanes changed hands (at the
+    /// latest after a few seconds, as a safety net).
     pub async fn wait_for_work(&self) {
         on_backend!(self, backend => backend.wait_for_work().await)
+    }
+
+    /// The webhooks whose lanes this host must give up (several hosts: one works each
+    /// webhook at a time): another host should work them, or this one may have lost them.
+    /// [`Store::claim`] returns none of their entries any more; the engine drops those it
+    /// holds and calls [`Store::release_lane`] once none of them runs. A lane is reported
+    /// again and again until released. Always empty for the embedded database.
+    pub async fn lanes_to_release(&self) -> Vec<String> {
+        on_backend!(self, backend => backend.lanes_to_release().await)
+    }
+
+    /// Gives up a webhook's lane (see [`Store::lanes_to_release`]), once nothing of it runs
+    /// here: the entries this process claimed of it go back to the queue for the host that
+    /// takes the lane over.
+    pub async fn release_lane(&self, webhook_id: &str) -> Result<(), StoreError> {
+        on_backend!(self, backend => backend.release_lane(webhook_id).await)
     }
 
     /// Records a turn of a claimed delivery: its attempts, its new state, and its entry

@@ -14,7 +14,7 @@
 //! then the key inserted `ON CONFLICT DO NOTHING` — a second request racing with the same
 //! key waits on the first's row, finds it, rolls back and replays the first's outcomes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use deadpool_postgres::GenericClient;
@@ -190,7 +190,7 @@ async fn write_and_answer(shared: &Shared, group: Vec<(Prepared, Reply)>) {
     };
     match written {
         Ok(written) => {
-            shared.queued(written.queued);
+            shared.queued(written.queued, written.webhooks.iter().map(String::as_str));
             for (reply, outcomes) in replies.into_iter().zip(written.outcomes) {
                 let _ = reply.send(outcomes);
             }
@@ -204,7 +204,7 @@ async fn write_and_answer(shared: &Shared, group: Vec<(Prepared, Reply)>) {
                     Err(error) => Err(StoreError::Unavailable(pool_error_text(&error))),
                 };
                 let outcomes = written.and_then(|mut written| {
-                    shared.queued(written.queued);
+                    shared.queued(written.queued, written.webhooks.iter().map(String::as_str));
                     written.outcomes.pop().unwrap_or_else(|| Ok(Vec::new()))
                 });
                 let _ = reply.send(outcomes);
@@ -228,10 +228,11 @@ enum Failure {
 }
 
 /// What a group wrote: each call's outcomes (or why it has none: an unreadable stored
-/// answer), and how many queue entries.
+/// answer), how many queue entries, and for which webhooks.
 struct Written {
     outcomes: Vec<Result<Vec<Outcome>, StoreError>>,
     queued: u64,
+    webhooks: HashSet<String>,
 }
 
 /// Where an event of a group stands before it is written.
@@ -353,6 +354,7 @@ async fn write_group(
 
     // Answers in call order: a repeat always comes after the first of its key.
     let mut queued = 0u64;
+    let mut webhooks: HashSet<String> = HashSet::new();
     let mut answers: HashMap<(usize, usize), Result<Value, String>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(calls.len());
     for (c, call) in calls.iter().enumerate() {
@@ -366,7 +368,12 @@ async fn write_group(
                     None => Err("an event's first occurrence has no answer".to_owned()),
                 },
                 Slot::Candidate if inserted.contains(&key) => {
-                    queued += event.deliveries.iter().filter(|d| d.queued).count() as u64;
+                    for delivery in event.deliveries.iter().filter(|d| d.queued) {
+                        queued += 1;
+                        if !webhooks.contains(&delivery.webhook_id) {
+                            webhooks.insert(delivery.webhook_id.clone());
+                        }
+                    }
                     Ok(Outcome { response: event.response.clone(), duplicate: false })
                 }
                 Slot::Candidate => match stored.get(&key) {
@@ -384,7 +391,7 @@ async fn write_group(
         }
         outcomes.push(call_outcomes.into_iter().collect::<Result<Vec<_>, _>>().map_err(StoreError::Corrupt));
     }
-    Ok(Written { outcomes, queued })
+    Ok(Written { outcomes, queued, webhooks })
 }
 
 /// An accept under an `Idempotency-Key`: the group statement and the key, in one transaction.
@@ -407,7 +414,7 @@ async fn accept_with_key(
         .map_err(pg_error)?;
     if inserted == 1 {
         transaction.commit().await.map_err(pg_error)?;
-        shared.queued(written.queued);
+        shared.queued(written.queued, written.webhooks.iter().map(String::as_str));
         return Ok(Stored::Accepted(outcomes));
     }
     // Used before (or by a request racing this one, which committed first): nothing of this

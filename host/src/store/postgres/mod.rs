@@ -8,6 +8,8 @@
 //!   and one commit (one WAL flush) per group.
 //! - `queue.rs`: claiming and finishing deliveries (finishes written together too), waking
 //!   the engine (`LISTEN/NOTIFY`, with a slow poll as the safety net) and the queue depth.
+//! - `lanes.rs`: which live host works each webhook's deliveries (heartbeats, lane leases,
+//!   rebalancing as hosts come and go).
 //! - `testing.rs` (tests only): a database of its own per test, dropped after it.
 //!
 //! Records are their serde_json bytes in `bytea` columns (the server never parses them); the
@@ -19,6 +21,7 @@
 //! stack and a crypto library to the build for a link that is usually on a private network).
 
 mod ingest;
+mod lanes;
 mod queue;
 mod schema;
 #[cfg(test)]
@@ -26,7 +29,7 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,14 +116,15 @@ struct Shared {
     announce: Notify,
     /// Set when another host wrote a change (see [`PgStore::changes_since`]).
     changes: Notify,
-    /// Whether entries claimed by an earlier process may be left (see `queue.rs`).
-    stale_claims: AtomicBool,
+    /// The webhooks' lanes this process owns (see `lanes.rs`).
+    lanes: lanes::Lanes,
 }
 
 impl Shared {
-    fn queued(&self, entries: u64) {
-        if entries > 0 {
-            self.depth.fetch_add(entries, Ordering::Relaxed);
+    /// Entries were written for these webhooks (`entries` new ones).
+    fn queued<'a>(&self, entries: u64, webhooks: impl IntoIterator<Item = &'a str>) {
+        self.depth.fetch_add(entries, Ordering::Relaxed);
+        if self.lanes.wrote(webhooks) {
             self.work.notify_one();
             self.announce.notify_one();
         }
@@ -136,7 +140,7 @@ impl Shared {
 struct Tasks {
     ingest: JoinHandle<()>,
     finish: JoinHandle<()>,
-    /// Listener, announcer, depth resync: stopped, not drained.
+    /// Listener, announcer, depth resync, heartbeat: stopped, not drained.
     helpers: Vec<JoinHandle<()>>,
 }
 
@@ -153,10 +157,15 @@ impl PgStore {
     /// Opens the database at `url` (`postgres://user:password@host:port/dbname?…`). Needs a
     /// tokio runtime (for its background tasks).
     pub async fn open(url: &str, migrate: Migrate) -> Result<PgStore, StoreError> {
-        PgStore::open_with(url, migrate, queue::POLL).await
+        PgStore::open_with(url, migrate, queue::POLL, lanes::Timing::DEFAULT).await
     }
 
-    async fn open_with(url: &str, migrate: Migrate, poll: Duration) -> Result<PgStore, StoreError> {
+    async fn open_with(
+        url: &str,
+        migrate: Migrate,
+        poll: Duration,
+        timing: lanes::Timing,
+    ) -> Result<PgStore, StoreError> {
         let config = parse_url(url)?;
         let location = describe_config(&config);
         if migrate == Migrate::Apply {
@@ -188,18 +197,31 @@ impl PgStore {
             work: Notify::new(),
             announce: Notify::new(),
             changes: Notify::new(),
-            stale_claims: AtomicBool::new(true),
+            lanes: lanes::Lanes::new(timing),
         });
+        // This host is live, and has the lanes it should have, before anything is claimed.
+        lanes::beat(&shared).await?;
         let (ingest, ingest_task) = ingest::start(shared.clone());
         let (finish, finish_task) = queue::start_finishing(shared.clone());
         let helpers = vec![
             tokio::spawn(queue::listen(config, shared.clone())),
             tokio::spawn(queue::announce(shared.clone())),
             tokio::spawn(queue::resync_depth(shared.clone())),
+            // Last: see `stop_heartbeat`.
+            tokio::spawn(lanes::heartbeat(shared.clone())),
         ];
         let tasks = Tasks { ingest: ingest_task, finish: finish_task, helpers };
         let inner = Inner { shared, location, ingest, finish, tasks: Mutex::new(Some(tasks)), poll };
         Ok(PgStore { inner: Arc::new(inner) })
+    }
+
+    /// Stops this host's heartbeat alone, as if it had lost touch with the database.
+    #[cfg(test)]
+    fn stop_heartbeat(&self) {
+        let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(heartbeat) = tasks.as_ref().and_then(|tasks| tasks.helpers.last()) {
+            heartbeat.abort();
+        }
     }
 
     /// The database, for messages: `postgres host:port/dbname`, never the password.
@@ -207,7 +229,8 @@ impl PgStore {
         self.inner.location.clone()
     }
 
-    /// Stops the background tasks: writes already handed to them are finished first.
+    /// Stops the background tasks: writes already handed to them are finished first. Then
+    /// this host leaves: its lanes go to the other hosts at once (see `lanes.rs`).
     pub async fn close(&self) -> Result<(), StoreError> {
         let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(tasks) = tasks else { return Ok(()) };
@@ -216,6 +239,10 @@ impl PgStore {
         self.inner.finish.stop();
         let _ = tasks.ingest.await;
         let _ = tasks.finish.await;
+        if let Err(error) = lanes::leave(&self.inner.shared, queue::CHANNEL).await {
+            // Its lanes go to other hosts when its leases expire instead.
+            tracing::warn!(%error, "could not hand this host's lanes over on stopping");
+        }
         Ok(())
     }
 
@@ -527,13 +554,9 @@ impl PgStore {
             .map_err(pg_error)?
             .get(0);
         transaction.commit().await.map_err(pg_error)?;
-        if inserted {
-            self.inner.shared.queued(1);
-        } else {
-            // Already an entry (a stale one): it was moved, unclaimed; still worth a wake.
-            self.inner.shared.work.notify_one();
-            self.inner.shared.announce.notify_one();
-        }
+        // Already an entry (a stale one) when not inserted: it was moved, unclaimed; still
+        // worth a wake.
+        self.inner.shared.queued(u64::from(inserted), [delivery.webhook_id.as_str()]);
         Ok(true)
     }
 
@@ -645,12 +668,29 @@ impl PgStore {
         self.inner.shared.depth.load(Ordering::Relaxed)
     }
 
+    /// Takes up to `limit` unclaimed entries of the webhooks whose lanes this host owns and
+    /// is not releasing (see `lanes.rs`), earliest due first.
     pub async fn claim(&self, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
         queue::claim(&self.inner.shared, limit).await
     }
 
+    /// Returns when entries may have been written, lanes acquired, or lanes are to be
+    /// released (at the latest after the poll).
     pub async fn wait_for_work(&self) {
         let _ = tokio::time::timeout(self.inner.poll, self.inner.shared.work.notified()).await;
+    }
+
+    /// The webhooks whose lanes this host must give up (another live host should work them,
+    /// or this host may have lost them): claims skip them already; each is reported until
+    /// [`PgStore::release_lane`] is called for it.
+    pub async fn lanes_to_release(&self) -> Vec<String> {
+        self.inner.shared.lanes.to_release()
+    }
+
+    /// Gives up a webhook's lane once nothing of it runs here: this process's claims of its
+    /// entries are returned and the lane deleted, in one transaction; the other hosts are told.
+    pub async fn release_lane(&self, webhook_id: &str) -> Result<(), StoreError> {
+        lanes::release(&self.inner.shared, webhook_id).await
     }
 
     pub async fn finish(

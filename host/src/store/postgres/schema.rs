@@ -15,11 +15,13 @@ struct Migration {
 
 /// Every migration this version knows, oldest first. Add one with the next number; never
 /// change one that has shipped.
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, sql: include_str!("migrations/0001_initial.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sql: include_str!("migrations/0001_initial.sql") },
+    Migration { version: 2, sql: include_str!("migrations/0002_lanes.sql") },
+];
 
 /// The schema version this binary writes.
-pub(super) const KNOWN: u64 = 1;
+pub(super) const KNOWN: u64 = 2;
 
 /// The advisory lock migrations hold: "wasmhook" in ASCII, a key no other user of the
 /// database is likely to take.

@@ -1,6 +1,7 @@
 //! The PostgreSQL backend against a real server: each test has a database of its own
 //! (`testing.rs`) and is skipped when no server answers.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
@@ -24,6 +25,78 @@ macro_rules! database {
 
 async fn open(db: &TestDb) -> PgStore {
     PgStore::open(&db.url, Migrate::Apply).await.expect("open the test database")
+}
+
+/// Lanes on a test's time scale: hosts beat every 100 ms, are gone after 1 s unseen, leases
+/// last 1.5 s, and a host out of touch stops claiming after 0.7 s.
+const FAST: lanes::Timing = lanes::Timing {
+    heartbeat: Duration::from_millis(100),
+    host_ttl: Duration::from_millis(1000),
+    lease: Duration::from_millis(1500),
+    margin: Duration::from_millis(300),
+};
+
+/// No beat after the first (at open), and nothing expires while a test runs.
+const SLOW: lanes::Timing = lanes::Timing {
+    heartbeat: Duration::from_secs(600),
+    host_ttl: Duration::from_secs(600),
+    lease: Duration::from_secs(1200),
+    margin: Duration::from_secs(1),
+};
+
+/// A host on the FAST time scale.
+async fn host(db: &TestDb) -> PgStore {
+    PgStore::open_with(&db.url, Migrate::Apply, queue::POLL, FAST).await.expect("open the test database")
+}
+
+fn me(store: &PgStore) -> Uuid {
+    store.inner.shared.me
+}
+
+/// Waits (at most `within`) until `done` holds, checking every 20 ms.
+async fn eventually(what: &str, within: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < within, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Until every host sees `n` live hosts.
+async fn see_each_other(hosts: &[&PgStore], n: usize) {
+    for host in hosts {
+        eventually("every host sees the others", Duration::from_secs(5), async || {
+            host.inner.shared.lanes.hosts().len() == n
+        })
+        .await;
+    }
+}
+
+/// Accepts `per` queued deliveries for each webhook; returns them.
+async fn queue_for(store: &PgStore, webhooks: &[String], per: usize) -> Vec<Delivery> {
+    let e = event("c1", &format!("e-{}", Uuid::now_v7()));
+    let made: Vec<Delivery> = webhooks
+        .iter()
+        .flat_map(|w| (0..per).map(|_| delivery(&e, w, DeliveryStatus::Pending)).collect::<Vec<_>>())
+        .collect();
+    store.accept(&[accept(e, made.clone(), json!({}))], None, 5).await.expect("accept");
+    made
+}
+
+fn webhooks(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("wh_{i:03}")).collect()
+}
+
+/// Who claimed each queue entry, by delivery id.
+async fn claimed_by(db: &TestDb) -> std::collections::HashMap<String, Option<Uuid>> {
+    let rows = sql(db).await.query("SELECT delivery_id, claimed_by FROM queue", &[]).await.expect("queue");
+    rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+}
+
+/// The owner of each lane, by webhook.
+async fn owners(db: &TestDb) -> std::collections::BTreeMap<String, Uuid> {
+    let rows = sql(db).await.query("SELECT webhook_id, owner FROM lanes", &[]).await.expect("lanes");
+    rows.iter().map(|row| (row.get(0), row.get(1))).collect()
 }
 
 /// A plain connection, to look at the tables.
@@ -133,7 +206,7 @@ async fn a_schema_behind_is_refused_without_migrate_and_a_newer_one_always() {
     };
     assert!(message.contains("wasmhook migrate --database"), "{message}");
     assert!(message.contains("serve --migrate"), "{message}");
-    assert_eq!(migrate(&db.url).await.expect("migrate"), vec![1]);
+    assert_eq!(migrate(&db.url).await.expect("migrate"), vec![1, 2]);
     PgStore::open(&db.url, Migrate::Check).await.expect("up to date now");
 
     sql(&db).await.execute("INSERT INTO schema_migrations (version) VALUES (99)", &[]).await.expect("newer");
@@ -388,7 +461,7 @@ async fn deliveries_of_pages_newest_first_by_status_and_time() {
 #[tokio::test]
 async fn claims_are_once_per_process_and_come_back_after_a_crash() {
     let db = database!();
-    let store = open(&db).await;
+    let store = host(&db).await;
     let e = event("c1", "e1");
     let made = by_id((0..3).map(|_| delivery(&e, "w1", DeliveryStatus::Pending)).collect());
     store.accept(&[accept(e, made.clone(), json!({}))], None, 5).await.expect("accept");
@@ -398,10 +471,17 @@ async fn claims_are_once_per_process_and_come_back_after_a_crash() {
     assert_eq!(store.claim(10).await.expect("claim").len(), 1);
     assert!(store.claim(10).await.expect("claim").is_empty());
 
-    // Another process on the same database (this one died): it takes them all again.
-    let after = open(&db).await;
-    let again = after.claim(10).await.expect("claim");
-    assert_eq!(again.len(), 3);
+    // Another process on the same database, this one dead (its heartbeat stopped): once it
+    // is gone, the other takes its lane and its entries again.
+    drop(store);
+    let after = host(&db).await;
+    let mut again = Vec::new();
+    eventually("the dead process's entries are claimed again", Duration::from_secs(5), async || {
+        again.extend(after.claim(10).await.expect("claim"));
+        again.len() == 3
+    })
+    .await;
+    again.sort_by(|a, b| a.delivery_id.cmp(&b.delivery_id));
     assert!(after.claim(10).await.expect("claim").is_empty());
 
     // Rescheduled: stays queued and claimed; finished: gone.
@@ -605,9 +685,13 @@ async fn the_depth_is_resynced_from_the_table() {
 #[tokio::test]
 async fn another_host_s_write_wakes_this_one() {
     let db = database!();
-    // A poll far longer than the test may take: only a notification can wake it in time.
-    let waiting = PgStore::open_with(&db.url, Migrate::Apply, Duration::from_secs(600)).await.expect("open");
-    let writing = open(&db).await;
+    // A poll far longer than the test may take, and no heartbeat after opening: only a
+    // notification can wake it in time. It opened first and beat alone: it should own
+    // every lane as far as it knows, and acquires the lane of the webhook the notification
+    // names when it claims.
+    let forever = Duration::from_secs(600);
+    let waiting = PgStore::open_with(&db.url, Migrate::Apply, forever, SLOW).await.expect("open");
+    let writing = PgStore::open_with(&db.url, Migrate::Apply, forever, SLOW).await.expect("open");
     for i in 0.. {
         assert!(i < 60, "no notification reached the other host");
         let e = event("c1", &format!("e{i}"));
@@ -701,4 +785,233 @@ async fn a_change_on_another_host_wakes_this_one() {
             break;
         }
     }
+}
+
+#[tokio::test]
+async fn one_host_alone_owns_every_lane() {
+    let db = database!();
+    let store = host(&db).await;
+    let all = webhooks(20);
+    let made = queue_for(&store, &all, 2).await;
+    let claimed = store.claim(1000).await.expect("claim");
+    assert_eq!(claimed.len(), made.len(), "the first claim acquires the lanes of new webhooks");
+    let owners = owners(&db).await;
+    assert_eq!(owners.keys().cloned().collect::<Vec<_>>(), all);
+    assert!(owners.values().all(|owner| *owner == me(&store)));
+    assert!(store.lanes_to_release().await.is_empty());
+
+    // A lane without entries is forgotten at the next beat; it comes back with new ones.
+    for entry in &claimed {
+        store.finish(entry, None, None, &[]).await.expect("finish");
+    }
+    eventually("empty lanes are forgotten", Duration::from_secs(5), async || count(&db, "lanes").await == 0)
+        .await;
+    queue_for(&store, &all[..1], 1).await;
+    assert_eq!(store.claim(10).await.expect("claim").len(), 1);
+    store.close().await.expect("close");
+    assert_eq!(count(&db, "hosts").await, 0, "a host that stops leaves");
+    assert_eq!(count(&db, "lanes").await, 0);
+}
+
+#[tokio::test]
+async fn lanes_split_between_hosts_and_each_webhook_is_claimed_by_one() {
+    let db = database!();
+    let (a, b, c) = (host(&db).await, host(&db).await, host(&db).await);
+    see_each_other(&[&a, &b, &c], 3).await;
+    let hosts = a.inner.shared.lanes.hosts();
+    let all = webhooks(30);
+    // Written on one host; each host hears of the webhooks and takes those it should own.
+    let made = queue_for(&b, &all, 3).await;
+    let mut claimed: Vec<(Uuid, QueueEntry)> = Vec::new();
+    eventually("every entry is claimed", Duration::from_secs(5), async || {
+        for store in [&a, &b, &c] {
+            let entries = store.claim(1000).await.expect("claim");
+            claimed.extend(entries.into_iter().map(|entry| (me(store), entry)));
+        }
+        claimed.len() == made.len()
+    })
+    .await;
+    let mut by_webhook: std::collections::BTreeMap<&str, HashSet<Uuid>> = Default::default();
+    for (host, entry) in &claimed {
+        by_webhook.entry(&entry.webhook_id).or_default().insert(*host);
+    }
+    assert_eq!(by_webhook.len(), all.len());
+    for (webhook, claimers) in &by_webhook {
+        assert_eq!(claimers.len(), 1, "{webhook} claimed by one host only");
+        let claimer = claimers.iter().next().copied();
+        assert_eq!(claimer, lanes::preferred(&hosts, webhook), "{webhook} by the host it hashes to");
+    }
+    let busy: HashSet<Uuid> = claimed.iter().map(|(host, _)| *host).collect();
+    assert_eq!(busy.len(), 3, "30 webhooks spread over 3 hosts");
+    assert_eq!(claimed_by(&db).await.values().filter(|c| c.is_none()).count(), 0);
+    for store in [&a, &b, &c] {
+        assert!(store.lanes_to_release().await.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_dead_host_s_lanes_and_unfinished_claims_go_to_another() {
+    let db = database!();
+    let (a, b) = (host(&db).await, host(&db).await);
+    see_each_other(&[&a, &b], 2).await;
+    let all = webhooks(20);
+    let made = queue_for(&a, &all, 2).await;
+    let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
+    eventually("every entry is claimed", Duration::from_secs(5), async || {
+        on_a.extend(a.claim(1000).await.expect("claim"));
+        on_b.extend(b.claim(1000).await.expect("claim"));
+        on_a.len() + on_b.len() == made.len()
+    })
+    .await;
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "20 webhooks spread over 2 hosts");
+    // `a` finishes one delivery, then dies with the rest claimed.
+    a.finish(&on_a[0], None, None, &[]).await.expect("finish");
+    let unfinished: HashSet<String> = on_a[1..].iter().map(|e| e.delivery_id.clone()).collect();
+    drop(a);
+    assert!(b.claim(1000).await.expect("claim").is_empty(), "its leases still hold");
+    let mut taken = HashSet::new();
+    eventually("the dead host's entries are claimed by the other", Duration::from_secs(10), async || {
+        taken.extend(b.claim(1000).await.expect("claim").into_iter().map(|e| e.delivery_id));
+        taken.len() >= unfinished.len()
+    })
+    .await;
+    assert_eq!(taken, unfinished, "nothing lost, nothing twice");
+    assert!(owners(&db).await.values().all(|owner| *owner == me(&b)));
+    assert_eq!(count(&db, "hosts").await, 1);
+}
+
+#[tokio::test]
+async fn a_host_that_stops_cleanly_hands_its_lanes_over_at_once() {
+    let db = database!();
+    let (a, b) = (host(&db).await, host(&db).await);
+    see_each_other(&[&a, &b], 2).await;
+    let all = webhooks(20);
+    let made = queue_for(&a, &all, 1).await;
+    let (mut on_a, mut on_b) = (0, 0);
+    eventually("every entry is claimed", Duration::from_secs(5), async || {
+        on_a += a.claim(1000).await.expect("claim").len();
+        on_b += b.claim(1000).await.expect("claim").len();
+        on_a + on_b == made.len()
+    })
+    .await;
+    assert!(on_a > 0);
+    a.close().await.expect("close");
+    let mut taken = 0;
+    // Well before `a` would be deemed gone (1 s unseen).
+    eventually("the other host takes its entries", Duration::from_millis(800), async || {
+        taken += b.claim(1000).await.expect("claim").len();
+        taken == on_a
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_joining_host_gets_its_lanes_once_the_first_releases_them() {
+    let db = database!();
+    let a = host(&db).await;
+    let all = webhooks(20);
+    let made = queue_for(&a, &all, 2).await;
+    let held = a.claim(1000).await.expect("claim");
+    assert_eq!(held.len(), made.len());
+
+    let b = host(&db).await;
+    see_each_other(&[&a, &b], 2).await;
+    let hosts = b.inner.shared.lanes.hosts();
+    let theirs: Vec<String> =
+        all.iter().filter(|w| lanes::preferred(&hosts, w) == Some(me(&b))).cloned().collect();
+    assert!(!theirs.is_empty() && theirs.len() < all.len(), "20 webhooks spread over 2 hosts");
+    eventually("the first host reports the lanes to release", Duration::from_secs(5), async || {
+        a.lanes_to_release().await == theirs
+    })
+    .await;
+
+    // New entries of a draining lane: claimed by neither host until it is released.
+    let late = queue_for(&a, &theirs[..1], 1).await;
+    tokio::time::sleep(FAST.heartbeat * 3).await;
+    assert!(a.claim(1000).await.expect("claim").is_empty(), "a claims nothing of its draining lanes");
+    assert!(b.claim(1000).await.expect("claim").is_empty(), "b waits for the release");
+
+    // The engine dropped what it held of them and nothing of them runs: released.
+    for webhook in &theirs {
+        a.release_lane(webhook).await.expect("release");
+    }
+    assert!(a.lanes_to_release().await.is_empty());
+    let expected = held.iter().filter(|e| theirs.contains(&e.webhook_id)).count() + late.len();
+    let mut taken: Vec<QueueEntry> = Vec::new();
+    eventually("the newcomer claims the released lanes' entries", Duration::from_secs(2), async || {
+        taken.extend(b.claim(1000).await.expect("claim"));
+        taken.len() == expected
+    })
+    .await;
+    assert!(taken.iter().all(|e| theirs.contains(&e.webhook_id)));
+    let owners = owners(&db).await;
+    for webhook in &all {
+        let owner = if theirs.contains(webhook) { me(&b) } else { me(&a) };
+        assert_eq!(owners.get(webhook), Some(&owner), "{webhook}");
+    }
+    assert!(a.claim(1000).await.expect("claim").is_empty());
+}
+
+#[tokio::test]
+async fn a_draining_lane_with_nothing_claimed_is_released_by_the_beat() {
+    let db = database!();
+    let a = host(&db).await;
+    let all = webhooks(20);
+    let made = queue_for(&a, &all, 1).await;
+    // `a` owns every lane (its beat took them), but claims nothing.
+    eventually("the first host owns every lane", Duration::from_secs(5), async || {
+        a.inner.shared.lanes.owned() == all
+    })
+    .await;
+    let b = host(&db).await;
+    see_each_other(&[&a, &b], 2).await;
+    let hosts = b.inner.shared.lanes.hosts();
+    let theirs = all.iter().filter(|w| lanes::preferred(&hosts, w) == Some(me(&b))).count();
+    let mut taken = Vec::new();
+    eventually("the newcomer claims its share", Duration::from_secs(5), async || {
+        taken.extend(b.claim(1000).await.expect("claim"));
+        taken.len() == theirs
+    })
+    .await;
+    assert!(a.lanes_to_release().await.is_empty(), "nothing left to release");
+    assert_eq!(a.claim(1000).await.expect("claim").len(), made.len() - theirs);
+}
+
+#[tokio::test]
+async fn a_host_out_of_touch_stops_claiming_and_reports_every_lane() {
+    let db = database!();
+    let a = host(&db).await;
+    let all = webhooks(5);
+    queue_for(&a, &all, 1).await;
+    assert_eq!(a.claim(1000).await.expect("claim").len(), 5);
+    a.stop_heartbeat();
+    // Stale after host_ttl - margin = 0.7 s without a beat, well before its leases expire.
+    eventually("every lane is reported", Duration::from_secs(3), async || a.lanes_to_release().await == all)
+        .await;
+    queue_for(&a, &all, 1).await;
+    assert!(a.claim(1000).await.expect("claim").is_empty(), "it may have lost them");
+    for webhook in &all {
+        a.release_lane(webhook).await.expect("release");
+    }
+    assert_eq!(count(&db, "lanes").await, 0);
+    assert_eq!(claimed_by(&db).await.values().filter(|c| c.is_some()).count(), 0, "its claims returned");
+}
+
+#[test]
+fn the_preferred_host_is_stable_and_spreads_lanes() {
+    let hosts: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    let mut reversed = hosts.clone();
+    reversed.reverse();
+    let mut per_host = std::collections::HashMap::new();
+    for webhook in webhooks(300) {
+        let chosen = lanes::preferred(&hosts, &webhook).expect("a host");
+        assert_eq!(lanes::preferred(&reversed, &webhook), Some(chosen), "whatever the order");
+        *per_host.entry(chosen).or_insert(0) += 1;
+        // Another host joining moves a lane to itself or leaves it where it was.
+        let joined = [hosts.clone(), vec![Uuid::now_v7()]].concat();
+        let after = lanes::preferred(&joined, &webhook).expect("a host");
+        assert!(after == chosen || after == joined[3]);
+    }
+    assert!(per_host.values().all(|n| *n > 60), "{per_host:?}");
+    assert_eq!(lanes::preferred(&[], "wh_1"), None);
 }

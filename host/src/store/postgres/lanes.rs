@@ -1,0 +1,502 @@
+//! Lanes: one live host at a time works a webhook's queue entries, so that the webhook's
+//! promises (`ordered` order, the per-webhook concurrency cap, `rateLimit`) hold for all
+//! hosts on the database together.
+//!
+//! - Hosts: every open store (one per process; its id is `Shared::me`) beats every
+//!   [`Timing::heartbeat`]: it upserts its `hosts` row, deletes rows unseen for
+//!   [`Timing::host_ttl`], forgets its lanes whose webhook has no queue entries left, renews
+//!   the rest for [`Timing::lease`] and reads the live hosts.
+//! - Which host should work a webhook: rendezvous hashing over the live hosts — the highest
+//!   SHA-256 of (host id, webhook id) wins — so a host joining or leaving moves only the
+//!   lanes it wins or held. With one host live, it owns every lane.
+//! - Acquiring: a host takes the lanes it should own, of webhooks with queue entries, whose
+//!   row is missing, expired or held by a host no longer live; the same statement returns
+//!   the entries other processes had claimed (they released the lane, or died). Each beat
+//!   looks at every webhook with entries (a skip scan of `queue_by_webhook`); each claim
+//!   first looks at the webhooks that new entries were written for — by this process, or by
+//!   another, which names them in its `NOTIFY` — so a new webhook's first delivery waits for
+//!   no beat.
+//! - Claiming (see `queue.rs`) takes unclaimed entries of lanes this host owns only, and none
+//!   of a lane being released.
+//! - Releasing: a lane this host owns while another live host is preferred (one joined) is
+//!   *draining*; a lane another host took over (this one could not renew it in time) is
+//!   *lost*. Both are reported by [`PgStore::lanes_to_release`](super::PgStore) until
+//!   released, and claims skip them at once; the engine calls
+//!   [`PgStore::release_lane`](super::PgStore) once nothing of the webhook runs here, which
+//!   returns this process's claims and deletes the lane in one transaction, then tells the
+//!   other hosts. A reported lane of which this process holds no claim (so the engine holds
+//!   nothing of it) is released by the beat itself.
+//! - Losing touch: a host whose last successful beat is [`Timing::stale`] old stops claiming
+//!   and reports every lane it holds: others may soon consider it gone (after `host_ttl`) or
+//!   its leases expired (after `lease`), and take its lanes over.
+//! - A host that sees another leave returns the entries still claimed by hosts no longer live
+//!   on its own lanes (a turn that a host finished after its lane was taken over).
+//! - Closing deletes this process's lanes and its `hosts` row: others take over at once.
+//!
+//! Claims, beats, acquisitions and releases of one process take turns (`Lanes::busy`), so
+//! none sees what this process owns halfway through another's change.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{Shared, int, pg_error, pool_error_text};
+use crate::store::StoreError;
+
+/// How often hosts beat, and how long what a beat says lasts.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Timing {
+    /// How often a host beats.
+    pub(super) heartbeat: Duration,
+    /// A host unseen for this long is gone: its lanes may be taken over.
+    pub(super) host_ttl: Duration,
+    /// How long a renewed lane is this host's, unless it is gone before.
+    pub(super) lease: Duration,
+    /// How long before other hosts may take its lanes over a host that cannot beat stops
+    /// claiming for them.
+    pub(super) margin: Duration,
+}
+
+impl Timing {
+    pub(super) const DEFAULT: Timing = Timing {
+        heartbeat: Duration::from_secs(1),
+        host_ttl: Duration::from_secs(5),
+        lease: Duration::from_secs(10),
+        margin: Duration::from_secs(2),
+    };
+
+    /// How long after its last successful beat a host treats every lane as lost: others
+    /// may take them over once it is unseen for `host_ttl` (deemed gone) or once its leases
+    /// expire, whichever comes first.
+    fn stale(&self) -> Duration {
+        self.host_ttl.min(self.lease).saturating_sub(self.margin)
+    }
+}
+
+/// A `NOTIFY` payload at most (PostgreSQL's limit is 8,000 bytes): longer lists of webhooks
+/// are sent as "every webhook".
+const PAYLOAD_MAX: usize = 7900;
+
+/// A process's lanes, as it knows them.
+pub(super) struct Lanes {
+    pub(super) timing: Timing,
+    /// Held by claims, beats, acquisitions and releases (see the module docs).
+    pub(super) busy: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The live hosts as last read, this one included, sorted.
+    hosts: Vec<Uuid>,
+    /// The lanes this process owns, as last renewed, acquired or released.
+    owned: HashSet<String>,
+    /// Lanes reported for release (draining, lost, or all when stale) and not released yet:
+    /// claims skip them.
+    releasing: HashSet<String>,
+    /// When the last successful beat started.
+    beaten: Option<Instant>,
+    /// Webhooks new entries were written for, to consider acquiring at the next claim.
+    fresh: HashSet<String>,
+    /// Consider every webhook with entries at the next claim (another host wrote some and
+    /// did not say for which webhooks, or notifications may have been lost).
+    scan: bool,
+    /// Webhooks this process wrote entries for or released a lane of, for the next
+    /// `NOTIFY`.
+    tell: HashSet<String>,
+}
+
+impl Lanes {
+    pub(super) fn new(timing: Timing) -> Lanes {
+        Lanes { timing, busy: tokio::sync::Mutex::new(()), state: Mutex::default() }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This process wrote entries for these webhooks; `false` if there were none.
+    pub(super) fn wrote<'a>(&self, webhooks: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut state = self.state();
+        let mut any = false;
+        for webhook in webhooks {
+            any = true;
+            if !state.fresh.contains(webhook) {
+                state.fresh.insert(webhook.to_owned());
+            }
+            if !state.tell.contains(webhook) {
+                state.tell.insert(webhook.to_owned());
+            }
+        }
+        any
+    }
+
+    /// Another host wrote entries for these webhooks (`None`: for any).
+    pub(super) fn heard(&self, webhooks: Option<Vec<String>>) {
+        let mut state = self.state();
+        match webhooks {
+            Some(webhooks) => state.fresh.extend(webhooks),
+            None => state.scan = true,
+        }
+    }
+
+    /// The payload of the next `NOTIFY`: this host's id, then the webhooks it wrote entries
+    /// for, one a line — or the id alone for "any webhook".
+    pub(super) fn announcement(&self, me: &Uuid) -> String {
+        let tell = std::mem::take(&mut self.state().tell);
+        let mut payload = me.to_string();
+        for webhook in &tell {
+            if webhook.contains('\n') || payload.len() + 1 + webhook.len() > PAYLOAD_MAX {
+                return me.to_string();
+            }
+            payload.push('\n');
+            payload.push_str(webhook);
+        }
+        payload
+    }
+
+    fn stale(&self, state: &State) -> bool {
+        state.beaten.is_none_or(|at| at.elapsed() > self.timing.stale())
+    }
+
+    /// The lanes to release (see the module docs); each stays reported until released.
+    pub(super) fn to_release(&self) -> Vec<String> {
+        let mut state = self.state();
+        if self.stale(&state) {
+            let owned: Vec<String> = state.owned.iter().cloned().collect();
+            state.releasing.extend(owned);
+        }
+        let mut lanes: Vec<String> = state.releasing.iter().cloned().collect();
+        lanes.sort_unstable();
+        lanes
+    }
+
+    /// The lanes a claim must skip; `None` when it must take nothing (this host lost touch).
+    pub(super) fn skipped(&self) -> Option<Vec<String>> {
+        let state = self.state();
+        (!self.stale(&state)).then(|| state.releasing.iter().cloned().collect())
+    }
+
+    /// What a claim should try to acquire first.
+    fn wanted(&self, me: Uuid) -> Wanted {
+        let mut state = self.state();
+        if std::mem::take(&mut state.scan) {
+            state.fresh.clear();
+            return Wanted::Every;
+        }
+        let fresh = std::mem::take(&mut state.fresh);
+        let webhooks: Vec<String> = fresh
+            .into_iter()
+            .filter(|webhook| !state.owned.contains(webhook) && preferred(&state.hosts, webhook) == Some(me))
+            .collect();
+        if webhooks.is_empty() { Wanted::Nothing } else { Wanted::These(webhooks) }
+    }
+
+    #[cfg(test)]
+    pub(super) fn hosts(&self) -> Vec<Uuid> {
+        self.state().hosts.clone()
+    }
+
+    #[cfg(test)]
+    pub(super) fn owned(&self) -> Vec<String> {
+        let mut owned: Vec<String> = self.state().owned.iter().cloned().collect();
+        owned.sort_unstable();
+        owned
+    }
+}
+
+enum Wanted {
+    Nothing,
+    These(Vec<String>),
+    Every,
+}
+
+/// The host that should work `webhook`'s lane: of `hosts`, the one with the highest hash of
+/// (host, webhook) — the same answer on every host that sees the same hosts.
+pub(super) fn preferred(hosts: &[Uuid], webhook: &str) -> Option<Uuid> {
+    hosts.iter().copied().max_by_key(|host| {
+        let digest = Sha256::new().chain_update(host.as_bytes()).chain_update(webhook.as_bytes()).finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        (u64::from_be_bytes(first), *host)
+    })
+}
+
+/// Milliseconds, for SQL (`$n::int8 * interval '1 millisecond'`).
+fn ms(duration: Duration) -> i64 {
+    int(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Upserts this host, deletes the hosts unseen for the time to live, and reads the others
+/// that are live. (The `SELECT` sees the table as it was before the statement.)
+const BEAT_HOSTS: &str = "
+WITH seen AS (
+    INSERT INTO hosts (id, seen_at) VALUES ($1, now())
+    ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
+), gone AS (
+    DELETE FROM hosts WHERE id <> $1 AND seen_at < now() - $2::int8 * interval '1 millisecond'
+)
+SELECT id FROM hosts WHERE id <> $1 AND seen_at >= now() - $2::int8 * interval '1 millisecond'";
+
+/// Forgets this host's lanes of webhooks without queue entries (`true`) and renews the rest
+/// (`false`).
+const BEAT_LANES: &str = "
+WITH forgotten AS (
+    DELETE FROM lanes l WHERE owner = $1
+        AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.webhook_id = l.webhook_id)
+    RETURNING webhook_id
+), renewed AS (
+    UPDATE lanes SET expires_at = now() + $2::int8 * interval '1 millisecond'
+    WHERE owner = $1 AND webhook_id NOT IN (SELECT webhook_id FROM forgotten)
+    RETURNING webhook_id
+)
+SELECT webhook_id, true FROM forgotten UNION ALL SELECT webhook_id, false FROM renewed";
+
+/// Of the lanes reported for release, those this process holds no claim of (so its engine
+/// holds nothing of them): deleted if still its own, and returned.
+const RELEASE_IDLE: &str = "
+WITH idle AS (
+    SELECT r.webhook_id FROM unnest($2::text[]) AS r(webhook_id)
+    WHERE NOT EXISTS (SELECT 1 FROM queue q WHERE q.webhook_id = r.webhook_id AND q.claimed_by = $1)
+), released AS (
+    DELETE FROM lanes WHERE owner = $1 AND webhook_id IN (SELECT webhook_id FROM idle)
+)
+SELECT webhook_id FROM idle";
+
+/// Returns the entries of this host's lanes claimed by processes no longer live.
+const RETURN_ORPHANS: &str = "
+UPDATE queue SET claimed_by = NULL
+WHERE webhook_id IN (SELECT webhook_id FROM lanes WHERE owner = $1)
+    AND claimed_by <> $1
+    AND claimed_by NOT IN (SELECT id FROM hosts WHERE seen_at >= now() - $2::int8 * interval '1 millisecond')";
+
+/// The webhooks with queue entries whose lane no live host holds: a skip scan, one index
+/// probe per webhook with entries, however many entries each has.
+const UNOWNED: &str = "
+WITH RECURSIVE w(webhook_id) AS (
+    (SELECT webhook_id FROM queue ORDER BY webhook_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.webhook_id FROM queue q WHERE q.webhook_id > w.webhook_id
+            ORDER BY q.webhook_id LIMIT 1)
+    FROM w WHERE w.webhook_id IS NOT NULL
+)
+SELECT w.webhook_id FROM w
+WHERE w.webhook_id IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM lanes l WHERE l.webhook_id = w.webhook_id AND l.expires_at >= now()
+        AND l.owner IN (SELECT id FROM hosts WHERE seen_at >= now() - $1::int8 * interval '1 millisecond'))";
+
+/// Takes the lanes of these webhooks (those with queue entries) that are missing, expired or
+/// held by a host no longer live, and returns the entries other processes claimed of the
+/// lanes taken; returns the webhooks taken.
+const ACQUIRE: &str = "
+WITH taken AS (
+    INSERT INTO lanes (webhook_id, owner, expires_at)
+    SELECT c.webhook_id, $1, now() + $3::int8 * interval '1 millisecond'
+    FROM unnest($2::text[]) AS c(webhook_id)
+    WHERE EXISTS (SELECT 1 FROM queue q WHERE q.webhook_id = c.webhook_id)
+    ON CONFLICT (webhook_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+        WHERE lanes.expires_at < now() OR lanes.owner NOT IN (
+            SELECT id FROM hosts WHERE seen_at >= now() - $4::int8 * interval '1 millisecond')
+    RETURNING webhook_id
+), returned AS (
+    UPDATE queue SET claimed_by = NULL
+    WHERE webhook_id IN (SELECT webhook_id FROM taken) AND claimed_by <> $1
+)
+SELECT webhook_id FROM taken";
+
+/// Beats every [`Timing::heartbeat`] for as long as the store is open (the first beat is
+/// [`PgStore::open`](super::PgStore::open)'s).
+pub(super) async fn heartbeat(shared: Arc<Shared>) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(shared.lanes.timing.heartbeat).await;
+        match beat(&shared).await {
+            Ok(()) if failing => {
+                tracing::info!("this host's heartbeat reaches the database again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                tracing::warn!(%error, "this host's heartbeat failed; its lanes go to other hosts if it goes on failing");
+                failing = true;
+            }
+            Err(error) => tracing::debug!(%error, "this host's heartbeat failed again"),
+        }
+    }
+}
+
+/// One beat (see the module docs).
+pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
+    let lanes = &shared.lanes;
+    let timing = lanes.timing;
+    let me = shared.me;
+    let _busy = lanes.busy.lock().await;
+    let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    let started = Instant::now();
+    let statement = client.prepare_cached(BEAT_HOSTS).await.map_err(pg_error)?;
+    let rows = client.query(&statement, &[&me, &ms(timing.host_ttl)]).await.map_err(pg_error)?;
+    let mut hosts: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+    hosts.push(me);
+    hosts.sort_unstable();
+    let statement = client.prepare_cached(BEAT_LANES).await.map_err(pg_error)?;
+    let rows = client.query(&statement, &[&me, &ms(timing.lease)]).await.map_err(pg_error)?;
+    let (mut renewed, mut forgotten) = (HashSet::new(), HashSet::new());
+    for row in rows {
+        let (webhook, gone): (String, bool) = (row.get(0), row.get(1));
+        if gone {
+            forgotten.insert(webhook)
+        } else {
+            renewed.insert(webhook)
+        };
+    }
+
+    let (departed, newly_reported, reported) = {
+        let mut state = lanes.state();
+        let departed = state.hosts.iter().any(|host| hosts.binary_search(host).is_err());
+        for webhook in &forgotten {
+            state.releasing.remove(webhook);
+        }
+        // Owned before, not renewed now and not forgotten: another host took it over.
+        let lost: Vec<String> = state
+            .owned
+            .iter()
+            .filter(|w| !renewed.contains(*w) && !forgotten.contains(*w))
+            .cloned()
+            .collect();
+        let draining = renewed.iter().filter(|webhook| preferred(&hosts, webhook) != Some(me)).cloned();
+        let mut newly_reported = false;
+        for webhook in lost.into_iter().chain(draining) {
+            newly_reported |= state.releasing.insert(webhook);
+        }
+        state.owned = renewed;
+        state.hosts = hosts.clone();
+        state.beaten = Some(started);
+        (departed, newly_reported, state.releasing.iter().cloned().collect::<Vec<String>>())
+    };
+    let mut wake = newly_reported;
+
+    if !reported.is_empty() {
+        let statement = client.prepare_cached(RELEASE_IDLE).await.map_err(pg_error)?;
+        let rows = client.query(&statement, &[&me, &reported]).await.map_err(pg_error)?;
+        let idle: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        if !idle.is_empty() {
+            let mut state = lanes.state();
+            for webhook in &idle {
+                state.owned.remove(webhook);
+                state.releasing.remove(webhook);
+                state.tell.insert(webhook.clone());
+            }
+            drop(state);
+            shared.announce.notify_one();
+        }
+    }
+    if departed {
+        let statement = client.prepare_cached(RETURN_ORPHANS).await.map_err(pg_error)?;
+        let returned = client.execute(&statement, &[&me, &ms(timing.host_ttl)]).await.map_err(pg_error)?;
+        if returned > 0 {
+            tracing::info!(returned, "returned deliveries claimed by hosts that left");
+            wake = true;
+        }
+    }
+    wake |= acquire_unowned(&client, shared).await?;
+    if wake {
+        shared.work.notify_one();
+    }
+    Ok(())
+}
+
+/// Before a claim: acquires the lanes of webhooks new entries were written for, if this host
+/// should own them. Called with `Lanes::busy` held.
+pub(super) async fn acquire_wanted(
+    client: &deadpool_postgres::Client,
+    shared: &Shared,
+) -> Result<(), StoreError> {
+    match shared.lanes.wanted(shared.me) {
+        Wanted::Nothing => Ok(()),
+        Wanted::These(webhooks) => acquire(client, shared, webhooks).await.map(drop),
+        Wanted::Every => acquire_unowned(client, shared).await.map(drop),
+    }
+}
+
+/// Acquires every lane no live host holds that this host should own; `true` if it took any.
+async fn acquire_unowned(client: &deadpool_postgres::Client, shared: &Shared) -> Result<bool, StoreError> {
+    let statement = client.prepare_cached(UNOWNED).await.map_err(pg_error)?;
+    let rows = client.query(&statement, &[&ms(shared.lanes.timing.host_ttl)]).await.map_err(pg_error)?;
+    let mine: Vec<String> = {
+        let state = shared.lanes.state();
+        rows.iter()
+            .map(|row| row.get::<_, String>(0))
+            .filter(|webhook| preferred(&state.hosts, webhook) == Some(shared.me))
+            .collect()
+    };
+    Ok(!acquire(client, shared, mine).await?.is_empty())
+}
+
+/// Takes these webhooks' lanes where they are free (see [`ACQUIRE`]); returns those taken.
+async fn acquire(
+    client: &deadpool_postgres::Client,
+    shared: &Shared,
+    webhooks: Vec<String>,
+) -> Result<Vec<String>, StoreError> {
+    if webhooks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let timing = shared.lanes.timing;
+    let statement = client.prepare_cached(ACQUIRE).await.map_err(pg_error)?;
+    let rows = client
+        .query(&statement, &[&shared.me, &webhooks, &ms(timing.lease), &ms(timing.host_ttl)])
+        .await
+        .map_err(pg_error)?;
+    let taken: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    if !taken.is_empty() {
+        tracing::debug!(lanes = taken.len(), "acquired webhook lanes");
+        shared.lanes.state().owned.extend(taken.iter().cloned());
+    }
+    Ok(taken)
+}
+
+/// Gives up a lane: this process's claims of the webhook's entries are returned and the lane
+/// deleted (if still this host's), in one transaction; then other hosts hear of it.
+pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreError> {
+    let _busy = shared.lanes.busy.lock().await;
+    let mut client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    let transaction = client.transaction().await.map_err(pg_error)?;
+    let returned = transaction
+        .prepare_cached("UPDATE queue SET claimed_by = NULL WHERE webhook_id = $1 AND claimed_by = $2");
+    let deleted = transaction.prepare_cached("DELETE FROM lanes WHERE webhook_id = $1 AND owner = $2");
+    let (returned, deleted) = tokio::try_join!(returned, deleted).map_err(pg_error)?;
+    transaction.execute(&returned, &[&webhook, &shared.me]).await.map_err(pg_error)?;
+    transaction.execute(&deleted, &[&webhook, &shared.me]).await.map_err(pg_error)?;
+    transaction.commit().await.map_err(pg_error)?;
+    let mut state = shared.lanes.state();
+    state.owned.remove(webhook);
+    state.releasing.remove(webhook);
+    state.tell.insert(webhook.to_owned());
+    // Should it be this host's after all (it had lost touch), the next claim takes it back.
+    state.fresh.insert(webhook.to_owned());
+    drop(state);
+    shared.announce.notify_one();
+    shared.work.notify_one();
+    Ok(())
+}
+
+/// On a clean stop: deletes this process's lanes and its `hosts` row, and tells the other
+/// hosts, which take the lanes over at once (and return this process's claims).
+pub(super) async fn leave(shared: &Shared, channel: &str) -> Result<(), StoreError> {
+    let _busy = shared.lanes.busy.lock().await;
+    let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    let me = shared.me;
+    client.execute("DELETE FROM lanes WHERE owner = $1", &[&me]).await.map_err(pg_error)?;
+    client.execute("DELETE FROM hosts WHERE id = $1", &[&me]).await.map_err(pg_error)?;
+    {
+        let mut state = shared.lanes.state();
+        state.owned.clear();
+        state.releasing.clear();
+        state.beaten = None;
+    }
+    client.execute("SELECT pg_notify($1, $2)", &[&channel, &me.to_string()]).await.map_err(pg_error)?;
+    Ok(())
+}
