@@ -589,3 +589,15 @@ async fn connections_that_never_finish_a_request_are_closed() {
     }
     assert!(server.stop().success());
 }
+
+#[tokio::test]
+async fn ids_and_cursors_holding_a_nul_find_nothing_on_either_backend() {
+    let server = TestServer::start().await;
+    server.webhook(OPERATOR, hook("http://127.0.0.1:9/a")).await;
+    let (status, page) = server.call(OPERATOR, Method::GET, "/v1/webhooks?cursor=wh_%00", None).await;
+    assert_eq!((status, page["data"].as_array().map(Vec::len)), (200, Some(0)), "{page}");
+    for path in ["/v1/webhooks/wh_%00", "/v1/deliveries/dlv_%00", "/v1/webhooks/wh_%00/deliveries"] {
+        assert_eq!(server.call(OPERATOR, Method::GET, path, None).await.0, 404, "{path}");
+    }
+    assert_eq!(server.call(OPERATOR, Method::DELETE, "/v1/tokens/tok_%00", None).await.0, 404);
+}

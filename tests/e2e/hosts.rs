@@ -67,6 +67,9 @@ fn event(id: &str, project: &str, seq: usize) -> Value {
         "currentValue": {"seq": seq}})
 }
 
+/// Unordered webhooks in the kill test.
+const UNORDERED: usize = 12;
+
 /// Changes reach every host within a second: waits a little longer than that.
 async fn changes_spread() {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -110,10 +113,11 @@ async fn three_hosts_lose_nothing_when_one_is_killed_and_keep_an_ordered_webhook
     let mut deployment = Deployment::new().await;
     let mut hosts = vec![deployment.start(), deployment.start(), deployment.start()];
     let receiver = Receiver::start().await;
-    assert_eq!(
-        hosts[0].call("op", Method::POST, "/v1/webhooks", Some(hook(&receiver.url, "p", json!({})))).await.0,
-        201
-    );
+    // Enough webhooks that every host owns some lanes, the killed one included.
+    for project in 0..UNORDERED {
+        let unordered = hook(&receiver.url, &format!("p{project}"), json!({}));
+        assert_eq!(hosts[project % 3].call("op", Method::POST, "/v1/webhooks", Some(unordered)).await.0, 201);
+    }
     let ordered = hook(&receiver.url, "o", json!({"ordered": true}));
     assert_eq!(hosts[1].call("op", Method::POST, "/v1/webhooks", Some(ordered)).await.0, 201);
     changes_spread().await;
@@ -129,9 +133,12 @@ async fn three_hosts_lose_nothing_when_one_is_killed_and_keep_an_ordered_webhook
         let host = &hosts[i % hosts.len()];
         // Unordered events go to every host; the ordered ones one after another, so that their
         // ingest order is the order they were sent in.
-        let (id, project) = if i % 2 == 0 { (format!("p{i}"), "p") } else { (format!("o{i}"), "o") };
+        let (id, project) = match i % 2 {
+            0 => (format!("p{i}"), format!("p{}", i / 2 % UNORDERED)),
+            _ => (format!("o{i}"), "o".to_owned()),
+        };
         let (status, answer) =
-            host.call("op", Method::POST, "/v1/events", Some(event(&id, project, i))).await;
+            host.call("op", Method::POST, "/v1/events", Some(event(&id, &project, i))).await;
         assert_eq!((status, answer["matched"].as_u64()), (202, Some(1)), "{answer}");
         accepted.insert(id);
         if project == "o" {

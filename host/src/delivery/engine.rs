@@ -57,6 +57,9 @@ const HELD: usize = 100_000;
 /// Entries claimed per storage call.
 const CLAIM_BATCH: usize = 1_000;
 
+/// How often the engine asks storage which webhooks' lanes it must hand over to another host.
+const HAND_OVER_CHECK: Duration = Duration::from_millis(250);
+
 struct Engine {
     ctx: Context,
     sender: Sender,
@@ -104,6 +107,10 @@ impl Engine {
         let per_webhook = self.ctx.config.delivery.per_webhook;
         // Claim at once: whatever was queued before this start is waiting.
         let mut claim_now = true;
+        let mut hand_over = tokio::time::interval(HAND_OVER_CHECK);
+        hand_over.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Lanes being handed over, until nothing of them runs here.
+        let mut draining: Vec<String> = Vec::new();
         loop {
             if claim_now {
                 claim_now = match self.claim(&mut schedule).await {
@@ -141,6 +148,18 @@ impl Engine {
                     }
                     schedule.done(&finished, turn.next, now_ms());
                     claim_now |= !room;
+                    if draining.contains(&finished.webhook_id) {
+                        self.release_drained(&mut schedule, &mut draining).await;
+                    }
+                }
+                _ = hand_over.tick() => {
+                    for webhook_id in self.ctx.store.lanes_to_release().await {
+                        if !draining.contains(&webhook_id) {
+                            schedule.close(&webhook_id);
+                            draining.push(webhook_id);
+                        }
+                    }
+                    self.release_drained(&mut schedule, &mut draining).await;
                 }
                 _ = tokio::time::sleep(sleep) => {}
             }
@@ -163,6 +182,25 @@ impl Engine {
             schedule.add(entry, now, ordered);
         }
         Ok(more)
+    }
+
+    /// Hands back the lanes being handed over that have nothing running here any more.
+    async fn release_drained(&self, schedule: &mut Schedule, draining: &mut Vec<String>) {
+        let mut still = Vec::new();
+        for webhook_id in draining.drain(..) {
+            if schedule.running(&webhook_id) > 0 {
+                still.push(webhook_id);
+                continue;
+            }
+            match self.ctx.store.release_lane(&webhook_id).await {
+                Ok(()) => schedule.forget(&webhook_id),
+                Err(error) => {
+                    tracing::warn!(webhook_id, "cannot hand the webhook's lane over yet: {error}");
+                    still.push(webhook_id);
+                }
+            }
+        }
+        *draining = still;
     }
 
     fn ordered(&self, webhook_id: &str) -> bool {
