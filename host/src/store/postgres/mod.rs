@@ -8,6 +8,8 @@
 //!   and one commit (one WAL flush) per group.
 //! - `queue.rs`: claiming and finishing deliveries (finishes written together too), waking
 //!   the engine (`LISTEN/NOTIFY`, with a slow poll as the safety net) and the queue depth.
+//! - `import.rs`: a copy from another backend written in, a page per statement (see
+//!   `store/transfer.rs`).
 //! - `testing.rs` (tests only): a database of its own per test, dropped after it.
 //!
 //! Records are their serde_json bytes in `bytea` columns (the server never parses them); the
@@ -18,6 +20,7 @@
 //! connect without it, `require` is refused with a message saying so (rustls would add a TLS
 //! stack and a crypto library to the build for a link that is usually on a private network).
 
+mod import;
 mod ingest;
 mod queue;
 mod schema;
@@ -47,6 +50,8 @@ use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
 use crate::store::{Accept, Change, DeliveryQuery, IdempotencyKey, QueueEntry, StoreError, Stored};
+
+pub(crate) use self::import::Import;
 
 /// Connections in the pool. Throughput comes from group commit, not from connections: ingest
 /// and finishing each write through one at a time; the rest serve the API's reads.
