@@ -4,12 +4,12 @@
 //!   written one at a time (webhooks, users, tokens, connectors, events, deliveries), the
 //!   feed of changes other hosts apply, requeue, retention and the error mapping.
 //! - `schema.rs` and `migrations/`: versioned schema migrations under an advisory lock.
+//! - `import.rs`: a copy from another backend written in, a page per statement (see
+//!   `store/transfer.rs`).
 //! - `ingest.rs`: [`PgStore::accept`] — concurrent calls are written together, one statement
 //!   and one commit (one WAL flush) per group.
 //! - `queue.rs`: claiming and finishing deliveries (finishes written together too), waking
 //!   the engine (`LISTEN/NOTIFY`, with a slow poll as the safety net) and the queue depth.
-//! - `import.rs`: a copy from another backend written in, a page per statement (see
-//!   `store/transfer.rs`).
 //! - `testing.rs` (tests only): a database of its own per test, dropped after it.
 //!
 //! Records are their serde_json bytes in `bytea` columns (the server never parses them); the
