@@ -1,7 +1,7 @@
 //! The `wasmhook` command: parses the command line and hands over to the library.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::time::Duration;
@@ -35,12 +35,22 @@ enum Command {
     #[command(subcommand)]
     Connector(ConnectorCommand),
     /// Apply pending schema migrations to a PostgreSQL database (hosts starting together
-    /// with --migrate do the same, once).
-    Migrate {
-        /// The database: postgres://user@host/db.
-        #[arg(long, env = "WASMHOOK_DATABASE", hide_env_values = true)]
-        database: String,
-    },
+    /// with --migrate do the same, once); with --from, then copy a deployment on the embedded
+    /// database into it.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// The PostgreSQL database: postgres://user@host/db.
+    #[arg(long, visible_alias = "to", value_name = "URL", env = "WASMHOOK_DATABASE", hide_env_values = true)]
+    database: String,
+    /// A data directory (as given to `serve --data-dir`) whose embedded database to copy into
+    /// the PostgreSQL one: users, tokens, uploaded connectors, webhooks, events, deliveries
+    /// with their attempts, and the queue. Stop the server using it first. Running it again
+    /// copies only what is missing.
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -211,7 +221,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => run_serve(args).await,
-            Command::Migrate { database } => run_migrate(&database).await,
+            Command::Migrate(MigrateArgs { database, from }) => run_migrate(&database, from.as_deref()).await,
             Command::Plugin(PluginCommand::Run { plugin, event, config, json, cache }) => {
                 run_plugin(&plugin, &event, &config, json, cache).await
             }
@@ -229,16 +239,65 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run_migrate(database: &str) -> ExitCode {
+/// Migrates the database; with `from`, copies that data directory's deployment into it.
+async fn run_migrate(database: &str, from: Option<&Path>) -> ExitCode {
     let location = wasmhook::store::Location::Postgres(database.to_owned());
+    if let Some(dir) = from {
+        return run_copy(dir, &location).await;
+    }
     match wasmhook::store::migrate_postgres(database).await {
-        Ok(applied) if applied.is_empty() => println!("{location}: the schema is up to date"),
-        Ok(applied) => println!("{location}: applied migrations {applied:?}"),
+        Ok(applied) => println!("{}", migrated(&location, &applied)),
         Err(e) => {
             eprintln!("error: cannot migrate {location}: {e}");
             return ExitCode::FAILURE;
         }
     }
+    ExitCode::SUCCESS
+}
+
+fn migrated(location: &wasmhook::store::Location, applied: &[u64]) -> String {
+    match applied {
+        [] => format!("{location}: the schema is up to date"),
+        applied => format!("{location}: applied migrations {applied:?}"),
+    }
+}
+
+/// Copies the deployment in the data directory `dir` into the database `to` (migrated first).
+async fn run_copy(dir: &Path, to: &wasmhook::store::Location) -> ExitCode {
+    use wasmhook::store::transfer::{self, Progress};
+    let from = wasmhook::store::Location::Sled(dir.join("db"));
+    if !dir.join("db").is_dir() {
+        eprintln!(
+            "error: {} holds no embedded database ({from} is missing): --from takes the data \
+             directory, as given to `wasmhook serve --data-dir`",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let copied = transfer::copy(&from, to, |progress| match progress {
+        Progress::Ready { migrations } => {
+            println!("{}", migrated(to, &migrations));
+            println!("copying {from} into {to}");
+        }
+        Progress::Copied(copied) => println!(
+            "  {:<14} {} copied, {} already there",
+            format!("{}:", copied.kind),
+            copied.written,
+            copied.skipped()
+        ),
+    })
+    .await;
+    if let Err(e) = copied {
+        eprintln!("error: cannot copy {from} into {to}: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "done; not copied: idempotency keys. Every host on {to} must be configured with the same \
+         secret key — the base64 text of {} as `secret-key = \"…\"` in its config file — and the \
+         same operator tokens (`operator-tokens`; the one this directory generated is in {}).",
+        dir.join("secret-key").display(),
+        dir.join("operator-token").display()
+    );
     ExitCode::SUCCESS
 }
 

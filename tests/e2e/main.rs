@@ -11,6 +11,7 @@ mod delivery;
 mod examples;
 mod hardening;
 mod hosts;
+mod migrate;
 mod openapi;
 mod receiving;
 mod runtime;

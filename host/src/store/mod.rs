@@ -14,6 +14,7 @@
 
 mod postgres;
 mod sled;
+pub mod transfer;
 
 use std::path::PathBuf;
 
@@ -44,6 +45,10 @@ pub enum StoreError {
     /// The database's schema is behind this version, and it was not asked to migrate.
     #[error("{0}")]
     Behind(String),
+    /// Storage will not do what was asked, for the reason given (another process holds the
+    /// database, there is no database there, …); nothing was changed.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Where the data lives.

@@ -4,6 +4,8 @@
 //!   written one at a time (webhooks, users, tokens, connectors, events, deliveries), the
 //!   feed of changes other hosts apply, requeue, retention and the error mapping.
 //! - `schema.rs` and `migrations/`: versioned schema migrations under an advisory lock.
+//! - `import.rs`: a copy from another backend written in, a page per statement (see
+//!   `store/transfer.rs`).
 //! - `ingest.rs`: [`PgStore::accept`] — concurrent calls are written together, one statement
 //!   and one commit (one WAL flush) per group.
 //! - `queue.rs`: claiming and finishing deliveries (finishes written together too), waking
@@ -20,6 +22,7 @@
 //! connect without it, `require` is refused with a message saying so (rustls would add a TLS
 //! stack and a crypto library to the build for a link that is usually on a private network).
 
+mod import;
 mod ingest;
 mod lanes;
 mod queue;
@@ -50,6 +53,8 @@ use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
 use crate::store::{Accept, Change, DeliveryQuery, IdempotencyKey, QueueEntry, StoreError, Stored};
+
+pub(crate) use self::import::Import;
 
 /// Connections in the pool. Throughput comes from group commit, not from connections: ingest
 /// and finishing each write through one at a time; the rest serve the API's reads.

@@ -6,7 +6,7 @@
 //! durability costs a wait, not a cap on throughput.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{Notify, watch};
 
@@ -14,6 +14,9 @@ pub(crate) struct GroupCommit {
     requested: AtomicU64,
     wake: Notify,
     done: watch::Sender<Flushed>,
+    /// Set when the store is dropped: the task ends, and with it its handle on the database.
+    stopped: AtomicBool,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Clone, Default)]
@@ -31,13 +34,18 @@ impl GroupCommit {
             requested: AtomicU64::new(0),
             wake: Notify::new(),
             done: watch::channel(Flushed::default()).0,
+            stopped: AtomicBool::new(false),
+            task: std::sync::Mutex::new(None),
         });
         let flusher = commit.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             loop {
                 let notified = flusher.wake.notified();
                 let target = flusher.requested.load(Ordering::Acquire);
                 if flusher.done.borrow().through >= target {
+                    if flusher.stopped.load(Ordering::Acquire) {
+                        return;
+                    }
                     notified.await;
                     continue;
                 }
@@ -53,7 +61,22 @@ impl GroupCommit {
                 flusher.done.send_replace(flushed);
             }
         });
+        *commit.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         commit
+    }
+
+    /// Ends the flushing task once nothing is waiting for a flush.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Returns once the task ended after [`GroupCommit::stop`].
+    pub(crate) async fn stopped(&self) {
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
     }
 
     /// Returns once everything written before this call is on disk.

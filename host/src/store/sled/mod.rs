@@ -9,11 +9,14 @@
 //! The queue is claimed in process: entries written here (and those found at open) wait in
 //! a list of unclaimed entries until the engine claims them; writing one wakes the engine.
 //!
+//! `export.rs` reads a whole database out, a page at a time, for a copy to another backend.
+//!
 //! A marker file beside the database (`<db>.id`) holds the id written into `meta` when the
 //! database was created: a database that lost its files (truncated, replaced by an empty one)
 //! is then refused at start instead of starting empty.
 
 mod commit;
+mod export;
 mod migrate;
 
 use std::collections::VecDeque;
@@ -35,6 +38,8 @@ use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
 
 use self::commit::GroupCommit;
+
+pub(crate) use self::export::Export;
 
 /// The layout this version writes. Bump with a migration when records change shape.
 const SCHEMA_VERSION: u64 = 3;
@@ -91,6 +96,15 @@ struct Inner {
     commit: Arc<GroupCommit>,
 }
 
+impl Drop for Inner {
+    /// The flushing task holds the database too: stopped, it lets sled release its lock once
+    /// the last handle is gone (an export finished, a test's store dropped), not only when
+    /// the process ends.
+    fn drop(&mut self) {
+        self.commit.stop();
+    }
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records are plain data")
 }
@@ -144,6 +158,12 @@ impl SledStore {
     /// tokio runtime (for group commit). A damaged database is an error naming it, never a
     /// panic or an empty start.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        SledStore::open_with(dir, true)
+    }
+
+    /// [`SledStore::open`]; `load_queue` false leaves the queue unread (nothing will be
+    /// claimed: an export reads it page by page instead).
+    fn open_with(dir: &Path, load_queue: bool) -> Result<Self, StoreError> {
         let damaged = |reason: String| StoreError::Damaged { location: dir.display().to_string(), reason };
         // sled panics on some damage it finds while recovering; that is an answer too.
         let restore = |what: String| damaged(format!("{what}; restore it from a backup"));
@@ -152,6 +172,14 @@ impl SledStore {
         let db = opened.map_err(|error| match error {
             sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => {
                 restore(format!("sled found it unreadable ({error})"))
+            }
+            // sled says its lock is held only in the text of an `Other` I/O error.
+            sled::Error::Io(cause) if cause.to_string().contains("could not acquire lock") => {
+                StoreError::Refused(format!(
+                    "the database {} is in use by another process (a wasmhook server running on \
+                     it?): stop the server first",
+                    dir.display()
+                ))
             }
             other => other.into(),
         })?;
@@ -171,10 +199,13 @@ impl SledStore {
         }
         migrate::check_marker(dir, &meta)?;
         let queue = db.open_tree("queue")?;
-        let unclaimed = queue
-            .iter()
-            .map(|item| item.map_err(StoreError::from).and_then(|(k, v)| read_queue_entry(&k, &v)))
-            .collect::<Result<VecDeque<_>, _>>()?;
+        let unclaimed = match load_queue {
+            true => queue
+                .iter()
+                .map(|item| item.map_err(StoreError::from).and_then(|(k, v)| read_queue_entry(&k, &v)))
+                .collect::<Result<VecDeque<_>, _>>()?,
+            false => VecDeque::new(),
+        };
         let inner = Inner {
             path: dir.to_owned(),
             meta: meta.clone(),
@@ -227,6 +258,19 @@ impl SledStore {
     pub async fn close(&self) -> Result<(), StoreError> {
         self.inner.db.flush_async().await?;
         migrate::next_generation(&self.inner.path, &self.inner.meta)
+    }
+
+    /// Closes the database, then waits until sled has let go of it (and of its lock) — for
+    /// a process that goes on after it, as one that exported it does. Any clone still held
+    /// keeps the database open.
+    async fn close_and_release(self) -> Result<(), StoreError> {
+        self.close().await?;
+        let commit = self.inner.commit.clone();
+        if Arc::strong_count(&self.inner) == 1 {
+            drop(self); // stops the flushing task
+            commit.stopped().await;
+        }
+        Ok(())
     }
 
     /// Queue entries that became durable: claimable, and the engine is woken.
