@@ -12,7 +12,10 @@
 //! - soak (`WASMHOOK_SOAK_SECS`, default 0 = skipped): steady load with a short retention,
 //!   printing the database's size on disk every 10 s.
 //!
-//! Run: `cargo bench -p wasmhook --bench e2e`.
+//! Run: `cargo bench -p wasmhook --bench e2e` (the embedded database). With
+//! `WASMHOOK_BENCH_DATABASE=postgres://…/postgres` it runs on a fresh database made on that
+//! server (and dropped after), and `WASMHOOK_BENCH_HOSTS=N` starts N hosts on it, the single
+//! events spread over them round-robin (with N > 1 only that workload runs).
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,8 +26,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+#[path = "../src/store/postgres/testing.rs"]
+mod pg_testing;
+
 use support::{
-    Arrivals, cpu_seconds, event, event_2kb, percentile, receiver, start_server, steady_latencies, wait_for,
+    Arrivals, cpu_seconds, event, event_2kb, percentile, postgres_cpu_seconds, receiver, start_server,
+    steady_latencies, wait_for,
 };
 
 async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
@@ -38,15 +45,17 @@ async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
     );
 }
 
-async fn single_events(client: &reqwest::Client, base: &str, arrivals: &Arrivals, pid: u32) {
+async fn single_events(client: &reqwest::Client, bases: &[String], arrivals: &Arrivals, pids: &[u32]) {
     let (total, in_flight) = (30_000usize, 64usize);
     let before = arrivals.at.lock().unwrap().len();
-    let cpu_before = cpu_seconds(pid);
+    let server_cpu = || pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
+    let (cpu_before, database_cpu_before) = (server_cpu(), postgres_cpu_seconds());
     let start = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let senders: Vec<_> = (0..in_flight)
         .map(|_| {
-            let (client, url, next) = (client.clone(), format!("{base}/v1/events"), next.clone());
+            let urls: Vec<String> = bases.iter().map(|base| format!("{base}/v1/events")).collect();
+            let (client, next) = (client.clone(), next.clone());
             tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -54,7 +63,8 @@ async fn single_events(client: &reqwest::Client, base: &str, arrivals: &Arrivals
                         break;
                     }
                     let event = event_2kb(&format!("single{i}"), "single");
-                    let response = client.post(&url).bearer_auth("op").json(&event).send().await.unwrap();
+                    let url = &urls[i % urls.len()];
+                    let response = client.post(url).bearer_auth("op").json(&event).send().await.unwrap();
                     assert_eq!(response.status(), 202);
                 }
             })
@@ -66,14 +76,19 @@ async fn single_events(client: &reqwest::Client, base: &str, arrivals: &Arrivals
     let accepted = start.elapsed();
     wait_for(arrivals, before + total).await;
     let delivered = start.elapsed();
-    let cpu = cpu_seconds(pid) - cpu_before;
+    let cpu = server_cpu() - cpu_before;
+    let database_cpu = postgres_cpu_seconds() - database_cpu_before;
     println!(
-        "single events: {total} events of ~2 KB, {in_flight} in flight, 1 webhook: accepted {:.0}/s, \
-         {:.0} deliveries/s, server CPU {:.3} ms per event ({:.2} cores)",
+        "single events: {total} events of ~2 KB, {in_flight} in flight, 1 webhook, {} host(s): accepted {:.0}/s, \
+         {:.0} deliveries/s, server CPU {:.3} ms per event ({:.2} cores); PostgreSQL CPU {:.3} ms per event \
+         ({:.2} cores)",
+        bases.len(),
         total as f64 / accepted.as_secs_f64(),
         total as f64 / delivered.as_secs_f64(),
         cpu * 1e3 / total as f64,
-        cpu / delivered.as_secs_f64()
+        cpu / delivered.as_secs_f64(),
+        database_cpu * 1e3 / total as f64,
+        database_cpu / delivered.as_secs_f64()
     );
 }
 
@@ -167,7 +182,29 @@ fn main() {
         let data = tempfile::tempdir().unwrap();
         let soak_secs: u64 =
             std::env::var("WASMHOOK_SOAK_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let (mut child, base) = start_server(data.path(), &[]);
+        let hosts: usize = std::env::var("WASMHOOK_BENCH_HOSTS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+        // On PostgreSQL: a fresh database, dropped when the bench ends; hosts share it and a key.
+        let database = match std::env::var("WASMHOOK_BENCH_DATABASE") {
+            Ok(server) => {
+                // SAFETY: set before any thread of this process reads the environment.
+                unsafe { std::env::set_var("WASMHOOK_TEST_DATABASE_URL", server) };
+                Some(pg_testing::TestDb::create().await.expect("the bench's PostgreSQL answers"))
+            }
+            Err(_) => None,
+        };
+        let shared = data.path().join("shared.toml");
+        std::fs::write(&shared, "secret-key = \"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\"\n").unwrap();
+        let mut storage = vec!["--config".to_owned(), shared.display().to_string()];
+        if let Some(database) = &database {
+            storage.extend(["--database".to_owned(), database.url.clone(), "--migrate".to_owned()]);
+        }
+        let storage: Vec<&str> = storage.iter().map(String::as_str).collect();
+        let mut servers: Vec<(std::process::Child, String)> = (0..hosts)
+            .map(|i| start_server(&data.path().join(format!("host{i}")), &storage))
+            .collect();
+        let bases: Vec<String> = servers.iter().map(|(_, base)| base.clone()).collect();
+        let pids: Vec<u32> = servers.iter().map(|(child, _)| child.id()).collect();
+        let base = bases[0].clone();
         let (url, arrivals) = receiver().await;
         let client = reqwest::Client::new();
         let hook = |project: &str| {
@@ -178,14 +215,22 @@ fn main() {
             async move { assert_eq!(request.send().await.unwrap().status(), 201) }
         };
         create(hook("single")).await;
-        single_events(&client, &base, &arrivals, child.id()).await;
+        // Other hosts learn of the webhook within a second.
+        tokio::time::sleep(Duration::from_millis(if hosts > 1 { 1_500 } else { 0 })).await;
+        single_events(&client, &bases, &arrivals, &pids).await;
+        if hosts > 1 {
+            for (mut child, _) in servers {
+                child.kill().unwrap();
+            }
+            return;
+        }
         create(hook("p")).await;
         latency(&client, &base, &arrivals).await;
         for i in 0..WEBHOOKS {
             create(hook(&format!("t{i}"))).await;
         }
         throughput(&client, &base, &arrivals).await;
-        child.kill().unwrap();
+        servers[0].0.kill().unwrap();
         if soak_secs > 0 {
             let data = tempfile::tempdir().unwrap();
             std::fs::write(data.path().join("soak.toml"), "retention = \"30s\"\n").unwrap();

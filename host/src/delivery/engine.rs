@@ -231,7 +231,12 @@ impl Engine {
                 return Some(retry_soon(entry)).into();
             }
         };
-        let webhook = match store.webhook(&delivery.webhook_id).await {
+        // Kept current in memory by the service layer; storage only for one not heard of yet.
+        let known = match self.ctx.webhooks.get(&delivery.webhook_id) {
+            Some(webhook) => Ok(Some(webhook)),
+            None => store.webhook(&delivery.webhook_id).await,
+        };
+        let webhook = match known {
             Ok(Some(webhook)) => webhook,
             Ok(None) => return self.fail(entry, delivery, "the webhook was deleted").await.into(),
             Err(error) => {

@@ -146,6 +146,12 @@ impl MatchIndex {
         }
     }
 
+    /// A webhook as matching knows it.
+    pub fn webhook(&self, webhook_id: &str) -> Option<&Webhook> {
+        let owner = self.owner_of.get(webhook_id)?;
+        self.owned.get(owner)?.get(webhook_id)
+    }
+
     /// Whether the webhook wants its messages one at a time, in order.
     pub fn is_ordered(&self, webhook_id: &str) -> bool {
         self.ordered.contains(webhook_id)

@@ -36,6 +36,12 @@ impl Webhooks {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A webhook as this host last stored or heard of it (another host's change arrives
+    /// within a second), without a read from storage.
+    pub fn get(&self, id: &str) -> Option<Webhook> {
+        self.index().webhook(id).cloned()
+    }
+
     fn index_mut(&self) -> RwLockWriteGuard<'_, MatchIndex> {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }

@@ -13,6 +13,7 @@
 //! when entries are written, so no writer hands anything over.
 
 mod postgres;
+mod recent;
 mod sled;
 pub mod transfer;
 
@@ -179,9 +180,16 @@ pub async fn migrate_postgres(url: &str) -> Result<Vec<u64>, StoreError> {
     postgres::migrate(url).await
 }
 
-/// The storage backend in use. Cheap to clone.
+/// Storage: the backend in use, and the recent events read back from memory. Cheap to
+/// clone.
 #[derive(Clone)]
-pub enum Store {
+pub struct Store {
+    backend: Backend,
+    recent: recent::RecentEvents,
+}
+
+#[derive(Clone)]
+enum Backend {
     Sled(sled::SledStore),
     Postgres(postgres::PgStore),
 }
@@ -189,9 +197,9 @@ pub enum Store {
 /// Runs the same call on whichever backend this is.
 macro_rules! on_backend {
     ($store:expr, $backend:ident => $call:expr) => {
-        match $store {
-            Store::Sled($backend) => $call,
-            Store::Postgres($backend) => $call,
+        match &$store.backend {
+            Backend::Sled($backend) => $call,
+            Backend::Postgres($backend) => $call,
         }
     };
 }
@@ -200,13 +208,14 @@ impl Store {
     /// Opens (or creates) the database at `location`; `migrate` applies pending schema
     /// migrations (the embedded database always upgrades itself). Needs a tokio runtime.
     pub async fn open(location: &Location, migrate: bool) -> Result<Store, StoreError> {
-        match location {
-            Location::Sled(dir) => Ok(Store::Sled(sled::SledStore::open(dir)?)),
+        let backend = match location {
+            Location::Sled(dir) => Backend::Sled(sled::SledStore::open(dir)?),
             Location::Postgres(url) => {
                 let migrate = if migrate { postgres::Migrate::Apply } else { postgres::Migrate::Check };
-                Ok(Store::Postgres(postgres::PgStore::open(url, migrate).await?))
+                Backend::Postgres(postgres::PgStore::open(url, migrate).await?)
             }
-        }
+        };
+        Ok(Store { backend, recent: Default::default() })
     }
 
     /// The database, for messages (never a password).
@@ -348,7 +357,15 @@ impl Store {
         key: Option<&IdempotencyKey>,
         now_ms: u64,
     ) -> Result<Stored, StoreError> {
-        on_backend!(self, backend => backend.accept(batch, key, now_ms).await)
+        let stored = on_backend!(self, backend => backend.accept(batch, key, now_ms).await)?;
+        if let Stored::Accepted(outcomes) = &stored {
+            for (accept, outcome) in batch.iter().zip(outcomes) {
+                if !outcome.duplicate && !accept.deliveries.is_empty() {
+                    self.recent.insert(&accept.event);
+                }
+            }
+        }
+        Ok(stored)
     }
 
     /// An event by its company and id. `Err(Corrupt)` when it is stored but unreadable,
@@ -356,6 +373,9 @@ impl Store {
     pub async fn event(&self, company_id: &str, id: &str) -> Result<Option<Event>, StoreError> {
         if !storable(company_id) || !storable(id) {
             return Ok(None);
+        }
+        if let Some(event) = self.recent.get(company_id, id) {
+            return Ok(Some(Event::clone(&event)));
         }
         on_backend!(self, backend => backend.event(company_id, id).await)
     }
@@ -400,7 +420,12 @@ impl Store {
     /// before `cutoff_ms`; queued deliveries are kept whatever their age. Returns how many
     /// records went. Works in small steps, so ingest is never held up for long.
     pub async fn prune(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
-        on_backend!(self, backend => backend.prune(cutoff_ms).await)
+        let removed = on_backend!(self, backend => backend.prune(cutoff_ms).await)?;
+        if removed > 0 {
+            // What was pruned is gone for every reader, this host's memory included.
+            self.recent.clear();
+        }
+        Ok(removed)
     }
 
     /// Bytes the database takes on disk.
