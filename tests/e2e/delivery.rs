@@ -336,6 +336,11 @@ async fn a_failed_delivery_can_be_retried_with_the_same_message() {
     let accepted = server.send_event(OPERATOR, event("again")).await;
     let delivery_id = accepted["deliveries"][0].as_str().unwrap();
     delivery_status(&server, delivery_id, DeliveryStatus::Failed).await;
+    // Health is recorded right after the delivery's outcome.
+    eventually("the webhook to be disabled", async || {
+        (webhook_status(&server, created["id"].as_str().unwrap()).await["status"] == "DISABLED").then_some(())
+    })
+    .await;
 
     let (status, error) =
         server.call(OPERATOR, Method::POST, &format!("/v1/deliveries/{delivery_id}/retry"), None).await;

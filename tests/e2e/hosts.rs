@@ -238,15 +238,7 @@ async fn a_connector_uploaded_on_one_host_runs_on_another_within_a_second() {
     let hosts = [deployment.start(), deployment.start()];
     let receiver = Receiver::start().await;
     let slack = wasmhook::builtins::component("slack").unwrap().to_vec();
-    let uploaded = reqwest::Client::new()
-        .put(format!("http://{}/v1/connectors/announce", hosts[0].address))
-        .bearer_auth("op")
-        .header("content-type", "application/wasm")
-        .body(slack)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(uploaded.status(), 200);
+    assert_eq!(hosts[0].upload_connector("op", "announce", slack).await, 200);
     let uploaded_at = Instant::now();
     // The other host knows it once the change reached it: creating a webhook with it works.
     let body = hook(&receiver.url, "a", json!({"connector": {"name": "announce", "config": {}}}));

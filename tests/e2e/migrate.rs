@@ -123,15 +123,7 @@ async fn a_sled_deployment_moves_to_postgres_whole_and_keeps_working() {
             .unwrap()
             .to_owned();
     let slack = wasmhook::builtins::component("slack").unwrap().to_vec();
-    let uploaded = reqwest::Client::new()
-        .put(format!("http://{}/v1/connectors/announce", sled.address))
-        .bearer_auth("op")
-        .header("content-type", "application/wasm")
-        .body(slack)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(uploaded.status(), 200);
+    assert_eq!(sled.upload_connector("op", "announce", slack).await, 200);
     let hook = |name: &str, extra: Value| {
         let mut hook =
             json!({"name": name, "url": receiver.url, "metadata": {"events": [], "projectIds": [name]}});

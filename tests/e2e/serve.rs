@@ -123,6 +123,19 @@ impl Server {
         (status, self.log.iter().collect::<Vec<_>>().join("\n"))
     }
 
+    /// Uploads a connector component as `name`; the answer's status.
+    pub(crate) async fn upload_connector(&self, token: &str, name: &str, component: Vec<u8>) -> u16 {
+        let response = reqwest::Client::new()
+            .put(format!("http://{}/v1/connectors/{name}", self.address))
+            .bearer_auth(token)
+            .header("content-type", "application/wasm")
+            .body(component)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    }
+
     pub(crate) async fn call(
         &self,
         token: &str,
