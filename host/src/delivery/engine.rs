@@ -223,11 +223,7 @@ impl Engine {
     /// One turn of one delivery; returns its queue entry as it now stands, if it is queued.
     async fn work(&self, entry: &QueueEntry) -> Turn {
         let store = &self.ctx.store;
-        let read = match entry.claimed_delivery() {
-            Some(delivery) => Ok(Some(delivery.clone())),
-            None => store.delivery(&entry.delivery_id).await,
-        };
-        let delivery = match read {
+        let delivery = match store.delivery(&entry.delivery_id).await {
             Ok(Some(delivery)) if !delivery.status.is_final() => delivery,
             Ok(_) => return self.finish(entry, None, None, Vec::new()).await.into(),
             Err(error) => {

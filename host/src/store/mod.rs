@@ -18,7 +18,6 @@ mod sled;
 pub mod transfer;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -108,7 +107,7 @@ pub enum Stored {
 }
 
 /// A delivery waiting in the queue.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueEntry {
     pub delivery_id: String,
     pub webhook_id: String,
@@ -117,9 +116,6 @@ pub struct QueueEntry {
     /// When storage has it due: `due_ms` may be moved in memory alone (a retry after a
     /// storage error), and sled keys its queue by this time.
     stored_due_ms: u64,
-    /// The delivery as it was claimed, when the claim read it along (PostgreSQL does): while
-    /// the entry is claimed only its claimant writes the delivery, so this is current.
-    claimed: Option<Arc<Delivery>>,
 }
 
 impl QueueEntry {
@@ -129,19 +125,7 @@ impl QueueEntry {
             webhook_id: webhook_id.to_owned(),
             due_ms,
             stored_due_ms: due_ms,
-            claimed: None,
         }
-    }
-
-    /// The entry with the delivery its claim read.
-    pub(crate) fn with_delivery(mut self, delivery: Delivery) -> Self {
-        self.claimed = Some(Arc::new(delivery));
-        self
-    }
-
-    /// The delivery as claimed, if the claim read it: no read from storage needed.
-    pub fn claimed_delivery(&self) -> Option<&Delivery> {
-        self.claimed.as_deref()
     }
 }
 

@@ -74,8 +74,7 @@ UPDATE queue SET claimed_by = $1 WHERE delivery_id = ANY(ARRAY(
         AND webhook_id IN (SELECT webhook_id FROM lanes WHERE owner = $1 AND expires_at > now())
         AND webhook_id <> ALL($3::text[])
     ORDER BY due_ms, delivery_id LIMIT $2 FOR UPDATE SKIP LOCKED))
-RETURNING delivery_id, webhook_id, due_ms,
-    (SELECT record FROM deliveries WHERE deliveries.id = queue.delivery_id)";
+RETURNING delivery_id, webhook_id, due_ms";
 
 /// One statement for a group of turns: attempts added, deliveries stored, entries moved
 /// (still claimed by this process) or removed. A group holds each delivery once, so no row
@@ -114,19 +113,8 @@ pub(super) async fn claim(shared: &Shared, limit: usize) -> Result<Vec<QueueEntr
     let statement = client.prepare_cached(CLAIM).await.map_err(pg_error)?;
     let rows =
         client.query(&statement, &[&shared.me, &int(limit as u64), &skipped]).await.map_err(pg_error)?;
-    // The delivery comes along, so its turn does not read it again; one that cannot be read
-    // is read (and reported) by the turn.
-    let mut entries: Vec<QueueEntry> = rows
-        .iter()
-        .map(|row| {
-            let entry = QueueEntry::new(uint(row.get(2)), row.get(0), row.get(1));
-            let record: Option<&[u8]> = row.get(3);
-            match record.and_then(|record| serde_json::from_slice(record).ok()) {
-                Some(delivery) => entry.with_delivery(delivery),
-                None => entry,
-            }
-        })
-        .collect();
+    let mut entries: Vec<QueueEntry> =
+        rows.iter().map(|row| QueueEntry::new(uint(row.get(2)), row.get(0), row.get(1))).collect();
     entries.sort_unstable_by(|a, b| (a.due_ms, &a.delivery_id).cmp(&(b.due_ms, &b.delivery_id)));
     Ok(entries)
 }

@@ -468,7 +468,6 @@ async fn claims_are_once_per_process_and_come_back_after_a_crash() {
     let first = store.claim(2).await.expect("claim");
     assert_eq!(first.iter().map(|q| &q.delivery_id).collect::<Vec<_>>(), [&made[0].id, &made[1].id]);
     assert_eq!(first[0].webhook_id, "w1");
-    assert_eq!(first[0].claimed_delivery(), Some(&made[0]), "the delivery comes along with its claim");
     assert_eq!(store.claim(10).await.expect("claim").len(), 1);
     assert!(store.claim(10).await.expect("claim").is_empty());
 
