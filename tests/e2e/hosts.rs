@@ -15,16 +15,18 @@ use crate::support::{Receiver, TestDb, on_postgres, shared_cache_dir};
 /// The key every host seals and opens webhook secrets with.
 const SECRET_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 
-/// A deployment: hosts sharing one database, each with a data directory of its own.
+/// A deployment: hosts sharing one database, each with a data directory of its own. The
+/// database is dropped with it (declare the hosts after it, so they stop first).
 struct Deployment {
     url: String,
     dirs: Vec<tempfile::TempDir>,
+    _database: TestDb,
 }
 
 impl Deployment {
     async fn new() -> Deployment {
-        let url = TestDb::create().await.expect("a PostgreSQL server for the suite").keep();
-        Deployment { url, dirs: Vec::new() }
+        let database = TestDb::create().await.expect("a PostgreSQL server for the suite");
+        Deployment { url: database.url.clone(), dirs: Vec::new(), _database: database }
     }
 
     /// Starts one more host (`--migrate`: whichever starts first applies the schema).
