@@ -11,6 +11,7 @@ mod delivery;
 mod examples;
 mod hardening;
 mod hosts;
+mod https;
 mod migrate;
 mod openapi;
 mod receiving;

@@ -234,8 +234,50 @@ struct ReceiverState {
 impl Receiver {
     pub async fn start() -> Receiver {
         let inner = std::sync::Arc::new(std::sync::Mutex::new(ReceiverState::default()));
-        let state = inner.clone();
-        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let app = Receiver::app(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receiver { url, inner }
+    }
+
+    /// The same receiver over HTTPS with a new self-signed certificate for `localhost`;
+    /// returns it with that certificate in PEM, for a client that should trust it.
+    pub async fn start_tls() -> (Receiver, String) {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let pem = certified.cert.pem();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let inner = std::sync::Arc::new(std::sync::Mutex::new(ReceiverState::default()));
+        let app = Receiver::app(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://localhost:{}/hook", listener.local_addr().unwrap().port());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that refuses the certificate ends the handshake: nothing to serve.
+                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+                });
+            }
+        });
+        (Receiver { url, inner }, pem)
+    }
+
+    /// Records each request and answers as scripted.
+    fn app(state: std::sync::Arc<std::sync::Mutex<ReceiverState>>) -> axum::Router {
+        axum::Router::new().fallback(move |request: axum::extract::Request| {
             let state = state.clone();
             async move {
                 let (parts, body) = request.into_parts();
@@ -261,11 +303,7 @@ impl Receiver {
                 }
                 response
             }
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url, inner }
+        })
     }
 
     /// Answers the next requests with these statuses, in order.
