@@ -50,6 +50,7 @@ async fn single_events(client: &reqwest::Client, bases: &[String], arrivals: &Ar
     let before = arrivals.at.lock().unwrap().len();
     let server_cpu = || pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
     let (cpu_before, database_cpu_before) = (server_cpu(), postgres_cpu_seconds());
+    let bench_cpu_before = cpu_seconds(std::process::id());
     let start = Instant::now();
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let senders: Vec<_> = (0..in_flight)
@@ -78,17 +79,19 @@ async fn single_events(client: &reqwest::Client, bases: &[String], arrivals: &Ar
     let delivered = start.elapsed();
     let cpu = server_cpu() - cpu_before;
     let database_cpu = postgres_cpu_seconds() - database_cpu_before;
+    let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu_before;
     println!(
         "single events: {total} events of ~2 KB, {in_flight} in flight, 1 webhook, {} host(s): accepted {:.0}/s, \
          {:.0} deliveries/s, server CPU {:.3} ms per event ({:.2} cores); PostgreSQL CPU {:.3} ms per event \
-         ({:.2} cores)",
+         ({:.2} cores); load generator and receiver CPU {:.3} ms per event",
         bases.len(),
         total as f64 / accepted.as_secs_f64(),
         total as f64 / delivered.as_secs_f64(),
         cpu * 1e3 / total as f64,
         cpu / delivered.as_secs_f64(),
         database_cpu * 1e3 / total as f64,
-        database_cpu / delivered.as_secs_f64()
+        database_cpu / delivered.as_secs_f64(),
+        bench_cpu * 1e3 / total as f64
     );
 }
 

@@ -12,6 +12,7 @@
 //! them — rescheduled (still claimed) or removed. [`Store::wait_for_work`] wakes the engine
 //! when entries are written, so no writer hands anything over.
 
+mod group;
 mod postgres;
 mod recent;
 mod sled;
@@ -29,7 +30,7 @@ use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
 
 /// Why storage could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Storage cannot take or give data right now (a full or failing disk, an unreachable
     /// database): try again later.

@@ -20,12 +20,13 @@ use std::sync::Arc;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 
 use super::{Shared, decode, encode, error_text, int, pg_error, pool_error_text, refused_data, status_name};
 use crate::domain::delivery::DeliveryStatus;
+use crate::store::group::{Grouping, Groups};
 use crate::store::{Accept, IdempotencyKey, Outcome, StoreError, Stored};
 
 /// Events in one group at most: bounds a statement's size (and its arrays).
@@ -113,24 +114,27 @@ impl Prepared {
 
 type Reply = oneshot::Sender<Result<Vec<Outcome>, StoreError>>;
 
-enum Message {
-    Accept(Prepared, Reply),
-    Stop,
-}
-
 /// Hands calls to the group-commit task.
-pub(super) struct Sender(mpsc::UnboundedSender<Message>);
+pub(super) type Sender = Groups<(Prepared, Reply)>;
 
-impl Sender {
-    /// Stops the task once the calls handed over before are written.
-    pub(super) fn stop(&self) {
-        let _ = self.0.send(Message::Stop);
-    }
+/// The group-commit task: takes every call waiting, writes them together, answers each.
+pub(super) fn start(shared: Arc<Shared>) -> (Sender, JoinHandle<()>) {
+    Groups::start(Ingest(shared))
 }
 
-pub(super) fn start(shared: Arc<Shared>) -> (Sender, JoinHandle<()>) {
-    let (sender, receiver) = mpsc::unbounded_channel();
-    (Sender(sender), tokio::spawn(run(shared, receiver)))
+struct Ingest(Arc<Shared>);
+
+impl Grouping for Ingest {
+    type Item = (Prepared, Reply);
+    const MAX_WEIGHT: usize = GROUP_EVENTS;
+
+    fn weight((call, _): &Self::Item) -> usize {
+        call.events.len()
+    }
+
+    async fn write(&self, group: Vec<Self::Item>) {
+        write_and_answer(&self.0, group).await;
+    }
 }
 
 pub(super) async fn accept(
@@ -148,38 +152,12 @@ pub(super) async fn accept(
         return Ok(Stored::Accepted(Vec::new()));
     }
     let (reply, outcome) = oneshot::channel();
-    sender.0.send(Message::Accept(prepared, reply)).map_err(|_| closed())?;
+    sender.send((prepared, reply)).map_err(|_| closed())?;
     outcome.await.map_err(|_| closed())?.map(Stored::Accepted)
 }
 
 fn closed() -> StoreError {
     StoreError::Unavailable("storage is closed".into())
-}
-
-/// The group-commit task: takes every call waiting, writes them together, answers each.
-/// While one group is being written the next gathers, so under load a group holds what
-/// arrived during one write.
-async fn run(shared: Arc<Shared>, mut receiver: mpsc::UnboundedReceiver<Message>) {
-    let mut stopping = false;
-    while !stopping {
-        let Some(Message::Accept(first, reply)) = receiver.recv().await else { return };
-        let mut events = first.events.len();
-        let mut group = vec![(first, reply)];
-        while events < GROUP_EVENTS {
-            match receiver.try_recv() {
-                Ok(Message::Accept(prepared, reply)) => {
-                    events += prepared.events.len();
-                    group.push((prepared, reply));
-                }
-                Ok(Message::Stop) => {
-                    stopping = true;
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        write_and_answer(&shared, group).await;
-    }
 }
 
 async fn write_and_answer(shared: &Shared, group: Vec<(Prepared, Reply)>) {

@@ -20,14 +20,13 @@
 //! - The depth is counted from this process's writes and resynced from `count(*)` every few
 //!   seconds, since other hosts write too.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Config, NoTls};
@@ -37,6 +36,7 @@ use super::{
     status_name, uint,
 };
 use crate::domain::delivery::{Attempt, Delivery};
+use crate::store::group::{Grouping, Groups};
 use crate::store::{QueueEntry, StoreError};
 
 /// How long [`PgStore::wait_for_work`](super::PgStore::wait_for_work) waits when no
@@ -120,7 +120,7 @@ pub(super) async fn claim(shared: &Shared, limit: usize) -> Result<Vec<QueueEntr
 }
 
 /// A turn of a delivery, encoded by its caller.
-struct Turn {
+pub(super) struct Turn {
     delivery_id: String,
     webhook_id: String,
     delivery: Option<(String, OffsetDateTime, Vec<u8>)>,
@@ -128,24 +128,31 @@ struct Turn {
     attempts: Vec<(OffsetDateTime, String, Vec<u8>)>,
 }
 
-enum Message {
-    Finish(Turn, oneshot::Sender<Result<(), StoreError>>),
-    Stop,
-}
+type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 /// Hands turns to the finishing task.
-pub(super) struct FinishSender(mpsc::UnboundedSender<Message>);
+pub(super) type FinishSender = Groups<(Turn, Reply)>;
 
-impl FinishSender {
-    /// Stops the task once the turns handed over before are written.
-    pub(super) fn stop(&self) {
-        let _ = self.0.send(Message::Stop);
-    }
+/// The finishing task: turns written in groups, up to [`FINISHING_AT_ONCE`] groups at once.
+pub(super) fn start_finishing(shared: Arc<Shared>) -> (FinishSender, JoinHandle<()>) {
+    Groups::start(Finishing(shared))
 }
 
-pub(super) fn start_finishing(shared: Arc<Shared>) -> (FinishSender, JoinHandle<()>) {
-    let (sender, receiver) = mpsc::unbounded_channel();
-    (FinishSender(sender), tokio::spawn(run_finishing(shared, receiver)))
+struct Finishing(Arc<Shared>);
+
+impl Grouping for Finishing {
+    type Item = (Turn, Reply);
+    const MAX_WEIGHT: usize = FINISH_GROUP;
+    const AT_ONCE: usize = FINISHING_AT_ONCE;
+
+    /// A turn of a delivery already in the group waits for the next one.
+    fn key((turn, _): &Self::Item) -> Option<&str> {
+        Some(&turn.delivery_id)
+    }
+
+    async fn write(&self, group: Vec<Self::Item>) {
+        finish_group(&self.0, group).await;
+    }
 }
 
 pub(super) async fn finish(
@@ -164,51 +171,8 @@ pub(super) async fn finish(
     };
     let closed = || StoreError::Unavailable("storage is closed".into());
     let (reply, done) = oneshot::channel();
-    sender.0.send(Message::Finish(turn, reply)).map_err(|_| closed())?;
+    sender.send((turn, reply)).map_err(|_| closed())?;
     done.await.map_err(|_| closed())?
-}
-
-type Reply = oneshot::Sender<Result<(), StoreError>>;
-
-async fn run_finishing(shared: Arc<Shared>, mut receiver: mpsc::UnboundedReceiver<Message>) {
-    // A turn of a delivery already in the group waits for the next one.
-    let mut held: Option<(Turn, Reply)> = None;
-    let writers = Arc::new(tokio::sync::Semaphore::new(FINISHING_AT_ONCE));
-    let mut stopping = false;
-    loop {
-        // A free writer first, then the group: turns arriving meanwhile join it.
-        let Ok(writer) = writers.clone().acquire_owned().await else { return };
-        let first = match held.take() {
-            Some(turn) => turn,
-            None if stopping => break,
-            None => match receiver.recv().await {
-                Some(Message::Finish(turn, reply)) => (turn, reply),
-                Some(Message::Stop) | None => break,
-            },
-        };
-        let mut ids = HashSet::from([first.0.delivery_id.clone()]);
-        let mut group = vec![first];
-        while group.len() < FINISH_GROUP && !stopping {
-            match receiver.try_recv() {
-                Ok(Message::Finish(turn, reply)) => {
-                    if !ids.insert(turn.delivery_id.clone()) {
-                        held = Some((turn, reply));
-                        break;
-                    }
-                    group.push((turn, reply));
-                }
-                Ok(Message::Stop) => stopping = true,
-                Err(_) => break,
-            }
-        }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            finish_group(&shared, group).await;
-            drop(writer);
-        });
-    }
-    // Stopping: the groups handed out are written before this returns.
-    let _ = writers.acquire_many(FINISHING_AT_ONCE as u32).await;
 }
 
 async fn finish_group(shared: &Shared, group: Vec<(Turn, Reply)>) {

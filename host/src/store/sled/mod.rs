@@ -2,9 +2,9 @@
 //!
 //! Trees: `webhooks`, `users`, `tokens`, `events` (by company and id), `deliveries`,
 //! `queue` (keyed by due time), `attempts`, `connectors`, `idempotency` (by token and key)
-//! and `meta` (the schema version and the database's id). Records are JSON. Ingest writes an
-//! event, its deliveries and their queue entries in one transaction — the idempotency check
-//! included — then waits for a group commit before it answers.
+//! and `meta` (the schema version and the database's id). Records are JSON. Ingest writes
+//! events, their deliveries and queue entries in one transaction per group of concurrent calls
+//! — the idempotency check included — and one flush (`ingest.rs`).
 //!
 //! The queue is claimed in process: entries written here (and those found at open) wait in
 //! a list of unclaimed entries until the engine claims them; writing one wakes the engine.
@@ -17,6 +17,7 @@
 
 mod commit;
 mod export;
+mod ingest;
 mod migrate;
 
 use std::collections::VecDeque;
@@ -94,6 +95,8 @@ struct Inner {
     unclaimed: Mutex<VecDeque<QueueEntry>>,
     work_written: Notify,
     commit: Arc<GroupCommit>,
+    ingest: ingest::Sender,
+    ingest_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
@@ -102,6 +105,7 @@ impl Drop for Inner {
     /// the process ends.
     fn drop(&mut self) {
         self.commit.stop();
+        self.ingest.stop();
     }
 }
 
@@ -206,23 +210,37 @@ impl SledStore {
                 .collect::<Result<VecDeque<_>, _>>()?,
             false => VecDeque::new(),
         };
+        let events = db.open_tree("events")?;
+        let deliveries = db.open_tree("deliveries")?;
+        let idempotency = db.open_tree("idempotency")?;
+        let expiry = db.open_tree("expiry")?;
+        let (ingest, ingest_task) = ingest::start(ingest::Trees {
+            db: db.clone(),
+            events: events.clone(),
+            deliveries: deliveries.clone(),
+            queue: queue.clone(),
+            idempotency: idempotency.clone(),
+            expiry: expiry.clone(),
+        });
         let inner = Inner {
             path: dir.to_owned(),
             meta: meta.clone(),
             webhooks: db.open_tree("webhooks")?,
             users: db.open_tree("users")?,
             tokens: db.open_tree("tokens")?,
-            events: db.open_tree("events")?,
-            deliveries: db.open_tree("deliveries")?,
+            events,
+            deliveries,
             attempts: db.open_tree("attempts")?,
             connectors: db.open_tree("connectors")?,
-            idempotency: db.open_tree("idempotency")?,
-            expiry: db.open_tree("expiry")?,
+            idempotency,
+            expiry,
             queue_depth: AtomicU64::new(unclaimed.len() as u64),
             unclaimed: Mutex::new(unclaimed),
             work_written: Notify::new(),
             queue,
             commit: GroupCommit::start(db.clone()),
+            ingest,
+            ingest_task: Mutex::new(Some(ingest_task)),
             db,
         };
         let store = SledStore { inner: Arc::new(inner) };
@@ -266,9 +284,13 @@ impl SledStore {
     async fn close_and_release(self) -> Result<(), StoreError> {
         self.close().await?;
         let commit = self.inner.commit.clone();
+        let ingest = self.inner.ingest_task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if Arc::strong_count(&self.inner) == 1 {
-            drop(self); // stops the flushing task
+            drop(self); // stops the flushing and ingest tasks
             commit.stopped().await;
+            if let Some(ingest) = ingest {
+                let _ = ingest.await;
+            }
         }
         Ok(())
     }
@@ -424,65 +446,8 @@ impl SledStore {
         key: Option<&IdempotencyKey>,
         now_ms: u64,
     ) -> Result<Stored, StoreError> {
-        let inner = &self.inner;
-        let trees = (&inner.events, &inner.deliveries, &inner.queue, &inner.idempotency, &inner.expiry);
-        let (stored, fresh) = trees
-            .transaction(|(events, deliveries, queue, keys, expiry)| {
-                if let Some(key) = key
-                    && let Some(seen) = keys.get(key.scoped.as_bytes())?
-                {
-                    let seen: IdempotencyRecord = decode_in_tx(&seen)?;
-                    let stored = if seen.endpoint != key.endpoint {
-                        Stored::KeyConflict(format!(
-                            "this Idempotency-Key was used on {}; use a new key for this request",
-                            seen.endpoint
-                        ))
-                    } else if seen.body_hash != key.body_hash {
-                        Stored::KeyConflict(
-                            "this Idempotency-Key was used with a different body; use a new key for a new request"
-                                .into(),
-                        )
-                    } else {
-                        Stored::Replay(seen.outcomes)
-                    };
-                    return Ok((stored, Vec::new()));
-                }
-                let mut outcomes = Vec::with_capacity(batch.len());
-                let mut fresh = Vec::new();
-                for accept in batch {
-                    let key = event_key(&accept.event.company_id, &accept.event.id);
-                    if let Some(seen) = events.get(&key)? {
-                        let record: EventRecord = decode_in_tx(&seen)?;
-                        outcomes.push(Outcome { response: record.response, duplicate: true });
-                        continue;
-                    }
-                    let record = EventRecord { event: accept.event.clone(), response: accept.response.clone() };
-                    events.insert(key.as_slice(), encode(&record))?;
-                    expiry.insert([&now_ms.to_be_bytes()[..], b"e", &key].concat(), &[])?;
-                    for delivery in &accept.deliveries {
-                        deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
-                        deliveries.insert(by_webhook_key(&delivery.webhook_id, &delivery.id), &[])?;
-                        if delivery.status == DeliveryStatus::Pending {
-                            queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
-                            fresh.push(QueueEntry::new(now_ms, &delivery.id, &delivery.webhook_id));
-                        }
-                    }
-                    outcomes.push(Outcome { response: accept.response.clone(), duplicate: false });
-                }
-                if let Some(key) = key {
-                    let record = IdempotencyRecord {
-                        endpoint: key.endpoint.to_owned(),
-                        body_hash: key.body_hash.clone(),
-                        outcomes: outcomes.clone(),
-                    };
-                    keys.insert(key.scoped.as_bytes(), encode(&record))?;
-                    expiry.insert([&now_ms.to_be_bytes()[..], b"k", key.scoped.as_bytes()].concat(), &[])?;
-                }
-                Ok((Stored::Accepted(outcomes), fresh))
-            })
-            .map_err(transaction_error)?;
-        inner.queue_depth.fetch_add(fresh.len() as u64, Ordering::Relaxed);
-        self.durable().await?;
+        let (stored, fresh) = ingest::accept(&self.inner.ingest, batch, key, now_ms).await?;
+        self.inner.queue_depth.fetch_add(fresh.len() as u64, Ordering::Relaxed);
         self.queued(fresh);
         Ok(stored)
     }
