@@ -134,13 +134,20 @@ impl Lanes {
         any
     }
 
-    /// Another host wrote entries for these webhooks (`None`: for any).
-    pub(super) fn heard(&self, webhooks: Option<Vec<String>>) {
+    /// Another host wrote entries for these webhooks (`None`: for any); `true` if this host
+    /// has work to claim for them: it owns one of their lanes, or should take one. The others
+    /// are left to their owners — a claim here would walk the whole backlog to find nothing.
+    pub(super) fn heard(&self, webhooks: Option<Vec<String>>, me: Uuid) -> bool {
         let mut state = self.state();
-        match webhooks {
-            Some(webhooks) => state.fresh.extend(webhooks),
-            None => state.scan = true,
-        }
+        let Some(webhooks) = webhooks else {
+            state.scan = true;
+            return true;
+        };
+        let mine =
+            |webhook: &String| state.owned.contains(webhook) || preferred(&state.hosts, webhook) == Some(me);
+        let wake = webhooks.iter().any(mine);
+        state.fresh.extend(webhooks);
+        wake
     }
 
     /// The payload of the next `NOTIFY`: this host's id, then the webhooks it wrote entries
