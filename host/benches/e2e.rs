@@ -9,8 +9,9 @@
 //!   `POST /v1/events` to the signed delivery arriving at the receiver (p50, p99).
 //! - batches (a friendlier workload): 100,000 events over 4 webhooks, sent in batches of 100
 //!   as fast as the server takes them; deliveries/s at the receiver.
-//! - soak (`WASMHOOK_SOAK_SECS`, default 0 = skipped): steady load with a short retention,
-//!   printing the database's size on disk every 10 s.
+//! - soak (`WASMHOOK_SOAK_SECS`, default 0 = skipped): steady load (1,000 events/s) with a
+//!   30 s retention, printing the database's size every 10 s (on PostgreSQL, with its
+//!   busiest tables').
 //!
 //! Run: `cargo bench -p wasmhook --bench e2e` (the embedded database). With
 //! `WASMHOOK_BENCH_DATABASE=postgres://…/postgres` it runs on a fresh database made on that
@@ -140,7 +141,13 @@ async fn throughput(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
     );
 }
 
-async fn soak(client: &reqwest::Client, base: &str, data: &std::path::Path, seconds: u64) {
+async fn soak(
+    client: &reqwest::Client,
+    base: &str,
+    data: &std::path::Path,
+    database: Option<&str>,
+    seconds: u64,
+) {
     let start = Instant::now();
     let mut i = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -153,14 +160,30 @@ async fn soak(client: &reqwest::Client, base: &str, data: &std::path::Path, seco
         i += 1;
         if report.elapsed() >= Duration::from_secs(10) {
             report = Instant::now();
-            let bytes = fs_size(&data.join("data/db"));
-            println!(
-                "soak t={:>4}s events={i:>8} db on disk {:.1} MiB",
-                start.elapsed().as_secs(),
-                bytes as f64 / (1 << 20) as f64
-            );
+            let size = match database {
+                Some(url) => database_sizes(url).await,
+                None => {
+                    format!("db on disk {:.1} MiB", fs_size(&data.join("data/db")) as f64 / (1 << 20) as f64)
+                }
+            };
+            println!("soak t={:>4}s events={i:>8} {size}", start.elapsed().as_secs());
         }
     }
+}
+
+/// The PostgreSQL database's size, and its busiest tables' (with their indexes and TOAST).
+async fn database_sizes(url: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let mib = |bytes: i64| bytes as f64 / (1 << 20) as f64;
+    let total: i64 =
+        client.query_one("SELECT pg_database_size(current_database())", &[]).await.unwrap().get(0);
+    let mut text = format!("database {:.1} MiB:", mib(total));
+    for table in ["events", "deliveries", "attempts", "queue"] {
+        let row = client.query_one("SELECT pg_total_relation_size($1::regclass)", &[&table]).await.unwrap();
+        text.push_str(&format!(" {table} {:.1}", mib(row.get(0))));
+    }
+    text
 }
 
 fn fs_size(path: &std::path::Path) -> u64 {
@@ -238,7 +261,16 @@ fn main() {
             let data = tempfile::tempdir().unwrap();
             std::fs::write(data.path().join("soak.toml"), "retention = \"30s\"\n").unwrap();
             let config = data.path().join("soak.toml");
-            let (mut child, base) = start_server(data.path(), &["--config", config.to_str().unwrap()]);
+            let mut args = vec!["--config".to_owned(), config.display().to_string()];
+            let soak_database = match &database {
+                Some(_) => Some(pg_testing::TestDb::create().await.expect("the bench's PostgreSQL answers")),
+                None => None,
+            };
+            if let Some(db) = &soak_database {
+                args.extend(["--database".to_owned(), db.url.clone(), "--migrate".to_owned()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (mut child, base) = start_server(data.path(), &args);
             let response = client
                 .post(format!("{base}/v1/webhooks"))
                 .bearer_auth("op")
@@ -247,7 +279,8 @@ fn main() {
                 .await
                 .unwrap();
             assert_eq!(response.status(), 201);
-            soak(&client, &base, data.path(), soak_secs).await;
+            let url = soak_database.as_ref().map(|db| db.url.as_str());
+            soak(&client, &base, data.path(), url, soak_secs).await;
             child.kill().unwrap();
         }
     });

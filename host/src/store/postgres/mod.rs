@@ -106,6 +106,9 @@ struct Inner {
     tasks: Mutex<Option<Tasks>>,
     /// How long [`PgStore::wait_for_work`] waits without a notification.
     poll: Duration,
+    /// Whether [`PgStore::prune`] vacuums what it deleted from (the server's autovacuum is
+    /// off).
+    vacuum: bool,
 }
 
 /// What the background tasks share with the store.
@@ -148,6 +151,10 @@ struct Tasks {
     /// Listener, announcer, depth resync, heartbeat: stopped, not drained.
     helpers: Vec<JoinHandle<()>>,
 }
+
+/// The tables retention deletes from, and the queue (the most churned of all).
+const VACUUM: &str =
+    "VACUUM (SKIP_LOCKED) events, idempotency, changes, deliveries, attempts, queue, lanes, hosts";
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -194,6 +201,17 @@ impl PgStore {
         })?;
         schema::check(&client, &location).await?;
         let depth: i64 = client.query_one("SELECT count(*) FROM queue", &[]).await.map_err(pg_error)?.get(0);
+        let autovacuum: bool = client
+            .query_one("SELECT current_setting('autovacuum')::bool", &[])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if !autovacuum {
+            tracing::warn!(
+                "autovacuum is off on {location}: wasmhook vacuums its own tables after each retention \
+                 pass, but other tables of this server will bloat"
+            );
+        }
         drop(client);
         let shared = Arc::new(Shared {
             pool,
@@ -216,7 +234,15 @@ impl PgStore {
             tokio::spawn(lanes::heartbeat(shared.clone())),
         ];
         let tasks = Tasks { ingest: ingest_task, finish: finish_task, helpers };
-        let inner = Inner { shared, location, ingest, finish, tasks: Mutex::new(Some(tasks)), poll };
+        let inner = Inner {
+            shared,
+            location,
+            ingest,
+            finish,
+            tasks: Mutex::new(Some(tasks)),
+            poll,
+            vacuum: !autovacuum,
+        };
         Ok(PgStore { inner: Arc::new(inner) })
     }
 
@@ -614,6 +640,13 @@ impl PgStore {
             if deliveries < PRUNE_BATCH {
                 break;
             }
+        }
+        if self.inner.vacuum {
+            // Without it, deleted rows (and the queue's churn) are never reclaimed: tables grow
+            // for ever and every scan of the queue reads its dead rows. SKIP_LOCKED: another
+            // host vacuuming the same table already does the job.
+            let client = self.client().await?;
+            client.batch_execute(VACUUM).await.map_err(pg_error)?;
         }
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }

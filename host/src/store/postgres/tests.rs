@@ -669,6 +669,22 @@ async fn prune_removes_old_finished_records_and_keeps_queued_ones() {
 }
 
 #[tokio::test]
+async fn with_autovacuum_off_prune_vacuums_the_tables_it_deleted_from() {
+    let db = database!();
+    let mut store = open(&db).await;
+    // As on a server with `autovacuum = off` (this store's own decision, made at open).
+    Arc::get_mut(&mut store.inner).expect("the only handle").vacuum = true;
+    let vacuums = async || -> i64 {
+        let sql = "SELECT coalesce(sum(vacuum_count), 0)::int8 FROM pg_stat_user_tables
+                   WHERE relname IN ('events', 'deliveries', 'attempts', 'queue')";
+        self::sql(&db).await.query_one(sql, &[]).await.expect("stats").get(0)
+    };
+    let before = vacuums().await;
+    store.prune(5_000).await.expect("prune");
+    eventually("four tables vacuumed", Duration::from_secs(5), async || vacuums().await >= before + 4).await;
+}
+
+#[tokio::test]
 async fn the_depth_is_resynced_from_the_table() {
     let db = database!();
     let store = open(&db).await;
