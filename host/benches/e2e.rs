@@ -180,7 +180,8 @@ async fn database_sizes(url: &str) -> String {
         client.query_one("SELECT pg_database_size(current_database())", &[]).await.unwrap().get(0);
     let mut text = format!("database {:.1} MiB:", mib(total));
     for table in ["events", "deliveries", "attempts", "queue"] {
-        let row = client.query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&table]).await.unwrap();
+        let row =
+            client.query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&table]).await.unwrap();
         text.push_str(&format!(" {table} {:.1}", mib(row.get(0))));
     }
     text
