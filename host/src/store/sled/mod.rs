@@ -284,8 +284,8 @@ impl SledStore {
     async fn close_and_release(self) -> Result<(), StoreError> {
         self.close().await?;
         let commit = self.inner.commit.clone();
-        let ingest = self.inner.ingest_task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if Arc::strong_count(&self.inner) == 1 {
+            let ingest = self.inner.ingest_task.lock().unwrap_or_else(|p| p.into_inner()).take();
             drop(self); // stops the flushing and ingest tasks
             commit.stopped().await;
             if let Some(ingest) = ingest {
