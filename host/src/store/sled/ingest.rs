@@ -1,25 +1,19 @@
 //! Ingest by group commit: concurrent [`SledStore::accept`](super::SledStore::accept) calls
-//! are written by one task in ONE sled transaction per group, then one flush, and each call
-//! hears its own answer. A sled transaction seals a log buffer and hands it to sled's I/O
-//! threads on every commit: a transaction per call cost a buffer write and a thread wake-up
-//! per event, which is where most of the server's time went under load.
+//! are written by one task, a group at a time, then ONE flush makes the group durable, and
+//! each call hears its own answer. Each flush (like each sled transaction commit) seals a log
+//! buffer and wakes sled's I/O threads: a transaction per call cost that per event, which was
+//! most of the server's time under load.
 //!
-//! Records are encoded by the callers, on their own tasks. Within a group the calls run in
-//! arrival order inside the transaction, each seeing the ones before (an event or an
-//! `Idempotency-Key` repeated in one group answers as a duplicate or a replay, as if the
-//! calls had run one after the other). A group that fails for its data (an unreadable stored
-//! record) is written again call by call, so one bad call fails alone.
+//! Records are encoded by the callers, on their own tasks. Within a group the calls are
+//! written in arrival order, each seeing the ones before (an event or an `Idempotency-Key`
+//! repeated in one group answers as a duplicate or a replay, as if the calls had come one
+//! after the other). A call that finds an unreadable stored record fails alone.
 
 use serde_json::Value;
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{
-    EventRecord, IdempotencyRecord, decode_in_tx, delivery_key, encode, event_key, queue_key,
-    transaction_error,
-};
+use super::{EventRecord, IdempotencyRecord, decode, delivery_key, encode, event_key, queue_key};
 use crate::domain::delivery::DeliveryStatus;
 use crate::store::group::{Grouping, Groups};
 use crate::store::{Accept, IdempotencyKey, Outcome, QueueEntry, StoreError, Stored};
@@ -149,24 +143,10 @@ impl Grouping for Ingest {
     }
 }
 
-/// Writes the group in one transaction, then flushes: each call's answer, in order.
+/// Writes the group's calls one after the other, then flushes once: each call's answer, in order.
 fn write_and_flush(trees: &Trees, calls: &[Prepared]) -> Vec<Result<Written, StoreError>> {
-    let written: Vec<Result<Written, StoreError>> = match write(trees, calls) {
-        Ok(written) => written.into_iter().map(Ok).collect(),
-        // One call's stored data was unreadable: each alone, so that only it fails.
-        Err(TransactionError::Abort(_)) if calls.len() > 1 => calls
-            .iter()
-            .map(|call| {
-                write(trees, std::slice::from_ref(call))
-                    .map_err(transaction_error)
-                    .map(|mut written| written.remove(0))
-            })
-            .collect(),
-        Err(error) => {
-            let error = transaction_error(error);
-            return calls.iter().map(|_| Err(error.clone())).collect();
-        }
-    };
+    let written: Vec<Result<Written, StoreError>> =
+        calls.iter().map(|call| write_call(trees, call)).collect();
     match trees.db.flush() {
         Ok(_) => written,
         Err(error) => {
@@ -176,28 +156,24 @@ fn write_and_flush(trees: &Trees, calls: &[Prepared]) -> Vec<Result<Written, Sto
     }
 }
 
-fn write(trees: &Trees, calls: &[Prepared]) -> Result<Vec<Written>, TransactionError<String>> {
-    let all = (&trees.events, &trees.deliveries, &trees.queue, &trees.idempotency, &trees.expiry);
-    all.transaction(|(events, deliveries, queue, keys, expiry)| {
-        let views = Views { events, deliveries, queue, keys, expiry };
-        calls.iter().map(|call| write_call(&views, call)).collect()
-    })
-}
-
-struct Views<'a> {
-    events: &'a TransactionalTree,
-    deliveries: &'a TransactionalTree,
-    queue: &'a TransactionalTree,
-    keys: &'a TransactionalTree,
-    expiry: &'a TransactionalTree,
-}
-
-fn write_call(views: &Views, call: &Prepared) -> Result<Written, ConflictableTransactionError<String>> {
+/// One call's writes, in the order that makes a crash before the flush harmless. sled
+/// recovers its log as a prefix (a later write never survives an earlier one), and the
+/// caller has no answer until the flush: a call cut short left at most deliveries and queue
+/// entries whose event is missing (worked as failed, "the event is no longer stored"),
+/// never an event without its deliveries, which a retry would take for a duplicate. So
+/// each event's deliveries and queue entries come first, the event record after them, and
+/// the `Idempotency-Key` record last.
+///
+/// No transaction: one task writes every group, so nothing else writes events or keys
+/// between a read and the write that depends on it; and a sled transaction seals a log
+/// buffer twice (each seal wakes all of sled's I/O threads), which cost more than the
+/// rest of ingest.
+fn write_call(trees: &Trees, call: &Prepared) -> Result<Written, StoreError> {
     let now_ms = call.now_ms;
     if let Some(key) = &call.key
-        && let Some(seen) = views.keys.get(&key.scoped)?
+        && let Some(seen) = trees.idempotency.get(&key.scoped)?
     {
-        let seen: IdempotencyRecord = decode_in_tx(&seen)?;
+        let seen: IdempotencyRecord = decode(&seen)?;
         let stored = if seen.endpoint != key.endpoint {
             Stored::KeyConflict(format!(
                 "this Idempotency-Key was used on {}; use a new key for this request",
@@ -215,21 +191,21 @@ fn write_call(views: &Views, call: &Prepared) -> Result<Written, ConflictableTra
     let mut outcomes = Vec::with_capacity(call.events.len());
     let mut fresh = Vec::new();
     for event in &call.events {
-        if let Some(seen) = views.events.get(&event.key)? {
-            let record: EventRecord = decode_in_tx(&seen)?;
+        if let Some(seen) = trees.events.get(&event.key)? {
+            let record: EventRecord = decode(&seen)?;
             outcomes.push(Outcome { response: record.response, duplicate: true });
             continue;
         }
-        views.events.insert(event.key.as_slice(), event.record.as_slice())?;
-        views.expiry.insert([&now_ms.to_be_bytes()[..], b"e", &event.key].concat(), &[])?;
         for delivery in &event.deliveries {
-            views.deliveries.insert(delivery_key(&delivery.id), delivery.record.as_slice())?;
-            views.deliveries.insert(super::by_webhook_key(&delivery.webhook_id, &delivery.id), &[])?;
+            trees.deliveries.insert(delivery_key(&delivery.id), delivery.record.as_slice())?;
+            trees.deliveries.insert(super::by_webhook_key(&delivery.webhook_id, &delivery.id), &[])?;
             if delivery.queued {
-                views.queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
+                trees.queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
                 fresh.push(QueueEntry::new(now_ms, &delivery.id, &delivery.webhook_id));
             }
         }
+        trees.expiry.insert([&now_ms.to_be_bytes()[..], b"e", &event.key].concat(), &[])?;
+        trees.events.insert(event.key.as_slice(), event.record.as_slice())?;
         outcomes.push(Outcome { response: event.response.clone(), duplicate: false });
     }
     if let Some(key) = &call.key {
@@ -238,8 +214,8 @@ fn write_call(views: &Views, call: &Prepared) -> Result<Written, ConflictableTra
             body_hash: key.body_hash.clone(),
             outcomes: outcomes.clone(),
         };
-        views.keys.insert(key.scoped.as_slice(), encode(&record))?;
-        views.expiry.insert([&now_ms.to_be_bytes()[..], b"k", &key.scoped].concat(), &[])?;
+        trees.expiry.insert([&now_ms.to_be_bytes()[..], b"k", &key.scoped].concat(), &[])?;
+        trees.idempotency.insert(key.scoped.as_slice(), encode(&record))?;
     }
     Ok((Stored::Accepted(outcomes), fresh))
 }
