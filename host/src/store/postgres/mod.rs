@@ -22,6 +22,7 @@
 //! connect without it, `require` is refused with a message saying so (rustls would add a TLS
 //! stack and a crypto library to the build for a link that is usually on a private network).
 
+mod analyze;
 mod import;
 mod ingest;
 mod lanes;
@@ -208,8 +209,8 @@ impl PgStore {
             .get(0);
         if !autovacuum {
             tracing::warn!(
-                "autovacuum is off on {location}: wasmhook vacuums its own tables after each retention \
-                 pass, but other tables of this server will bloat"
+                "autovacuum is off on {location}: wasmhook analyzes its own tables as they change and \
+                 vacuums them after each retention pass, but other tables of this server will bloat"
             );
         }
         drop(client);
@@ -226,13 +227,16 @@ impl PgStore {
         lanes::beat(&shared).await?;
         let (ingest, ingest_task) = ingest::start(shared.clone());
         let (finish, finish_task) = queue::start_finishing(shared.clone());
-        let helpers = vec![
+        let mut helpers = vec![
             tokio::spawn(queue::listen(config, shared.clone())),
             tokio::spawn(queue::announce(shared.clone())),
             tokio::spawn(queue::resync_depth(shared.clone())),
             // Last: see `stop_heartbeat`.
             tokio::spawn(lanes::heartbeat(shared.clone())),
         ];
+        if !autovacuum {
+            helpers.insert(0, tokio::spawn(analyze::run(shared.clone())));
+        }
         let tasks = Tasks { ingest: ingest_task, finish: finish_task, helpers };
         let inner = Inner {
             shared,
