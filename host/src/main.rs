@@ -204,6 +204,11 @@ enum PluginCommand {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Transparent huge pages made the allocator fault in and zero 2 MiB pages as storage's
+    // short-lived buffers came and went (a tenth of the server's CPU under load; see
+    // BENCHMARKS.md). The setting is the process's own and leaves the system's alone.
+    #[cfg(target_os = "linux")]
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -5,7 +5,9 @@
 //! responses — it prints as `whsec_…redacted`. On disk it is sealed with XChaCha20-Poly1305
 //! under a key from configuration or generated into the data directory.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -70,7 +72,14 @@ impl std::fmt::Display for Secret {
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// Secrets opened before, by their sealed text. A sealed text opens to the same secret
+    /// for as long as the key is this one, and a new or rotated secret is a new sealed
+    /// text: nothing here is ever stale, so nothing needs invalidating.
+    opened: Arc<Mutex<HashMap<String, Secret>>>,
 }
+
+/// Opened secrets kept at most (the webhooks with traffic); past it the cache starts over.
+const OPENED: usize = 4_096;
 
 /// Why the encryption key could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +95,7 @@ impl SecretBox {
     pub fn from_base64(key: &str) -> Result<Self, KeyError> {
         let bytes = STANDARD.decode(key.trim()).map_err(|_| KeyError::Malformed)?;
         let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| KeyError::Malformed)?;
-        Ok(SecretBox { cipher })
+        Ok(SecretBox { cipher, opened: Arc::default() })
     }
 
     /// From `path`, generating the key there (mode 0600) the first time.
@@ -106,9 +115,20 @@ impl SecretBox {
         self.seal_bytes(secret.expose().as_bytes())
     }
 
-    /// `None` when the text was not sealed with this key (or was damaged).
+    /// `None` when the text was not sealed with this key (or was damaged). Every attempt
+    /// signs with its webhook's secret: each is decrypted once, not per attempt.
     pub fn open(&self, sealed: &str) -> Option<Secret> {
-        Some(Secret(String::from_utf8(self.open_bytes(sealed)?).ok()?))
+        let opened = || self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(secret) = opened().get(sealed) {
+            return Some(secret.clone());
+        }
+        let secret = Secret(String::from_utf8(self.open_bytes(sealed)?).ok()?);
+        let mut opened = opened();
+        if opened.len() >= OPENED {
+            opened.clear();
+        }
+        opened.insert(sealed.to_owned(), secret.clone());
+        Some(secret)
     }
 
     /// Seals any bytes (write-only connector config, a message that carries it).
@@ -163,7 +183,8 @@ mod tests {
         let secret = Secret::generate();
         let sealed = one.seal(&secret);
         assert!(!sealed.contains(secret.expose()));
-        assert_eq!(again.open(&sealed), Some(secret));
+        assert_eq!(again.open(&sealed), Some(secret.clone()));
+        assert_eq!(again.open(&sealed), Some(secret), "opened again, from memory");
         let other = SecretBox::from_base64(&STANDARD.encode([1u8; 32])).unwrap();
         assert_eq!(other.open(&sealed), None);
         use std::os::unix::fs::PermissionsExt;
