@@ -17,6 +17,7 @@
 //! `WASMHOOK_BENCH_DATABASE=postgres://…/postgres` it runs on a fresh database made on that
 //! server (and dropped after), and `WASMHOOK_BENCH_HOSTS=N` starts N hosts on it, the single
 //! events spread over them round-robin (with N > 1 only that workload runs).
+//! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs.
 
 #![allow(clippy::unwrap_used)]
 

@@ -40,6 +40,10 @@ pub async fn receiver() -> (String, Arc<Arrivals>) {
 
 pub fn start_server(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
     use std::io::BufRead;
+    // `WASMHOOK_BENCH_SERVER_LOG=<filter>` shows the server's log at that level (its address
+    // line is always logged, and read below).
+    let log = std::env::var("WASMHOOK_BENCH_SERVER_LOG").ok();
+    let filter = format!("{},wasmhook::server=info", log.as_deref().unwrap_or("warn"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasmhook"))
         .args([
             "serve",
@@ -54,7 +58,7 @@ pub fn start_server(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
         .arg("--cache-dir")
         .arg(data.join("cache"))
         .args(extra)
-        .env("RUST_LOG", "warn,wasmhook::server=info")
+        .env("RUST_LOG", filter)
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .spawn()
@@ -66,7 +70,13 @@ pub fn start_server(data: &std::path::Path, extra: &[&str]) -> (Child, String) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if log.is_some() {
+                eprintln!("server: {line}");
+            }
+        }
+    });
     (child, format!("http://{address}"))
 }
 

@@ -15,8 +15,13 @@ use crate::store::StoreError;
 /// How often the tables' change counters are read.
 const EVERY: Duration = Duration::from_secs(5);
 
-/// The tables this host writes, whose statistics go stale under load.
-const TABLES: &str = "'events', 'deliveries', 'attempts', 'queue', 'lanes', 'idempotency'";
+/// The tables this host writes that grow, whose statistics go stale under load. Not the
+/// queue (nor `lanes`): it empties as it is worked, and analyzed while nearly empty it set
+/// the planner wrong for as long as the statistics stood — with a fresh backlog arriving,
+/// deliveries stalled for ~5 s at a time (p99 at 1,000 events/s 5.2 s instead of 7–10 ms).
+/// Claims and finishing, the statements that read the queue, run off sequential scans
+/// instead.
+const TABLES: &str = "'events', 'deliveries', 'attempts', 'idempotency'";
 
 /// Runs until aborted: every [`EVERY`], analyzes what [`analyze_stale`] finds stale.
 pub(super) async fn run(shared: std::sync::Arc<Shared>) {

@@ -688,27 +688,31 @@ async fn with_autovacuum_off_prune_vacuums_the_tables_it_deleted_from() {
 async fn tables_changed_past_the_threshold_are_analyzed() {
     let db = database!();
     let store = open(&db).await;
-    let insert = "INSERT INTO queue (delivery_id, webhook_id, due_ms)
-                  SELECT 'dlv_' || n, 'w1', n FROM generate_series(1, 200) AS n";
-    sql(&db).await.execute(insert, &[]).await.expect("200 queue entries");
+    let attempts = "INSERT INTO attempts (delivery_id, at, message_id, record)
+                    SELECT 'dlv_' || n, now(), 'msg_' || n, '\\x00' FROM generate_series(1, 200) AS n";
+    sql(&db).await.execute(attempts, &[]).await.expect("200 attempts");
+    let queue = "INSERT INTO queue (delivery_id, webhook_id, due_ms)
+                 SELECT 'dlv_' || n, 'w1', n FROM generate_series(1, 200) AS n";
+    sql(&db).await.execute(queue, &[]).await.expect("200 queue entries");
     let shared = &store.inner.shared;
-    let analyses = async || -> i64 {
-        let stats = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'queue'";
-        sql(&db).await.query_one(stats, &[]).await.expect("stats").get(0)
+    let analyses = async |table: &str| -> i64 {
+        let stats = "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = $1";
+        sql(&db).await.query_one(stats, &[&table]).await.expect("stats").get(0)
     };
-    assert_eq!(analyses().await, 0);
+    assert_eq!(analyses("attempts").await, 0);
     // The change counters reach the statistics a moment after the writer's transaction (and
-    // the store's own task may get there first: either way the queue gets analyzed).
-    eventually("the queue analyzed", Duration::from_secs(10), async || {
+    // the store's own task may get there first: either way the table gets analyzed).
+    eventually("the attempts analyzed", Duration::from_secs(10), async || {
         let analyzed = analyze::analyze_stale(shared).await.expect("analyze");
         assert!(analyzed.iter().all(|table| table != "webhooks"), "only the busy tables: {analyzed:?}");
-        analyses().await >= 1
+        analyses("attempts").await >= 1
     })
     .await;
     eventually("nothing stale once analyzed", Duration::from_secs(10), async || {
-        !analyze::analyze_stale(shared).await.expect("analyze").contains(&"queue".to_owned())
+        !analyze::analyze_stale(shared).await.expect("analyze").contains(&"attempts".to_owned())
     })
     .await;
+    assert_eq!(analyses("queue").await, 0, "the queue, which empties as it is worked, is left alone");
 }
 
 #[tokio::test]
