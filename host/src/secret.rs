@@ -185,6 +185,7 @@ mod tests {
         assert!(!sealed.contains(secret.expose()));
         assert_eq!(again.open(&sealed), Some(secret.clone()));
         assert_eq!(again.open(&sealed), Some(secret), "opened again, from memory");
+        assert_eq!(again.opened.lock().unwrap().len(), 1, "kept once, by its sealed text");
         let other = SecretBox::from_base64(&STANDARD.encode([1u8; 32])).unwrap();
         assert_eq!(other.open(&sealed), None);
         use std::os::unix::fs::PermissionsExt;

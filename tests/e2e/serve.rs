@@ -165,6 +165,9 @@ async fn serves_health_with_builtins_and_stops_cleanly_on_sigterm() {
         health,
         json!({"status": "ok", "connectors": ["crm", "json", "pabbly", "slack", "zapier"], "queueDepth": 0})
     );
+    // The host turns transparent huge pages off for itself (see BENCHMARKS.md).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    assert!(status.lines().any(|line| line.split_whitespace().eq(["THP_enabled:", "0"])), "{status}");
     assert!(server.stop().success());
     let embedded = data.path().join("db").is_dir();
     assert_eq!(embedded, !crate::support::on_postgres(), "the embedded database lives in the data directory");
