@@ -38,6 +38,14 @@ pub enum Companies {
 }
 
 impl Companies {
+    /// Whether a company could be in both.
+    pub fn overlaps(&self, other: &Companies) -> bool {
+        match (self, other) {
+            (Companies::All, _) | (_, Companies::All) => true,
+            (Companies::Only(mine), Companies::Only(theirs)) => !mine.is_disjoint(theirs),
+        }
+    }
+
     pub fn allows(&self, company: &str) -> bool {
         match self {
             Companies::All => true,

@@ -4,6 +4,7 @@
 //! From the edges down; arrows point down this list, never up.
 //! - [`server`], [`http_server`], [`api`], [`web`], [`metrics`]: `wasmhook serve` — the wiring,
 //!   HTTP/1.1 with bounded connections, the REST API, the embedded web app, Prometheus metrics.
+//! - [`cli`]: the `wasmhook` command line — the host, local tools, and a client of the API.
 //! - [`config`]: the server's configuration (defaults, file, environment, flags).
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 //! - [`delivery`]: the engine that runs plugins, signs, sends and retries.
@@ -23,6 +24,7 @@
 pub mod access;
 pub mod api;
 pub mod builtins;
+pub mod cli;
 pub mod config;
 pub mod connector_config;
 pub mod connectors;

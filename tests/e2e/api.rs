@@ -316,6 +316,55 @@ async fn ingest_matches_stores_deliveries_and_dedupes() {
     assert_eq!((second["id"].clone(), second["duplicate"].clone()), (first["id"].clone(), json!(true)));
 }
 
+/// `?explain=true`: why an event matched nothing, over the webhooks the token may know of,
+/// and a query it does not know is refused before anything is stored.
+#[tokio::test]
+async fn ingest_explains_what_an_event_matched_when_asked() {
+    let server = TestServer::start().await;
+    let ada = server.token("ada", &["acme"], "user").await;
+    let bob = server.token("bob", &["elsewhere"], "user").await;
+    let app = server.token("app", &["company_acme", "acme"], "ingest").await;
+    let (_, mine) =
+        server.call(&ada, Method::POST, "/v1/webhooks", Some(webhook("ada's", &["TODO_CREATED"], &[]))).await;
+    server.call(&bob, Method::POST, "/v1/webhooks", Some(webhook("bob's", &[], &[]))).await;
+    let (_, shown) =
+        server.call(&ada, Method::GET, &format!("/v1/webhooks/{}", mine["id"].as_str().unwrap()), None).await;
+    assert_eq!(shown["companies"], json!({"only": ["acme"]}), "the companies it can match");
+
+    // The README's first mistake: the user's company is `acme`, the event's `company_acme`.
+    let sent = event("e1", "TODO_CREATED", "company_acme", "p1");
+    let (status, answer) =
+        server.call(&app, Method::POST, "/v1/events?explain=true", Some(sent.clone())).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["matched"], 0);
+    let explain = &answer["explain"];
+    assert_eq!(
+        explain["webhooks"].as_array().unwrap().len(),
+        1,
+        "bob's webhook is not this token's business: {explain}"
+    );
+    assert_eq!(explain["webhooks"][0]["webhookId"], mine["id"]);
+    assert_eq!(explain["webhooks"][0]["reason"], "company");
+    assert!(explain["webhooks"][0]["detail"].as_str().unwrap().contains("(acme)"), "{explain}");
+    assert_eq!(
+        explain["summary"],
+        "matched 0 of 1 webhook(s); 1 belong to users whose companies leave this one out"
+    );
+
+    let (status, plain) =
+        server.call(&app, Method::POST, "/v1/events", Some(event("e2", "TODO_CREATED", "acme", "p1"))).await;
+    assert_eq!((status, plain["matched"].clone()), (202, json!(1)));
+    assert!(plain.get("explain").is_none(), "only when asked: {plain}");
+    let (status, refused) = server
+        .call(&app, Method::POST, "/v1/events?explain=maybe", Some(event("e3", "TODO_CREATED", "acme", "p1")))
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains("explain"), "{refused}");
+    let (status, _) =
+        server.call(&app, Method::POST, "/v1/events", Some(event("e3", "TODO_CREATED", "acme", "p1"))).await;
+    assert_eq!(status, 202, "the refused event was not stored");
+}
+
 #[tokio::test]
 async fn bad_events_are_refused_and_batches_are_all_or_nothing() {
     let server = TestServer::start().await;

@@ -6,6 +6,7 @@
 mod api;
 mod builtins;
 mod cli;
+mod commands;
 mod connectors;
 mod delivery;
 mod examples;
@@ -14,6 +15,7 @@ mod hosts;
 mod https;
 mod migrate;
 mod openapi;
+mod readme;
 mod receiving;
 mod runtime;
 mod serve;

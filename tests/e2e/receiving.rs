@@ -1,9 +1,13 @@
 //! `docs/receiving.md` is true: its Node and Python checks accept a real delivery and refuse
-//! a tampered one. The pinned libraries are installed here when missing (never skipped).
+//! a tampered one, and its Express and Flask receivers take real deliveries and refuse those
+//! signed with another secret. The pinned libraries are installed here when missing (never
+//! skipped).
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -13,18 +17,19 @@ fn docs() -> PathBuf {
     workspace().join("docs/receiving")
 }
 
-fn node() -> Command {
-    crate::support::npm_ci_unless_installed(&docs(), "standardwebhooks");
+/// `node` running `script` of `docs/receiving`.
+fn node(script: &str) -> Command {
+    crate::support::npm_ci_unless_installed(&docs(), "express");
     let mut command = Command::new("node");
-    command.arg(docs().join("verify.mjs"));
+    command.arg(docs().join(script));
     command
 }
 
-fn python() -> Command {
-    let bin =
-        crate::support::python_venv("receiving-venv", &docs().join("requirements.txt"), "standardwebhooks");
+/// Python with the pinned packages running `script` of `docs/receiving`.
+fn python(script: &str) -> Command {
+    let bin = crate::support::python_venv("receiving-venv", &docs().join("requirements.txt"), "flask");
     let mut command = Command::new(bin.join("python"));
-    command.arg(docs().join("verify.py"));
+    command.arg(docs().join(script));
     command
 }
 
@@ -66,17 +71,103 @@ fn tampered(delivery: &Value) -> Value {
 #[tokio::test]
 async fn the_node_checks_verify_a_real_delivery() {
     let delivery = delivery().await;
-    let (ok, out) = run(node(), &delivery);
+    let (ok, out) = run(node("verify.mjs"), &delivery);
     assert!(ok && out.contains("verified"), "{out}");
-    let (ok, out) = run(node(), &tampered(&delivery));
+    let (ok, out) = run(node("verify.mjs"), &tampered(&delivery));
     assert!(!ok && out.contains("does not match"), "{out}");
+    a_receiver_takes_deliveries_and_refuses_forgeries(node("express.mjs")).await;
 }
 
 #[tokio::test]
 async fn the_python_check_verifies_a_real_delivery() {
     let delivery = delivery().await;
-    let (ok, out) = run(python(), &delivery);
+    let (ok, out) = run(python("verify.py"), &delivery);
     assert!(ok && out.contains("verified"), "{out}");
-    let (ok, out) = run(python(), &tampered(&delivery));
+    let (ok, out) = run(python("verify.py"), &tampered(&delivery));
     assert!(!ok && out.contains("webhook-signature"), "{out}");
+    a_receiver_takes_deliveries_and_refuses_forgeries(python("flask_app.py")).await;
+}
+
+/// The receiver's secret; the forger's webhook has another.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const OTHER: &str = "whsec_dGhpcyBpcyBub3QgdGhlIHJlY2VpdmVyJ3Mga2V5";
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a receiver of `docs/receiving` (`command`) as its comments say, then sends it one
+/// event through two webhooks: one with its secret (answered 204, printed as verified) and
+/// one with another (answered 400, refused).
+async fn a_receiver_takes_deliveries_and_refuses_forgeries(mut command: Command) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Running(
+        command
+            .env("WEBHOOK_SECRET", SECRET)
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (send, lines) = mpsc::channel();
+    let stdout = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    let server = TestServer::delivering("10ms").await;
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let mut ids = Vec::new();
+    for (name, secret) in [("genuine", SECRET), ("forged", OTHER)] {
+        let body =
+            json!({"name": name, "url": url, "secret": secret, "metadata": {"events": [], "projectIds": []}});
+        ids.push(server.webhook(OPERATOR, body).await["id"].as_str().unwrap().to_owned());
+    }
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the receiver did not listen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+        .send_event(
+            OPERATOR,
+            json!({"id": "both", "event": "TODO_CREATED", "companyId": "c", "projectId": "p"}),
+        )
+        .await;
+    let mut printed = Vec::new();
+    let started = std::time::Instant::now();
+    while !(printed.iter().any(|l: &String| l.starts_with("verified TODO_CREATED msg_"))
+        && printed.iter().any(|l| l.starts_with("refused")))
+    {
+        printed.extend(lines.try_iter());
+        assert!(started.elapsed() < Duration::from_secs(30), "the receiver printed {printed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let statuses = |id: String| {
+        let server = &server;
+        async move {
+            let (_, log) = server
+                .call(OPERATOR, reqwest::Method::GET, &format!("/v1/webhooks/{id}/deliveries"), None)
+                .await;
+            log["data"][0]["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|a| a["statusCode"].as_u64())
+                .collect::<Vec<_>>()
+        }
+    };
+    let [genuine, forged] = [ids[0].clone(), ids[1].clone()];
+    crate::support::eventually("the genuine delivery answered 204", async || {
+        statuses(genuine.clone()).await.contains(&204).then_some(())
+    })
+    .await;
+    assert!(statuses(forged).await.iter().all(|status| *status == 400), "forgeries are refused");
 }

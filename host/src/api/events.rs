@@ -6,7 +6,7 @@
 //! `"duplicate": true` and a 200; a key reused with another body or endpoint is a 409.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use crate::access::{Caller, Scope};
 use crate::domain::catalog::EventType;
 use crate::domain::delivery::{Delivery, DeliveryStatus, new_delivery_id};
 use crate::domain::event::{Event, IncomingEvent};
-use crate::matching::{Matches, Probe};
+use crate::matching::{Explanation, Matches, Probe};
 use crate::server::AppState;
 use crate::store::{Accept, IdempotencyKey, Outcome, Stored};
 
@@ -48,6 +48,26 @@ pub struct Batch {
     events: Vec<Value>,
 }
 
+/// `POST /v1/events`'s query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct IngestQuery {
+    /// Add `explain` to the answer: why the event matched each webhook the token may know
+    /// of, or not (walks every webhook: for trying things out, not for every event).
+    #[serde(default)]
+    explain: bool,
+}
+
+/// What ingest answers for one event; `explain` only with `?explain=true`.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)] // documents the answer's shape in the OpenAPI spec
+pub struct ExplainedResult {
+    #[serde(flatten)]
+    result: IngestResult,
+    explain: Option<Explanation>,
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[allow(dead_code)] // documents the batch answer's shape in the OpenAPI spec
 pub struct BatchResult {
@@ -62,10 +82,11 @@ pub async fn event_types(State(state): State<AppState>, _caller: Caller) -> Json
 
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = IncomingEvent,
     params(("Idempotency-Key" = Option<super::openapi::IdempotencyKey>, Header, nullable = false,
-        description = "dedupes like an event id (per token; the same key with another body is a 409)")),
-    responses((status = 202, description = "durable, with its deliveries", body = IngestResult),
-        (status = 200, description = "a duplicate: the first answer", body = IngestResult),
-        (status = 400, description = "invalid event, or a company this token may not send for"),
+        description = "dedupes like an event id (per token; the same key with another body is a 409)"),
+        IngestQuery),
+    responses((status = 202, description = "durable, with its deliveries", body = ExplainedResult),
+        (status = 200, description = "a duplicate: the first answer", body = ExplainedResult),
+        (status = 400, description = "invalid event or query, or a company this token may not send for"),
         (status = 403, description = "not an ingest or operator token"),
         (status = 409, description = "the Idempotency-Key was used with another body or endpoint"),
         (status = 413, description = "over the event size bound (1 MiB by default)"),
@@ -76,13 +97,15 @@ pub async fn ingest(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
+    query: Result<Query<IngestQuery>, axum::extract::rejection::QueryRejection>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require(&caller, &[Scope::Ingest], "sending events")?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     state.check_ingest_rate(&caller, 1)?;
     let key = idempotency_key(&caller, &headers, "POST /v1/events", &body)?;
     let event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
-    let accept = prepare(&state, event)?;
+    let (accept, explanation) = prepare(&state, event, query.explain.then_some(&caller))?;
     let (status, outcome) = match commit(&state, vec![accept], key.as_ref()).await? {
         Stored::Accepted(outcomes) => {
             let status = if outcomes[0].duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -91,7 +114,11 @@ pub async fn ingest(
         Stored::Replay(first) => (StatusCode::OK, Outcome { duplicate: true, ..first[0].clone() }),
         Stored::KeyConflict(why) => return Err(key_conflict(why)),
     };
-    Ok((status, Json(answer(outcome))))
+    let mut answer = answer(outcome);
+    if let Some(explanation) = explanation {
+        answer["explain"] = serde_json::to_value(explanation).expect("plain data");
+    }
+    Ok((status, Json(answer)))
 }
 
 #[utoipa::path(post, path = "/v1/events/batch", request_body = Batch, tag = "events",
@@ -127,7 +154,7 @@ pub async fn ingest_batch(
     for (i, body) in batch.events.into_iter().enumerate() {
         let event = parse_event(&state, &caller, body)
             .map_err(|e| ApiError::bad_request(format!("events[{i}]: {e}")))?;
-        accepts.push(prepare(&state, event)?);
+        accepts.push(prepare(&state, event, None)?.0);
     }
     let (status, outcomes) = match commit(&state, accepts, key.as_ref()).await? {
         Stored::Accepted(outcomes) => (StatusCode::ACCEPTED, outcomes),
@@ -198,8 +225,13 @@ pub(super) fn check_event(state: &AppState, event: &IncomingEvent) -> Result<(),
     crate::domain::event::check_nesting(event).map_err(|(field, e)| format!("{field}: {e}"))
 }
 
-/// Matches an event and makes its deliveries.
-fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<Accept, ApiError> {
+/// Matches an event and makes its deliveries; with `explain_to`, also explains the match to
+/// that caller (over the webhooks whose owners share a company with it).
+fn prepare(
+    state: &AppState,
+    incoming: IncomingEvent,
+    explain_to: Option<&Caller>,
+) -> Result<(Accept, Option<Explanation>), ApiError> {
     let now = OffsetDateTime::now_utc();
     let event: Event = incoming.accept(now);
     let payload = crate::domain::payload::payload_without_webhook(&event);
@@ -209,7 +241,12 @@ fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<Accept, ApiError
         project_id: &event.project_id,
         payload: &payload,
     };
-    let Matches { routes, cut_off } = state.webhooks.index().matches(&probe);
+    let (Matches { routes, cut_off }, explanation) = {
+        let index = state.webhooks.index();
+        let explanation =
+            explain_to.map(|caller| index.explain(&probe, |owners| owners.overlaps(&caller.companies)));
+        (index.matches(&probe), explanation)
+    };
     if !cut_off.is_empty() {
         tracing::warn!(
             event_id = event.id,
@@ -238,7 +275,7 @@ fn prepare(state: &AppState, incoming: IncomingEvent) -> Result<Accept, ApiError
         duplicate: false,
     };
     let response = serde_json::to_value(&result).expect("plain data");
-    Ok(Accept { event, deliveries, response })
+    Ok((Accept { event, deliveries, response }, explanation))
 }
 
 /// Stores and makes durable, or answers 503 when the queue is over its bound.

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::require;
 use super::error::ApiError;
 use super::json::ApiJson;
-use crate::access::{Caller, Scope};
+use crate::access::{Caller, Companies, Scope};
 use crate::domain::webhook::{ConnectorRef, Origin, Subscription, Webhook, WebhookStatus, new_webhook_id};
 use crate::matching::filter::Filter;
 use crate::secret::Secret;
@@ -112,6 +112,8 @@ pub struct WebhookView {
     ordered: bool,
     origin: Origin,
     created_by_id: String,
+    /// The companies whose events it can match: its owner's, as they stand now.
+    companies: Companies,
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
@@ -141,6 +143,7 @@ impl WebhookView {
             ordered: w.ordered,
             origin: w.origin,
             created_by_id: w.created_by_id.clone(),
+            companies: state.webhooks.index().companies_of(&w.created_by_id),
             created_at: w.created_at,
             updated_at: w.updated_at,
         }
@@ -349,9 +352,10 @@ fn apply(state: &AppState, body: &UpdateWebhook, webhook: &mut Webhook) -> Resul
     if let Some(ordered) = body.ordered {
         webhook.ordered = ordered;
     }
-    if let Some(enabled) = body.enabled {
+    if let Some(enabled) = body.enabled.filter(|enabled| *enabled != webhook.enabled) {
         webhook.enabled = enabled;
-        webhook.status = if enabled { WebhookStatus::Healthy } else { WebhookStatus::Disabled };
+        // Re-enabled, it is healthy only once the health check that goes first succeeds.
+        webhook.status = if enabled { WebhookStatus::Pending } else { WebhookStatus::Disabled };
     }
     Ok(())
 }

@@ -111,6 +111,8 @@ pub enum WebhookStatus {
     Unhealthy,
     /// Disabled after a message used all its attempts, a 410, or by its owner.
     Disabled,
+    /// Enabled again; the `WEBHOOK_HEALTH_CHECK` that goes first has not been answered yet.
+    Pending,
 }
 
 /// The webhook as the standard payload shows it: nothing secret, nothing internal.

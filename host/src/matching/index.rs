@@ -152,6 +152,11 @@ impl MatchIndex {
         self.owned.get(owner)?.get(webhook_id)
     }
 
+    /// Every webhook, in no particular order.
+    pub(super) fn webhooks(&self) -> impl Iterator<Item = &Webhook> {
+        self.owned.values().flat_map(|owned| owned.values())
+    }
+
     /// Whether the webhook wants its messages one at a time, in order.
     pub fn is_ordered(&self, webhook_id: &str) -> bool {
         self.ordered.contains(webhook_id)

@@ -50,6 +50,11 @@ impl ComponentCache {
                 }
             }
         }
+        tracing::info!(
+            "compiling a component of {} KiB; a large one (JavaScript, Python) takes 30-45 s on two \
+             cores, once: it is cached for later loads",
+            bytes.len() / 1024
+        );
         let component = Component::new(engine, bytes)?;
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!(path = %path.display(), "could not cache compiled component: {e}");

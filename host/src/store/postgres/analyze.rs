@@ -19,7 +19,8 @@ const EVERY: Duration = Duration::from_secs(5);
 /// queue (nor `lanes`): it empties as it is worked, and analyzed while nearly empty it set
 /// the planner wrong for as long as the statistics stood — with a fresh backlog arriving,
 /// deliveries stalled for ~5 s at a time (p99 at 1,000 events/s 5.2 s instead of 7–10 ms):
-/// the claim's update found its rows by walking the whole of `queue_by_due`.
+/// the claim's update found its rows by walking the whole of `queue_by_due` (schema 3 drops
+/// that index, so a server whose autovacuum analyzes the queue keeps its claims by id).
 const TABLES: &str = "'events', 'deliveries', 'attempts', 'idempotency'";
 
 /// Runs until aborted: every [`EVERY`], analyzes what [`analyze_stale`] finds stale.

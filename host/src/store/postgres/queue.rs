@@ -67,7 +67,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// the update find the rows by primary key (`IN (…)` let the planner hash-join a scan of
 /// the whole queue: ~30 ms for 1,000 of 100,000 entries, ~8 ms this way, whether this host
 /// owns every lane or a tenth of them).
-const CLAIM: &str = "
+pub(super) const CLAIM: &str = "
 UPDATE queue SET claimed_by = $1 WHERE delivery_id = ANY(ARRAY(
     SELECT delivery_id FROM queue
     WHERE claimed_by IS NULL
@@ -79,7 +79,7 @@ RETURNING delivery_id, webhook_id, due_ms";
 /// One statement for a group of turns: attempts added, deliveries stored, entries moved
 /// (still claimed by this process) or removed. A group holds each delivery once, so no row
 /// is written twice by it.
-const FINISH: &str = "
+pub(super) const FINISH: &str = "
 WITH new_attempts AS (
     INSERT INTO attempts (delivery_id, at, message_id, record)
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bytea[])

@@ -18,10 +18,11 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("migrations/0001_initial.sql") },
     Migration { version: 2, sql: include_str!("migrations/0002_lanes.sql") },
+    Migration { version: 3, sql: include_str!("migrations/0003_queue_by_due.sql") },
 ];
 
 /// The schema version this binary writes.
-pub(super) const KNOWN: u64 = 2;
+pub(super) const KNOWN: u64 = 3;
 
 /// The advisory lock migrations hold: "wasmhook" in ASCII, a key no other user of the
 /// database is likely to take.

@@ -1,0 +1,59 @@
+//! `wasmhook plugin run`: trying a plugin on one event, locally, as the host would run it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::Failure;
+use super::progress::Progress;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::tryout::{self, PluginSource};
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin on one event as the host would, and show what it would send.
+    Run {
+        /// A component file (`.wasm`) or the name of a built-in connector (e.g. `json`).
+        plugin: String,
+        /// The event, as sent to `POST /v1/events` (JSON file).
+        #[arg(long)]
+        event: PathBuf,
+        /// The webhook's connector config (JSON).
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+}
+
+#[derive(Args)]
+pub struct CacheArgs {
+    /// Directory for compiled plugins (kept apart from the data directory).
+    #[arg(long, env = "WASMHOOK_CACHE_DIR", default_value = "wasmhook-cache")]
+    cache_dir: PathBuf,
+}
+
+pub async fn run(command: PluginCommand) -> Result<(), Failure> {
+    let PluginCommand::Run { plugin, event, config, json, cache } = command;
+    let event_json = std::fs::read_to_string(&event)
+        .map_err(|e| Failure(format!("cannot read {}: {e}", event.display())))?;
+    let runtime_config = RuntimeConfig { cache_dir: Some(cache.cache_dir), ..RuntimeConfig::default() };
+    let runtime = Runtime::new(runtime_config).map_err(|e| Failure(e.to_string()))?;
+    let progress = Progress::spinner(format!("loading and running {plugin}"));
+    let report = tryout::run(&runtime, &PluginSource::parse(&plugin), &event_json, &config).await;
+    progress.finish();
+    let report = report.map_err(|e| Failure(e.to_string()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("the report is plain data"));
+    } else {
+        print!("{}", report.render());
+    }
+    match &report.result {
+        Ok(_) => Ok(()),
+        // The report already says what went wrong.
+        Err(_) => Err(Failure(String::new())),
+    }
+}
