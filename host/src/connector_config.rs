@@ -47,23 +47,36 @@ impl ConfigSchema {
     /// The first problem with `config`, as `connector.config.<path>: <what is wrong>`; a
     /// write-only value is never quoted back.
     pub fn validate(&self, config: &Value) -> Result<(), String> {
-        let Err(error) = self.validator.validate(config) else { return Ok(()) };
-        let pointer = error.instance_path().as_str();
-        let mut path: String = pointer.split('/').skip(1).map(|step| format!(".{step}")).collect();
-        // A missing property is reported at its parent: name the property itself.
-        if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind()
-            && let Some(name) = property.as_str()
-        {
-            path.push('.');
-            path.push_str(name);
+        match self.problems(config).into_iter().next() {
+            None => Ok(()),
+            Some((field, message)) => Err(format!("{field}: {message}")),
         }
-        let first = pointer.split('/').nth(1).unwrap_or_default();
-        let message = if self.write_only.iter().any(|name| name == first) {
-            error.masked_with("the value").to_string()
-        } else {
-            error.to_string()
-        };
-        Err(format!("connector.config{path}: {message}"))
+    }
+
+    /// Everything wrong with `config`: each as the field's path (`connector.config.channel`)
+    /// and what is wrong with it, never showing a write-only value.
+    pub fn problems(&self, config: &Value) -> Vec<(String, String)> {
+        self.validator
+            .iter_errors(config)
+            .map(|error| {
+                let pointer = error.instance_path().as_str();
+                let mut path: String = pointer.split('/').skip(1).map(|step| format!(".{step}")).collect();
+                // A missing property is reported at its parent: name the property itself.
+                if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind()
+                    && let Some(name) = property.as_str()
+                {
+                    path.push('.');
+                    path.push_str(name);
+                }
+                let first = pointer.split('/').nth(1).unwrap_or_default();
+                let message = if self.write_only.iter().any(|name| name == first) {
+                    error.masked_with("the value").to_string()
+                } else {
+                    error.to_string()
+                };
+                (format!("connector.config{path}"), message)
+            })
+            .collect()
     }
 
     /// The names of the write-only (top-level) members.

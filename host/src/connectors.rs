@@ -6,6 +6,12 @@ use std::sync::{Arc, RwLock};
 use crate::builtins::BUILTINS;
 use crate::runtime::{Plugin, PluginError, Policy, Runtime};
 
+/// Whether `name` can name a connector: 1 to 64 characters, a-z, 0-9, `-` and `_`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 /// Connector name → loaded plugin. Replacing an entry is atomic: invocations holding the
 /// old `Arc<Plugin>` finish on it.
 #[derive(Clone, Default)]

@@ -7,9 +7,10 @@
 //! - [`cli`]: the `wasmhook` command line — the host, local tools, and a client of the API.
 //! - [`config`]: the server's configuration (defaults, file, environment, flags).
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
+//! - [`scaffold`]: `wasmhook plugin new`, a plugin project in Rust, JavaScript or Python.
 //! - [`delivery`]: the engine that runs plugins, signs, sends and retries.
 //! - [`service`]: the transitions, one place each (a webhook saved, removed, its health).
-//! - [`store`]: storage behind a narrow interface (sled today), with group commit.
+//! - [`store`]: storage behind one interface, sled or PostgreSQL, and the queue of due work.
 //! - [`connectors`], [`builtins`], [`connector_config`]: installed connectors by name, the
 //!   ones compiled in, a webhook's config against its connector's schema (write-only secrets).
 //! - [`runtime`]: loading and running plugins safely (wasmtime, limits, instance pools,
@@ -37,6 +38,7 @@ pub mod metrics;
 mod private_file;
 pub mod ratelimit;
 pub mod runtime;
+pub mod scaffold;
 pub mod secret;
 pub mod server;
 pub mod service;

@@ -12,6 +12,8 @@ const FILES: &[(&str, &str, &[u8])] = &[
     ("js/api.js", "text/javascript", include_bytes!("../web/js/api.js")),
     ("js/dom.js", "text/javascript", include_bytes!("../web/js/dom.js")),
     ("js/webhooks.js", "text/javascript", include_bytes!("../web/js/webhooks.js")),
+    ("js/webhook-form.js", "text/javascript", include_bytes!("../web/js/webhook-form.js")),
+    ("js/webhook-page.js", "text/javascript", include_bytes!("../web/js/webhook-page.js")),
     ("js/schema-form.js", "text/javascript", include_bytes!("../web/js/schema-form.js")),
     ("js/connectors.js", "text/javascript", include_bytes!("../web/js/connectors.js")),
     ("js/chart.js", "text/javascript", include_bytes!("../web/js/chart.js")),

@@ -182,6 +182,47 @@ async fn bad_webhooks_get_a_4xx_that_says_why_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn every_field_at_fault_is_named_at_once_with_its_path() {
+    let server = TestServer::start_with(|c| c.allow_private_destinations = false).await;
+    let body = json!({"name": " ", "url": "not a url", "rateLimit": 0,
+                      "metadata": {"events": ["TODO_EXPLODED"], "projectIds": ["ok", "\u{7}"]},
+                      "connector": {"name": "slack", "config": {"text": "", "fields": [{"label": "x"}]}}});
+    let (status, error) = server.call(OPERATOR, Method::POST, "/v1/webhooks", Some(body)).await;
+    assert_eq!(status, 400, "{error}");
+    let fields: Vec<&str> =
+        error["error"]["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(
+        fields,
+        [
+            "name",
+            "url",
+            "metadata.projectIds[1]",
+            "metadata.events",
+            "connector.config.fields.0.value",
+            "connector.config.text",
+            "rateLimit"
+        ],
+        "{error}"
+    );
+    assert_eq!(error["error"]["field"], "name", "the first, for clients that show one");
+    for fault in error["error"]["fields"].as_array().unwrap() {
+        let message = fault["message"].as_str().unwrap();
+        assert!(
+            !message.is_empty() && error["error"]["message"].as_str().unwrap().contains(message),
+            "{error}"
+        );
+    }
+    assert_eq!(count_webhooks(&server).await, 0, "nothing was stored");
+
+    // A single fault from parsing the body names its field too.
+    let (status, error) = server
+        .call(OPERATOR, Method::POST, "/v1/webhooks", Some(json!({"name": 7, "url": "x", "metadata": {}})))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["field"], "name", "{error}");
+}
+
+#[tokio::test]
 async fn users_see_only_their_own_webhooks_and_scopes_hold() {
     let server = TestServer::start().await;
     let alice = server.token("alice", &["c1"], "user").await;

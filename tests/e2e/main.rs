@@ -18,6 +18,7 @@ mod openapi;
 mod readme;
 mod receiving;
 mod runtime;
+mod scaffold;
 mod serve;
 mod support;
 mod zapier;

@@ -138,6 +138,7 @@ async fn failed_delivery(server: &TestServer, webhook_id: &str) -> (String, Stri
     let delivery = Delivery {
         id: wasmhook::domain::delivery::new_delivery_id(),
         event_id: event.id.clone(),
+        event_type: event.event.clone(),
         company_id: event.company_id.clone(),
         webhook_id: webhook_id.to_owned(),
         status: DeliveryStatus::Failed,

@@ -274,10 +274,16 @@ async fn a_busy_plugin_does_not_stall_the_executor() {
 #[tokio::test]
 async fn uploads_that_are_not_connector_components_are_refused() {
     let runtime = runtime();
-    let cases: [(&str, &[u8], &str); 3] = [
+    // A component importing `wasi:http/outgoing-handler@0.2.0` (an instance exporting one
+    // function, `handle: func()`), as componentize-js builds one without `-d http fetch-event`.
+    let wants_http: &[u8] = b"\0asm\x0d\0\x01\0\
+        \x07\x13\x01\x42\x02\x01\x40\x00\x01\x00\x04\x00\x06handle\x01\x00\
+        \x0a\x25\x01\x00\x20wasi:http/outgoing-handler@0.2.0\x05\x00";
+    let cases: [(&str, &[u8], &str); 4] = [
         ("garbage", b"definitely not wasm", "not a WebAssembly file"),
         ("core module", b"\0asm\x01\0\0\0", "core WebAssembly module"),
         ("component of another world", b"\0asm\x0d\0\x01\0", "does not implement the world"),
+        ("component that imports wasi:http", wants_http, "Pass `-d http fetch-event`"),
     ];
     for (what, bytes, expected) in cases {
         let error = runtime.load(bytes.into(), Policy::Pooled).await.unwrap_err();

@@ -68,6 +68,20 @@ async function createWebhook(name, url, { events = ['TODO_CREATED'] } = {}) {
 
 const badge = () => page.locator('#health .badge').textContent();
 
+/** How many pixels of `color` (#rrggbb) the canvases under `selector` hold: bars and points are drawn, not in the DOM. */
+const pixels = (selector, color) => page.evaluate(([selector, color]) => {
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16));
+  let count = 0;
+  for (const canvas of document.querySelectorAll(`${selector} canvas`)) {
+    const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 0; i < data.length; i += 4) if (data[i] === r && data[i + 1] === g && data[i + 2] === b) count++;
+  }
+  return count;
+}, [selector, color]);
+
+/** How far the page scrolls sideways (0 when it fits). */
+const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+
 async function waitForBadge(wanted) {
   await page.waitForFunction((text) => document.querySelector('#health .badge')?.textContent === text, wanted, { timeout: 20000 });
 }
@@ -80,6 +94,8 @@ test('sign in, create a webhook through the form, deliver a test event, see it i
   await shoot('sign-in');
 
   await signIn(env('WASMHOOK_TOKEN'));
+  // A first visit says what a webhook is and offers to make one.
+  await page.locator('#empty button', { hasText: 'Create your first webhook' }).waitFor();
   // Bad input: the API's message shows next to the field it names, nothing is created.
   await page.goto(`${base}/#/webhooks/new`);
   await page.locator('#name').fill('Broken');
@@ -87,6 +103,27 @@ test('sign in, create a webhook through the form, deliver a test event, see it i
   await page.getByRole('button', { name: 'Create webhook' }).click();
   await page.locator('#url-error').filter({ hasText: 'not a URL' }).waitFor();
   assert.equal(await page.locator('#url').getAttribute('aria-invalid'), 'true');
+  // Every field at fault at once, each under its field.
+  await page.locator('#name').fill('');
+  await page.locator('#rateLimit').fill('0');
+  await page.getByRole('button', { name: 'Create webhook' }).click();
+  await page.locator('#rateLimit-error').filter({ hasText: 'at least 1' }).waitFor();
+  for (const field of ['name', 'url', 'rateLimit']) {
+    assert.notEqual(await page.locator(`#${field}-error`).textContent(), '', `${field} has its error`);
+  }
+  await page.locator('#name').fill('Broken');
+  await page.locator('#rateLimit').fill('');
+  // Event descriptions are visible, and a family is chosen with one box.
+  const tags = page.locator('fieldset.family').filter({ has: page.locator('legend', { hasText: /^Tags$/ }) });
+  assert.notEqual(await tags.locator('.hint').first().textContent(), '', 'each event says what it is');
+  await tags.locator('.select-all').check();
+  assert.ok(await page.locator('input[name=event][value=TAG_CREATED]').isChecked());
+  await tags.locator('.select-all').uncheck();
+  // Slack's label/value pairs are rows, not JSON; its URL field says whose URL it is.
+  await page.locator('#connector').selectOption('slack');
+  await page.locator('label[for=config-url]', { hasText: 'Slack incoming-webhook URL' }).waitFor();
+  await page.getByRole('button', { name: '+ Add field' }).click();
+  assert.equal(await page.locator('#config-fields .rows-row').count(), 1);
   // The connector's config form comes from its schema; its errors land on its fields.
   await page.locator('#connector').selectOption('crm');
   await page.locator('#url').fill(env('RECEIVER_URL'));
@@ -101,10 +138,19 @@ test('sign in, create a webhook through the form, deliver a test event, see it i
   await page.locator('#send-test').click();
   const delivery = page.locator('details.delivery').first();
   await delivery.locator('.badge', { hasText: 'succeeded' }).waitFor({ timeout: 20000 });
+  await delivery.locator('.event-type', { hasText: 'TODO_CREATED' }).waitFor();
   await delivery.locator('summary').click();
-  await delivery.locator('td', { hasText: '200' }).first().waitFor();
+  await delivery.locator('.timeline li.ok', { hasText: 'HTTP 200' }).first().waitFor();
   await page.locator('#chart .uplot').first().waitFor();
+  // The day's totals in the legend (not "--"), the delivery drawn as a bar in its colour.
+  await page.waitForFunction(() => Number(document.querySelector('#legend-deliveries li strong')?.textContent) >= 1);
+  assert.match(await page.locator('#legend-latency').textContent(), /p50 \d+ ms/);
+  assert.ok(await pixels('#chart .uplot:first-of-type', '#16a34a') > 20, 'a green bar for the delivered event');
+  assert.ok(Number(await page.locator('#counts .count.ok strong').textContent()) >= 1, 'the delivered count at a glance');
   await shoot('webhook');
+  // The URL moved to the webhook when it was created: a reload opens it.
+  await page.reload();
+  await page.locator('#health').waitFor();
 
   await page.goto(`${base}/#/webhooks`);
   await page.locator(`#webhooks a[href="#/webhooks/${id}"]`).waitFor();
@@ -118,6 +164,9 @@ test('a failing receiver turns the badge UNHEALTHY, then DISABLED; re-enable and
   await waitForBadge('UNHEALTHY');
   await waitForBadge('DISABLED');
   await page.locator('details.delivery .badge', { hasText: 'failed' }).waitFor({ timeout: 20000 });
+  // The banner says why and what to do; Recover waits for re-enabling.
+  await page.locator('#banner', { hasText: 'disabled' }).locator('.last-error', { hasText: '500' }).waitFor();
+  assert.ok(await page.locator('#recover').isDisabled(), 'Recover is off while the webhook is disabled');
   await shoot('webhook-disabled');
   await page.locator('#enable').click();
   await waitForBadge('HEALTHY'); // the health check goes first, and now the receiver answers 200
@@ -150,15 +199,25 @@ test('operators manage connectors: list and preview', async () => {
   await page.getByRole('button', { name: 'Preview' }).click();
   await page.locator('#preview-output', { hasText: '\\"matched\\":\\"launch\\"' }).waitFor();
   await shoot('connectors');
+  // An uploaded connector can be removed from the page.
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.locator('#remove-title-filter').click();
+  await page.locator('#connectors td', { hasText: /^title-filter$/ }).waitFor({ state: 'detached' });
 });
 
 test('narrow screens', async () => {
   await page.setViewportSize({ width: 390, height: 800 });
   await page.goto(`${base}/#/webhooks`);
   await page.locator('#webhooks').waitFor();
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 1, `the page scrolls sideways by ${overflow}px at 390px wide`);
+  assert.ok(await overflow() <= 1, `the list scrolls sideways by ${await overflow()}px at 390px wide`);
   await shoot('webhooks-narrow');
+  await page.locator('#webhooks a').first().click();
+  await page.locator('#chart .uplot').nth(1).waitFor();
+  assert.ok(await overflow() <= 1, `a webhook's page scrolls sideways by ${await overflow()}px at 390px wide`);
+  const latency = await pixels('#chart .uplot:nth-of-type(2)', '#2563eb') + await pixels('#chart .uplot:nth-of-type(2)', '#dc2626');
+  assert.ok(latency > 0, 'the latency chart draws its points at 390px');
+  await shoot('webhook-narrow');
+  await page.setViewportSize({ width: 1200, height: 860 });
 });
 
 test('no console errors', () => {

@@ -192,9 +192,7 @@ pub async fn preview(
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    let valid = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if valid {
+    if crate::connectors::valid_name(name) {
         Ok(())
     } else {
         Err(ApiError::bad_request("connector names are 1 to 64 characters: a-z, 0-9, - and _"))

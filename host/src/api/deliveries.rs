@@ -182,7 +182,7 @@ pub async fn retry(
 }
 
 /// What hides `webhook`'s write-only connector config from its delivery log.
-fn scrubber(state: &AppState, webhook: &crate::domain::webhook::Webhook) -> Scrubber {
+pub(super) fn scrubber(state: &AppState, webhook: &crate::domain::webhook::Webhook) -> Scrubber {
     let config = webhook.connector_config(&state.secrets);
     match state.connectors.get(&webhook.connector.name) {
         Some(plugin) => plugin.schema().scrubber(&config),
@@ -277,17 +277,7 @@ pub(super) async fn send_direct(
         occurred_at: now,
     };
     state.check_queue_room(1)?;
-    let delivery = Delivery {
-        id: crate::domain::delivery::new_delivery_id(),
-        event_id: event.id.clone(),
-        company_id: event.company_id.clone(),
-        webhook_id: webhook.id.clone(),
-        status: if webhook.enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused },
-        messages: Vec::new(),
-        error: None,
-        plugin_log: Vec::new(),
-        created_at: now,
-    };
+    let delivery = Delivery::new(&event, &webhook.id, webhook.enabled, now);
     let queued = Queued { event_id: event.id.clone(), delivery_id: delivery.id.clone() };
     let accept = crate::store::Accept { event, deliveries: vec![delivery], response: json!(null) };
     // A millisecond early: queued ahead of anything recovered right after it.

@@ -1,5 +1,6 @@
-//! The one error shape of the API: `{"error": {"code", "message"}}` with the right status.
-//! A 5xx logs its cause and tells the client nothing internal.
+//! The one error shape of the API: `{"error": {"code", "message"}}` with the right status,
+//! plus `field` and `fields` when the request had fields at fault. A 5xx logs its cause and
+//! tells the client nothing internal.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -22,6 +23,24 @@ struct ErrorDetail {
     code: String,
     /// What is wrong, for people; names the field at fault.
     message: String,
+    /// The (first) field at fault, as a path: `url`, `metadata.projectIds[2]`,
+    /// `connector.config.channel`.
+    field: Option<String>,
+    /// Every field at fault, when the request had any: all of them, not just the first.
+    fields: Option<Vec<FieldError>>,
+}
+
+/// One field of a request that is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
 }
 
 #[derive(Debug)]
@@ -30,15 +49,30 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    fields: Vec<FieldError>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, fields: Vec::new() }
     }
 
+    /// A 400; a message that starts with a field's path (`url: …`) names that field.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        let message = message.into();
+        let fields = field_of(&message)
+            .map(|(field, rest)| vec![FieldError { field: field.to_owned(), message: rest.to_owned() }]);
+        ApiError {
+            fields: fields.unwrap_or_default(),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
+    }
+
+    /// A 400 naming every field at fault (at least one).
+    pub fn invalid_fields(fields: Vec<FieldError>) -> Self {
+        let message =
+            fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
+        ApiError { fields, ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message) }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -69,6 +103,13 @@ impl ApiError {
         if let Some(rest) = self.message.strip_prefix(from).filter(|rest| rest.starts_with([':', '[', '.'])) {
             self.message = format!("{to}{rest}");
         }
+        for field in &mut self.fields {
+            if let Some(rest) =
+                field.field.strip_prefix(from).filter(|rest| rest.is_empty() || rest.starts_with(['[', '.']))
+            {
+                field.field = format!("{to}{rest}");
+            }
+        }
         self
     }
 
@@ -84,7 +125,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(first) = self.fields.first() {
+            error["field"] = json!(first.field);
+            error["fields"] = json!(self.fields);
+        }
+        let body = Json(json!({ "error": error }));
         let mut response = (self.status, body).into_response();
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -94,6 +140,14 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// `("metadata.events[0]", "why")` from `"metadata.events[0]: why"`.
+fn field_of(message: &str) -> Option<(&str, &str)> {
+    let (field, rest) = message.split_once(": ")?;
+    let path = field.starts_with(|c: char| c.is_ascii_alphabetic())
+        && field.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c));
+    path.then_some((field, rest))
 }
 
 impl From<StoreError> for ApiError {

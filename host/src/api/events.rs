@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use crate::access::{Caller, Scope};
 use crate::domain::catalog::EventType;
-use crate::domain::delivery::{Delivery, DeliveryStatus, new_delivery_id};
+use crate::domain::delivery::Delivery;
 use crate::domain::event::{Event, IncomingEvent};
 use crate::matching::{Explanation, Matches, Probe};
 use crate::server::AppState;
@@ -254,20 +254,8 @@ fn prepare(
             "filter work budget ran out: these webhooks were left out"
         );
     }
-    let deliveries: Vec<Delivery> = routes
-        .iter()
-        .map(|route| Delivery {
-            id: new_delivery_id(),
-            event_id: event.id.clone(),
-            company_id: event.company_id.clone(),
-            webhook_id: route.webhook_id.clone(),
-            status: if route.enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused },
-            messages: Vec::new(),
-            error: None,
-            plugin_log: Vec::new(),
-            created_at: now,
-        })
-        .collect();
+    let deliveries: Vec<Delivery> =
+        routes.iter().map(|route| Delivery::new(&event, &route.webhook_id, route.enabled, now)).collect();
     let result = IngestResult {
         id: event.id.clone(),
         matched: deliveries.len(),

@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, FieldError};
 
 /// Like `axum::Json`, but a bad body answers `{"error": {...}}` with the path of the field
 /// that is wrong (`metadata.events[0]: invalid type…`).
@@ -42,9 +42,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        let code = if inner.is_syntax() || inner.is_eof() { "invalid_json" } else { "invalid_request" };
-        let message = if path == "." { inner.to_string() } else { format!("{path}: {inner}") };
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+        if inner.is_syntax() || inner.is_eof() {
+            let message = if path == "." { inner.to_string() } else { format!("{path}: {inner}") };
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+        } else if path == "." {
+            ApiError::bad_request(inner.to_string())
+        } else {
+            ApiError::invalid_fields(vec![FieldError::new(path, inner.to_string())])
+        }
     })
 }
 

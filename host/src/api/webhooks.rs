@@ -9,13 +9,17 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::require;
+use super::deliveries::scrubber;
 use super::error::ApiError;
+use super::error::FieldError;
 use super::json::ApiJson;
 use crate::access::{Caller, Companies, Scope};
+use crate::domain::delivery::DeliveryStatus;
 use crate::domain::webhook::{ConnectorRef, Origin, Subscription, Webhook, WebhookStatus, new_webhook_id};
 use crate::matching::filter::Filter;
 use crate::secret::Secret;
 use crate::server::AppState;
+use crate::store::DeliveryQuery;
 
 use super::openapi::{ConnectorChoice, DestinationUrl, FilterSchema, SecretText, WebhookName};
 
@@ -120,9 +124,46 @@ pub struct WebhookView {
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::serde::rfc3339")]
     updated_at: OffsetDateTime,
+    /// Its newest delivery, in lists and single reads (not in the answers to changes); absent
+    /// when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_delivery: Option<LastDelivery>,
+}
+
+/// A webhook's newest delivery, in a few words.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastDelivery {
+    id: String,
+    event_type: String,
+    status: DeliveryStatus,
+    /// Why it failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
 }
 
 impl WebhookView {
+    /// The view with its newest delivery (its error scrubbed of write-only config values).
+    async fn with_last_delivery(state: &AppState, w: &Webhook) -> Result<Self, ApiError> {
+        let query = DeliveryQuery { before: None, statuses: &[], since: None, limit: 1 };
+        let newest = state.store.deliveries_of(&w.id, &query).await?.into_iter().next();
+        let mut view = WebhookView::new(state, w);
+        view.last_delivery = newest.map(|delivery| LastDelivery {
+            error: delivery.error.map(|mut error| {
+                scrubber(state, w).scrub(&mut error);
+                error
+            }),
+            id: delivery.id,
+            event_type: delivery.event_type,
+            status: delivery.status,
+            created_at: delivery.created_at,
+        });
+        Ok(view)
+    }
+
     /// The view of `w`: its connector config without write-only members (without any config
     /// at all when its connector is no longer installed, as nobody can say what is secret).
     pub(super) fn new(state: &AppState, w: &Webhook) -> Self {
@@ -146,6 +187,7 @@ impl WebhookView {
             companies: state.webhooks.index().companies_of(&w.created_by_id),
             created_at: w.created_at,
             updated_at: w.updated_at,
+            last_delivery: None,
         }
     }
 }
@@ -271,7 +313,11 @@ pub async fn list(
         page.truncate(limit);
         page[limit - 1].id.clone()
     });
-    Ok(Json(WebhookPage { data: page.iter().map(|w| WebhookView::new(&state, w)).collect(), next_cursor }))
+    let mut data = Vec::with_capacity(page.len());
+    for webhook in &page {
+        data.push(WebhookView::with_last_delivery(&state, webhook).await?);
+    }
+    Ok(Json(WebhookPage { data, next_cursor }))
 }
 
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
@@ -283,7 +329,7 @@ pub async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, ApiError> {
     let webhook = owned(&state, &caller, &id).await?;
-    Ok(Json(WebhookView::new(&state, &webhook)))
+    Ok(Json(WebhookView::with_last_delivery(&state, &webhook).await?))
 }
 
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", request_body = UpdateWebhook, tag = "webhooks", params(("id" = String, Path, description = "the webhook's id (`wh_…`)")),
@@ -396,47 +442,65 @@ fn seal_config(state: &AppState, webhook: &mut Webhook) {
     webhook.seal_config(&write_only.unwrap_or_default(), &state.secrets);
 }
 
-/// Checks every field a user controls, normalising lists; a 400 names the field.
+/// Checks every field a user controls, normalising lists; a 400 names every field at fault.
 fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
-    let field = |name: &str, e: String| ApiError::bad_request(format!("{name}: {e}"));
+    let mut errors = Vec::new();
     webhook.name = webhook.name.trim().to_owned();
-    crate::domain::webhook::check_name(&webhook.name).map_err(|e| field("name", e))?;
-    crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
-        .map_err(|e| field("url", e))?;
-    check_url_text(&webhook.url).map_err(|e| field("url", e))?;
+    if let Err(e) = crate::domain::webhook::check_name(&webhook.name) {
+        errors.push(FieldError::new("name", e));
+    }
+    let url = crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
+        .and_then(|_| check_url_text(&webhook.url));
+    if let Err(e) = url {
+        errors.push(FieldError::new("url", e));
+    }
     let metadata = &mut webhook.metadata;
     // Like the project ids of events: one that no event can carry would never match.
     // (Checked before sorting, so that the index is the caller's.)
     for (i, project) in metadata.project_ids.iter().enumerate() {
-        crate::domain::event::check_id(project)
-            .map_err(|e| field(&format!("metadata.projectIds[{i}]"), e))?;
+        if let Err(e) = crate::domain::event::check_id(project) {
+            errors.push(FieldError::new(format!("metadata.projectIds[{i}]"), e));
+        }
     }
     for list in [&mut metadata.events, &mut metadata.project_ids] {
         list.sort();
         list.dedup();
     }
-    state.catalog.check(&metadata.events).map_err(|e| field("metadata.events", e))?;
-    if let Some(filter) = &webhook.filter {
-        Filter::parse(filter).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Err(e) = state.catalog.check(&metadata.events) {
+        errors.push(FieldError::new("metadata.events", e));
     }
-    let Some(plugin) = state.connectors.get(&webhook.connector.name) else {
-        let known: Vec<String> = state.connectors.list().into_iter().map(|(name, _)| name).collect();
-        return Err(field(
-            "connector.name",
-            format!("no connector named {:?}; installed: {}", webhook.connector.name, known.join(", ")),
-        ));
-    };
-    if !webhook.connector.config.is_object() {
-        return Err(field("connector.config", "must be a JSON object".into()));
+    if let Some(filter) = &webhook.filter
+        && let Err(e) = Filter::parse(filter)
+    {
+        errors.push(FieldError::new(e.at, e.message));
     }
-    plugin.schema().validate(&webhook.connector.config).map_err(ApiError::bad_request)?;
+    match state.connectors.get(&webhook.connector.name) {
+        None => {
+            let known: Vec<String> = state.connectors.list().into_iter().map(|(name, _)| name).collect();
+            let names = known.join(", ");
+            errors.push(FieldError::new(
+                "connector.name",
+                format!("no connector named {:?}; installed: {names}", webhook.connector.name),
+            ));
+        }
+        Some(_) if !webhook.connector.config.is_object() => {
+            errors.push(FieldError::new("connector.config", "must be a JSON object"));
+        }
+        Some(plugin) => {
+            let problems = plugin.schema().problems(&webhook.connector.config);
+            errors.extend(problems.into_iter().map(|(field, message)| FieldError::new(field, message)));
+        }
+    }
     if webhook.rate_limit == Some(0) {
-        return Err(field(
+        errors.push(FieldError::new(
             "rateLimit",
-            "must be at least 1 message per second (or absent for no limit)".into(),
+            "must be at least 1 message per second (or absent for no limit)",
         ));
     }
-    Ok(())
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(ApiError::invalid_fields(errors)),
+    }
 }
 
 /// Refuses URL text that only a browser's error recovery makes a URL of (`https:///x`,

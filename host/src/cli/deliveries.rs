@@ -75,7 +75,7 @@ pub async fn log(args: DeliveriesArgs) -> Result<(), Failure> {
         return Ok(());
     }
     let rows: Vec<Vec<String>> = deliveries.iter().map(row).collect();
-    print_table(&["DELIVERY", "STATUS", "CREATED", "ATTEMPTS", "LAST ATTEMPT"], &rows);
+    print_table(&["DELIVERY", "EVENT", "STATUS", "CREATED", "ATTEMPTS", "LAST ATTEMPT"], &rows);
     if page["nextCursor"].is_string() {
         println!("(more: raise --limit, or page with the API)");
     }
@@ -133,6 +133,7 @@ fn row(delivery: &Value) -> Vec<String> {
     );
     vec![
         cell(delivery, "id"),
+        cell(delivery, "eventType"),
         cell(delivery, "status"),
         cell(delivery, "createdAt"),
         attempts.len().to_string(),

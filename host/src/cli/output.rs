@@ -33,5 +33,5 @@ pub fn items(value: &Value) -> &[Value] {
 
 /// A member of an answer as a table cell (`-` when absent).
 pub fn cell(value: &Value, key: &str) -> String {
-    value[key].as_str().unwrap_or("-").to_owned()
+    value[key].as_str().filter(|text| !text.is_empty()).unwrap_or("-").to_owned()
 }

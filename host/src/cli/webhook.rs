@@ -175,7 +175,7 @@ pub async fn run(command: WebhookCommand) -> Result<(), Failure> {
                 println!("no webhooks yet: `wasmhook webhook create --name … --url …` adds one");
             } else {
                 let rows: Vec<Vec<String>> = webhooks.iter().map(row).collect();
-                print_table(&["ID", "NAME", "STATUS", "CONNECTOR", "EVENTS", "URL"], &rows);
+                print_table(&["ID", "NAME", "STATUS", "CONNECTOR", "EVENTS", "LAST DELIVERY", "URL"], &rows);
             }
         }
         WebhookCommand::Show { id, server } => print_json(&server.get(&path(&id)).await?),
@@ -271,6 +271,10 @@ fn row(webhook: &Value) -> Vec<String> {
         cell(webhook, "status"),
         cell(&webhook["connector"], "name"),
         if events == 0 { "all".to_owned() } else { events.to_string() },
+        match &webhook["lastDelivery"] {
+            Value::Null => "-".to_owned(),
+            last => format!("{} {}", cell(last, "status"), cell(last, "createdAt")),
+        },
         cell(webhook, "url"),
     ]
 }

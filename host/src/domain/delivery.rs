@@ -5,6 +5,7 @@ use crate::connector_config::Scrubber;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use super::event::Event;
 use super::plugin_output::{LogLine, Request};
 use crate::secret::SecretBox;
 
@@ -14,6 +15,9 @@ use crate::secret::SecretBox;
 pub struct Delivery {
     pub id: String,
     pub event_id: String,
+    /// The event's type, e.g. `TODO_CREATED` (empty in records from before it was kept).
+    #[serde(default)]
+    pub event_type: String,
     /// The event's company: event ids are unique per company.
     #[serde(default)]
     pub company_id: String,
@@ -160,6 +164,23 @@ impl Attempt {
 }
 
 impl Delivery {
+    /// A new delivery of `event` to `webhook_id`: pending, or paused when the webhook is
+    /// disabled.
+    pub fn new(event: &Event, webhook_id: &str, enabled: bool, now: OffsetDateTime) -> Self {
+        Delivery {
+            id: new_delivery_id(),
+            event_id: event.id.clone(),
+            event_type: event.event.clone(),
+            company_id: event.company_id.clone(),
+            webhook_id: webhook_id.to_owned(),
+            status: if enabled { DeliveryStatus::Pending } else { DeliveryStatus::Paused },
+            messages: Vec::new(),
+            error: None,
+            plugin_log: Vec::new(),
+            created_at: now,
+        }
+    }
+
     /// Removes the webhook's write-only config values (a plugin may have put its API key in
     /// a header or a Slack URL in `url`), for showing it.
     pub fn scrub(&mut self, scrubber: &Scrubber) {

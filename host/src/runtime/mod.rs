@@ -304,9 +304,15 @@ impl Runtime {
             .map_err(|e| PluginError::InvalidComponent(format!("compilation did not finish: {e}")))?
             .map_err(|e| PluginError::InvalidComponent(explain_compile_error(&e)))?;
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(|e| {
+            let detail = format!("{e:#}");
+            // The usual way to get here: componentize-js adds wasi:http unless told not to.
+            let hint = match detail.contains("wasi:http") {
+                true => "; built with componentize-js? Pass `-d http fetch-event` to leave wasi:http out",
+                false => "",
+            };
             PluginError::InvalidComponent(format!(
                 "it needs imports the host does not provide (plugins get WASI 0.2 with nothing \
-                 granted, and wasmhook:plugin/host): {e:#}"
+                 granted, and wasmhook:plugin/host): {detail}{hint}"
             ))
         })?;
         let pre = ConnectorPre::new(instance_pre).map_err(|e| {

@@ -219,6 +219,7 @@ mod tests {
         Delivery {
             id: format!("dlv_{i:05}"),
             event_id: format!("e{i:05}"),
+            event_type: "TODO_CREATED".into(),
             company_id: "c".into(),
             webhook_id: "wh_1".into(),
             status: DeliveryStatus::Pending,

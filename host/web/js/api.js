@@ -1,5 +1,5 @@
 // The REST API, as the web app uses it: the signed-in token and one fetch wrapper that turns
-// wasmhook's {"error": {"code", "message"}} answers into ApiError.
+// wasmhook's {"error": {"code", "message", "fields"}} answers into ApiError.
 
 const KEY = 'wasmhook-token';
 
@@ -10,16 +10,12 @@ export const session = {
 };
 
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, fields = []) {
     super(message);
     this.status = status;
     this.code = code;
-  }
-
-  /** The field a 400 names ("connector.config.apiKey: …" → "connector.config.apiKey"). */
-  get field() {
-    const match = /^([A-Za-z][\w.[\]]*): /.exec(this.message);
-    return match ? match[1] : null;
+    /** Every field at fault, as the API names them: [{field: "url", message: "…"}]. */
+    this.fields = fields;
   }
 }
 
@@ -38,7 +34,8 @@ export async function api(method, path, body) {
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {
-    throw new ApiError(response.status, data?.error?.code ?? 'error', data?.error?.message ?? `HTTP ${response.status}`);
+    const error = data?.error ?? {};
+    throw new ApiError(response.status, error.code ?? 'error', error.message ?? `HTTP ${response.status}`, error.fields ?? []);
   }
   return data;
 }

@@ -1,8 +1,8 @@
-// Operators' connectors page: what is installed, upload or replace one, and a preview box
-// (an event in, the requests the connector would send out).
+// Operators' connectors page: what is installed, upload, replace or remove one, and a preview
+// box (an event in, the requests the connector would send out).
 
 import { api } from './api.js';
-import { errorFor, h, setError, show, toast } from './dom.js';
+import { actionButton, errorFor, h, navigation, setError, show, toast } from './dom.js';
 
 const SAMPLE = {
   id: 'evt_preview', event: 'TODO_CREATED', companyId: 'company_acme', projectId: 'project_launch', userId: 'user_ada',
@@ -10,7 +10,9 @@ const SAMPLE = {
 };
 
 export async function connectorsView() {
+  const ticket = navigation.ticket();
   const connectors = await api('GET', '/v1/connectors');
+  if (navigation.stale(ticket)) return;
   const upload = h('form', { class: 'card', id: 'upload', novalidate: true },
     h('h2', {}, 'Upload or replace a connector'),
     h('label', { for: 'upload-name' }, 'Name'), h('input', { type: 'text', id: 'upload-name', required: true, placeholder: 'my-connector' }), errorFor('upload-name'),
@@ -67,9 +69,15 @@ export async function connectorsView() {
   show(
     h('h1', {}, 'Connectors'),
     h('div', { class: 'table-wrap' }, h('table', { id: 'connectors' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Version'), h('th', {}, 'Description'), h('th', { class: 'hide-narrow' }, 'Kind'))),
+      h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Version'), h('th', {}, 'Description'), h('th', { class: 'hide-narrow' }, 'Kind'), h('th', {}, ''))),
       h('tbody', {}, connectors.map((c) => h('tr', {},
         h('td', {}, c.name), h('td', {}, c.version), h('td', {}, c.description),
-        h('td', { class: 'hide-narrow' }, c.builtin ? 'built-in' : 'uploaded')))))),
+        h('td', { class: 'hide-narrow' }, c.builtin ? 'built-in' : 'uploaded'),
+        h('td', {}, c.builtin ? null : actionButton('Remove', async () => {
+          if (!confirm(`Remove the connector ${c.name}?`)) return;
+          await api('DELETE', `/v1/connectors/${encodeURIComponent(c.name)}`);
+          toast(`Removed ${c.name}`);
+          await connectorsView();
+        }, { class: 'danger', id: `remove-${c.name}` }))))))),
     upload, preview);
 }

@@ -32,6 +32,45 @@ export function show(...children) {
   view.focus({ preventScroll: true });
 }
 
+/**
+ * Navigation tickets: a view takes one before it fetches and paints only if it is still the
+ * latest, so a slow answer for the page the user left never paints over the one they are on.
+ */
+let currentTicket = 0;
+export const navigation = {
+  /** A new navigation: views started before it are stale. */
+  begin: () => ++currentTicket,
+  /** The current navigation's ticket (a refresh of the same page takes this). */
+  ticket: () => currentTicket,
+  stale: (ticket) => ticket !== currentTicket,
+};
+
+/**
+ * A button that runs `run` once per click: disabled while it runs, enabled again whatever
+ * happens, its failure said in a toast.
+ */
+export function actionButton(label, run, attributes = {}) {
+  const button = h('button', { type: 'button', ...attributes }, label);
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      await run();
+    } catch (error) {
+      toast(error.message);
+    } finally {
+      // The view may have been replaced meanwhile; re-enabling a detached button is harmless.
+      button.disabled = Boolean(attributes.disabled);
+    }
+  });
+  return button;
+}
+
+/** PLUGIN_ERROR, plugin_error, lastDelivery → "Plugin error", "Last delivery". */
+export function humanize(key) {
+  const words = String(key).replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[_-]+/g, ' ').trim().toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
+}
+
 export function badge(text) {
   return h('span', { class: `badge ${text}` }, text);
 }

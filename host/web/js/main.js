@@ -3,15 +3,17 @@
 
 import { ApiError, api, session } from './api.js';
 import { connectorsView } from './connectors.js';
-import { h, show } from './dom.js';
-import { detailView, formView, listView } from './webhooks.js';
+import { h, navigation, show } from './dom.js';
+import { formView } from './webhook-form.js';
+import { detailView } from './webhook-page.js';
+import { listView } from './webhooks.js';
 
 const routes = [
   [/^#\/webhooks\/new$/, () => formView(null)],
   [/^#\/webhooks\/([\w-]+)\/edit$/, (id) => formView(id)],
   [/^#\/webhooks\/([\w-]+)$/, (id) => detailView(id)],
   [/^#\/connectors$/, () => connectorsView()],
-  [/^#\/webhooks$/, () => listView()],
+  [/^#\/webhooks(?:\?after=([\w-]+))?$/, (after) => listView(after)],
 ];
 
 function signInView(message) {
@@ -41,6 +43,7 @@ function signInView(message) {
 }
 
 async function route() {
+  const ticket = navigation.begin();
   if (!session.token()) return signInView();
   document.getElementById('nav').hidden = false;
   // Operators see the connectors page.
@@ -52,6 +55,7 @@ async function route() {
     try {
       await view(...match.slice(1));
     } catch (error) {
+      if (navigation.stale(ticket)) return; // the user has moved on
       if (error instanceof ApiError && error.status === 401) {
         session.signOut();
         return signInView('Your token was refused; sign in again.');
@@ -68,7 +72,7 @@ async function route() {
 setInterval(() => {
   const match = /^#\/webhooks\/([\w-]+)$/.exec(location.hash);
   if (match && match[1] !== 'new' && !document.hidden && session.token()) {
-    detailView(match[1], { keepFocus: true }).catch(() => {});
+    detailView(match[1], { refresh: true }).catch(() => {});
   }
 }, 2000);
 

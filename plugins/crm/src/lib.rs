@@ -40,18 +40,18 @@ impl Plugin for Crm {
                 "additionalProperties": false,
                 "required": ["properties"],
                 "properties": {
-                    "objectType": {"type": "string", "default": "contacts", "pattern": "^[A-Za-z0-9_-]+$",
+                    "objectType": {"title": "Object type", "type": "string", "default": "contacts", "pattern": "^[A-Za-z0-9_-]+$",
                         "description": "The CRM object type (contacts, companies, deals, tickets, …)."},
-                    "properties": {"type": "object", "minProperties": 1,
+                    "properties": {"type": "object", "minProperties": 1, "title": "Property mapping",
                         "additionalProperties": {"type": "string", "minLength": 1},
                         "description": "CRM property ← a path into the event (currentValue.title) or a template ({{currentValue.title}} in {{project.id}})."},
-                    "idProperty": {"type": "string", "minLength": 1,
+                    "idProperty": {"title": "Identifying property", "type": "string", "minLength": 1,
                         "description": "One of the mapped properties that identifies the record: update it by that value instead of creating one."},
-                    "method": {"type": "string", "enum": ["POST", "PUT", "PATCH"],
+                    "method": {"title": "Method", "type": "string", "enum": ["POST", "PUT", "PATCH"],
                         "description": "Overrides the method (PATCH with idProperty, POST without)."},
-                    "path": {"type": "string", "pattern": "^/",
+                    "path": {"type": "string", "pattern": "^/", "title": "Path",
                         "description": "Overrides the path after the webhook's URL; a template."},
-                    "apiKey": {"type": "string", "minLength": 1, "writeOnly": true,
+                    "apiKey": {"title": "API key", "type": "string", "minLength": 1, "writeOnly": true,
                         "description": "Sent as a bearer token (a HubSpot private-app token, say)."}
                 }
             }))

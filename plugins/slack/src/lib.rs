@@ -41,14 +41,15 @@ impl Plugin for Slack {
                 "type": "object",
                 "additionalProperties": false,
                 "properties": {
-                    "url": {"type": "string", "pattern": "^https?://", "writeOnly": true,
+                    "url": {"type": "string", "pattern": "^https?://", "writeOnly": true, "title": "Slack incoming-webhook URL",
                         "description": "The incoming-webhook URL (https://hooks.slack.com/services/…); the webhook's URL when absent."},
-                    "text": {"type": "string", "minLength": 1, "default": DEFAULT_TEXT,
+                    "text": {"type": "string", "minLength": 1, "default": DEFAULT_TEXT, "title": "Message",
                         "description": "The message, in Slack mrkdwn, with {{paths}} into the event."},
-                    "fields": {"type": "array", "maxItems": 10,
+                    "fields": {"type": "array", "maxItems": 10, "title": "Fields",
                         "description": "Label/value pairs shown under the message; values are templates.",
                         "items": {"type": "object", "additionalProperties": false, "required": ["label", "value"],
-                            "properties": {"label": {"type": "string", "minLength": 1}, "value": {"type": "string"}}}}
+                            "properties": {"label": {"type": "string", "minLength": 1, "title": "Label"},
+                                "value": {"type": "string", "title": "Value"}}}}
                 }
             }),
         )
