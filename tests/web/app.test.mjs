@@ -148,6 +148,10 @@ test('sign in, create a webhook through the form, deliver a test event, see it i
   assert.ok(await pixels('#chart .uplot:first-of-type', '#16a34a') > 20, 'a green bar for the delivered event');
   assert.ok(Number(await page.locator('#counts .count.ok strong').textContent()) >= 1, 'the delivered count at a glance');
   await shoot('webhook');
+  // The page refreshes itself every 2 s: the chart is updated in place, not drawn again.
+  await page.evaluate(() => { document.querySelector('#chart .uplot').dataset.kept = 'yes'; });
+  await page.waitForTimeout(4500);
+  assert.equal(await page.locator('#chart .uplot').first().getAttribute('data-kept'), 'yes', 'the same chart after refreshes');
   // The URL moved to the webhook when it was created: a reload opens it.
   await page.reload();
   await page.locator('#health').waitFor();
