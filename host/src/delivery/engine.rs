@@ -103,7 +103,7 @@ pub fn spawn(ctx: Context) -> EngineHandle {
 impl Engine {
     async fn run(self: Arc<Self>) {
         let mut schedule = Schedule::default();
-        let (done_send, mut done) = mpsc::unbounded_channel::<(QueueEntry, Turn)>();
+        let (report_send, mut reports) = mpsc::unbounded_channel::<Report>();
         let per_webhook = self.ctx.config.delivery.per_webhook;
         // Claim at once: whatever was queued before this start is waiting.
         let mut claim_now = true;
@@ -126,11 +126,11 @@ impl Engine {
             let free = self.workers.available_permits();
             for entry in schedule.take_runnable(now, per_webhook, free) {
                 let permit = self.workers.clone().try_acquire_owned().expect("counted free workers");
-                let (engine, done) = (self.clone(), done_send.clone());
+                let (engine, reports) = (self.clone(), report_send.clone());
                 tokio::spawn(async move {
-                    let next = engine.work(&entry).await;
+                    let next = engine.work(&Slot { entry: &entry, reports: &reports }).await;
                     drop(permit);
-                    let _ = done.send((entry, next));
+                    let _ = reports.send(Report::Done(entry, next));
                 });
             }
             let sleep = match schedule.next_due() {
@@ -142,7 +142,14 @@ impl Engine {
             let room = schedule.len() < HELD;
             tokio::select! {
                 () = self.ctx.store.wait_for_work(), if !claim_now && room => claim_now = true,
-                Some((finished, turn)) = done.recv() => {
+                Some(report) = reports.recv() => {
+                    let (finished, turn) = match report {
+                        Report::Sent(entry) => {
+                            schedule.sent(&entry);
+                            continue;
+                        }
+                        Report::Done(finished, turn) => (finished, turn),
+                    };
                     if let Some(until) = turn.pause_until {
                         schedule.pause(&finished.webhook_id, until);
                     }
@@ -221,7 +228,8 @@ impl Engine {
     }
 
     /// One turn of one delivery; returns its queue entry as it now stands, if it is queued.
-    async fn work(&self, entry: &QueueEntry) -> Turn {
+    async fn work(&self, slot: &Slot<'_>) -> Turn {
+        let entry = slot.entry;
         let store = &self.ctx.store;
         let delivery = match store.delivery(&entry.delivery_id).await {
             Ok(Some(delivery)) if !delivery.status.is_final() => delivery,
@@ -265,7 +273,7 @@ impl Engine {
                 }
             }
         }
-        self.attempt(entry, delivery, webhook).await.into()
+        self.attempt(slot, delivery, webhook).await.into()
     }
 
     /// Runs the plugin, unless the delivery must wait for it.
@@ -349,12 +357,8 @@ impl Engine {
     }
 
     /// Attempts the messages that are due, then stores the outcome.
-    async fn attempt(
-        &self,
-        entry: &QueueEntry,
-        mut delivery: Delivery,
-        webhook: Webhook,
-    ) -> Option<QueueEntry> {
+    async fn attempt(&self, slot: &Slot<'_>, mut delivery: Delivery, webhook: Webhook) -> Option<QueueEntry> {
+        let entry = slot.entry;
         let now = OffsetDateTime::now_utc();
         let open = |sealed: &str| self.ctx.secrets.open(sealed);
         let Some(secret) = open(&webhook.sealed_secret) else {
@@ -426,6 +430,7 @@ impl Engine {
             );
             attempts.push(sent.attempt);
         }
+        slot.release();
         let pending: Vec<OffsetDateTime> = delivery
             .messages
             .iter()
@@ -504,6 +509,27 @@ fn random_fraction() -> f64 {
     let mut byte = [0u8; 1];
     getrandom::fill(&mut byte).ok();
     f64::from(byte[0]) / 256.0
+}
+
+/// What a turn tells the engine's loop.
+enum Report {
+    /// Its attempts are over: the next delivery of the webhook may go to the receiver.
+    Sent(QueueEntry),
+    /// It ended.
+    Done(QueueEntry, Turn),
+}
+
+/// A running turn's place in its webhook's lane.
+struct Slot<'a> {
+    entry: &'a QueueEntry,
+    reports: &'a mpsc::UnboundedSender<Report>,
+}
+
+impl Slot<'_> {
+    /// Gives the place up while the outcome is stored (the turn still counts as running).
+    fn release(&self) {
+        let _ = self.reports.send(Report::Sent(self.entry.clone()));
+    }
 }
 
 /// What a turn of a delivery leaves for the schedule.

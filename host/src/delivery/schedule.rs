@@ -2,13 +2,15 @@
 //! webhook.
 //!
 //! The engine claims entries from storage as they are written and reschedules its own
-//! retries here. Each webhook has a lane: up to `per_webhook`
-//! deliveries run at once, or — for an `ordered` webhook — only its oldest delivery, even
-//! while that one waits for a retry. So a webhook with a large backlog costs nothing per
-//! pass, and one receiver's backlog never holds up another's.
+//! retries here. Each webhook has a lane: up to `per_webhook` deliveries are at its receiver
+//! at once, or — for an `ordered` webhook — only its oldest delivery, even while that one
+//! waits for a retry. A delivery whose attempts are over gives its place in the lane to the
+//! next while it stores its outcome: the cap is there for the receiver, and a storage write
+//! (a group commit away on PostgreSQL) would otherwise hold it idle. So a webhook with a large
+//! backlog costs nothing per pass, and one receiver's backlog never holds up another's.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use crate::store::QueueEntry;
 
@@ -29,11 +31,21 @@ struct Lane {
     closed: bool,
     /// Nothing of this lane runs before this time (its connector is backed off).
     paused_until: u64,
+    /// Deliveries at the receiver (or on their way to it).
     running: usize,
+    /// Deliveries past their attempts, storing their outcome: no longer counted against the
+    /// cap, but the lane is still theirs (not dropped, not handed over).
+    recording: HashSet<String>,
     /// Unordered: due deliveries, first come first served.
     ready: VecDeque<String>,
     /// Ordered: every delivery of the webhook, oldest (smallest UUIDv7 id) first.
     all: BTreeMap<String, ()>,
+}
+
+impl Lane {
+    fn busy(&self) -> usize {
+        self.running + self.recording.len()
+    }
 }
 
 impl Schedule {
@@ -117,12 +129,25 @@ impl Schedule {
         runnable
     }
 
+    /// A running delivery is done with its receiver and stores its outcome: the next of an
+    /// unordered lane may start. (An ordered lane's next must wait for that outcome.)
+    pub(crate) fn sent(&mut self, entry: &QueueEntry) {
+        if let Some(lane) = self.lanes.get_mut(&entry.webhook_id)
+            && !lane.ordered
+            && lane.recording.insert(entry.delivery_id.clone())
+        {
+            lane.running = lane.running.saturating_sub(1);
+        }
+    }
+
     /// A run ended; `next` is the entry as it now stands in the queue, if it is still there.
     pub(crate) fn done(&mut self, finished: &QueueEntry, next: Option<QueueEntry>, now_ms: u64) {
         let id = &finished.delivery_id;
         let mut drop_lane = false;
         if let Some(lane) = self.lanes.get_mut(&finished.webhook_id) {
-            lane.running = lane.running.saturating_sub(1);
+            if !lane.recording.remove(id) {
+                lane.running = lane.running.saturating_sub(1);
+            }
             if lane.closed {
                 self.entries.remove(id);
                 return;
@@ -130,7 +155,7 @@ impl Schedule {
             if next.is_none() {
                 lane.all.remove(id);
             }
-            drop_lane = lane.running == 0 && lane.ready.is_empty() && lane.all.is_empty() && next.is_none();
+            drop_lane = lane.busy() == 0 && lane.ready.is_empty() && lane.all.is_empty() && next.is_none();
         }
         self.entries.remove(id);
         if drop_lane {
@@ -150,20 +175,20 @@ impl Schedule {
         lane.closed = true;
         lane.ready.clear();
         lane.all.clear();
-        let running = lane.running;
+        let running = lane.busy();
         // Timers of the dropped entries find nothing when they come due.
         self.entries.retain(|_, entry| entry.webhook_id != webhook_id);
         running
     }
 
-    /// Deliveries of a webhook running now.
+    /// Deliveries of a webhook running now (storing their outcome included).
     pub(crate) fn running(&self, webhook_id: &str) -> usize {
-        self.lanes.get(webhook_id).map_or(0, |lane| lane.running)
+        self.lanes.get(webhook_id).map_or(0, Lane::busy)
     }
 
     /// Forgets a closed lane once its work is handed back: it may come back here later.
     pub(crate) fn forget(&mut self, webhook_id: &str) {
-        if self.lanes.get(webhook_id).is_some_and(|lane| lane.closed && lane.running == 0) {
+        if self.lanes.get(webhook_id).is_some_and(|lane| lane.closed && lane.busy() == 0) {
             self.lanes.remove(webhook_id);
         }
     }
@@ -252,6 +277,32 @@ mod tests {
         assert!(s.take_runnable(10, 2, 100).is_empty(), "the slow lane is full");
         s.done(&entry("a0", "slow", 0), None, 10);
         assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a2"]);
+    }
+
+    #[test]
+    fn a_delivery_storing_its_outcome_frees_its_place_but_keeps_the_lane() {
+        let mut s = Schedule::default();
+        for i in 0..3 {
+            s.add(entry(&format!("a{i}"), "w", 0), 10, false);
+        }
+        let run = s.take_runnable(10, 2, 100);
+        assert_eq!(ids(&run), ["a0", "a1"]);
+        s.sent(&run[0]);
+        assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a2"], "a0's place is free");
+        assert_eq!(s.running("w"), 3, "a0 still counts until it is stored");
+        s.done(&run[0], None, 10);
+        assert_eq!(s.running("w"), 2);
+        s.done(&run[1], None, 10);
+        s.done(&entry("a2", "w", 0), None, 10);
+        assert_eq!(s.running("w"), 0);
+
+        s.add(entry("o1", "o", 0), 10, true);
+        s.add(entry("o2", "o", 0), 10, true);
+        let head = s.take_runnable(10, 8, 100);
+        s.sent(&head[0]);
+        assert!(s.take_runnable(10, 8, 100).is_empty(), "an ordered lane waits for its head's outcome");
+        s.done(&head[0], None, 10);
+        assert_eq!(ids(&s.take_runnable(10, 8, 100)), ["o2"]);
     }
 
     #[test]
