@@ -231,7 +231,7 @@ impl Engine {
     async fn work(&self, slot: &Slot<'_>) -> Turn {
         let entry = slot.entry;
         let store = &self.ctx.store;
-        let delivery = match store.delivery(&entry.delivery_id).await {
+        let delivery = match store.queued_delivery(entry).await {
             Ok(Some(delivery)) if !delivery.status.is_final() => delivery,
             Ok(_) => return self.finish(entry, None, None, Vec::new()).await.into(),
             Err(error) => {

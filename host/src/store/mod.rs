@@ -181,12 +181,13 @@ pub async fn migrate_postgres(url: &str) -> Result<Vec<u64>, StoreError> {
     postgres::migrate(url).await
 }
 
-/// Storage: the backend in use, and the recent events read back from memory. Cheap to
-/// clone.
+/// Storage: the backend in use, and what ingest wrote here lately, read back from memory
+/// (`recent`). Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
-    recent: recent::RecentEvents,
+    events: recent::RecentEvents,
+    fresh: recent::FreshDeliveries,
 }
 
 #[derive(Clone)]
@@ -216,7 +217,8 @@ impl Store {
                 Backend::Postgres(postgres::PgStore::open(url, migrate).await?)
             }
         };
-        Ok(Store { backend, recent: Default::default() })
+        let (events, fresh) = (recent::RecentEvents::events(), recent::FreshDeliveries::deliveries());
+        Ok(Store { backend, events, fresh })
     }
 
     /// The database, for messages (never a password).
@@ -361,8 +363,12 @@ impl Store {
         let stored = on_backend!(self, backend => backend.accept(batch, key, now_ms).await)?;
         if let Stored::Accepted(outcomes) = &stored {
             for (accept, outcome) in batch.iter().zip(outcomes) {
-                if !outcome.duplicate && !accept.deliveries.is_empty() {
-                    self.recent.insert(&accept.event);
+                if outcome.duplicate || accept.deliveries.is_empty() {
+                    continue;
+                }
+                self.events.remember(&accept.event);
+                for delivery in accept.deliveries.iter().filter(|d| d.status == DeliveryStatus::Pending) {
+                    self.fresh.remember(delivery, now_ms);
                 }
             }
         }
@@ -375,7 +381,7 @@ impl Store {
         if !storable(company_id) || !storable(id) {
             return Ok(None);
         }
-        if let Some(event) = self.recent.get(company_id, id) {
+        if let Some(event) = self.events.event(company_id, id) {
             return Ok(Some(Event::clone(&event)));
         }
         on_backend!(self, backend => backend.event(company_id, id).await)
@@ -386,6 +392,15 @@ impl Store {
             return Ok(None);
         }
         on_backend!(self, backend => backend.delivery(id).await)
+    }
+
+    /// The delivery a claimed queue entry stands for: from memory when this host's ingest
+    /// wrote both and nothing has worked it since, else from storage.
+    pub async fn queued_delivery(&self, entry: &QueueEntry) -> Result<Option<Delivery>, StoreError> {
+        match self.fresh.take(&entry.delivery_id, entry.stored_due_ms) {
+            Some(delivery) => Ok(Some(Delivery::clone(&delivery))),
+            None => self.delivery(&entry.delivery_id).await,
+        }
     }
 
     /// A webhook's deliveries, newest first.
@@ -424,7 +439,8 @@ impl Store {
         let removed = on_backend!(self, backend => backend.prune(cutoff_ms).await)?;
         if removed > 0 {
             // What was pruned is gone for every reader, this host's memory included.
-            self.recent.clear();
+            self.events.clear();
+            self.fresh.clear();
         }
         Ok(removed)
     }

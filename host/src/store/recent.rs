@@ -1,48 +1,106 @@
-//! The events accepted here most recently, kept decoded: a delivery's first turn reads its
-//! event right after ingest wrote it, and events never change once stored — so a hit is
-//! always right, and it saves a read per delivery.
+//! What ingest wrote here most recently, kept decoded in memory: a delivery's first turn
+//! reads its delivery and its event right after ingest wrote them, so a hit saves a storage
+//! read each (on PostgreSQL, a round trip each).
+//!
+//! - Events never change once stored, so a recent event is always right.
+//! - A fresh delivery is right only until its first turn: it is *taken* (read once), and only
+//!   for the queue entry ingest wrote with it — a turn that ran on another host moved or
+//!   removed that entry, so a delivery worked elsewhere is never served from here.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
+use crate::domain::delivery::Delivery;
 use crate::domain::event::Event;
 
-/// Events kept at most: a few seconds of ingest at full speed.
-const CAPACITY: usize = 8_192;
+/// Events kept at most: a few seconds of ingest at full speed (they carry their payload).
+const EVENTS: usize = 8_192;
 
-/// Recent events by company and id, oldest dropped first. Cheap to clone.
-#[derive(Clone, Default)]
-pub(super) struct RecentEvents {
-    inner: Arc<Mutex<Recent>>,
+/// Fresh deliveries kept at most: small records, so a backlog of several seconds fits.
+const DELIVERIES: usize = 32_768;
+
+/// Recent events by company and id.
+pub(super) type RecentEvents = Recent<(String, String), Arc<Event>>;
+
+/// Deliveries as ingest wrote them, by id, with the due time of the queue entry written with
+/// them.
+pub(super) type FreshDeliveries = Recent<String, (u64, Arc<Delivery>)>;
+
+/// A bounded map, oldest dropped first. Cheap to clone (shared).
+pub(super) struct Recent<K, V> {
+    inner: Arc<Mutex<Entries<K, V>>>,
+    capacity: usize,
 }
 
-#[derive(Default)]
-struct Recent {
-    by_key: HashMap<(String, String), Arc<Event>>,
-    order: VecDeque<(String, String)>,
+struct Entries<K, V> {
+    by_key: HashMap<K, V>,
+    order: VecDeque<K>,
+}
+
+impl<K, V> Clone for Recent<K, V> {
+    fn clone(&self) -> Self {
+        Recent { inner: self.inner.clone(), capacity: self.capacity }
+    }
 }
 
 impl RecentEvents {
-    pub(super) fn insert(&self, event: &Event) {
-        let key = (event.company_id.clone(), event.id.clone());
-        let mut recent = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.by_key.insert(key.clone(), Arc::new(event.clone())).is_none() {
-            recent.order.push_back(key);
+    pub(super) fn events() -> Self {
+        Recent::with_capacity(EVENTS)
+    }
+
+    pub(super) fn remember(&self, event: &Event) {
+        self.insert((event.company_id.clone(), event.id.clone()), Arc::new(event.clone()));
+    }
+
+    pub(super) fn event(&self, company_id: &str, id: &str) -> Option<Arc<Event>> {
+        self.lock().by_key.get(&(company_id.to_owned(), id.to_owned())).cloned()
+    }
+}
+
+impl FreshDeliveries {
+    pub(super) fn deliveries() -> Self {
+        Recent::with_capacity(DELIVERIES)
+    }
+
+    pub(super) fn remember(&self, delivery: &Delivery, due_ms: u64) {
+        self.insert(delivery.id.clone(), (due_ms, Arc::new(delivery.clone())));
+    }
+
+    /// The delivery as ingest wrote it, if `due_ms` is its first queue entry's; gone after.
+    pub(super) fn take(&self, id: &str, due_ms: u64) -> Option<Arc<Delivery>> {
+        let (due, delivery) = self.lock().by_key.remove(id)?;
+        (due == due_ms).then_some(delivery)
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Recent<K, V> {
+    fn with_capacity(capacity: usize) -> Self {
+        let entries = Entries { by_key: HashMap::new(), order: VecDeque::new() };
+        Recent { inner: Arc::new(Mutex::new(entries)), capacity }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn insert(&self, key: K, value: V) {
+        let mut entries = self.lock();
+        if entries.by_key.insert(key.clone(), value).is_none() {
+            entries.order.push_back(key);
         }
-        while recent.order.len() > CAPACITY {
-            if let Some(oldest) = recent.order.pop_front() {
-                recent.by_key.remove(&oldest);
+        // Keys taken out early stay in `order` until their turn to go: the bound holds either way.
+        while entries.order.len() > self.capacity {
+            if let Some(oldest) = entries.order.pop_front() {
+                entries.by_key.remove(&oldest);
             }
         }
     }
 
     pub(super) fn clear(&self) {
-        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = Recent::default();
-    }
-
-    pub(super) fn get(&self, company_id: &str, id: &str) -> Option<Arc<Event>> {
-        let recent = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        recent.by_key.get(&(company_id.to_owned(), id.to_owned())).cloned()
+        let mut entries = self.lock();
+        entries.by_key.clear();
+        entries.order.clear();
     }
 }
 
@@ -59,12 +117,24 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_and_drops_the_oldest() {
-        let recent = RecentEvents::default();
-        for id in 0..CAPACITY + 10 {
-            recent.insert(&event(id));
+        let recent = RecentEvents::events();
+        for id in 0..EVENTS + 10 {
+            recent.remember(&event(id));
         }
-        assert!(recent.get("c", "e0").is_none(), "the oldest went");
-        assert_eq!(recent.get("c", &format!("e{}", CAPACITY + 9)).unwrap().id, format!("e{}", CAPACITY + 9));
-        assert!(recent.get("other", "e20").is_none(), "events are per company");
+        assert!(recent.event("c", "e0").is_none(), "the oldest went");
+        assert_eq!(recent.event("c", &format!("e{}", EVENTS + 9)).unwrap().id, format!("e{}", EVENTS + 9));
+        assert!(recent.event("other", "e20").is_none(), "events are per company");
+    }
+
+    #[test]
+    fn a_fresh_delivery_is_read_once_and_only_for_its_first_queue_entry() {
+        let fresh = FreshDeliveries::deliveries();
+        let delivery = Delivery::new(&event(1), "w", true, time::OffsetDateTime::UNIX_EPOCH);
+        fresh.remember(&delivery, 10);
+        assert!(fresh.take(&delivery.id, 11).is_none(), "a moved entry: the delivery was worked");
+        assert!(fresh.take(&delivery.id, 10).is_none(), "and it is forgotten");
+        fresh.remember(&delivery, 10);
+        assert_eq!(fresh.take(&delivery.id, 10).unwrap().id, delivery.id);
+        assert!(fresh.take(&delivery.id, 10).is_none(), "taken once");
     }
 }
