@@ -57,6 +57,9 @@ const HELD: usize = 100_000;
 /// Entries claimed per storage call.
 const CLAIM_BATCH: usize = 1_000;
 
+/// Due entries read ahead of their turns, per lane with a backlog (half of it per read).
+const READ_AHEAD: usize = 128;
+
 /// How often the engine asks storage which webhooks' lanes it must hand over to another host.
 const HAND_OVER_CHECK: Duration = Duration::from_millis(250);
 
@@ -67,6 +70,8 @@ struct Engine {
     workers: Arc<Semaphore>,
     /// Per rate-limited webhook, when its next message may go (a GCRA without burst).
     next_send: Mutex<HashMap<String, std::time::Instant>>,
+    /// A read-ahead is under way (one at a time).
+    reading_ahead: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A running engine.
@@ -95,6 +100,7 @@ pub fn spawn(ctx: Context) -> EngineHandle {
         retry: RetryPolicy::new(ctx.config.retry_schedule.clone()),
         workers: Arc::new(Semaphore::new(config.workers)),
         next_send: Mutex::default(),
+        reading_ahead: Arc::default(),
         ctx,
     });
     EngineHandle { task: tokio::spawn(engine.clone().run()), engine }
@@ -133,6 +139,7 @@ impl Engine {
                     let _ = reports.send(Report::Done(entry, next));
                 });
             }
+            self.read_ahead(&mut schedule);
             let sleep = match schedule.next_due() {
                 _ if claim_now => Duration::ZERO,
                 Some(due) => Duration::from_millis(due.saturating_sub(now)),
@@ -189,6 +196,28 @@ impl Engine {
             schedule.add(entry, now, ordered);
         }
         Ok(more)
+    }
+
+    /// Reads the deliveries next in line into memory, many at once, where storage is remote:
+    /// their turns then start without a round trip each.
+    fn read_ahead(&self, schedule: &mut Schedule) {
+        use std::sync::atomic::Ordering;
+        if !self.ctx.store.reads_ahead() || self.reading_ahead.load(Ordering::Relaxed) {
+            return;
+        }
+        let upcoming = schedule.upcoming(READ_AHEAD);
+        if upcoming.is_empty() {
+            return;
+        }
+        self.reading_ahead.store(true, Ordering::Relaxed);
+        let (store, reading) = (self.ctx.store.clone(), self.reading_ahead.clone());
+        tokio::spawn(async move {
+            if let Err(error) = store.read_ahead(&upcoming).await {
+                // Only a lost shortcut: each turn reads what it needs itself.
+                tracing::debug!("cannot read deliveries ahead: {error}");
+            }
+            reading.store(false, Ordering::Relaxed);
+        });
     }
 
     /// Hands back the lanes being handed over that have nothing running here any more.

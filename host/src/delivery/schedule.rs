@@ -38,6 +38,8 @@ struct Lane {
     recording: HashSet<String>,
     /// Unordered: due deliveries, first come first served.
     ready: VecDeque<String>,
+    /// How many at the front of `ready` were handed out by [`Schedule::upcoming`].
+    announced: usize,
     /// Ordered: every delivery of the webhook, oldest (smallest UUIDv7 id) first.
     all: BTreeMap<String, ()>,
 }
@@ -120,6 +122,7 @@ impl Schedule {
             }
             while lane.running < per_webhook && budget > 0 {
                 let Some(id) = lane.ready.pop_front() else { break };
+                lane.announced = lane.announced.saturating_sub(1);
                 let Some(entry) = self.entries.get(&id) else { continue };
                 lane.running += 1;
                 runnable.push(entry.clone());
@@ -127,6 +130,25 @@ impl Schedule {
             }
         }
         runnable
+    }
+
+    /// Due entries of unordered lanes next in line, not handed out here before: for each lane
+    /// whose announced entries ran down to half of `window`, the next ones up to `window`. So
+    /// a lane with a backlog yields about `window / 2` at a time, and a lane that keeps up
+    /// (its due entries start at once) yields nothing.
+    pub(crate) fn upcoming(&mut self, window: usize) -> Vec<QueueEntry> {
+        let mut upcoming = Vec::new();
+        for lane in self.lanes.values_mut().filter(|lane| !lane.ordered && !lane.closed) {
+            if lane.announced > window / 2 {
+                continue;
+            }
+            let end = lane.ready.len().min(window);
+            for id in lane.ready.range(lane.announced..end) {
+                upcoming.extend(self.entries.get(id).cloned());
+            }
+            lane.announced = lane.announced.max(end);
+        }
+        upcoming
     }
 
     /// A running delivery is done with its receiver and stores its outcome: the next of an
@@ -174,6 +196,7 @@ impl Schedule {
         let Some(lane) = self.lanes.get_mut(webhook_id) else { return 0 };
         lane.closed = true;
         lane.ready.clear();
+        lane.announced = 0;
         lane.all.clear();
         let running = lane.busy();
         // Timers of the dropped entries find nothing when they come due.
@@ -303,6 +326,28 @@ mod tests {
         assert!(s.take_runnable(10, 8, 100).is_empty(), "an ordered lane waits for its head's outcome");
         s.done(&head[0], None, 10);
         assert_eq!(ids(&s.take_runnable(10, 8, 100)), ["o2"]);
+    }
+
+    #[test]
+    fn upcoming_entries_come_in_batches_ahead_of_their_turn() {
+        let mut s = Schedule::default();
+        for i in 0..10 {
+            s.add(entry(&format!("a{i:02}"), "w", 0), 10, false);
+        }
+        assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a00", "a01"]);
+        assert_eq!(ids(&s.upcoming(4)), ["a02", "a03", "a04", "a05"]);
+        assert!(s.upcoming(4).is_empty(), "each is handed out once");
+        s.done(&entry("a00", "w", 0), None, 10);
+        assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a02"]);
+        assert!(s.upcoming(4).is_empty(), "three announced still wait: more than half the window");
+        s.done(&entry("a01", "w", 0), None, 10);
+        assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a03"]);
+        assert_eq!(ids(&s.upcoming(4)), ["a06", "a07"], "topped up to the window");
+        s.add(entry("o", "ordered", 0), 10, true);
+        assert!(
+            s.upcoming(4).iter().all(|e| e.webhook_id != "ordered"),
+            "an ordered lane runs its head alone"
+        );
     }
 
     #[test]

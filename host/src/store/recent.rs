@@ -3,9 +3,11 @@
 //! read each (on PostgreSQL, a round trip each).
 //!
 //! - Events never change once stored, so a recent event is always right.
-//! - A fresh delivery is right only until its first turn: it is *taken* (read once), and only
-//!   for the queue entry ingest wrote with it — a turn that ran on another host moved or
-//!   removed that entry, so a delivery worked elsewhere is never served from here.
+//! - A fresh delivery is right only until its next turn: it is *taken* (read once), and only
+//!   for the queue entry it was written (or read ahead) with — a turn moves or removes that
+//!   entry, so a delivery worked since, here or on another host, is never served from here.
+//!   (A turn that waits for its plugin keeps its entry and records only why it waits: the
+//!   next turn runs the plugin again either way.)
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -23,8 +25,8 @@ const DELIVERIES: usize = 32_768;
 /// Recent events by company and id.
 pub(super) type RecentEvents = Recent<(String, String), Arc<Event>>;
 
-/// Deliveries as ingest wrote them, by id, with the due time of the queue entry written with
-/// them.
+/// Deliveries as ingest wrote them (or as read ahead of their turn), by id, with the due time
+/// of their queue entry then.
 pub(super) type FreshDeliveries = Recent<String, (u64, Arc<Delivery>)>;
 
 /// A bounded map, oldest dropped first. Cheap to clone (shared).
@@ -65,6 +67,10 @@ impl FreshDeliveries {
 
     pub(super) fn remember(&self, delivery: &Delivery, due_ms: u64) {
         self.insert(delivery.id.clone(), (due_ms, Arc::new(delivery.clone())));
+    }
+
+    pub(super) fn holds(&self, id: &str) -> bool {
+        self.lock().by_key.contains_key(id)
     }
 
     /// The delivery as ingest wrote it, if `due_ms` is its first queue entry's; gone after.

@@ -502,6 +502,37 @@ impl PgStore {
         row.map(|row| decode("deliveries", id, row.get(0))).transpose()
     }
 
+    /// The deliveries still stored of `ids`, in any order.
+    pub async fn deliveries_by_id(&self, ids: &[&str]) -> Result<Vec<Delivery>, StoreError> {
+        let rows = self.read_by_key("SELECT id, record FROM deliveries WHERE id = ANY($1)", &[&ids]).await?;
+        rows.iter().map(|row| decode("deliveries", row.get::<_, &str>(0), row.get(1))).collect()
+    }
+
+    /// The events still stored of `keys` (company, id), in any order.
+    pub async fn events_by_key(&self, keys: &[(String, String)]) -> Result<Vec<Event>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (companies, ids): (Vec<&str>, Vec<&str>) =
+            keys.iter().map(|(company, id)| (company.as_str(), id.as_str())).unzip();
+        let sql = "SELECT e.id, e.record FROM unnest($1::text[], $2::text[]) AS k(company_id, id)
+                   JOIN events e ON e.company_id = k.company_id AND e.id = k.id";
+        let rows = self.read_by_key(sql, &[&companies, &ids]).await?;
+        rows.iter().map(|row| decode("events", row.get::<_, &str>(0), row.get(1))).collect()
+    }
+
+    /// A read of rows by their keys, kept off sequential scans: on missing or stale statistics
+    /// (autovacuum off, a young table) the planner may otherwise scan a whole table for them.
+    async fn read_by_key(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg_error)?;
+        let begin = client.batch_execute("BEGIN READ ONLY; SET LOCAL enable_seqscan = off");
+        let read = client.query(&statement, params);
+        let commit = client.batch_execute("COMMIT");
+        let ((), rows, ()) = tokio::try_join!(begin, read, commit).map_err(pg_error)?;
+        Ok(rows)
+    }
+
     /// A webhook's deliveries, newest first (ids are UUIDv7: by id, descending).
     pub async fn deliveries_of(
         &self,
