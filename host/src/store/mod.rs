@@ -20,6 +20,7 @@ pub mod transfer;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -378,14 +379,14 @@ impl Store {
 
     /// An event by its company and id. `Err(Corrupt)` when it is stored but unreadable,
     /// `Ok(None)` when it is gone (pruned).
-    pub async fn event(&self, company_id: &str, id: &str) -> Result<Option<Event>, StoreError> {
+    pub async fn event(&self, company_id: &str, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
         if !storable(company_id) || !storable(id) {
             return Ok(None);
         }
         if let Some(event) = self.events.event(company_id, id) {
-            return Ok(Some(Event::clone(&event)));
+            return Ok(Some(event));
         }
-        on_backend!(self, backend => backend.event(company_id, id).await)
+        Ok(on_backend!(self, backend => backend.event(company_id, id).await)?.map(Arc::new))
     }
 
     pub async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
@@ -399,7 +400,8 @@ impl Store {
     /// wrote both and nothing has worked it since, else from storage.
     pub async fn queued_delivery(&self, entry: &QueueEntry) -> Result<Option<Delivery>, StoreError> {
         match self.fresh.take(&entry.delivery_id, entry.stored_due_ms) {
-            Some(delivery) => Ok(Some(Delivery::clone(&delivery))),
+            // Taken out of memory: usually the only holder, so nothing is copied.
+            Some(delivery) => Ok(Some(Arc::unwrap_or_clone(delivery))),
             None => self.delivery(&entry.delivery_id).await,
         }
     }
