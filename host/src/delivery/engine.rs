@@ -10,7 +10,9 @@
 //! Work comes from the in-memory [`Schedule`] (see `schedule`), filled by claiming queue
 //! entries from storage whenever storage says work was written; the engine reschedules its
 //! own retries (they stay claimed) — so an event reaches its receiver without any polling
-//! delay, and no writer hands anything over.
+//! delay, and no writer hands anything over. A turn gives its place in the webhook's lane to
+//! the next as soon as its attempts are over, and where storage is remote the engine reads the
+//! deliveries next in line ahead of their turns, many per read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,6 +61,10 @@ const CLAIM_BATCH: usize = 1_000;
 
 /// Due entries read ahead of their turns, per lane with a backlog (half of it per read).
 const READ_AHEAD: usize = 128;
+
+/// Entries read ahead in one go at most, whatever the number of lanes: well within what the
+/// store keeps in memory for them.
+const READ_AHEAD_LIMIT: usize = 512;
 
 /// How often the engine asks storage which webhooks' lanes it must hand over to another host.
 const HAND_OVER_CHECK: Duration = Duration::from_millis(250);
@@ -205,7 +211,7 @@ impl Engine {
         if !self.ctx.store.reads_ahead() || self.reading_ahead.load(Ordering::Relaxed) {
             return;
         }
-        let upcoming = schedule.upcoming(READ_AHEAD);
+        let upcoming = schedule.upcoming(READ_AHEAD, READ_AHEAD_LIMIT);
         if upcoming.is_empty() {
             return;
         }

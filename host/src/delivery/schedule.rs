@@ -133,14 +133,18 @@ impl Schedule {
     }
 
     /// Due entries of unordered lanes next in line, not handed out here before: for each lane
-    /// whose announced entries ran down to half of `window`, the next ones up to `window`. So
-    /// a lane with a backlog yields about `window / 2` at a time, and a lane that keeps up
-    /// (its due entries start at once) yields nothing.
-    pub(crate) fn upcoming(&mut self, window: usize) -> Vec<QueueEntry> {
+    /// whose announced entries ran down to half of `window`, the next ones up to `window`, and
+    /// no more than about `limit` in all (the lanes left out come next time). So a lane with a
+    /// backlog yields about `window / 2` at a time, and a lane that keeps up (its due entries
+    /// start at once) yields nothing.
+    pub(crate) fn upcoming(&mut self, window: usize, limit: usize) -> Vec<QueueEntry> {
         let mut upcoming = Vec::new();
         for lane in self.lanes.values_mut().filter(|lane| !lane.ordered && !lane.closed) {
             if lane.announced > window / 2 {
                 continue;
+            }
+            if upcoming.len() >= limit {
+                break;
             }
             let end = lane.ready.len().min(window);
             for id in lane.ready.range(lane.announced..end) {
@@ -335,17 +339,17 @@ mod tests {
             s.add(entry(&format!("a{i:02}"), "w", 0), 10, false);
         }
         assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a00", "a01"]);
-        assert_eq!(ids(&s.upcoming(4)), ["a02", "a03", "a04", "a05"]);
-        assert!(s.upcoming(4).is_empty(), "each is handed out once");
+        assert_eq!(ids(&s.upcoming(4, 100)), ["a02", "a03", "a04", "a05"]);
+        assert!(s.upcoming(4, 100).is_empty(), "each is handed out once");
         s.done(&entry("a00", "w", 0), None, 10);
         assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a02"]);
-        assert!(s.upcoming(4).is_empty(), "three announced still wait: more than half the window");
+        assert!(s.upcoming(4, 100).is_empty(), "three announced still wait: more than half the window");
         s.done(&entry("a01", "w", 0), None, 10);
         assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a03"]);
-        assert_eq!(ids(&s.upcoming(4)), ["a06", "a07"], "topped up to the window");
+        assert_eq!(ids(&s.upcoming(4, 100)), ["a06", "a07"], "topped up to the window");
         s.add(entry("o", "ordered", 0), 10, true);
         assert!(
-            s.upcoming(4).iter().all(|e| e.webhook_id != "ordered"),
+            s.upcoming(4, 100).iter().all(|e| e.webhook_id != "ordered"),
             "an ordered lane runs its head alone"
         );
     }
