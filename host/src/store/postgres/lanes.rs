@@ -118,20 +118,27 @@ impl Lanes {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// This process wrote entries for these webhooks; `false` if there were none.
-    pub(super) fn wrote<'a>(&self, webhooks: impl IntoIterator<Item = &'a str>) -> bool {
+    /// This process wrote entries for these webhooks: whether there were any, and whether other
+    /// hosts must hear of some. A lane this process holds (and is not giving up) needs no
+    /// `NOTIFY`: no other host may claim from it, and its hand-over is announced when it comes.
+    pub(super) fn wrote<'a>(&self, webhooks: impl IntoIterator<Item = &'a str>) -> (bool, bool) {
         let mut state = self.state();
-        let mut any = false;
+        let keeping = !self.stale(&state);
+        let (mut any, mut tell) = (false, false);
         for webhook in webhooks {
             any = true;
             if !state.fresh.contains(webhook) {
                 state.fresh.insert(webhook.to_owned());
             }
-            if !state.tell.contains(webhook) {
-                state.tell.insert(webhook.to_owned());
+            let held = keeping && state.owned.contains(webhook) && !state.releasing.contains(webhook);
+            if !held {
+                tell = true;
+                if !state.tell.contains(webhook) {
+                    state.tell.insert(webhook.to_owned());
+                }
             }
         }
-        any
+        (any, tell)
     }
 
     /// Another host wrote entries for these webhooks (`None`: for any); `true` if this host
@@ -506,4 +513,32 @@ pub(super) async fn leave(shared: &Shared, channel: &str) -> Result<(), StoreErr
     }
     client.execute("SELECT pg_notify($1, $2)", &[&channel, &me.to_string()]).await.map_err(pg_error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holding(lanes: &Lanes, owned: &[&str], releasing: &[&str]) {
+        let mut state = lanes.state();
+        state.beaten = Some(Instant::now());
+        state.owned = owned.iter().map(|w| (*w).to_owned()).collect();
+        state.releasing = releasing.iter().map(|w| (*w).to_owned()).collect();
+    }
+
+    #[test]
+    fn writes_for_lanes_held_here_are_not_announced() {
+        let lanes = Lanes::new(Timing::DEFAULT);
+        let me = Uuid::nil();
+        holding(&lanes, &["mine", "leaving"], &["leaving"]);
+        assert_eq!(lanes.wrote(["mine"]), (true, false), "no other host may claim from it");
+        assert_eq!(lanes.announcement(&me), me.to_string(), "nothing to tell");
+        assert_eq!(lanes.wrote(["mine", "theirs", "leaving"]), (true, true));
+        let told = lanes.announcement(&me);
+        assert!(told.contains("theirs") && told.contains("leaving") && !told.contains("mine"), "{told}");
+        assert_eq!(lanes.wrote([]), (false, false));
+
+        lanes.state().beaten = None;
+        assert_eq!(lanes.wrote(["mine"]), (true, true), "out of touch: others may hold it by now");
+    }
 }

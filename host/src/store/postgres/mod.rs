@@ -133,8 +133,11 @@ impl Shared {
     /// Entries were written for these webhooks (`entries` new ones).
     fn queued<'a>(&self, entries: u64, webhooks: impl IntoIterator<Item = &'a str>) {
         self.depth.fetch_add(entries, Ordering::Relaxed);
-        if self.lanes.wrote(webhooks) {
+        let (any, tell) = self.lanes.wrote(webhooks);
+        if any {
             self.work.notify_one();
+        }
+        if tell {
             self.announce.notify_one();
         }
     }
