@@ -555,3 +555,76 @@ impl Store {
         on_backend!(self, backend => backend.finish(entry, delivery, next_due, attempts).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(id: &str) -> Event {
+        let incoming: crate::domain::event::IncomingEvent = serde_json::from_value(
+            json!({"id": id, "event": "TODO_CREATED", "companyId": "c1", "projectId": "p1"}),
+        )
+        .unwrap();
+        incoming.accept(OffsetDateTime::now_utc())
+    }
+
+    /// Accepts one event with one pending delivery at `now_ms`; returns the delivery.
+    async fn ingest(store: &Store, id: &str, now_ms: u64) -> Delivery {
+        let event = event(id);
+        let delivery = Delivery::new(&event, "w1", true, OffsetDateTime::now_utc());
+        let accept = Accept { event, deliveries: vec![delivery.clone()], response: json!({}) };
+        store.accept(&[accept], None, now_ms).await.unwrap();
+        delivery
+    }
+
+    /// Stores `delivery` with an error, its queue entry left where it was (what a turn that
+    /// waits for its plugin writes): storage now differs from what was kept in memory.
+    async fn change_in_storage(store: &Store, entry: &QueueEntry, delivery: &Delivery) {
+        let changed = Delivery { error: Some("changed in storage".into()), ..delivery.clone() };
+        store.finish(entry, Some(&changed), Some(entry.due_ms), &[]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_fresh_delivery_serves_its_first_turn_from_memory_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Location::Sled(dir.path().join("db")), true).await.unwrap();
+        let delivery = ingest(&store, "e1", 5).await;
+        let entry = QueueEntry::new(5, &delivery.id, "w1");
+        change_in_storage(&store, &entry, &delivery).await;
+        let first = store.queued_delivery(&entry).await.unwrap().unwrap();
+        assert_eq!(first.error, None, "as ingest wrote it");
+        let second = store.queued_delivery(&entry).await.unwrap().unwrap();
+        assert_eq!(second.error.as_deref(), Some("changed in storage"), "read once, then from storage");
+
+        let other = ingest(&store, "e2", 5).await;
+        let moved = QueueEntry::new(60, &other.id, "w1");
+        change_in_storage(&store, &QueueEntry::new(5, &other.id, "w1"), &other).await;
+        let read = store.queued_delivery(&moved).await.unwrap().unwrap();
+        assert!(read.error.is_some(), "an entry that moved was worked: storage's");
+    }
+
+    #[tokio::test]
+    async fn another_host_reads_ahead_what_one_ingested() {
+        let Some(database) = postgres::testing::TestDb::create().await else { return };
+        let location = Location::Postgres(database.url.clone());
+        let here = Store::open(&location, true).await.unwrap();
+        let there = Store::open(&location, false).await.unwrap();
+        let (d1, d2) = (ingest(&here, "e1", 5).await, ingest(&here, "e2", 5).await);
+        let (e1, e2) = (QueueEntry::new(5, &d1.id, "w1"), QueueEntry::new(5, &d2.id, "w1"));
+        there.read_ahead(&[e1.clone(), e2.clone()]).await.unwrap();
+        assert!(there.events.event("c1", "e2").is_some(), "the events come along");
+
+        change_in_storage(&here, &e1, &d1).await;
+        let first = there.queued_delivery(&e1).await.unwrap().unwrap();
+        assert_eq!(first.error, None, "served as read ahead");
+        let second = there.queued_delivery(&e1).await.unwrap().unwrap();
+        assert_eq!(second.error.as_deref(), Some("changed in storage"), "once");
+
+        let moved = QueueEntry::new(60, &d2.id, "w1");
+        change_in_storage(&here, &e2, &d2).await;
+        let read = there.queued_delivery(&moved).await.unwrap().unwrap();
+        assert!(read.error.is_some(), "an entry that moved was worked: storage's");
+    }
+}
