@@ -30,6 +30,9 @@ pub struct Config {
     pub secret_key: Option<String>,
     /// Allow webhooks to point at loopback and private addresses (development, tests).
     pub allow_private_destinations: bool,
+    /// Non-public hosts webhooks may reach all the same (`HOST` or `HOST:PORT`): the brokers of
+    /// a private network, say.
+    pub allow_destination_hosts: Vec<crate::destination::AllowedHost>,
     /// Delays between attempts; one more attempt than entries.
     #[serde(deserialize_with = "schedule")]
     pub retry_schedule: Vec<Duration>,
@@ -66,6 +69,14 @@ pub struct ApiLimits {
 }
 
 impl Config {
+    /// Which non-public destinations webhooks may reach.
+    pub fn destinations(&self) -> crate::destination::Allow {
+        crate::destination::Allow {
+            private: self.allow_private_destinations,
+            hosts: self.allow_destination_hosts.clone(),
+        }
+    }
+
     /// Where the data lives: the PostgreSQL database when one is given, else the embedded one.
     pub fn storage(&self) -> crate::store::Location {
         match &self.database {
@@ -86,6 +97,7 @@ impl Default for Config {
             operator_tokens: Vec::new(),
             secret_key: None,
             allow_private_destinations: false,
+            allow_destination_hosts: Vec::new(),
             retry_schedule: parse_schedule("30s,5m,30m,2h").expect("the default schedule parses"),
             rotation_grace: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(7 * 24 * 3600),

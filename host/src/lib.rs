@@ -8,7 +8,10 @@
 //! - [`config`]: the server's configuration (defaults, file, environment, flags).
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 //! - [`scaffold`]: `wasmhook plugin new`, a plugin project in Rust, JavaScript or Python.
-//! - [`delivery`]: the engine that runs plugins, signs, sends and retries.
+//! - [`delivery`]: the engine that runs plugins, signs, sends (over HTTP or to a broker) and
+//!   retries.
+//! - [`broker`]: message brokers as destinations — RabbitMQ, NATS JetStream, Redis Streams,
+//!   MQTT — one connection each, checked like any destination.
 //! - [`service`]: the transitions, one place each (a webhook saved, removed, its health).
 //! - [`store`]: storage behind one interface, sled or PostgreSQL, and the queue of due work.
 //! - [`connectors`], [`builtins`], [`connector_config`]: installed connectors by name, the
@@ -24,6 +27,7 @@
 
 pub mod access;
 pub mod api;
+pub mod broker;
 pub mod builtins;
 pub mod cli;
 pub mod config;

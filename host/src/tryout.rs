@@ -150,6 +150,7 @@ pub fn sample_webhook(event: &str, project: &str, user: Option<&str>, now: Offse
         sealed_secret: String::new(),
         previous_secrets: Vec::new(),
         sealed_config: None,
+        sealed_url: None,
         revision: 0,
         origin: Origin::default(),
     }

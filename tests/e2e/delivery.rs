@@ -421,7 +421,8 @@ async fn during_rotation_both_secrets_sign() {
 #[tokio::test]
 async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
     use std::sync::Arc;
-    use wasmhook::delivery::sender::{Lookup, Sender};
+    use wasmhook::delivery::transport::{Transports, Verdict, http::Lookup};
+    use wasmhook::destination::Allow;
 
     let receiver = Receiver::start().await;
     let port = receiver.url.split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
@@ -434,19 +435,27 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
         wasmhook::runtime::Request { url: None, method: "POST".into(), headers: vec![], body: "{}".into() };
     let secret = wasmhook::secret::Secret::generate();
     let url = format!("http://rebinding.example:{port}/hook");
+    let timeout = std::time::Duration::from_secs(5);
 
-    let guarded = Sender::with_lookup(std::time::Duration::from_secs(5), false, stub);
+    let guarded = Transports::with_lookup(timeout, Allow::private(false), stub.clone());
     let sent = guarded.send("msg_1", &request, &url, &[&secret]).await;
     let error = sent.attempt.error.unwrap();
     assert!(error.contains("resolves to non-public addresses only (127.0.0.1)"), "{error}");
     assert_eq!(sent.attempt.status_code, None);
+    assert_eq!(sent.verdict, Verdict::Retry(None));
     assert!(receiver.received().is_empty(), "no connection reached the receiver");
 
+    // A host the operator allowed by name is reached at its private address.
+    let allowed = Allow { private: false, hosts: vec!["rebinding.example".parse().unwrap()] };
+    let sent =
+        Transports::with_lookup(timeout, allowed, stub).send("msg_1", &request, &url, &[&secret]).await;
+    assert_eq!(sent.attempt.status_code, Some(200), "{:?}", sent.attempt.error);
+
     // With private destinations allowed, loopback receivers are delivered to.
-    let sent = Sender::new(std::time::Duration::from_secs(5), true)
+    let sent = Transports::new(timeout, Allow::private(true))
         .send("msg_1", &request, &receiver.url, &[&secret])
         .await;
-    assert_eq!(sent.attempt.status_code, Some(200));
+    assert_eq!((sent.attempt.status_code, sent.verdict), (Some(200), Verdict::Delivered));
 }
 
 #[tokio::test]

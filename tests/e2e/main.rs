@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod brokers;
 mod builtins;
 mod cli;
 mod commands;

@@ -372,3 +372,42 @@ pub fn python_venv(name: &str, requirements: &Path, module: &str) -> PathBuf {
     }
     venv.join("bin")
 }
+
+/// A test broker's URL: `WASMHOOK_TEST_<NAME>_URL` when set (`scripts/test` sets them when it
+/// starts throwaway brokers), else the broker machines of this project's kind run on its
+/// standard port.
+pub fn broker_url(name: &str) -> String {
+    let default = match name {
+        "AMQP" => "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "NATS" => "nats://127.0.0.1:4222",
+        "REDIS" => "redis://127.0.0.1:6379",
+        "MQTT" => "mqtt://127.0.0.1:1883",
+        other => panic!("no test broker {other}"),
+    };
+    std::env::var(format!("WASMHOOK_TEST_{name}_URL")).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A name no other test (or run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Checks both signatures of a message as a receiver would: `X-Wasmhook-Signature` (hex HMAC
+/// keyed with the secret's text) and Standard Webhooks' `webhook-signature` (over
+/// "id.timestamp.body", keyed with the decoded secret). Header names in lowercase.
+pub fn assert_signed(secret: &str, headers: &std::collections::HashMap<String, String>, body: &[u8]) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use hmac::Mac as _;
+    let hmac = |key: &[u8], data: &[u8]| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    };
+    assert_eq!(headers["x-wasmhook-signature"], hex::encode(hmac(secret.as_bytes(), body)));
+    let (id, timestamp) = (&headers["webhook-id"], &headers["webhook-timestamp"]);
+    let key = STANDARD.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
+    assert_eq!(headers["webhook-signature"], format!("v1,{}", STANDARD.encode(hmac(&key, &signed))));
+    assert!(id.starts_with("msg_"), "{id}");
+}

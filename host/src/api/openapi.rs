@@ -500,7 +500,7 @@ mod tests {
             "https://exa\tmple.com/",
         ] {
             let allowed = super::webhooks::check_url_text(url).is_ok()
-                && crate::destination::check_url(url, true).is_ok();
+                && crate::destination::check_url(url, &crate::destination::Allow::private(true)).is_ok();
             assert_eq!(accepts("DestinationUrl", &json!(url)), allowed, "{url}");
         }
     }

@@ -264,7 +264,7 @@ pub(super) async fn insert(
     let mut webhook = Webhook {
         id: new_webhook_id(),
         name: body.name,
-        url: body.url,
+        url: String::new(),
         status: WebhookStatus::Healthy,
         enabled: body.enabled.unwrap_or(true),
         metadata: body.metadata,
@@ -278,9 +278,11 @@ pub(super) async fn insert(
         sealed_secret: state.secrets.seal(&secret),
         previous_secrets: Vec::new(),
         sealed_config: None,
+        sealed_url: None,
         revision: 0,
         origin,
     };
+    webhook.set_url(body.url, &state.secrets);
     if !webhook.enabled {
         webhook.status = WebhookStatus::Disabled;
     }
@@ -371,7 +373,7 @@ fn apply(state: &AppState, body: &UpdateWebhook, webhook: &mut Webhook) -> Resul
         webhook.name = name;
     }
     if let Some(url) = body.url.clone() {
-        webhook.url = url;
+        webhook.set_url(url, &state.secrets);
     }
     if let Some(metadata) = body.metadata.clone() {
         webhook.metadata = metadata;
@@ -449,8 +451,10 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
     if let Err(e) = crate::domain::webhook::check_name(&webhook.name) {
         errors.push(FieldError::new("name", e));
     }
-    let url = crate::destination::check_url(&webhook.url, state.config.allow_private_destinations)
-        .and_then(|_| check_url_text(&webhook.url));
+    // The URL whole: credentials are checked too, and never echoed back.
+    let url = webhook.destination(&state.secrets).unwrap_or_default();
+    let url =
+        crate::destination::check_url(&url, &state.config.destinations()).and_then(|_| check_url_text(&url));
     if let Err(e) = url {
         errors.push(FieldError::new("url", e));
     }
@@ -507,10 +511,11 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
 /// spaces, backslashes, raw non-ASCII): a destination is written as RFC 3986 says, as
 /// `scheme://host…` — the `format: uri` and pattern the API document gives it.
 pub(super) fn check_url_text(text: &str) -> Result<(), String> {
+    let shown = crate::destination::redacted_text(text);
     let rfc3986 = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
     if let Some(bad) = text.chars().find(|&c| !rfc3986(c)) {
         return Err(format!(
-            "{text:?} has {bad:?}, which a URL carries percent-encoded (and a host in punycode)"
+            "{shown:?} has {bad:?}, which a URL carries percent-encoded (and a host in punycode)"
         ));
     }
     let bytes = text.as_bytes();
@@ -520,12 +525,15 @@ pub(super) fn check_url_text(text: &str) -> Result<(), String> {
         .filter(|(_, b)| **b == b'%')
         .all(|(i, _)| bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)));
     if !escapes_ok {
-        return Err(format!("{text:?} has a % that is not followed by two hex digits"));
+        return Err(format!("{shown:?} has a % that is not followed by two hex digits"));
     }
-    let after_scheme = text.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
+    let (scheme, after_scheme) = text.split_once("://").unwrap_or_default();
     let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') {
-        return Err(format!("{text:?} must be scheme://host…, without credentials"));
+    // Only a broker's URL may carry a login: an HTTP receiver authenticates by the signature.
+    let http = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    if host.is_empty() || (http && authority.contains('@')) {
+        return Err(format!("{shown:?} must be scheme://host…, without credentials for http(s)"));
     }
     Ok(())
 }

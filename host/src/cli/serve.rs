@@ -37,6 +37,15 @@ pub struct ServeArgs {
     /// Allow webhooks to loopback and private addresses (development and tests).
     #[arg(long, env = "WASMHOOK_ALLOW_PRIVATE_DESTINATIONS")]
     allow_private_destinations: bool,
+    /// A non-public host (`HOST` or `HOST:PORT`) webhooks may reach all the same, e.g. a
+    /// broker on the private network (repeatable).
+    #[arg(
+        long = "allow-destination-host",
+        value_name = "HOST[:PORT]",
+        env = "WASMHOOK_ALLOW_DESTINATION_HOSTS",
+        value_delimiter = ','
+    )]
+    allow_destination_hosts: Vec<crate::destination::AllowedHost>,
     /// Delays between delivery attempts [default: 30s,5m,30m,2h].
     #[arg(long, env = "WASMHOOK_RETRY_SCHEDULE", value_parser = |s: &str| crate::config::parse_schedule(s).map(Schedule))]
     retry_schedule: Option<Schedule>,
@@ -67,6 +76,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         config.operator_tokens = vec![token];
     }
     config.allow_private_destinations |= args.allow_private_destinations;
+    config.allow_destination_hosts.extend(args.allow_destination_hosts);
     if let Some(Schedule(schedule)) = args.retry_schedule {
         config.retry_schedule = schedule;
     }

@@ -25,7 +25,7 @@ use crate::store::StoreError;
 
 use super::retry::RetryPolicy;
 use super::schedule::Schedule;
-use super::sender::Sender;
+use super::transport::{Transports, Verdict};
 use crate::config::Config;
 use crate::connectors::Connectors;
 use crate::domain::delivery::{Delivery, DeliveryStatus, Message, MessageStatus};
@@ -71,7 +71,7 @@ const HAND_OVER_CHECK: Duration = Duration::from_millis(250);
 
 struct Engine {
     ctx: Context,
-    sender: Sender,
+    transports: Transports,
     retry: RetryPolicy,
     workers: Arc<Semaphore>,
     /// Per rate-limited webhook, when its next message may go (a GCRA without burst).
@@ -102,7 +102,7 @@ impl EngineHandle {
 pub fn spawn(ctx: Context) -> EngineHandle {
     let config = &ctx.config.delivery;
     let engine = Arc::new(Engine {
-        sender: Sender::new(config.attempt_timeout, ctx.config.allow_private_destinations),
+        transports: Transports::new(config.attempt_timeout, ctx.config.destinations()),
         retry: RetryPolicy::new(ctx.config.retry_schedule.clone()),
         workers: Arc::new(Semaphore::new(config.workers)),
         next_send: Mutex::default(),
@@ -339,8 +339,9 @@ impl Engine {
         let scrubber = plugin.schema().scrubber(&config);
         let config = config.to_string();
         let invocation = self.ctx.runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config).await;
-        let allow_private = self.ctx.config.allow_private_destinations;
-        let result = invocation.result.and_then(|requests| super::check_plugin_urls(requests, allow_private));
+        let allow = self.ctx.config.destinations();
+        let result =
+            invocation.result.and_then(|requests| super::check_plugin_urls(requests, &webhook.url, &allow));
         let wait = match &result {
             // The host's own lack of room, not the plugin's fault: try again in a moment.
             Err(crate::runtime::PluginError::HostBusy(_)) => Some(std::time::Duration::from_millis(200)),
@@ -410,6 +411,15 @@ impl Engine {
             .filter_map(|old| open(&old.sealed))
             .collect();
         let secrets: Vec<&crate::secret::Secret> = std::iter::once(&secret).chain(&retired).collect();
+        let Some(destination) = webhook.destination(&self.ctx.secrets) else {
+            return self
+                .fail(
+                    entry,
+                    delivery,
+                    "the webhook's destination credentials cannot be opened with this server's key",
+                )
+                .await;
+        };
         let mut attempts = Vec::new();
         let mut health: Option<Health> = None;
         for message in delivery.messages.iter_mut().filter(|m| m.status == MessageStatus::Pending) {
@@ -430,31 +440,35 @@ impl Engine {
                 delivery.error = Some("a sealed message cannot be opened with this server's key".into());
                 continue;
             };
-            let sent = self.sender.send(&message.id, &request, &webhook.url, &secrets).await;
+            let sent = self.transports.send(&message.id, &request, &destination, &secrets).await;
             self.ctx.metrics.attempt_seconds.observe(sent.attempt.latency_ms as f64 / 1e3);
             message.attempts += 1;
             let code = sent.attempt.status_code;
-            if sent.attempt.succeeded() {
-                message.status = MessageStatus::Succeeded;
-                message.next_attempt_at = None;
-                health.get_or_insert(Health::Succeeded);
-            } else if code == Some(410) {
-                message.status = MessageStatus::Failed;
-                message.next_attempt_at = None;
-                health = Some(Health::Gone);
-            } else {
-                match self.retry.next_delay(message.attempts, sent.retry_after, random_fraction()) {
-                    Some(delay) => {
-                        message.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
-                        if health != Some(Health::Gone) && health != Some(Health::Exhausted) {
-                            health = Some(Health::Failing);
+            match sent.verdict {
+                Verdict::Delivered => {
+                    message.status = MessageStatus::Succeeded;
+                    message.next_attempt_at = None;
+                    health.get_or_insert(Health::Succeeded);
+                }
+                Verdict::Gone => {
+                    message.status = MessageStatus::Failed;
+                    message.next_attempt_at = None;
+                    health = Some(Health::Gone);
+                }
+                Verdict::Retry(wait) => {
+                    match self.retry.next_delay(message.attempts, wait, random_fraction()) {
+                        Some(delay) => {
+                            message.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
+                            if health != Some(Health::Gone) && health != Some(Health::Exhausted) {
+                                health = Some(Health::Failing);
+                            }
                         }
-                    }
-                    None => {
-                        message.status = MessageStatus::Failed;
-                        message.next_attempt_at = None;
-                        if health != Some(Health::Gone) {
-                            health = Some(Health::Exhausted);
+                        None => {
+                            message.status = MessageStatus::Failed;
+                            message.next_attempt_at = None;
+                            if health != Some(Health::Gone) {
+                                health = Some(Health::Exhausted);
+                            }
                         }
                     }
                 }

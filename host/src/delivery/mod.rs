@@ -3,28 +3,40 @@
 //!
 //! - [`engine`]: takes due deliveries from the durable queue and works them.
 //! - [`schedule`]: the engine's in-memory lanes, one per webhook.
-//! - [`sender`]: the HTTP client, with destination checks at connect time.
+//! - [`transport`]: one message sent — over HTTP or to a broker — and what the answer means.
 //! - [`signature`]: the two signature schemes, as pure functions.
 //! - [`retry`]: the retry schedule, jitter and `Retry-After`.
 
 pub mod engine;
 pub mod retry;
 mod schedule;
-pub mod sender;
 pub mod signature;
+pub mod transport;
 
+use crate::destination::{Allow, Transport, check_url, redacted_text};
 use crate::runtime::Request;
 
-/// Refuses requests whose plugin-set URL the destination checks refuse: the plugin's
-/// fault (`bad_output`), not the receiver's, so it never counts against the webhook's health.
+/// Refuses requests whose plugin-set URL the destination checks refuse, or that would leave
+/// their webhook's transport (a CRM connector cannot turn a webhook into a RabbitMQ publisher,
+/// nor the reverse): the plugin's fault (`bad_output`), not the receiver's, so it never counts
+/// against the webhook's health.
 pub fn check_plugin_urls(
     requests: Vec<Request>,
-    allow_private: bool,
+    webhook_url: &str,
+    allow: &Allow,
 ) -> Result<Vec<Request>, crate::runtime::PluginError> {
+    let transport = url::Url::parse(webhook_url).ok().and_then(|url| Transport::of(&url));
     for (i, request) in requests.iter().enumerate() {
-        if let Some(url) = &request.url
-            && let Err(why) = crate::destination::check_url(url, allow_private)
-        {
+        let Some(text) = &request.url else { continue };
+        let checked = check_url(text, allow).and_then(|url| match Transport::of(&url) == transport {
+            true => Ok(()),
+            false => Err(format!(
+                "{:?} must be a {} URL, as its webhook's is",
+                redacted_text(text),
+                transport.map_or("known", Transport::name)
+            )),
+        });
+        if let Err(why) = checked {
             return Err(crate::runtime::PluginError::BadOutput(format!("requests[{i}].url: {why}")));
         }
     }

@@ -142,18 +142,22 @@ pub struct Attempt {
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
-    /// The receiver's status code, when it answered.
+    /// The receiver's HTTP status code, when it answered (brokers have none).
     pub status_code: Option<u16>,
     pub latency_ms: u64,
-    /// The start of the receiver's answer.
+    /// The start of the receiver's answer (a broker's: what acknowledged the message, where).
     pub response: Option<String>,
     /// What went wrong, when something did.
     pub error: Option<String>,
 }
 
 impl Attempt {
+    /// A 2xx answer, or a broker's acknowledgement (no status, no error).
     pub fn succeeded(&self) -> bool {
-        self.status_code.is_some_and(|code| (200..300).contains(&code))
+        match self.status_code {
+            Some(code) => (200..300).contains(&code),
+            None => self.error.is_none(),
+        }
     }
 
     /// Removes the webhook's write-only config values, for showing it.

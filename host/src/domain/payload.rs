@@ -92,6 +92,7 @@ mod tests {
             sealed_secret: "sealed".into(),
             previous_secrets: Vec::new(),
             sealed_config: None,
+            sealed_url: None,
             revision: 0,
             origin: Origin::default(),
         };

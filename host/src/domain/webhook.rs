@@ -41,6 +41,10 @@ pub struct Webhook {
     /// `connector.config` holds the rest. See [`Webhook::connector_config`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_config: Option<String>,
+    /// The destination URL whole, sealed, when it carries credentials (a broker's login);
+    /// `url` is then its redacted form. See [`Webhook::set_url`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_url: Option<String>,
     /// Bumped by every stored change: updates are compare-and-swap on it.
     #[serde(default)]
     pub revision: u64,
@@ -160,6 +164,33 @@ impl Webhook {
             write_only.iter().filter_map(|name| Some((name.clone(), config.remove(name)?))).collect();
         self.sealed_config = (!secret.is_empty())
             .then(|| secrets.seal_bytes(&serde_json::to_vec(&secret).expect("plain data")));
+    }
+
+    /// Sets the destination URL: one with credentials is kept sealed, and shown redacted.
+    /// Given back as shown (`amqp://app:***@…`), the URL keeps the credentials it has.
+    pub fn set_url(&mut self, text: String, secrets: &SecretBox) {
+        if text == self.url && self.sealed_url.is_some() {
+            return;
+        }
+        match url::Url::parse(&text).ok().filter(crate::destination::has_credentials) {
+            Some(url) => {
+                self.url = crate::destination::redacted(&url);
+                self.sealed_url = Some(secrets.seal_bytes(text.as_bytes()));
+            }
+            None => {
+                self.url = text;
+                self.sealed_url = None;
+            }
+        }
+    }
+
+    /// The destination URL whole, credentials included; `None` when they cannot be opened
+    /// with this server's key.
+    pub fn destination(&self, secrets: &SecretBox) -> Option<String> {
+        match &self.sealed_url {
+            None => Some(self.url.clone()),
+            Some(sealed) => String::from_utf8(secrets.open_bytes(sealed)?).ok(),
+        }
     }
 
     pub fn summary(&self) -> WebhookSummary<'_> {

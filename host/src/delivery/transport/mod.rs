@@ -1,0 +1,127 @@
+//! Sending one message, whatever its destination: the URL's scheme picks the transport —
+//! [`http`], or a message broker ([`crate::broker`]).
+//!
+//! Every transport sends the same message (the plugin's body and headers, plus the signature
+//! headers) and answers with an [`Outcome`]: the attempt as the delivery log keeps it, and a
+//! [`Verdict`] for the engine. What an answer means — HTTP's 410 and `Retry-After`, a broker's
+//! acknowledgement — is each transport's own policy; the engine reads verdicts only.
+
+pub mod http;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+
+use super::signature::{standard_signature, wasmhook_signature};
+use crate::broker::{Brokers, Message};
+use crate::destination::{Allow, Transport, check_url, target};
+use crate::domain::delivery::Attempt;
+use crate::runtime::Request;
+use crate::secret::Secret;
+
+/// What the engine does after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The destination has the message.
+    Delivered,
+    /// Try again: on the retry schedule, or not before the destination's own wait.
+    Retry(Option<Duration>),
+    /// The destination is gone for good (HTTP 410): no retry, and the webhook is disabled.
+    Gone,
+}
+
+/// One attempt's record and what it means.
+pub struct Outcome {
+    pub attempt: Attempt,
+    pub verdict: Verdict,
+}
+
+/// Every transport, each with its connections.
+pub struct Transports {
+    http: http::Http,
+    brokers: Brokers,
+    allow: Allow,
+}
+
+impl Transports {
+    /// Transports whose attempts time out after `timeout`, reaching the destinations `allow`s.
+    pub fn new(timeout: Duration, allow: Allow) -> Self {
+        Transports::with_lookup(timeout, allow, http::Http::system_lookup())
+    }
+
+    /// The same, with HTTP resolving names through `lookup` (checked just the same).
+    pub fn with_lookup(timeout: Duration, allow: Allow, lookup: http::Lookup) -> Self {
+        Transports {
+            http: http::Http::new(timeout, &allow, lookup),
+            brokers: Brokers::new(allow.clone(), timeout),
+            allow,
+        }
+    }
+
+    /// Sends message `message_id`'s `request` to its URL (or `webhook_url`, credentials
+    /// included), signed with `secrets` (the current one first, then any still in their
+    /// rotation grace period).
+    pub async fn send(
+        &self,
+        message_id: &str,
+        request: &Request,
+        webhook_url: &str,
+        secrets: &[&Secret],
+    ) -> Outcome {
+        let at = OffsetDateTime::now_utc();
+        let started = Instant::now();
+        let attempt = |status_code, response, error| Attempt {
+            message_id: message_id.to_owned(),
+            at,
+            status_code,
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            response,
+            error,
+        };
+        let url =
+            target(request.url.as_deref(), webhook_url).and_then(|url| check_url(url.as_str(), &self.allow));
+        let url = match url {
+            Ok(url) => url,
+            Err(reason) => {
+                return Outcome { attempt: attempt(None, None, Some(reason)), verdict: Verdict::Retry(None) };
+            }
+        };
+        let body = request.body.as_bytes();
+        let signed = signature_headers(message_id, body, secrets);
+        if Transport::of(&url) == Some(Transport::Http) {
+            return match self.http.send(url, request, &signed).await {
+                Ok(answer) => {
+                    let verdict = http::verdict(&answer);
+                    Outcome { attempt: attempt(Some(answer.status), Some(answer.snippet), None), verdict }
+                }
+                Err(error) => {
+                    Outcome { attempt: attempt(None, None, Some(error)), verdict: Verdict::Retry(None) }
+                }
+            };
+        }
+        let headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .cloned()
+            .chain(signed.into_iter().map(|(name, value)| (name.to_owned(), value)))
+            .collect();
+        let message = Message { id: message_id, headers: &headers, body };
+        match self.brokers.publish(&url, &message).await {
+            Ok(acked) => Outcome { attempt: attempt(None, Some(acked), None), verdict: Verdict::Delivered },
+            Err(error) => {
+                Outcome { attempt: attempt(None, None, Some(error)), verdict: Verdict::Retry(None) }
+            }
+        }
+    }
+}
+
+/// The headers that sign `body`: Standard Webhooks' three and `X-Wasmhook-Signature`.
+fn signature_headers(message_id: &str, body: &[u8], secrets: &[&Secret]) -> Vec<(&'static str, String)> {
+    let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    vec![
+        ("webhook-id", message_id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", standard_signature(secrets, message_id, timestamp, body)),
+        ("x-wasmhook-signature", wasmhook_signature(secrets[0], body)),
+    ]
+}
