@@ -181,11 +181,16 @@ fn fixed_schemas() -> Vec<(&'static str, Value)> {
             "DestinationUrl",
             json!({"type": "string", "format": "uri", "pattern": URL_PATTERN,
                 "example": "https://example.com/hooks/wasmhook",
-                "description": "An http or https URL with a host and no credentials, as RFC 3986 writes it \
-                    (other characters percent-encoded, an international host in punycode). A host that is a \
-                    loopback, private, link-local or otherwise non-public IP address (or `localhost`) \
-                    is refused unless the server allows private destinations; delivery checks the \
-                    resolved addresses again."}),
+                "description": "Where deliveries go, as RFC 3986 writes it (other characters percent-encoded, \
+                    an international host in punycode); its scheme picks the transport. `http(s)://host/path` \
+                    (no credentials); `amqp(s)://[user:password@]host[:port][/vhost]?exchange=X&routingKey=K` \
+                    (RabbitMQ); `nats://[user:password@ | token@]host[:port]/subject` (NATS JetStream); \
+                    `redis(s)://[user:password@]host[:port][/db]?stream=S[&maxlen=N]` (Redis Streams); \
+                    `mqtt(s)://[user:password@]host[:port]/topic[?qos=0|1|2][&version=5|3.1.1]` (MQTT). A broker's \
+                    credentials are sealed at rest and shown back as `***`; its parameters are checked when \
+                    saved. A host that is a loopback, private, link-local or otherwise non-public IP address \
+                    (or `localhost`) is refused unless the server allows private destinations or that host; \
+                    delivery checks the resolved addresses again."}),
         ),
         (
             "ConnectorName",
@@ -245,7 +250,10 @@ const SECRET_PATTERN: &str = concat!(
 /// http(s), a host (a name or a bracketed IPv6 address), a port up to 65535, no
 /// `user:password@`.
 const URL_PATTERN: &str = concat!(
-    r"^[hH][tT][tT][pP][sS]?://(?:\[[^\]/?#@]*\]|[^/?#@\s:\[\]]+)",
+    r"^(?:[hH][tT][tT][pP][sS]?://",
+    // A broker's URL may carry a login.
+    r"|(?:[aA][mM][qQ][pP][sS]?|[nN][aA][tT][sS]|[rR][eE][dD][iI][sS][sS]?|[mM][qQ][tT][tT][sS]?)://(?:[^/?#@\s]*@)?)",
+    r"(?:\[[^\]/?#@]*\]|[^/?#@\s:\[\]]+)",
     r"(?::0*(?:[0-9]{0,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
     r"(?:[/?#].*)?$"
 );
@@ -498,6 +506,14 @@ mod tests {
             "https://example.com:65536/",
             "https://[::1/",
             "https://exa\tmple.com/",
+            "amqp://app:pw@rabbit.example.com/prod?exchange=events&routingKey=k",
+            "AMQPS://rabbit.example.com:5671/?routingKey=k",
+            "nats://t0ken@nats.example.com/orders.created",
+            "rediss://:pw@redis.example.com:6380/1?stream=s",
+            "mqtt://broker.example.com/plant/7?qos=0",
+            "mqtts://u:p@[2001:db8::1]:8883/t",
+            "kafka://broker.example.com/t",
+            "amqp://rabbit.example.com:99999/?routingKey=k",
         ] {
             let allowed = super::webhooks::check_url_text(url).is_ok()
                 && crate::destination::check_url(url, &crate::destination::Allow::private(true)).is_ok();

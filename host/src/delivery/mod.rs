@@ -31,7 +31,7 @@ pub fn check_plugin_urls(
         let checked = check_url(text, allow).and_then(|url| match Transport::of(&url) == transport {
             true => Ok(()),
             false => Err(format!(
-                "{:?} must be a {} URL, as its webhook's is",
+                "{:?} must go over its webhook's transport ({})",
                 redacted_text(text),
                 transport.map_or("known", Transport::name)
             )),
@@ -41,4 +41,32 @@ pub fn check_plugin_urls(
         }
     }
     Ok(requests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(url: &str) -> Request {
+        Request { url: Some(url.into()), method: "POST".into(), headers: vec![], body: String::new() }
+    }
+
+    #[test]
+    fn a_plugin_keeps_its_webhooks_transport() {
+        let allow = Allow::private(false);
+        let check = |webhook: &str, url: &str| check_plugin_urls(vec![request(url)], webhook, &allow);
+        assert!(check("https://example.com/a", "https://api.example.com/b").is_ok());
+        assert!(check("nats://nats.example.com/a", "nats://nats.example.com/b.c").is_ok());
+        let error =
+            check("https://example.com/a", "amqp://u:pw@rabbit.example.com/?routingKey=q").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("its webhook's transport (HTTP)") && !text.contains("pw"), "{text}");
+        assert!(check("amqp://rabbit.example.com/?routingKey=q", "https://example.com").is_err());
+        assert!(
+            check("https://example.com/a", "http://10.0.0.1/")
+                .unwrap_err()
+                .to_string()
+                .contains("non-public")
+        );
+    }
 }

@@ -232,6 +232,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_url_with_credentials_is_kept_sealed_and_shown_redacted() {
+        use base64::Engine as _;
+        let secrets =
+            SecretBox::from_base64(&base64::engine::general_purpose::STANDARD.encode([7u8; 32])).unwrap();
+        let mut webhook: Webhook = serde_json::from_value(serde_json::json!({
+            "id": "wh_1", "name": "n", "url": "", "status": "HEALTHY", "enabled": true,
+            "metadata": {"events": [], "projectIds": []}, "filter": null,
+            "connector": {"name": "json", "config": {}}, "rateLimit": null, "ordered": false,
+            "createdById": "u", "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z",
+            "sealedSecret": "x"
+        }))
+        .unwrap();
+        let full = "amqp://app:s3cret@rabbit.example/prod?exchange=x";
+        webhook.set_url(full.into(), &secrets);
+        assert_eq!(webhook.url, "amqp://app:***@rabbit.example/prod?exchange=x");
+        assert_eq!(webhook.destination(&secrets).as_deref(), Some(full));
+        assert!(!serde_json::to_string(&webhook).unwrap().contains("s3cret"), "stored sealed only");
+
+        // Given back as shown, it keeps its credentials; another URL replaces them.
+        webhook.set_url(webhook.url.clone(), &secrets);
+        assert_eq!(webhook.destination(&secrets).as_deref(), Some(full));
+        webhook.set_url("https://example.com/x".into(), &secrets);
+        assert_eq!((webhook.url.as_str(), webhook.sealed_url.as_ref()), ("https://example.com/x", None));
+    }
+
+    #[test]
     fn names_count_characters_and_refuse_invisible_controls() {
         assert!(check_name(&"é".repeat(200)).is_ok(), "200 two-byte characters are 200 characters");
         assert!(check_name(&"é".repeat(201)).is_err());
