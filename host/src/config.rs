@@ -33,6 +33,8 @@ pub struct Config {
     /// Non-public hosts webhooks may reach all the same (`HOST` or `HOST:PORT`): the brokers of
     /// a private network, say.
     pub allow_destination_hosts: Vec<crate::destination::AllowedHost>,
+    /// Brokers to take events from as well (`nats://`, `amqp(s)://`, `redis(s)://`).
+    pub sources: Vec<crate::source::SourceSpec>,
     /// Delays between attempts; one more attempt than entries.
     #[serde(deserialize_with = "schedule")]
     pub retry_schedule: Vec<Duration>,
@@ -98,6 +100,7 @@ impl Default for Config {
             secret_key: None,
             allow_private_destinations: false,
             allow_destination_hosts: Vec::new(),
+            sources: Vec::new(),
             retry_schedule: parse_schedule("30s,5m,30m,2h").expect("the default schedule parses"),
             rotation_grace: Duration::from_secs(24 * 3600),
             retention: Duration::from_secs(7 * 24 * 3600),

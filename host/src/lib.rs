@@ -12,7 +12,9 @@
 //!   retries.
 //! - [`broker`]: message brokers as destinations — RabbitMQ, NATS JetStream, Redis Streams,
 //!   MQTT — one connection each, checked like any destination.
-//! - [`service`]: the transitions, one place each (a webhook saved, removed, its health).
+//! - [`source`]: events taken from brokers (`serve --source`), acknowledged once durable.
+//! - [`service`]: the transitions, one place each (a webhook saved, removed, its health),
+//!   and ingest.
 //! - [`store`]: storage behind one interface, sled or PostgreSQL, and the queue of due work.
 //! - [`connectors`], [`builtins`], [`connector_config`]: installed connectors by name, the
 //!   ones compiled in, a webhook's config against its connector's schema (write-only secrets).
@@ -46,6 +48,7 @@ pub mod scaffold;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod source;
 pub mod store;
 pub mod threads;
 pub mod tryout;

@@ -25,6 +25,12 @@ pub struct PluginFailure {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Source {
+    /// `http`, or a broker source's name.
+    pub source: String,
+}
+
 /// The host's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -37,6 +43,10 @@ pub struct Metrics {
     pub plugin_errors: Family<PluginFailure, Counter>,
     pub queue_depth: Gauge,
     pub disabled_webhooks: Gauge,
+    /// Events stored, by where they came from.
+    pub events_ingested: Family<Source, Counter>,
+    /// Events sent again (an id or key seen before): answered, not stored twice.
+    pub duplicate_events: Family<Source, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,6 +79,18 @@ impl Default for Metrics {
         );
         let queue_depth = Gauge::default();
         registry.register("queue_depth", "Deliveries waiting in the queue", queue_depth.clone());
+        let events_ingested = Family::<Source, Counter>::default();
+        registry.register(
+            "events_ingested",
+            "Events stored, by source (http or a broker source)",
+            events_ingested.clone(),
+        );
+        let duplicate_events = Family::<Source, Counter>::default();
+        registry.register(
+            "duplicate_events",
+            "Events sent again (an id or key seen before), by source",
+            duplicate_events.clone(),
+        );
         let disabled_webhooks = Gauge::default();
         registry.register("disabled_webhooks", "Webhooks currently disabled", disabled_webhooks.clone());
         Metrics {
@@ -79,6 +101,8 @@ impl Default for Metrics {
             plugin_errors,
             queue_depth,
             disabled_webhooks,
+            events_ingested,
+            duplicate_events,
         }
     }
 }

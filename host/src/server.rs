@@ -61,6 +61,10 @@ pub struct AppState {
     /// Webhook transitions, and the match index they keep current.
     pub webhooks: crate::service::Webhooks,
     pub deliveries: crate::service::Deliveries,
+    /// Taking events in.
+    pub ingest: crate::service::Ingest,
+    /// The broker sources this host consumes (none until [`AppState::start_sources`]).
+    pub sources: crate::source::Sources,
     /// Connector uploads and removals, and the installed connectors they keep current.
     pub connector_service: crate::service::ConnectorService,
     pub secrets: SecretBox,
@@ -111,11 +115,22 @@ impl AppState {
         for webhook in &webhooks {
             index.upsert(webhook);
         }
+        let catalog = Arc::new(Catalog::with_extra(&config.event_types));
+        let webhooks = crate::service::Webhooks::new(store.clone(), Arc::new(RwLock::new(index)));
+        let metrics = crate::metrics::Metrics::default();
         Ok(AppState {
-            catalog: Arc::new(Catalog::with_extra(&config.event_types)),
+            ingest: crate::service::Ingest::new(
+                store.clone(),
+                webhooks.clone(),
+                catalog.clone(),
+                config.limits.queue_depth,
+                metrics.clone(),
+            ),
+            catalog,
+            sources: Default::default(),
             ingest_limiter: config.limits.ingest_per_second.map(|n| Arc::new(RateLimiter::new(n))),
             config: Arc::new(config),
-            webhooks: crate::service::Webhooks::new(store.clone(), Arc::new(RwLock::new(index))),
+            webhooks,
             deliveries: crate::service::Deliveries::new(store.clone()),
             connector_service: crate::service::ConnectorService::new(
                 store.clone(),
@@ -127,9 +142,15 @@ impl AppState {
             connectors,
             secrets,
             operator_hashes: Arc::new(operator_hashes),
-            metrics: Default::default(),
+            metrics,
             changes,
         })
+    }
+
+    /// Starts consuming the configured broker sources.
+    pub fn start_sources(&mut self) {
+        let specs = self.config.sources.clone();
+        self.sources = crate::source::Sources::spawn(specs, self.ingest.clone(), self.store.clone());
     }
 
     /// What the delivery engine works with.
@@ -147,15 +168,7 @@ impl AppState {
 
     /// 503 with `Retry-After` when `more` deliveries would take the queue past its bound.
     pub fn check_queue_room(&self, more: u64) -> Result<(), ApiError> {
-        if self.store.queue_depth() + more <= self.config.limits.queue_depth {
-            return Ok(());
-        }
-        Err(ApiError::retry_later(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "queue_full",
-            "the delivery queue is full; nothing was stored, try again shortly",
-            5,
-        ))
+        Ok(self.ingest.check_room(more)?)
     }
 
     /// 429 when the caller's token is over its ingest rate.
@@ -275,7 +288,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let state = AppState::open(config).await?;
+    let mut state = AppState::open(config).await?;
+    state.start_sources();
     tracing::info!(
         address = %listener.local_addr()?,
         storage = %state.store.describe(),

@@ -21,5 +21,6 @@ mod receiving;
 mod runtime;
 mod scaffold;
 mod serve;
+mod sources;
 mod support;
 mod zapier;

@@ -24,8 +24,17 @@ async fn schemathesis_finds_the_api_as_its_document_says() {
     let bin = crate::support::python_venv("openapi-venv", &dir().join("requirements.txt"), "schemathesis");
     // Private destinations refused, as in production: the document must say so. Nothing is
     // ever delivered — no delivery engine runs — so generated URLs are never contacted.
-    let server = TestServer::start_with(|c| c.allow_private_destinations = false).await;
-    let seeded = seed(&server).await;
+    // One source, so that its dead letters can be read. It never connects (`.invalid`): its URL,
+    // which the sources list shows, is also a destination the document allows (schemathesis
+    // reuses what answers show).
+    let source = "nats://nats.invalid/EVENTS?name=events";
+    let server = TestServer::start_with(|c| {
+        c.allow_private_destinations = false;
+        c.sources = vec![source.parse().unwrap()];
+    })
+    .await;
+    let mut seeded = seed(&server).await;
+    seeded.push(("WASMHOOK_SOURCE_NAME", "events".to_owned()));
     let (status, document) = server.call(OPERATOR, Method::GET, "/openapi.json", None).await;
     assert_eq!(status, 200);
     for (name, schema) in document["components"]["schemas"].as_object().unwrap() {
@@ -54,7 +63,7 @@ async fn schemathesis_finds_the_api_as_its_document_says() {
     );
     // Every operation was tested, none skipped for want of data or a serializer.
     let summary = stdout.lines().skip_while(|l| !l.contains("API Operations:")).take(4).collect::<Vec<_>>();
-    assert!(summary.iter().any(|l| l.contains("Tested: 25")), "{stdout}");
+    assert!(summary.iter().any(|l| l.contains("Tested: 27")), "{stdout}");
     eprintln!("{stdout}\nschemathesis passed in {:.1?}", started.elapsed());
 }
 

@@ -116,7 +116,7 @@ impl Server {
         self.stop_with_log().0
     }
 
-    fn stop_with_log(&mut self) -> (std::process::ExitStatus, String) {
+    pub(crate) fn stop_with_log(&mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();

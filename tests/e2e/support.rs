@@ -130,7 +130,8 @@ impl TestServer {
             ..Default::default()
         };
         adjust(&mut config);
-        let state = wasmhook::AppState::open(config).await.expect("server state opens");
+        let mut state = wasmhook::AppState::open(config).await.expect("server state opens");
+        state.start_sources();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = wasmhook::api::router(state.clone());

@@ -173,7 +173,7 @@ pub async fn preview(
     let plugin = state.connectors.get(&name).ok_or_else(|| ApiError::not_found("connector"))?;
     let incoming: IncomingEvent =
         super::json::from_value(body.event).map_err(|e| ApiError::bad_request(format!("event.{e}")))?;
-    super::events::check_event(&state, &incoming).map_err(|e| ApiError::bad_request(format!("event.{e}")))?;
+    state.ingest.check(&incoming).map_err(|e| ApiError::bad_request(format!("event.{e}")))?;
     let config = body.config.unwrap_or_else(|| Value::Object(Default::default()));
     if !config.is_object() {
         return Err(ApiError::bad_request("config: must be a JSON object"));

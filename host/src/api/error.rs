@@ -161,6 +161,20 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::service::IngestError> for ApiError {
+    fn from(error: crate::service::IngestError) -> Self {
+        match error {
+            crate::service::IngestError::QueueFull => ApiError::retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue_full",
+                "the delivery queue is full; nothing was stored, try again shortly",
+                5,
+            ),
+            crate::service::IngestError::Store(error) => error.into(),
+        }
+    }
+}
+
 fn storage_unavailable(cause: impl std::fmt::Display) -> ApiError {
     tracing::error!("storage cannot take writes: {cause}");
     ApiError::retry_later(

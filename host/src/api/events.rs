@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest as _;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::auth::require;
@@ -19,24 +18,12 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use crate::access::{Caller, Scope};
 use crate::domain::catalog::EventType;
-use crate::domain::delivery::Delivery;
-use crate::domain::event::{Event, IncomingEvent};
-use crate::matching::{Explanation, Matches, Probe};
+use crate::domain::event::IncomingEvent;
+use crate::matching::Explanation;
 use crate::server::AppState;
-use crate::store::{Accept, IdempotencyKey, Outcome, Stored};
+use crate::store::{IdempotencyKey, Outcome, Stored};
 
-/// What ingest answers for one event.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct IngestResult {
-    /// The event's id (the sender's, or generated).
-    pub id: String,
-    /// How many webhooks it matched.
-    pub matched: usize,
-    pub deliveries: Vec<String>,
-    /// True when this event was accepted before: this is the first answer again.
-    pub duplicate: bool,
-}
+pub use crate::service::ingest::IngestResult;
 
 /// Events sent together: all are stored, or none. At most the server's batch bound (1,000
 /// by default); each is checked like a single event.
@@ -105,8 +92,8 @@ pub async fn ingest(
     state.check_ingest_rate(&caller, 1)?;
     let key = idempotency_key(&caller, &headers, "POST /v1/events", &body)?;
     let event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
-    let (accept, explanation) = prepare(&state, event, query.explain.then_some(&caller))?;
-    let (status, outcome) = match commit(&state, vec![accept], key.as_ref()).await? {
+    let (accept, explanation) = state.ingest.prepare(event, query.explain.then_some(&caller.companies));
+    let (status, outcome) = match state.ingest.commit(vec![accept], key.as_ref(), "http").await? {
         Stored::Accepted(outcomes) => {
             let status = if outcomes[0].duplicate { StatusCode::OK } else { StatusCode::ACCEPTED };
             (status, outcomes[0].clone())
@@ -154,9 +141,9 @@ pub async fn ingest_batch(
     for (i, body) in batch.events.into_iter().enumerate() {
         let event = parse_event(&state, &caller, body)
             .map_err(|e| ApiError::bad_request(format!("events[{i}]: {e}")))?;
-        accepts.push(prepare(&state, event, None)?.0);
+        accepts.push(state.ingest.prepare(event, None).0);
     }
-    let (status, outcomes) = match commit(&state, accepts, key.as_ref()).await? {
+    let (status, outcomes) = match state.ingest.commit(accepts, key.as_ref(), "http").await? {
         Stored::Accepted(outcomes) => (StatusCode::ACCEPTED, outcomes),
         Stored::Replay(first) => (StatusCode::OK, first),
         Stored::KeyConflict(why) => return Err(key_conflict(why)),
@@ -198,80 +185,9 @@ fn answer(outcome: Outcome) -> Value {
 /// Checks one event's shape, type and company; the message names the field.
 fn parse_event(state: &AppState, caller: &Caller, body: Value) -> Result<IncomingEvent, String> {
     let event: IncomingEvent = super::json::from_value(body)?;
-    check_event(state, &event)?;
+    state.ingest.check(&event)?;
     if !caller.companies.allows(&event.company_id) {
         return Err(format!("companyId: this token may not send events for company {:?}", event.company_id));
     }
     Ok(event)
-}
-
-/// Checks what an event says (its type, ids and nesting), wherever it comes from; the message
-/// names the field.
-pub(super) fn check_event(state: &AppState, event: &IncomingEvent) -> Result<(), String> {
-    if !state.catalog.contains(&event.event) {
-        return Err(format!("event: unknown event type {:?}; valid: {}", event.event, state.catalog.names()));
-    }
-    for (field, value) in [
-        ("companyId", Some(&event.company_id)),
-        ("projectId", Some(&event.project_id)),
-        ("id", event.id.as_ref()),
-    ] {
-        if let Some(value) = value
-            && let Err(e) = crate::domain::event::check_id(value)
-        {
-            return Err(format!("{field}: {e}"));
-        }
-    }
-    crate::domain::event::check_nesting(event).map_err(|(field, e)| format!("{field}: {e}"))
-}
-
-/// Matches an event and makes its deliveries; with `explain_to`, also explains the match to
-/// that caller (over the webhooks whose owners share a company with it).
-fn prepare(
-    state: &AppState,
-    incoming: IncomingEvent,
-    explain_to: Option<&Caller>,
-) -> Result<(Accept, Option<Explanation>), ApiError> {
-    let now = OffsetDateTime::now_utc();
-    let event: Event = incoming.accept(now);
-    let payload = crate::domain::payload::payload_without_webhook(&event);
-    let probe = Probe {
-        event_type: &event.event,
-        company_id: &event.company_id,
-        project_id: &event.project_id,
-        payload: &payload,
-    };
-    let (Matches { routes, cut_off }, explanation) = {
-        let index = state.webhooks.index();
-        let explanation =
-            explain_to.map(|caller| index.explain(&probe, |owners| owners.overlaps(&caller.companies)));
-        (index.matches(&probe), explanation)
-    };
-    if !cut_off.is_empty() {
-        tracing::warn!(
-            event_id = event.id,
-            ?cut_off,
-            "filter work budget ran out: these webhooks were left out"
-        );
-    }
-    let deliveries: Vec<Delivery> =
-        routes.iter().map(|route| Delivery::new(&event, &route.webhook_id, route.enabled, now)).collect();
-    let result = IngestResult {
-        id: event.id.clone(),
-        matched: deliveries.len(),
-        deliveries: deliveries.iter().map(|d| d.id.clone()).collect(),
-        duplicate: false,
-    };
-    let response = serde_json::to_value(&result).expect("plain data");
-    Ok((Accept { event, deliveries, response }, explanation))
-}
-
-/// Stores and makes durable, or answers 503 when the queue is over its bound.
-async fn commit(
-    state: &AppState,
-    accepts: Vec<Accept>,
-    key: Option<&IdempotencyKey>,
-) -> Result<Stored, ApiError> {
-    state.check_queue_room(accepts.iter().map(|a| a.deliveries.len() as u64).sum())?;
-    Ok(state.store.accept(&accepts, key, crate::store::now_ms()).await?)
 }

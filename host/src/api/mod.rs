@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod json;
 pub(crate) mod openapi;
+mod sources;
 mod stats;
 mod tokens;
 mod webhooks;
@@ -57,6 +58,8 @@ pub fn router(state: AppState) -> Router {
             "/connectors/{name}/preview",
             post(connectors::preview).layer(DefaultBodyLimit::max(limits.event_bytes)),
         )
+        .route("/sources", get(sources::list))
+        .route("/sources/{name}/dead-letters", get(sources::dead_letters))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/me", get(tokens::me))

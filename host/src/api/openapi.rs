@@ -18,7 +18,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema};
 
-use super::{connectors, deliveries, events, stats, tokens, webhooks, zapier};
+use super::{connectors, deliveries, events, sources, stats, tokens, webhooks, zapier};
 use crate::server::AppState;
 
 #[derive(OpenApi)]
@@ -32,6 +32,7 @@ use crate::server::AppState;
         tokens::create, tokens::list, tokens::revoke, tokens::me,
         connectors::list, connectors::upload, connectors::remove, connectors::preview,
         zapier::subscribe, zapier::unsubscribe,
+        sources::list, sources::dead_letters,
     ),
     components(schemas(super::error::ErrorBody)),
     modifiers(&BearerAuth),

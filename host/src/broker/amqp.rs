@@ -1,20 +1,30 @@
-//! RabbitMQ (AMQP 0-9-1): `amqp(s)://[user:password@]host[:port][/vhost]?exchange=X&routingKey=K`.
+//! RabbitMQ (AMQP 0-9-1): `amqp(s)://[user:password@]host[:port][/vhost]?exchange=X&routingKey=K`
+//! as a destination, `amqp(s)://…[/vhost]?queue=Q` as a source.
 //!
 //! Messages are persistent and mandatory, and each publish waits for the broker's confirm: a
 //! message no queue takes comes back and fails the attempt, rather than vanishing. An empty
 //! vhost is RabbitMQ's default (`/`); without `exchange` the default exchange routes by queue
 //! name. Headers go as AMQP message headers, `content-type` as the content-type property, the
 //! message id as the message-id property.
+//!
+//! A source consumes an existing queue with manual acknowledgements (64 unacknowledged at
+//! most). A message given again is known by its message-id property, or by its body's SHA-256
+//! when it has none.
 
 use std::collections::HashMap;
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use futures_util::StreamExt as _;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::{AMQPAuthority, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{BasicProperties, Channel, Confirmation, ConnectionProperties};
+use sha2::Digest as _;
 use url::Url;
 
-use super::{Message, parameters, path_text};
+use super::{Message, Received, parameters, path_text};
 use crate::destination::{Allow, Transport};
 
 /// Where a publish goes on its broker.
@@ -62,27 +72,11 @@ impl Connection {
     /// Connects to the broker `url` names, at an address the destination rules allow.
     pub async fn open(url: &Url, allow: &Allow) -> Result<Connection, String> {
         let address = super::vet(url, allow).await?;
-        let tls = Transport::tls(url);
-        let (username, password) = match super::credentials(url)? {
-            Some((user, password)) => (user, password.unwrap_or_default()),
-            // RabbitMQ's default user, as every AMQP client assumes.
-            None => ("guest".into(), "guest".into()),
+        let host = match (Transport::tls(url), url.host_str()) {
+            (true, Some(name)) => name.to_owned(),
+            _ => address.ip().to_string(),
         };
-        let uri = AMQPUri {
-            scheme: if tls { AMQPScheme::AMQPS } else { AMQPScheme::AMQP },
-            authority: AMQPAuthority {
-                userinfo: AMQPUserInfo { username, password },
-                host: match (tls, url.host_str()) {
-                    (true, Some(name)) => name.to_owned(),
-                    _ => address.ip().to_string(),
-                },
-                port: address.port(),
-            },
-            vhost: vhost(url)?,
-            ..AMQPUri::default()
-        };
-        let properties = ConnectionProperties::default().with_connection_name("wasmhook".into());
-        let connection = lapin::Connection::connect_uri(uri, properties).await.map_err(|e| e.to_string())?;
+        let connection = connect(url, host, address.port()).await?;
         Ok(Connection { connection, channels: Default::default() })
     }
 
@@ -134,6 +128,74 @@ impl Connection {
         channels.insert(exchange.to_owned(), channel.clone());
         Ok(channel)
     }
+}
+
+/// Connects to `host:port` with `url`'s scheme, credentials and vhost.
+async fn connect(url: &Url, host: String, port: u16) -> Result<lapin::Connection, String> {
+    let (username, password) = match super::credentials(url)? {
+        Some((user, password)) => (user, password.unwrap_or_default()),
+        // RabbitMQ's default user, as every AMQP client assumes.
+        None => ("guest".into(), "guest".into()),
+    };
+    let uri = AMQPUri {
+        scheme: if Transport::tls(url) { AMQPScheme::AMQPS } else { AMQPScheme::AMQP },
+        authority: AMQPAuthority { userinfo: AMQPUserInfo { username, password }, host, port },
+        vhost: vhost(url)?,
+        ..AMQPUri::default()
+    };
+    let properties = ConnectionProperties::default().with_connection_name("wasmhook".into());
+    lapin::Connection::connect_uri(uri, properties).await.map_err(|e| e.to_string())
+}
+
+/// A queue to take events from.
+#[derive(Debug)]
+pub struct Queue {
+    pub vhost: String,
+    pub queue: String,
+}
+
+impl Queue {
+    pub fn parse(url: &Url) -> Result<Queue, String> {
+        let mut params = parameters(url, &["queue"])?;
+        let queue =
+            params.remove("queue").filter(|q| !q.is_empty()).ok_or("needs ?queue=… (an existing queue)")?;
+        Ok(Queue { vhost: vhost(url)?, queue })
+    }
+}
+
+/// Takes the queue's messages one at a time, acknowledging each once `take` returns; returns
+/// when the connection or channel fails.
+pub async fn consume<F, Fut>(url: &Url, on_connected: impl FnOnce(), take: F) -> Result<(), String>
+where
+    F: Fn(Received) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let source = Queue::parse(url)?;
+    let port = crate::destination::port(url);
+    let connection = connect(url, url.host_str().unwrap_or_default().to_owned(), port).await?;
+    let channel = connection.create_channel().await.map_err(|e| e.to_string())?;
+    let queue = source.queue.as_str();
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .map_err(|e| format!("queue {queue:?} in vhost {:?}: {e}", source.vhost))?;
+    channel.basic_qos(64, BasicQosOptions::default()).await.map_err(|e| e.to_string())?;
+    let mut deliveries = channel
+        .basic_consume(queue.into(), "wasmhook".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .map_err(|e| format!("queue {queue:?}: {e}"))?;
+    on_connected();
+    while let Some(delivery) = deliveries.next().await {
+        let delivery = delivery.map_err(|e| e.to_string())?;
+        let broker_id = match delivery.properties.message_id() {
+            Some(id) => format!("message-id:{id}"),
+            None => format!("sha256:{}", hex::encode(sha2::Sha256::digest(&delivery.data))),
+        };
+        take(Received { body: delivery.data.clone(), broker_id: Some(broker_id), problem: None }).await;
+        delivery.ack(BasicAckOptions::default()).await.map_err(|e| format!("acknowledging: {e}"))?;
+    }
+    Err("the queue's consumer was cancelled".into())
 }
 
 #[cfg(test)]

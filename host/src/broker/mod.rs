@@ -1,8 +1,9 @@
-//! Message brokers as destinations: RabbitMQ, NATS JetStream, Redis Streams and MQTT.
+//! Message brokers as destinations — RabbitMQ, NATS JetStream, Redis Streams and MQTT — and as
+//! sources (the first three).
 //!
-//! A file per broker holds its URL's parameters, its connection and publishing (and, for the
-//! brokers that can be sources, consuming). This module holds what they share: one connection
-//! per broker and credentials ([`pool`]), the connect-time address check, and the time limit.
+//! A file per broker holds its URLs' parameters, its connection, publishing and consuming.
+//! This module holds what they share: one connection per broker and credentials ([`pool`]),
+//! the connect-time address check, and the time limit of a publish.
 //!
 //! Every broker gets the same message: the plugin's body, with its headers and the signature
 //! headers as the broker's message headers. A publish succeeds when the broker acknowledges
@@ -37,6 +38,15 @@ impl Message<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+}
+
+/// A message as a source's broker gave it.
+pub struct Received {
+    pub body: Vec<u8>,
+    /// The broker's id for it, the same when the message is given again.
+    pub broker_id: Option<String>,
+    /// Why it cannot be an event whatever its body says (a stream entry without a `body`).
+    pub problem: Option<String>,
 }
 
 /// Checks a broker URL's parameters (its host is checked by the caller).

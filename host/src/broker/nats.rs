@@ -1,17 +1,25 @@
-//! NATS JetStream: `nats://[user:password@ | token@]host[:port]/subject`.
+//! NATS JetStream: `nats://[user:password@ | token@]host[:port]/subject` as a destination,
+//! `nats://…/STREAM[?consumer=NAME]` as a source.
 //!
 //! A publish waits for the stream's acknowledgement; a subject no stream captures fails the
 //! attempt (NATS would otherwise drop it). Headers go as NATS headers, and the message id as
 //! `Nats-Msg-Id`, so a retry after a lost acknowledgement is dropped by JetStream's duplicate
 //! window instead of stored twice.
+//!
+//! A source reads the stream through a durable pull consumer (`wasmhook` unless named), made
+//! when missing (explicit acks, from the start of what the stream holds, given again 10 s after
+//! a host took it without acknowledging it).
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{ConnectOptions, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use super::{Message, credentials, parameters, path_text};
+use futures_util::StreamExt as _;
+
+use super::{Message, Received, credentials, parameters, path_text};
 use crate::destination::Allow;
 
 /// Where a publish goes on its server.
@@ -89,6 +97,72 @@ impl Connection {
     }
 }
 
+/// A durable consumer to take events from.
+#[derive(Debug)]
+pub struct Consumer {
+    pub stream: String,
+    pub durable: String,
+}
+
+impl Consumer {
+    pub fn parse(url: &Url) -> Result<Consumer, String> {
+        let mut params = parameters(url, &["consumer"])?;
+        let stream = path_text(url)?;
+        let name_ok = |name: &str| {
+            !name.is_empty()
+                && !name.contains(|c: char| c.is_whitespace() || c.is_control() || ".*>/\\".contains(c))
+        };
+        if !name_ok(&stream) {
+            return Err(format!(
+                "{stream:?} is not a stream name: the path names the stream (nats://host/ORDERS)"
+            ));
+        }
+        let durable = params.remove("consumer").unwrap_or_else(|| "wasmhook".into());
+        if !name_ok(&durable) {
+            return Err(format!("{durable:?} is not a consumer name"));
+        }
+        Ok(Consumer { stream, durable })
+    }
+}
+
+/// Takes the stream's messages through the durable consumer, one at a time, acknowledging each
+/// once `take` returns; returns when the connection fails.
+pub async fn consume<F, Fut>(url: &Url, on_connected: impl FnOnce(), take: F) -> Result<(), String>
+where
+    F: Fn(Received) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    let source = Consumer::parse(url)?;
+    let address = format!("nats://{}:{}", url.host_str().unwrap_or_default(), crate::destination::port(url));
+    let client = options(url)?.connect(address).await.map_err(|e| e.to_string())?;
+    let jetstream = async_nats::jetstream::new(client);
+    let stream =
+        jetstream.get_stream(&source.stream).await.map_err(|e| format!("stream {:?}: {e}", source.stream))?;
+    let config = pull::Config {
+        durable_name: Some(source.durable.clone()),
+        ack_policy: AckPolicy::Explicit,
+        // What a host that died had been given comes again this soon.
+        ack_wait: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let consumer = stream
+        .get_or_create_consumer(&source.durable, config)
+        .await
+        .map_err(|e| format!("consumer {:?}: {e}", source.durable))?;
+    // Few at a time: what a host that dies holds waits out `ack_wait` before it comes again.
+    let mut messages =
+        consumer.stream().max_messages_per_batch(64).messages().await.map_err(|e| e.to_string())?;
+    on_connected();
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|e| e.to_string())?;
+        let broker_id = message.info().ok().map(|info| format!("{}:{}", info.stream, info.stream_sequence));
+        take(Received { body: message.payload.to_vec(), broker_id, problem: None }).await;
+        message.ack().await.map_err(|e| format!("acknowledging: {e}"))?;
+    }
+    Err("the consumer's messages ended".into())
+}
+
 /// Connect options for `url`: its credentials, and none of the servers a cluster announces
 /// (they would bypass the address check).
 pub fn options(url: &Url) -> Result<ConnectOptions, String> {
@@ -97,10 +171,7 @@ pub fn options(url: &Url) -> Result<ConnectOptions, String> {
         Some((token, None)) => ConnectOptions::with_token(token),
         None => ConnectOptions::new(),
     };
-    Ok(options
-        .name("wasmhook")
-        .ignore_discovered_servers()
-        .connection_timeout(std::time::Duration::from_secs(5)))
+    Ok(options.name("wasmhook").ignore_discovered_servers().connection_timeout(Duration::from_secs(5)))
 }
 
 #[cfg(test)]

@@ -46,6 +46,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     allow_destination_hosts: Vec<crate::destination::AllowedHost>,
+    /// Also take events from this broker (repeatable): `nats://HOST/STREAM[?consumer=NAME]`,
+    /// `amqp(s)://HOST/VHOST?queue=Q`, `redis(s)://HOST/DB?stream=S&group=G`; `&name=N` names it.
+    #[arg(long = "source", value_name = "URL")]
+    sources: Vec<crate::source::SourceSpec>,
     /// Delays between delivery attempts [default: 30s,5m,30m,2h].
     #[arg(long, env = "WASMHOOK_RETRY_SCHEDULE", value_parser = |s: &str| crate::config::parse_schedule(s).map(Schedule))]
     retry_schedule: Option<Schedule>,
@@ -77,6 +81,15 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     config.allow_private_destinations |= args.allow_private_destinations;
     config.allow_destination_hosts.extend(args.allow_destination_hosts);
+    config.sources.extend(args.sources);
+    let mut names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(twice) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(Failure(format!(
+            "two sources are named {:?}: give one another name with ?name=…",
+            twice[0]
+        )));
+    }
     if let Some(Schedule(schedule)) = args.retry_schedule {
         config.retry_schedule = schedule;
     }

@@ -7,8 +7,10 @@
 //! - [`delivery`]: deliveries, their messages and attempts.
 //! - [`payload`]: the standard payload every plugin receives.
 //! - [`plugin_output`]: the requests a plugin returned and the lines it logged.
+//! - [`dead_letter`]: messages a broker source could not take as events.
 
 pub mod catalog;
+pub mod dead_letter;
 pub mod delivery;
 pub mod event;
 pub mod payload;

@@ -4,15 +4,18 @@
 //!
 //! - [`webhooks`]: creating, changing, removing and recording the health of webhooks;
 //!   users' companies.
+//! - [`ingest`]: taking events in (from the API and from broker sources).
 //! - [`deliveries`]: retrying and recovering deliveries.
 //! - [`connectors`]: uploading and removing connectors.
 //! - [`sync`]: the same changes, made by other hosts on the same database, applied here.
 
 pub mod connectors;
 pub mod deliveries;
+pub mod ingest;
 pub mod sync;
 pub mod webhooks;
 
 pub use self::connectors::ConnectorService;
 pub use self::deliveries::Deliveries;
+pub use self::ingest::{Ingest, IngestError};
 pub use self::webhooks::{Health, Webhooks};

@@ -27,6 +27,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::access::{Token, User};
+use crate::domain::dead_letter::DeadLetter;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
@@ -348,6 +349,25 @@ impl Store {
 
     pub async fn connectors(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         on_backend!(self, backend => backend.connectors().await)
+    }
+
+    // Dead letters of broker sources.
+
+    pub async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        on_backend!(self, backend => backend.add_dead_letter(letter).await)
+    }
+
+    /// A source's dead letters, newest first, older than the one with id `before` if given.
+    pub async fn dead_letters(
+        &self,
+        source: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        if !storable(source) || before.is_some_and(|id| !storable(id)) {
+            return Ok(Vec::new());
+        }
+        on_backend!(self, backend => backend.dead_letters(source, before, limit).await)
     }
 
     // Events and deliveries.

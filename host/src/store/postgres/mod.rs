@@ -50,6 +50,7 @@ use tokio_postgres::{Config, NoTls, Row};
 use uuid::Uuid;
 
 use crate::access::{Token, User};
+use crate::domain::dead_letter::DeadLetter;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
@@ -481,6 +482,35 @@ impl PgStore {
         Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
     }
 
+    // Dead letters of broker sources.
+
+    pub async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let at_ms = int(super::millis(letter.at));
+        self.execute(
+            "INSERT INTO dead_letters (source, id, at_ms, record) VALUES ($1, $2, $3, $4)",
+            &[&letter.source, &letter.id, &at_ms, &encode(letter)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn dead_letters(
+        &self,
+        source: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT record FROM dead_letters WHERE source = $1 AND ($2::text IS NULL OR id < $2)
+                 ORDER BY id DESC LIMIT $3",
+                &[&source, &before, &limit],
+            )
+            .await?;
+        rows.iter().map(|row| decode("dead_letters", source, row.get(0))).collect()
+    }
+
     // Events and deliveries.
 
     /// Stores events with their deliveries and queue entries (see `ingest.rs`).
@@ -647,6 +677,8 @@ impl PgStore {
             // Hosts read changes within seconds; a host that was away reloads everything.
             "DELETE FROM changes WHERE ctid = ANY(ARRAY(
                  SELECT ctid FROM changes WHERE at < to_timestamp($1::int8 / 1000.0) LIMIT $2))",
+            "DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM dead_letters WHERE at_ms < $1 LIMIT $2))",
         ] {
             loop {
                 let batch = self.execute(sql, &[&cutoff, &PRUNE_BATCH]).await?;

@@ -19,10 +19,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("migrations/0001_initial.sql") },
     Migration { version: 2, sql: include_str!("migrations/0002_lanes.sql") },
     Migration { version: 3, sql: include_str!("migrations/0003_queue_by_due.sql") },
+    Migration { version: 4, sql: include_str!("migrations/0004_dead_letters.sql") },
 ];
 
-/// The schema version this binary writes.
-pub(super) const KNOWN: u64 = 3;
+/// The schema version this binary writes: its last migration's.
+pub(super) const KNOWN: u64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// The advisory lock migrations hold: "wasmhook" in ASCII, a key no other user of the
 /// database is likely to take.

@@ -34,6 +34,7 @@ use tokio::sync::Notify;
 
 use super::{Accept, DeliveryQuery, IdempotencyKey, Outcome, QueueEntry, StoreError, Stored};
 use crate::access::{Token, User};
+use crate::domain::dead_letter::DeadLetter;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
@@ -87,6 +88,8 @@ struct Inner {
     queue: sled::Tree,
     attempts: sled::Tree,
     connectors: sled::Tree,
+    /// `<source>\0<id>` → a source's dead letter.
+    dead_letters: sled::Tree,
     idempotency: sled::Tree,
     /// `<accepted ms BE>e<event key>` and `<accepted ms BE>k<scoped key>`: what to prune when.
     expiry: sled::Tree,
@@ -232,6 +235,7 @@ impl SledStore {
             deliveries,
             attempts: db.open_tree("attempts")?,
             connectors: db.open_tree("connectors")?,
+            dead_letters: db.open_tree("dead_letters")?,
             idempotency,
             expiry,
             queue_depth: AtomicU64::new(unclaimed.len() as u64),
@@ -434,6 +438,28 @@ impl SledStore {
                     Ok((String::from_utf8_lossy(&name).into_owned(), bytes.to_vec()))
                 })
                 .collect()
+        })
+        .await
+    }
+
+    // Dead letters of broker sources.
+
+    pub async fn add_dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        self.inner.dead_letters.insert(format!("{}\0{}", letter.source, letter.id), encode(letter))?;
+        self.durable().await
+    }
+
+    pub async fn dead_letters(
+        &self,
+        source: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let prefix = format!("{source}\0");
+        let end = format!("{prefix}{}", before.unwrap_or("\u{10ffff}"));
+        let (start, end) = (prefix.clone().into_bytes(), end.into_bytes());
+        self.scan(move |inner| {
+            inner.dead_letters.range(start..end).rev().take(limit).map(|item| decode(&item?.1)).collect()
         })
         .await
     }
@@ -655,6 +681,14 @@ fn prune(inner: &Inner, cutoff_ms: u64) -> Result<usize, StoreError> {
             removed += 1;
         }
         removed += 1;
+    }
+    for item in inner.dead_letters.iter() {
+        let (key, value) = item?;
+        let letter: DeadLetter = decode(&value)?;
+        if super::millis(letter.at) < cutoff_ms {
+            inner.dead_letters.remove(key)?;
+            removed += 1;
+        }
     }
     Ok(removed)
 }
