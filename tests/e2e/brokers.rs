@@ -83,14 +83,15 @@ async fn rabbitmq_gets_persistent_signed_messages_confirmed() {
     assert!(attempt.response.unwrap().contains("confirmed by RabbitMQ"));
     assert_eq!(attempt.status_code, None);
     // The login is never shown back.
-    assert_eq!(created["url"], format!("amqp://guest:***@127.0.0.1:5672/%2f?routingKey={queue}"));
+    assert_eq!(created["url"], format!("{}?routingKey={queue}", base.replace(":guest@", ":***@")));
 }
 
 #[tokio::test]
 async fn rabbitmq_refusals_fail_the_attempt_saying_why_and_never_show_the_password() {
     let server = TestServer::delivering("10ms,10ms,10ms,10ms").await;
     let password = unique("pw-");
-    let url = format!("amqp://guest:{password}@127.0.0.1:5672/%2f?routingKey=nowhere");
+    let base = broker_url("AMQP");
+    let url = format!("{}?routingKey=nowhere", base.replace(":guest@", &format!(":{password}@")));
     let created = server.webhook(OPERATOR, hook(&url)).await;
     let webhook_id = created["id"].as_str().unwrap();
     let accepted = server.send_event(OPERATOR, event(&unique("e"))).await;
@@ -103,7 +104,8 @@ async fn rabbitmq_refusals_fail_the_attempt_saying_why_and_never_show_the_passwo
     assert_eq!(delivery.messages[0].attempts, 5);
     let attempts = server.state.store.attempts(delivery_id).await.unwrap();
     let error = attempts[0].error.as_deref().unwrap();
-    assert!(error.starts_with("RabbitMQ 127.0.0.1:5672: "), "{error}");
+    let endpoint = base.split('@').nth(1).unwrap().split('/').next().unwrap();
+    assert!(error.starts_with(&format!("RabbitMQ {endpoint}: ")), "{error}");
     assert!(error.contains("ACCESS_REFUSED") || error.contains("authentication"), "{error}");
     let (_, webhook) = server.call(OPERATOR, Method::GET, &format!("/v1/webhooks/{webhook_id}"), None).await;
     assert_eq!((webhook["status"].as_str(), webhook["enabled"].as_bool()), (Some("DISABLED"), Some(false)));
@@ -385,4 +387,45 @@ async fn broker_urls_are_checked_when_saved() {
     let (status, _) =
         server.call(OPERATOR, Method::POST, "/v1/webhooks", Some(hook("redis://127.0.0.1/0?stream=s"))).await;
     assert_eq!(status, 400, "the same host on another port");
+}
+
+/// The real binary, logging at `info`, with broker logins that the brokers refuse: the
+/// passwords appear in no answer and in no line it logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_passwords_appear_in_no_answer_and_no_log() {
+    let data = tempfile::tempdir().unwrap();
+    let args =
+        ["--operator-token", "op", "--allow-private-destinations", "--retry-schedule", "10ms,10ms,10ms,10ms"];
+    let mut server = crate::serve::start_with(data.path(), &crate::support::shared_cache_dir(), &args);
+    let password = unique("pw-");
+    let amqp = broker_url("AMQP").replace(":guest@", &format!(":{password}@"));
+    let redis = broker_url("REDIS").replace("redis://", &format!("redis://:{password}@"));
+    let mut ids = Vec::new();
+    for url in [format!("{amqp}?routingKey=q"), format!("{redis}/0?stream=s")] {
+        let (status, created) = server.call("op", Method::POST, "/v1/webhooks", Some(hook(&url))).await;
+        assert_eq!(status, 201, "{created}");
+        assert!(!created.to_string().contains(&password), "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let (status, _) = server.call("op", Method::POST, "/v1/events", Some(event(&unique("e")))).await;
+    assert_eq!(status, 202);
+    for id in &ids {
+        let path = format!("/v1/webhooks/{id}");
+        eventually("the webhook to be disabled", async || {
+            let (_, webhook) = server.call("op", Method::GET, &path, None).await;
+            (webhook["status"] == "DISABLED").then_some(())
+        })
+        .await;
+        for path in [path.clone(), format!("{path}/deliveries"), "/v1/webhooks".into()] {
+            let (_, shown) = server.call("op", Method::GET, &path, None).await;
+            assert!(!shown.to_string().contains(&password), "{path}: {shown}");
+        }
+        let (_, log) = server.call("op", Method::GET, &format!("{path}/deliveries"), None).await;
+        let error = log["data"][0]["attempts"][0]["error"].as_str().unwrap_or_default().to_owned();
+        assert!(!error.is_empty(), "the delivery log says why: {log}");
+    }
+    let (status, log) = server.stop_with_log();
+    assert!(status.success());
+    assert!(log.contains("attempt"), "it logged the attempts: {log}");
+    assert!(!log.contains(&password), "a password in the log:\n{log}");
 }

@@ -160,7 +160,7 @@ async fn a_rabbitmq_source_takes_events_and_sets_malformed_ones_aside() {
     }
     check_five(&server, &receiver, &name, &first).await;
     let view = source_view(&server, &name, |_| true).await;
-    assert_eq!(view["url"], format!("amqp://guest:***@127.0.0.1:5672/%2f?queue={queue}"), "{view}");
+    assert_eq!(view["url"], format!("{}?queue={queue}", base.replace(":guest@", ":***@")), "{view}");
     channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
 }
 
