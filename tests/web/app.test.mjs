@@ -113,6 +113,11 @@ test('sign in, create a webhook through the form, deliver a test event, see it i
   }
   await page.locator('#name').fill('Broken');
   await page.locator('#rateLimit').fill('');
+  // The URL field explains what each kind of destination takes, as it is typed.
+  await page.locator('#url').fill('amqps://app:pw@rabbit.example.com/prod');
+  await page.locator('#url-help').filter({ hasText: 'RabbitMQ' }).filter({ hasText: 'routingKey' }).waitFor();
+  await page.locator('#url').fill('mqtt://broker.example.com/plant/7');
+  await page.locator('#url-help').filter({ hasText: 'MQTT 3.1.1 gets the envelope' }).waitFor();
   // Event descriptions are visible, and a family is chosen with one box.
   const tags = page.locator('fieldset.family').filter({ has: page.locator('legend', { hasText: /^Tags$/ }) });
   assert.notEqual(await tags.locator('.hint').first().textContent(), '', 'each event says what it is');

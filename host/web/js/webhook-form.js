@@ -18,6 +18,26 @@ function family(name) {
   return FAMILIES.find(([prefix]) => name.startsWith(prefix))?.[1] ?? 'Other';
 }
 
+/** Each scheme's transport. */
+const TRANSPORTS = { http: 'http', https: 'http', amqp: 'amqp', amqps: 'amqp', nats: 'nats', redis: 'redis', rediss: 'redis', mqtt: 'mqtt', mqtts: 'mqtt' };
+
+/** What each transport's URL takes. */
+const DESTINATIONS = {
+  http: 'HTTP: a POST to your receiver, signed (webhook-signature, X-Wasmhook-Signature). 410 Gone disables the webhook; 429 and 503 with Retry-After are waited out.',
+  amqp: 'RabbitMQ: amqp(s)://user:password@host[:port]/vhost?exchange=X&routingKey=K. Persistent messages, each confirmed by the broker; without an exchange the default exchange routes to the queue named by routingKey. A message no queue takes fails the attempt.',
+  nats: 'NATS JetStream: nats://[user:password@ or token@]host[:port]/subject. A stream must capture the subject; each message waits for the stream\'s acknowledgement, and Nats-Msg-Id (the message id) lets JetStream drop a retried duplicate.',
+  redis: 'Redis Streams: redis(s)://[:password@]host[:port][/db]?stream=S[&maxlen=N]. Each message is one XADD entry: a field per header, then a body field; maxlen trims the stream to about that many entries.',
+  mqtt: 'MQTT: mqtt(s)://[user:password@]host[:port]/topic[?qos=0|1|2][&version=5|3.1.1]. QoS 1 by default, acknowledged by the broker; headers go as MQTT 5 user properties, and MQTT 3.1.1 gets the envelope {"headers": {…}, "body": "…"}.',
+};
+
+/** The help for the URL typed so far: its transport and what it takes. */
+function destinationHelp(url) {
+  const transport = TRANSPORTS[/^([a-z]+):/i.exec(url.trim())?.[1]?.toLowerCase()];
+  if (!transport) return 'Where deliveries go: an https:// receiver, or a broker — amqp(s)://, nats://, redis(s)://, mqtt(s)://.';
+  const help = DESTINATIONS[transport];
+  return transport === 'http' ? help : `${help} The login is stored sealed and shown back as ***; leave *** as it is to keep it.`;
+}
+
 /** The API's field paths → this form's fields. */
 const API_FIELDS = { 'metadata.events': 'events', 'metadata.projectIds': 'projectIds', 'connector.name': 'connector' };
 const FIELDS = ['name', 'url', 'secret', 'connector', 'events', 'projectIds', 'filter', 'rateLimit'];
@@ -74,10 +94,12 @@ export async function formView(id) {
   connectorSelect.addEventListener('change', renderConfig);
   renderConfig();
 
+  const urlHelp = h('p', { class: 'hint block', id: 'url-help' }, destinationHelp(webhook?.url ?? ''));
   const submitButton = h('button', { type: 'submit', class: 'primary' }, editing ? 'Save' : 'Create webhook');
   const form = h('form', { class: 'card', novalidate: true },
     text('name', 'Name', webhook?.name, { input: { required: true } }),
-    text('url', 'Endpoint URL', webhook?.url, { type: 'url', hint: 'your receiver: where wasmhook sends deliveries', input: { required: true, placeholder: 'https://' } }),
+    text('url', 'Destination URL', webhook?.url, { type: 'url', hint: 'your receiver, or a message broker', input: { required: true, placeholder: 'https://', 'aria-describedby': 'url-help' } }),
+    urlHelp,
     editing ? null : text('secret', 'Signing secret', '', { hint: 'leave empty to generate one (whsec_…)' }),
     h('div', {}, h('label', { for: 'connector' }, 'Connector ', h('span', { class: 'hint' }, '— shapes each delivery for its target')), connectorSelect, errorFor('connector')),
     h('fieldset', {}, h('legend', {}, 'Connector settings'), configSlot),
@@ -103,6 +125,10 @@ export async function formView(id) {
     document.getElementById('form-error').textContent = unplaced.join('\n');
     document.querySelector('[aria-invalid=true]')?.focus();
   };
+
+  form.addEventListener('input', (typed) => {
+    if (typed.target.id === 'url') urlHelp.textContent = destinationHelp(typed.target.value);
+  });
 
   form.addEventListener('submit', async (submit) => {
     submit.preventDefault();
