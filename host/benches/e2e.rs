@@ -31,10 +31,7 @@ use serde_json::json;
 #[path = "../src/store/postgres/testing.rs"]
 mod pg_testing;
 
-use support::{
-    Arrivals, cpu_seconds, event, event_2kb, percentile, postgres_cpu_seconds, receiver, start_server,
-    steady_latencies, wait_for,
-};
+use support::{Arrivals, event, percentile, receiver, start_server, steady_latencies, wait_for};
 
 async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
     let (rate, seconds) = (1_000, 10);
@@ -48,64 +45,21 @@ async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
 }
 
 async fn single_events(client: &reqwest::Client, bases: &[String], arrivals: &Arrivals, pids: &[u32]) {
-    let (total, in_flight) = (30_000usize, 64usize);
-    let before = arrivals.at.lock().unwrap().len();
-    let server_cpu = || pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
-    let (cpu_before, database_cpu_before) = (server_cpu(), postgres_cpu_seconds());
-    let bench_cpu_before = cpu_seconds(std::process::id());
-    // Bodies encoded before the clock starts: the load generator's own cost is not the server's.
-    let bodies: std::sync::Arc<Vec<bytes::Bytes>> = std::sync::Arc::new(
-        (0..total)
-            .map(|i| serde_json::to_vec(&event_2kb(&format!("single{i}"), "single")).unwrap().into())
-            .collect(),
-    );
-    let start = Instant::now();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let senders: Vec<_> = (0..in_flight)
-        .map(|_| {
-            let urls: Vec<String> = bases.iter().map(|base| format!("{base}/v1/events")).collect();
-            let (client, next, bodies) = (client.clone(), next.clone(), bodies.clone());
-            tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= total {
-                        break;
-                    }
-                    let url = &urls[i % urls.len()];
-                    let response = client
-                        .post(url)
-                        .bearer_auth("op")
-                        .header("content-type", "application/json")
-                        .body(bodies[i].clone())
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 202);
-                }
-            })
-        })
-        .collect();
-    for sender in senders {
-        sender.await.unwrap();
-    }
-    let accepted = start.elapsed();
-    wait_for(arrivals, before + total).await;
-    let delivered = start.elapsed();
-    let cpu = server_cpu() - cpu_before;
-    let database_cpu = postgres_cpu_seconds() - database_cpu_before;
-    let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu_before;
+    let run = support::single_events(client, bases, arrivals, pids, 30_000).await;
     println!(
-        "single events: {total} events of ~2 KB, {in_flight} in flight, 1 webhook, {} host(s): accepted {:.0}/s, \
+        "single events: {} events of ~2 KB, {} in flight, 1 webhook, {} host(s): accepted {:.0}/s, \
          {:.0} deliveries/s, server CPU {:.3} ms per event ({:.2} cores); PostgreSQL CPU {:.3} ms per event \
          ({:.2} cores); load generator and receiver CPU {:.3} ms per event",
+        run.total,
+        support::IN_FLIGHT,
         bases.len(),
-        total as f64 / accepted.as_secs_f64(),
-        total as f64 / delivered.as_secs_f64(),
-        cpu * 1e3 / total as f64,
-        cpu / delivered.as_secs_f64(),
-        database_cpu * 1e3 / total as f64,
-        database_cpu / delivered.as_secs_f64(),
-        bench_cpu * 1e3 / total as f64
+        run.accepted_per_s,
+        run.delivered_per_s,
+        run.server_cpu_ms,
+        run.server_cores,
+        run.database_cpu_ms,
+        run.database_cores,
+        run.bench_cpu_ms
     );
 }
 

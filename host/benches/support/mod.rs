@@ -181,3 +181,87 @@ pub fn event_2kb(id: &str, project: &str) -> serde_json::Value {
     event["currentValue"]["description"] = json!("Launch plan: ".repeat(150));
     event
 }
+
+/// Requests in flight when sending single events (the targets' 64 senders).
+pub const IN_FLIGHT: usize = 64;
+
+/// What a run of single events measured.
+pub struct SingleEvents {
+    pub total: usize,
+    pub accepted_per_s: f64,
+    pub delivered_per_s: f64,
+    /// The servers' CPU time per delivered event, and in cores over the run.
+    pub server_cpu_ms: f64,
+    pub server_cores: f64,
+    pub database_cpu_ms: f64,
+    pub database_cores: f64,
+    /// This process's (load generator and receiver) CPU time per event.
+    pub bench_cpu_ms: f64,
+}
+
+/// Sends `total` events of about 2 KB (project `single`), one per `POST /v1/events`, with
+/// [`IN_FLIGHT`] requests in flight spread round-robin over `bases`, and waits until all have
+/// arrived.
+pub async fn single_events(
+    client: &reqwest::Client,
+    bases: &[String],
+    arrivals: &Arrivals,
+    pids: &[u32],
+    total: usize,
+) -> SingleEvents {
+    let before = arrivals.at.lock().unwrap().len();
+    let server_cpu = || pids.iter().map(|pid| cpu_seconds(*pid)).sum::<f64>();
+    let (cpu_before, database_cpu_before) = (server_cpu(), postgres_cpu_seconds());
+    let bench_cpu_before = cpu_seconds(std::process::id());
+    // Bodies encoded before the clock starts: the load generator's own cost is not the server's.
+    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
+        (0..total)
+            .map(|i| serde_json::to_vec(&event_2kb(&format!("single{i}"), "single")).unwrap().into())
+            .collect(),
+    );
+    let start = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let senders: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let urls: Vec<String> = bases.iter().map(|base| format!("{base}/v1/events")).collect();
+            let (client, next, bodies) = (client.clone(), next.clone(), bodies.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let url = &urls[i % urls.len()];
+                    let response = client
+                        .post(url)
+                        .bearer_auth("op")
+                        .header("content-type", "application/json")
+                        .body(bodies[i].clone())
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 202);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let accepted = start.elapsed();
+    wait_for(arrivals, before + total).await;
+    let delivered = start.elapsed();
+    let cpu = server_cpu() - cpu_before;
+    let database_cpu = postgres_cpu_seconds() - database_cpu_before;
+    let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu_before;
+    SingleEvents {
+        total,
+        accepted_per_s: total as f64 / accepted.as_secs_f64(),
+        delivered_per_s: total as f64 / delivered.as_secs_f64(),
+        server_cpu_ms: cpu * 1e3 / total as f64,
+        server_cores: cpu / delivered.as_secs_f64(),
+        database_cpu_ms: database_cpu * 1e3 / total as f64,
+        database_cores: database_cpu / delivered.as_secs_f64(),
+        bench_cpu_ms: bench_cpu * 1e3 / total as f64,
+    }
+}

@@ -167,21 +167,26 @@ impl Webhook {
     }
 
     /// Sets the destination URL: one with credentials is kept sealed, and shown redacted.
-    /// Given back as shown (`amqp://app:***@…`), the URL keeps the credentials it has.
+    /// Credentials given back as shown (`amqp://app:***@…`) are the ones stored, when the URL
+    /// still names the same broker and user.
     pub fn set_url(&mut self, text: String, secrets: &SecretBox) {
-        if text == self.url && self.sealed_url.is_some() {
+        let Some(mut url) = url::Url::parse(&text).ok().filter(crate::destination::has_credentials) else {
+            self.url = text;
+            self.sealed_url = None;
             return;
+        };
+        let redacted = url.password() == Some("***") || (url.password().is_none() && url.username() == "***");
+        let stored = self.destination(secrets).and_then(|stored| url::Url::parse(&stored).ok());
+        if let Some(stored) = stored.filter(|stored| {
+            redacted
+                && (stored.scheme(), stored.host(), stored.port()) == (url.scheme(), url.host(), url.port())
+                && (url.username() == "***" || stored.username() == url.username())
+        }) {
+            let _ = url.set_username(stored.username());
+            let _ = url.set_password(stored.password());
         }
-        match url::Url::parse(&text).ok().filter(crate::destination::has_credentials) {
-            Some(url) => {
-                self.url = crate::destination::redacted(&url);
-                self.sealed_url = Some(secrets.seal_bytes(text.as_bytes()));
-            }
-            None => {
-                self.url = text;
-                self.sealed_url = None;
-            }
-        }
+        self.url = crate::destination::redacted(&url);
+        self.sealed_url = Some(secrets.seal_bytes(url.as_str().as_bytes()));
     }
 
     /// The destination URL whole, credentials included; `None` when they cannot be opened
@@ -250,9 +255,27 @@ mod tests {
         assert_eq!(webhook.destination(&secrets).as_deref(), Some(full));
         assert!(!serde_json::to_string(&webhook).unwrap().contains("s3cret"), "stored sealed only");
 
-        // Given back as shown, it keeps its credentials; another URL replaces them.
+        // Given back as shown, even with another exchange, it keeps its credentials.
         webhook.set_url(webhook.url.clone(), &secrets);
         assert_eq!(webhook.destination(&secrets).as_deref(), Some(full));
+        webhook.set_url("amqp://app:***@rabbit.example/prod?exchange=y".into(), &secrets);
+        assert_eq!(
+            webhook.destination(&secrets).as_deref(),
+            Some("amqp://app:s3cret@rabbit.example/prod?exchange=y")
+        );
+        // Another user, another broker or a new password: the URL as given.
+        webhook.set_url("amqp://bob:***@rabbit.example/prod?exchange=y".into(), &secrets);
+        assert_eq!(
+            webhook.destination(&secrets).as_deref(),
+            Some("amqp://bob:***@rabbit.example/prod?exchange=y")
+        );
+        webhook.set_url(full.into(), &secrets);
+        webhook.set_url("amqp://app:***@other.example/prod?exchange=x".into(), &secrets);
+        assert!(webhook.destination(&secrets).unwrap().contains("app:***@other"));
+        webhook.set_url("amqp://app:n3w@rabbit.example/prod?exchange=x".into(), &secrets);
+        assert_eq!(webhook.url, "amqp://app:***@rabbit.example/prod?exchange=x");
+        assert!(webhook.destination(&secrets).unwrap().contains("app:n3w@"));
+        // Another URL replaces them.
         webhook.set_url("https://example.com/x".into(), &secrets);
         assert_eq!((webhook.url.as_str(), webhook.sealed_url.as_ref()), ("https://example.com/x", None));
     }
