@@ -107,8 +107,13 @@ async fn rabbitmq_refusals_fail_the_attempt_saying_why_and_never_show_the_passwo
     let endpoint = base.split('@').nth(1).unwrap().split('/').next().unwrap();
     assert!(error.starts_with(&format!("RabbitMQ {endpoint}: ")), "{error}");
     assert!(error.contains("ACCESS_REFUSED") || error.contains("authentication"), "{error}");
-    let (_, webhook) = server.call(OPERATOR, Method::GET, &format!("/v1/webhooks/{webhook_id}"), None).await;
-    assert_eq!((webhook["status"].as_str(), webhook["enabled"].as_bool()), (Some("DISABLED"), Some(false)));
+    let path = format!("/v1/webhooks/{webhook_id}");
+    let webhook = eventually("the webhook to be disabled", async || {
+        let (_, webhook) = server.call(OPERATOR, Method::GET, &path, None).await;
+        (webhook["status"] == "DISABLED").then_some(webhook)
+    })
+    .await;
+    assert_eq!(webhook["enabled"], false);
 
     // Nowhere in what the API shows.
     let paths = [

@@ -71,8 +71,9 @@ fn five_messages(first: &str) -> Vec<Vec<u8>> {
 
 /// Checks what [`five_messages`] must have led to on `server`.
 async fn check_five(server: &TestServer, receiver: &Receiver, name: &str, first: &str) {
-    let view = source_view(server, name, |s| s["ingested"] == 2 && s["deadLettered"] == 2).await;
-    assert_eq!((view["connected"].as_bool(), view["duplicates"].as_u64()), (Some(true), Some(1)), "{view}");
+    let all_five = |s: &Value| s["ingested"] == 2 && s["deadLettered"] == 2 && s["duplicates"] == 1;
+    let view = source_view(server, name, all_five).await;
+    assert_eq!(view["connected"], true, "{view}");
     let got = receiver.wait_for(2).await;
     assert_eq!(got.len(), 2);
     assert!(received_ids(receiver).contains(&first.to_owned()));
