@@ -229,55 +229,39 @@ async fn the_sources_api_is_for_operators_and_knows_its_sources() {
     assert_eq!(status, 400, "{answer}");
 }
 
-/// `kill -9` of a host while a source is flowing, then a restart: every message published
-/// reaches the receiver (messages not acknowledged before the kill are given again, and the
-/// ones already stored are recognised).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_stream_loses_no_message_from_a_source() {
-    use async_nats::jetstream;
-    let base = broker_url("NATS");
-    let client = async_nats::connect(base.trim_start_matches("nats://")).await.unwrap();
-    let js = jetstream::new(client);
-    let stream = unique("KILL_");
-    let subject = format!("wasmhook.kill.{stream}");
-    let config = jetstream::stream::Config {
-        name: stream.clone(),
-        subjects: vec![subject.clone()],
-        ..Default::default()
-    };
-    js.create_stream(config).await.unwrap();
-
+/// `kill -9` of a host while a source is flowing, then a restart: every message `publish`
+/// sends reaches the receiver (what was not acknowledged before the kill comes again, and
+/// what was already stored is recognised). Half the events have ids, half not (deduplicated
+/// by the broker's id for the message).
+async fn kill_9_mid_stream<F, Fut>(source: &str, publish: F)
+where
+    F: FnOnce(Vec<Vec<u8>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let data = tempfile::tempdir().unwrap();
     let receiver = Receiver::start().await;
-    let source = format!("{base}/{stream}?name=events");
-    let args = ["--operator-token", "op", "--allow-private-destinations", "--source", &source];
+    let args = ["--operator-token", "op", "--allow-private-destinations", "--source", source];
     let server = crate::serve::start_with(data.path(), &crate::support::shared_cache_dir(), &args);
     let (status, _) = server.call("op", Method::POST, "/v1/webhooks", Some(hook(&receiver.url))).await;
     assert_eq!(status, 201);
 
-    // Half with event ids, half without (deduplicated by stream sequence).
-    let publish = |i: usize| {
-        let id = format!("k{i}");
-        let mut body = event(i.is_multiple_of(2).then_some(id.as_str()));
-        body["currentValue"] = json!({"n": i});
-        serde_json::to_vec(&body).unwrap()
-    };
     let total = 400;
-    let publisher = {
-        let (js, subject) = (js.clone(), subject.clone());
-        tokio::spawn(async move {
-            for i in 0..total {
-                js.publish(subject.clone(), publish(i).into()).await.unwrap().await.unwrap();
-            }
+    let messages = (0..total)
+        .map(|i: usize| {
+            let id = format!("k{i}");
+            let mut body = event(i.is_multiple_of(2).then_some(id.as_str()));
+            body["currentValue"] = json!({"n": i});
+            serde_json::to_vec(&body).unwrap()
         })
-    };
+        .collect();
+    let publisher = tokio::spawn(publish(messages));
     receiver.wait_for(40).await;
     server.kill();
     publisher.await.unwrap();
 
     let server = crate::serve::start_with(data.path(), &crate::support::shared_cache_dir(), &args);
-    // What the killed host had taken without acknowledging comes again after the consumer's
-    // ack wait (10 s): wait longer than `eventually` does.
+    // What the killed host had taken without acknowledging may come again only after the
+    // broker's wait (JetStream's ack wait, 10 s): wait longer than `eventually` does.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let numbers = loop {
         let got: Vec<u64> = receiver
@@ -293,10 +277,86 @@ async fn kill_9_mid_stream_loses_no_message_from_a_source() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     eprintln!(
-        "kill -9 mid-stream: {total} messages published, {} requests delivered, {} duplicates",
+        "kill -9 mid-stream ({source}): {total} messages published, {} requests delivered, {} duplicates",
         numbers.len(),
         numbers.len() - total
     );
     assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_no_message_from_a_nats_source() {
+    use async_nats::jetstream;
+    let base = broker_url("NATS");
+    let client = async_nats::connect(base.trim_start_matches("nats://")).await.unwrap();
+    let js = jetstream::new(client);
+    let stream = unique("KILL_");
+    let subject = format!("wasmhook.kill.{stream}");
+    let config = jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![subject.clone()],
+        ..Default::default()
+    };
+    js.create_stream(config).await.unwrap();
+    let publisher = js.clone();
+    kill_9_mid_stream(&format!("{base}/{stream}?name=events"), async move |messages| {
+        for message in messages {
+            publisher.publish(subject.clone(), message.into()).await.unwrap().await.unwrap();
+        }
+    })
+    .await;
     js.delete_stream(&stream).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_no_message_from_a_rabbitmq_source() {
+    use lapin::options::{
+        BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    };
+    use lapin::types::FieldTable;
+    let base = broker_url("AMQP");
+    let connection = lapin::Connection::connect(&base, lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let queue = unique("wasmhook-kill-");
+    channel
+        .queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let (publisher, name) = (channel.clone(), queue.clone());
+    kill_9_mid_stream(&format!("{base}?queue={queue}&name=events"), async move |messages| {
+        for message in messages {
+            let options = BasicPublishOptions::default();
+            let properties = lapin::BasicProperties::default();
+            let confirm =
+                publisher.basic_publish("".into(), name.as_str().into(), options, &message, properties);
+            confirm.await.unwrap().await.unwrap();
+        }
+    })
+    .await;
+    channel.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_no_message_from_a_redis_source() {
+    let base = broker_url("REDIS");
+    let key = unique("wasmhook-kill-");
+    let client = redis::Client::open(base.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut publisher = connection.clone();
+    let stream = key.clone();
+    kill_9_mid_stream(&format!("{base}/0?stream={key}&group=wh&name=events"), async move |messages| {
+        for message in messages {
+            let _: String = redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("body")
+                .arg(message)
+                .query_async(&mut publisher)
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut connection).await.unwrap();
 }
