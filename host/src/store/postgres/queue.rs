@@ -56,8 +56,10 @@ const FINISH_GROUP: usize = 1000;
 
 /// Finishing groups written at once: a group's statement takes a few round trips, and one
 /// at a time would cap every webhook together at a group per round trip. A delivery never
-/// has two turns waiting at once, so groups in parallel cannot reorder one's writes.
-const FINISHING_AT_ONCE: usize = 4;
+/// has two turns waiting at once, so groups in parallel cannot reorder one's writes. Two, not
+/// four: larger groups cost PostgreSQL ~10 % less CPU per event and gained 1–3 % (single
+/// events, one host and three; batches over four webhooks no slower), measured alternating.
+const FINISHING_AT_ONCE: usize = 2;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
