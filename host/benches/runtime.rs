@@ -46,6 +46,27 @@ impl bare::wasmhook::plugin::host::Host for BareState {
     fn log(&mut self, _level: bare::wasmhook::plugin::host::LogLevel, _message: String) {}
 }
 
+/// The transform measured never keeps state: the import only has to be there.
+impl bare::wasmhook::plugin::state::Host for BareState {
+    fn get(&mut self, _key: String) -> Result<Option<String>, StateError> {
+        Ok(None)
+    }
+
+    fn set(&mut self, _key: String, _value: String) -> Result<(), StateError> {
+        Err(StateError::Unavailable("no state in this benchmark".into()))
+    }
+
+    fn delete(&mut self, _key: String) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    fn list(&mut self, _prefix: String) -> Result<Vec<String>, StateError> {
+        Ok(Vec::new())
+    }
+}
+
+use bare::wasmhook::plugin::state::StateError;
+
 fn bare_store(engine: &wasmtime::Engine) -> Store<BareState> {
     let mut store =
         Store::new(engine, BareState { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
@@ -120,7 +141,7 @@ fn main() {
 
     let per_batch = 2_000;
     let host_pooled = measure_async(&rt, per_batch, || async {
-        let out = runtime.invoke(&pooled, "owner", &payload, "{}").await;
+        let out = runtime.invoke(&pooled, "owner", &payload, "{}", None).await;
         assert!(out.result.is_ok());
     });
     let mut store = bare_store(&engine);
@@ -130,7 +151,7 @@ fn main() {
         assert!(out.is_ok());
     });
     let host_fresh = measure_async(&rt, per_batch / 4, || async {
-        let out = runtime.invoke(&fresh, "owner", &payload, "{}").await;
+        let out = runtime.invoke(&fresh, "owner", &payload, "{}", None).await;
         assert!(out.result.is_ok());
     });
     let bare_fresh = measure(per_batch / 4, || {
@@ -184,7 +205,7 @@ fn languages(rt: &tokio::runtime::Runtime, payload: &str) {
             rt.block_on(runtime.load(bytes.clone(), Policy::Pooled)).unwrap()
         };
         let invoke = |plugin: &Arc<wasmhook::runtime::Plugin>| {
-            let out = rt.block_on(runtime.invoke(plugin, "owner", payload, config));
+            let out = rt.block_on(runtime.invoke(plugin, "owner", payload, config, None));
             assert_eq!(out.result.map(|r| r.len()).ok(), Some(1), "{language}: one request");
         };
         let per_event = |plugin: &Arc<wasmhook::runtime::Plugin>, n: u32| measure(n, || invoke(plugin));

@@ -126,7 +126,11 @@ pub async fn run_on_sample(
     let (owner, config) = (&webhook.created_by_id, config.to_string());
     let invocation = match caller {
         Some(_) => runtime.preview(plugin, owner, &payload, &config).await,
-        None => runtime.invoke(plugin, owner, &payload, &config).await,
+        None => {
+            runtime
+                .invoke(plugin, owner, &payload, &config, Some(crate::runtime::StateHandle::scratch()))
+                .await
+        }
     };
     (payload, invocation)
 }

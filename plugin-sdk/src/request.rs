@@ -12,12 +12,13 @@ pub struct Request {
     method: Option<String>,
     headers: Vec<(String, String)>,
     body: String,
+    ordering_key: Option<String>,
 }
 
 impl Request {
     /// A request with this body and no headers.
     pub fn new(body: impl Into<String>) -> Self {
-        Request { url: None, method: None, headers: Vec::new(), body: body.into() }
+        Request { url: None, method: None, headers: Vec::new(), body: body.into(), ordering_key: None }
     }
 
     /// A request whose body is `value` as JSON, with `content-type: application/json`.
@@ -47,7 +48,44 @@ impl Request {
         self
     }
 
+    /// Send it after every earlier request of the webhook with the same key (at most 256
+    /// bytes) has gone, and before any later one; requests with other keys go in parallel.
+    pub fn ordering_key(mut self, key: impl Into<String>) -> Self {
+        self.ordering_key = Some(key.into());
+        self
+    }
+
+    /// Its URL, when it is not the webhook's.
+    pub fn target(&self) -> Option<&str> {
+        self.url.as_deref()
+    }
+
+    /// Its method (`POST` unless set).
+    pub fn verb(&self) -> &str {
+        self.method.as_deref().unwrap_or("POST")
+    }
+
+    /// The first header of this name (any case).
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
+    }
+
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// Its ordering key, if it has one.
+    pub fn key(&self) -> Option<&str> {
+        self.ordering_key.as_deref()
+    }
+
     pub(crate) fn into_wit(self) -> OutgoingRequest {
-        OutgoingRequest { url: self.url, method: self.method, headers: self.headers, body: self.body }
+        let Request { url, method, headers, body, ordering_key } = self;
+        OutgoingRequest { url, method, headers, body, ordering_key }
+    }
+
+    pub(crate) fn from_wit(request: OutgoingRequest) -> Self {
+        let OutgoingRequest { url, method, headers, body, ordering_key } = request;
+        Request { url, method, headers, body, ordering_key }
     }
 }

@@ -431,14 +431,19 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
             Ok(Box::new(vec!["127.0.0.1:0".parse().unwrap()].into_iter()) as reqwest::dns::Addrs)
         })
     });
-    let request =
-        wasmhook::runtime::Request { url: None, method: "POST".into(), headers: vec![], body: "{}".into() };
+    let request = wasmhook::runtime::Request {
+        url: None,
+        method: "POST".into(),
+        headers: vec![],
+        body: "{}".into(),
+        ordering_key: None,
+    };
     let secret = wasmhook::secret::Secret::generate();
     let url = format!("http://rebinding.example:{port}/hook");
     let timeout = std::time::Duration::from_secs(5);
 
     let guarded = Transports::with_lookup(timeout, Allow::private(false), stub.clone());
-    let sent = guarded.send("msg_1", &request, &url, &[&secret]).await;
+    let sent = guarded.send("msg_1", &request, &url, &[&secret], false).await;
     let error = sent.attempt.error.unwrap();
     assert!(error.contains("resolves to non-public addresses only (127.0.0.1)"), "{error}");
     assert_eq!(sent.attempt.status_code, None);
@@ -447,13 +452,14 @@ async fn a_name_resolving_to_a_private_address_is_refused_at_connect_time() {
 
     // A host the operator allowed by name is reached at its private address.
     let allowed = Allow { private: false, hosts: vec!["rebinding.example".parse().unwrap()] };
-    let sent =
-        Transports::with_lookup(timeout, allowed, stub).send("msg_1", &request, &url, &[&secret]).await;
+    let sent = Transports::with_lookup(timeout, allowed, stub)
+        .send("msg_1", &request, &url, &[&secret], false)
+        .await;
     assert_eq!(sent.attempt.status_code, Some(200), "{:?}", sent.attempt.error);
 
     // With private destinations allowed, loopback receivers are delivered to.
     let sent = Transports::new(timeout, Allow::private(true))
-        .send("msg_1", &request, &receiver.url, &[&secret])
+        .send("msg_1", &request, &receiver.url, &[&secret], false)
         .await;
     assert_eq!((sent.attempt.status_code, sent.verdict), (Some(200), Verdict::Delivered));
 }

@@ -138,6 +138,7 @@ async fn failed_delivery(server: &TestServer, webhook_id: &str) -> (String, Stri
         method: "POST".into(),
         headers: vec![("content-type".into(), "application/json".into())],
         body: r#"{"event":"TODO_CREATED"}"#.into(),
+        ordering_key: None,
     };
     let mut message = Message::new(request, &Default::default(), &server.state.secrets, now);
     message.status = MessageStatus::Failed;
@@ -163,6 +164,7 @@ async fn failed_delivery(server: &TestServer, webhook_id: &str) -> (String, Stri
         latency_ms: 3,
         response: Some("internal error".into()),
         error: None,
+        remote_id: None,
     };
     let store = &server.state.store;
     let accept = Accept { event, deliveries: vec![delivery.clone()], response: json!(null) };

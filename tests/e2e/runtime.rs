@@ -19,13 +19,13 @@ fn quick_runtime() -> Runtime {
 /// serves the same owner right after — on a new instance (its invocation count restarts).
 async fn misbehave(runtime: &Runtime, bad: &str) -> PluginError {
     let plugin = hostile(runtime, Policy::Pooled).await;
-    let warm = runtime.invoke(&plugin, "owner", "{}", &mode("count")).await;
+    let warm = runtime.invoke(&plugin, "owner", "{}", &mode("count"), None).await;
     assert_eq!(warm.result.unwrap()[0].body, "1");
 
-    let failed = runtime.invoke(&plugin, "owner", "{}", &mode(bad)).await;
+    let failed = runtime.invoke(&plugin, "owner", "{}", &mode(bad), None).await;
     let error = failed.result.expect_err("misbehaviour must fail the invocation");
 
-    let next = runtime.invoke(&plugin, "owner", "{}", &mode("count")).await;
+    let next = runtime.invoke(&plugin, "owner", "{}", &mode("count"), None).await;
     let body = &next.result.expect("the next invocation works")[0].body;
     assert_eq!(body, "1", "after {bad}, a new instance serves the next call");
     error
@@ -39,7 +39,7 @@ async fn json_connector_sends_the_standard_payload_unchanged() {
     assert_eq!(json.info().config_schema["type"], "object");
 
     let payload = todo_payload();
-    let invocation = runtime.invoke(&json, "user_ada", &payload, "{}").await;
+    let invocation = runtime.invoke(&json, "user_ada", &payload, "{}", None).await;
     let requests = invocation.result.unwrap();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
@@ -81,7 +81,7 @@ async fn unbounded_allocation_is_an_out_of_memory_error() {
 async fn a_panic_is_a_trap_with_its_message_in_the_log() {
     let runtime = runtime();
     let plugin = hostile(&runtime, Policy::Pooled).await;
-    let invocation = runtime.invoke(&plugin, "owner", "{}", &mode("trap")).await;
+    let invocation = runtime.invoke(&plugin, "owner", "{}", &mode("trap"), None).await;
     let error = invocation.result.unwrap_err();
     assert!(matches!(&error, PluginError::Trap(m) if m.contains("panicked")), "{error:?}");
     assert!(
@@ -123,15 +123,15 @@ async fn output_over_the_cap_is_stopped_while_copying() {
 async fn aliased_bodies_do_not_multiply_in_host_memory() {
     let runtime = runtime();
     let plugin = hostile(&runtime, Policy::Pooled).await;
-    runtime.invoke(&plugin, "owner", "{}", &mode("count")).await.result.unwrap();
+    runtime.invoke(&plugin, "owner", "{}", &mode("count"), None).await.result.unwrap();
     let before = resident_kib("VmRSS");
 
-    let error = runtime.invoke(&plugin, "owner", "{}", &mode("alias")).await.result.unwrap_err();
+    let error = runtime.invoke(&plugin, "owner", "{}", &mode("alias"), None).await.result.unwrap_err();
     assert!(matches!(&error, PluginError::BadOutput(m) if m.contains("stopped while copying")), "{error:?}");
 
     let peak_growth_mib = (resident_kib("VmHWM").saturating_sub(before)) / 1024;
     assert!(peak_growth_mib < 64, "host memory peaked {peak_growth_mib} MiB above where it was");
-    runtime.invoke(&plugin, "owner", "{}", &mode("count")).await.result.unwrap();
+    runtime.invoke(&plugin, "owner", "{}", &mode("count"), None).await.result.unwrap();
 }
 
 /// A field of /proc/self/status, in KiB.
@@ -146,7 +146,7 @@ async fn log_and_stdout_floods_are_capped() {
     for flood in ["flood-log", "flood-stdout"] {
         let runtime = runtime();
         let plugin = hostile(&runtime, Policy::Pooled).await;
-        let invocation = runtime.invoke(&plugin, "owner", "{}", &mode(flood)).await;
+        let invocation = runtime.invoke(&plugin, "owner", "{}", &mode(flood), None).await;
         let error = invocation.result.unwrap_err();
         assert!(matches!(error, PluginError::LogLimit(_)), "{flood}: {error:?}");
         let bytes: usize = invocation.log.iter().map(|l| l.message.len()).sum();
@@ -160,7 +160,7 @@ async fn log_and_stdout_floods_are_capped() {
 async fn log_calls_and_stdio_are_captured_in_order() {
     let runtime = runtime();
     let plugin = hostile(&runtime, Policy::Pooled).await;
-    let invocation = runtime.invoke(&plugin, "owner", "{}", &mode("log")).await;
+    let invocation = runtime.invoke(&plugin, "owner", "{}", &mode("log"), None).await;
     assert_eq!(invocation.result.unwrap(), [], "no requests: filtered");
     let lines: Vec<_> = invocation.log.iter().map(|l| (l.level, l.message.as_str())).collect();
     assert_eq!(
@@ -172,7 +172,7 @@ async fn log_calls_and_stdio_are_captured_in_order() {
             (LogLevel::Stderr, "from stderr"),
         ]
     );
-    let again = runtime.invoke(&plugin, "owner", "{}", &mode("count")).await;
+    let again = runtime.invoke(&plugin, "owner", "{}", &mode("count"), None).await;
     assert!(again.log.is_empty(), "a reused instance starts with an empty log");
 }
 
@@ -180,7 +180,7 @@ async fn log_calls_and_stdio_are_captured_in_order() {
 async fn the_sandbox_grants_nothing() {
     let runtime = runtime();
     let plugin = hostile(&runtime, Policy::Fresh).await;
-    let invocation = runtime.invoke(&plugin, "owner", "{}", &mode("sandbox")).await;
+    let invocation = runtime.invoke(&plugin, "owner", "{}", &mode("sandbox"), None).await;
     let report: Value = serde_json::from_str(&invocation.result.unwrap()[0].body).unwrap();
     assert_eq!(report["env"], serde_json::json!([]), "{report}");
     assert_eq!(report["args"], serde_json::json!([]), "{report}");
@@ -193,14 +193,14 @@ async fn the_sandbox_grants_nothing() {
 async fn the_plugins_own_error_is_reported_and_keeps_the_instance() {
     let runtime = runtime();
     let plugin = hostile(&runtime, Policy::Pooled).await;
-    runtime.invoke(&plugin, "owner", "{}", &mode("count")).await.result.unwrap();
-    let error = runtime.invoke(&plugin, "owner", "{}", &mode("no-such-mode")).await.result.unwrap_err();
+    runtime.invoke(&plugin, "owner", "{}", &mode("count"), None).await.result.unwrap();
+    let error = runtime.invoke(&plugin, "owner", "{}", &mode("no-such-mode"), None).await.result.unwrap_err();
     assert!(
         matches!(&error, PluginError::Plugin(PluginFailure::InvalidConfig(m)) if m.contains("no-such-mode")),
         "{error:?}"
     );
     assert_eq!(error.code(), "invalid_config");
-    let next = runtime.invoke(&plugin, "owner", "{}", &mode("count")).await.result.unwrap();
+    let next = runtime.invoke(&plugin, "owner", "{}", &mode("count"), None).await.result.unwrap();
     assert_eq!(next[0].body, "3", "an orderly plugin error does not cost the instance");
 }
 
@@ -210,7 +210,9 @@ async fn pooled_state_never_crosses_owners_and_fresh_always_starts_at_zero() {
     let pooled = hostile(&runtime, Policy::Pooled).await;
     let count = |owner: &'static str| {
         let (runtime, plugin) = (runtime.clone(), pooled.clone());
-        async move { runtime.invoke(&plugin, owner, "{}", &mode("count")).await.result.unwrap()[0].body.clone() }
+        async move {
+            runtime.invoke(&plugin, owner, "{}", &mode("count"), None).await.result.unwrap()[0].body.clone()
+        }
     };
     assert_eq!(count("alice").await, "1");
     assert_eq!(count("alice").await, "2");
@@ -220,7 +222,7 @@ async fn pooled_state_never_crosses_owners_and_fresh_always_starts_at_zero() {
 
     let fresh = hostile(&runtime, Policy::Fresh).await;
     for _ in 0..3 {
-        let body = runtime.invoke(&fresh, "alice", "{}", &mode("count")).await.result.unwrap();
+        let body = runtime.invoke(&fresh, "alice", "{}", &mode("count"), None).await.result.unwrap();
         assert_eq!(body[0].body, "1");
     }
 }
@@ -236,14 +238,16 @@ async fn pooled_instances_retire_after_their_uses_and_idle_ones_are_capped() {
     let mut bodies = Vec::new();
     for _ in 0..5 {
         bodies.push(
-            runtime.invoke(&plugin, "alice", "{}", &mode("count")).await.result.unwrap()[0].body.clone(),
+            runtime.invoke(&plugin, "alice", "{}", &mode("count"), None).await.result.unwrap()[0]
+                .body
+                .clone(),
         );
     }
     assert_eq!(bodies, ["1", "2", "1", "2", "1"]);
 
-    runtime.invoke(&plugin, "bob", "{}", &mode("count")).await.result.unwrap();
+    runtime.invoke(&plugin, "bob", "{}", &mode("count"), None).await.result.unwrap();
     assert_eq!(runtime.idle_instances(), 1, "bob's instance pushed out alice's");
-    let alice = runtime.invoke(&plugin, "alice", "{}", &mode("count")).await.result.unwrap();
+    let alice = runtime.invoke(&plugin, "alice", "{}", &mode("count"), None).await.result.unwrap();
     assert_eq!(alice[0].body, "1", "alice's evicted instance is gone");
 }
 
@@ -263,7 +267,7 @@ async fn a_busy_plugin_does_not_stall_the_executor() {
     });
     tokio::task::yield_now().await;
     let before = ticks.load(Ordering::Relaxed);
-    let error = runtime.invoke(&plugin, "owner", "{}", &mode("loop")).await.result.unwrap_err();
+    let error = runtime.invoke(&plugin, "owner", "{}", &mode("loop"), None).await.result.unwrap_err();
     let during = ticks.load(Ordering::Relaxed) - before;
     ticker.abort();
     assert!(matches!(error, PluginError::Timeout(TimeoutKind::Cpu(_))));
@@ -317,7 +321,7 @@ async fn compiled_components_are_cached_across_restarts() {
     std::fs::write(&entries[0], b"damaged").unwrap();
     let runtime = runtime_with(config);
     let plugin = runtime.load(bytes, Policy::Pooled).await.unwrap();
-    runtime.invoke(&plugin, "owner", "{}", &mode("count")).await.result.unwrap();
+    runtime.invoke(&plugin, "owner", "{}", &mode("count"), None).await.result.unwrap();
     assert!(std::fs::metadata(&entries[0]).unwrap().len() > 1000);
 }
 
@@ -353,7 +357,7 @@ async fn a_resource_flood_is_a_typed_limit_error_without_a_backtrace() {
 async fn a_plugins_huge_error_message_is_capped() {
     let runtime = runtime();
     let plugin = hostile(&runtime, Policy::Pooled).await;
-    let error = runtime.invoke(&plugin, "owner", "{}", &mode("long-error")).await.result.unwrap_err();
+    let error = runtime.invoke(&plugin, "owner", "{}", &mode("long-error"), None).await.result.unwrap_err();
     let PluginError::Plugin(PluginFailure::Failed(message)) = &error else { panic!("{error:?}") };
     assert!(message.len() <= wasmhook::runtime::MAX_PLUGIN_TEXT + 64, "{} bytes kept", message.len());
     assert!(message.ends_with("more bytes not kept)"));
@@ -373,17 +377,17 @@ async fn a_full_instance_pool_is_the_hosts_back_pressure_not_the_plugins_fault()
         .into_iter()
         .map(|owner| {
             let (runtime, plugin) = (runtime.clone(), plugin.clone());
-            tokio::spawn(async move { runtime.invoke(&plugin, owner, "{}", &mode("sleep")).await })
+            tokio::spawn(async move { runtime.invoke(&plugin, owner, "{}", &mode("sleep"), None).await })
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let third = runtime.invoke(&plugin, "c", "{}", &mode("count")).await;
+    let third = runtime.invoke(&plugin, "c", "{}", &mode("count"), None).await;
     assert_eq!(third.result.unwrap_err().code(), "host_busy");
     for sleeper in sleepers {
         sleeper.await.unwrap();
     }
     // Room again: the same call works, and being busy cost the owner no strike.
-    assert!(runtime.invoke(&plugin, "c", "{}", &mode("count")).await.result.is_ok());
+    assert!(runtime.invoke(&plugin, "c", "{}", &mode("count"), None).await.result.is_ok());
 }
 
 #[tokio::test]
@@ -391,12 +395,12 @@ async fn an_owner_whose_plugin_keeps_hitting_limits_is_backed_off_and_others_are
     let runtime = quick_runtime();
     let plugin = hostile(&runtime, Policy::Pooled).await;
     for _ in 0..3 {
-        let error = runtime.invoke(&plugin, "looper", "{}", &mode("loop")).await.result.unwrap_err();
+        let error = runtime.invoke(&plugin, "looper", "{}", &mode("loop"), None).await.result.unwrap_err();
         assert_eq!(error.code(), "timeout");
     }
-    let backed_off = runtime.invoke(&plugin, "looper", "{}", &mode("count")).await.result.unwrap_err();
+    let backed_off = runtime.invoke(&plugin, "looper", "{}", &mode("count"), None).await.result.unwrap_err();
     assert!(matches!(backed_off, PluginError::BackedOff { strikes: 3, .. }), "{backed_off:?}");
-    let other = runtime.invoke(&plugin, "someone-else", "{}", &mode("count")).await;
+    let other = runtime.invoke(&plugin, "someone-else", "{}", &mode("count"), None).await;
     assert_eq!(other.result.unwrap()[0].body, "1", "another owner of the same plugin is not affected");
 }
 
@@ -414,7 +418,7 @@ async fn previews_have_bounded_slots_per_caller() {
     let third = runtime.preview(&plugin, "eve", "{}", &mode("count")).await;
     assert!(matches!(&third.result, Err(PluginError::HostBusy(m)) if m.contains("one caller")), "{third:?}");
     // Deliveries do not wait on previews' slots.
-    assert!(runtime.invoke(&plugin, "eve", "{}", &mode("count")).await.result.is_ok());
+    assert!(runtime.invoke(&plugin, "eve", "{}", &mode("count"), None).await.result.is_ok());
     for sleeper in sleepers {
         sleeper.await.unwrap();
     }
@@ -429,7 +433,7 @@ async fn idle_instances_are_bounded_in_bytes_and_given_back_when_unused() {
     });
     let plugin = hostile(&runtime, Policy::Pooled).await;
     for owner in ["a", "b", "c", "d", "e", "f"] {
-        let hoarded = runtime.invoke(&plugin, owner, "{}", &mode("hoard")).await;
+        let hoarded = runtime.invoke(&plugin, owner, "{}", &mode("hoard"), None).await;
         assert_eq!(hoarded.result.unwrap()[0].body, (60 << 20).to_string());
     }
     assert_eq!(runtime.idle_instances(), 1, "six instances holding 60 MiB each, 100 MiB allowed");

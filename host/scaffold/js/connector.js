@@ -2,7 +2,7 @@
 // the webhook's optional `label`; an event without a current value (a deletion) sends nothing.
 // Change `transform` to shape the requests your target expects. The contract is wit/plugin.wit.
 
-import { log } from 'wasmhook:plugin/host@0.1.0';
+import { log } from 'wasmhook:plugin/host@0.2.0';
 
 const schema = {
   type: 'object',

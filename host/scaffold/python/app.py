@@ -26,6 +26,7 @@ class WitWorld(wit_world.WitWorld):
             version="0.1.0",
             description="Sends each event's type, id, project and title as JSON.",
             config_schema=json.dumps(SCHEMA),
+            policy=None,
         )
 
     def transform(self, event: str, config: str) -> list[OutgoingRequest]:
@@ -49,4 +50,4 @@ class WitWorld(wit_world.WitWorld):
             "title": title if isinstance(title, str) else None,
         }
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        return [OutgoingRequest(url=None, method=None, headers=[("content-type", "application/json")], body=text)]
+        return [OutgoingRequest(url=None, method=None, headers=[("content-type", "application/json")], body=text, ordering_key=None)]

@@ -16,6 +16,7 @@ use super::openapi::{ConnectorName, WasmComponent};
 use crate::access::{Caller, Scope};
 use crate::builtins;
 use crate::domain::event::IncomingEvent;
+use crate::domain::policy::DeliveryPolicy;
 use crate::runtime::{LogLine, Plugin, Request};
 use crate::server::AppState;
 use crate::service::connectors::ConnectorError;
@@ -33,6 +34,13 @@ pub struct ConnectorView {
     builtin: bool,
     /// SHA-256 of the component.
     hash: String,
+    /// The contract version it implements: `0.1` or `0.2`.
+    contract: String,
+    /// Whether it judges receivers' answers itself (`on-response`, contract 0.2).
+    on_response: bool,
+    /// What its receivers want (contract 0.2); a webhook's own settings may only tighten it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<DeliveryPolicy>,
 }
 
 fn view(name: &str, plugin: &Plugin) -> ConnectorView {
@@ -46,6 +54,9 @@ fn view(name: &str, plugin: &Plugin) -> ConnectorView {
         config_schema: info.config_schema.clone(),
         builtin,
         hash: plugin.hash().to_string(),
+        contract: info.contract.clone(),
+        on_response: info.on_response,
+        policy: info.policy.clone(),
     }
 }
 
@@ -56,8 +67,8 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Vec<Co
 
 #[utoipa::path(put, path = "/v1/connectors/{name}", tag = "connectors", params(("name" = ConnectorName, Path)),
     request_body(content = WasmComponent, content_type = "application/wasm",
-        description = "A WebAssembly component implementing `wasmhook:plugin/connector@0.1.0` (a `wasm32-wasip2` \
-            build of a plugin), at most 50 MiB by default. The bytes are checked by loading them: anything \
+        description = "A WebAssembly component implementing `wasmhook:plugin/connector@0.2.0` (or 0.1.0; a \
+            `wasm32-wasip2` build of a plugin), at most 50 MiB by default. The bytes are checked by loading them: anything \
             else is a 400."),
     responses((status = 200, body = ConnectorView),
         (status = 400, description = "an invalid name, or not a valid connector component; nothing stored"),

@@ -24,17 +24,19 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::store::StoreError;
 
 use super::retry::RetryPolicy;
-use super::schedule::Schedule;
+use super::schedule::{LaneRules, Schedule};
 use super::transport::{Transports, Verdict};
 use crate::config::Config;
 use crate::connectors::Connectors;
 use crate::domain::delivery::{Delivery, DeliveryStatus, Message, MessageStatus};
 use crate::domain::payload::standard_payload;
+use crate::domain::policy::{EffectivePolicy, WebhookLimits};
 use crate::domain::webhook::{Origin, Webhook, WebhookStatus};
 use crate::metrics::Metrics;
-use crate::runtime::Runtime;
+use crate::runtime::{Judged, Plugin, Request, Response, Runtime, StateHandle, StateScope, StateStore};
 use crate::secret::SecretBox;
 use crate::service::Health;
+use crate::service::plugin_state::StoredStates;
 use crate::store::Store;
 use crate::store::{QueueEntry, now_ms};
 
@@ -78,6 +80,8 @@ struct Engine {
     next_send: Mutex<HashMap<String, std::time::Instant>>,
     /// A read-ahead is under way (one at a time).
     reading_ahead: Arc<std::sync::atomic::AtomicBool>,
+    /// Where connectors' `state` calls go.
+    states: Arc<dyn StateStore>,
 }
 
 /// A running engine.
@@ -107,6 +111,7 @@ pub fn spawn(ctx: Context) -> EngineHandle {
         workers: Arc::new(Semaphore::new(config.workers)),
         next_send: Mutex::default(),
         reading_ahead: Arc::default(),
+        states: Arc::new(StoredStates::new(ctx.store.clone())),
         ctx,
     });
     EngineHandle { task: tokio::spawn(engine.clone().run()), engine }
@@ -198,8 +203,8 @@ impl Engine {
         let more = claimed.len() == limit;
         let now = now_ms();
         for entry in claimed {
-            let ordered = self.ordered(&entry.webhook_id);
-            schedule.add(entry, now, ordered);
+            let webhook_id = entry.webhook_id.clone();
+            schedule.add(entry, now, || self.lane_rules(&webhook_id));
         }
         Ok(more)
     }
@@ -245,13 +250,36 @@ impl Engine {
         *draining = still;
     }
 
-    fn ordered(&self, webhook_id: &str) -> bool {
-        self.ctx.webhooks.index().is_ordered(webhook_id)
+    /// How a webhook's lane runs: in order or not, and its connector's concurrency.
+    fn lane_rules(&self, webhook_id: &str) -> LaneRules {
+        let ordered = self.ctx.webhooks.index().is_ordered(webhook_id);
+        let cap = match ordered {
+            true => None,
+            false => {
+                self.ctx.webhooks.get(webhook_id).map(|webhook| self.policy_of(&webhook).concurrency as usize)
+            }
+        };
+        LaneRules { ordered, cap }
     }
 
-    /// Takes a send slot of a webhook limited to `rate` messages/s, or says how long to wait.
-    fn pace(&self, webhook_id: &str, rate: u32) -> Option<Duration> {
-        let interval = Duration::from_secs(1) / rate.max(1);
+    /// The policy a webhook's deliveries follow: its own settings over its connector's.
+    fn policy_of(&self, webhook: &Webhook) -> EffectivePolicy {
+        let plugin = self.ctx.connectors.get(&webhook.connector.name);
+        let declared = plugin.as_ref().and_then(|plugin| plugin.info().policy.as_ref());
+        let limits = WebhookLimits {
+            rate_limit: webhook.rate_limit,
+            concurrency: match webhook.ordered {
+                true => 1,
+                false => u32::try_from(self.ctx.config.delivery.per_webhook).unwrap_or(u32::MAX),
+            },
+            attempts: self.retry.max_attempts(),
+        };
+        EffectivePolicy::new(declared, limits)
+    }
+
+    /// Takes a send slot of a webhook limited to one message per `interval`, or says how long
+    /// to wait.
+    fn pace(&self, webhook_id: &str, interval: Duration) -> Option<Duration> {
         let now = std::time::Instant::now();
         let mut next_send = self.next_send.lock().unwrap_or_else(|p| p.into_inner());
         let slot = next_send.entry(webhook_id.to_owned()).or_insert(now);
@@ -338,7 +366,9 @@ impl Engine {
         let config = webhook.connector_config(&self.ctx.secrets);
         let scrubber = plugin.schema().scrubber(&config);
         let config = config.to_string();
-        let invocation = self.ctx.runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config).await;
+        let state = Some(self.state_of(webhook));
+        let invocation =
+            self.ctx.runtime.invoke(&plugin, &webhook.created_by_id, &payload, &config, state).await;
         let allow = self.ctx.config.destinations();
         let result =
             invocation.result.and_then(|requests| super::check_plugin_urls(requests, &webhook.url, &allow));
@@ -392,6 +422,59 @@ impl Engine {
         }
     }
 
+    /// The webhook's own store for its connector's `state` calls.
+    fn state_of(&self, webhook: &Webhook) -> StateHandle {
+        let scope = StateScope { connector: webhook.connector.name.clone(), webhook_id: webhook.id.clone() };
+        StateHandle::new(self.states.clone(), scope)
+    }
+
+    /// Has the webhook's connector judge an answer (`on-response`): the verdict and remote id
+    /// it gave, or the plugin error (scrubbed of write-only config values) that stands for it.
+    async fn judge(
+        &self,
+        plugin: &Arc<Plugin>,
+        webhook: &Webhook,
+        request: &Request,
+        answer: &Response,
+    ) -> Result<(Verdict, Option<String>), String> {
+        let state = Some(self.state_of(webhook));
+        let invocation = self.ctx.runtime.judge(plugin, &webhook.created_by_id, request, answer, state).await;
+        let connector = webhook.connector.name.clone();
+        self.ctx
+            .metrics
+            .plugin_invocations
+            .get_or_create(&crate::metrics::Plugin { connector: connector.clone() })
+            .inc();
+        let scrub = |mut text: String| {
+            plugin.schema().scrubber(&webhook.connector_config(&self.ctx.secrets)).scrub(&mut text);
+            text
+        };
+        match invocation.result {
+            Ok(judgement) => {
+                let verdict = match judgement.verdict {
+                    Judged::Success => Verdict::Delivered,
+                    Judged::Retry(wait) => Verdict::Retry(wait),
+                    Judged::Fail(reason) => Verdict::Fail(format!(
+                        "the {connector} connector gave up on the message: {}",
+                        scrub(reason)
+                    )),
+                    Judged::Disable(reason) => Verdict::Disable(format!(
+                        "the {connector} connector disabled the webhook: {}",
+                        scrub(reason)
+                    )),
+                };
+                Ok((verdict, judgement.remote_id))
+            }
+            Err(error) => {
+                let failure = crate::metrics::PluginFailure { connector, code: error.code().to_owned() };
+                self.ctx.metrics.plugin_errors.get_or_create(&failure).inc();
+                let message = scrub(format!("[{}] on-response: {error}", error.code()));
+                tracing::warn!("plugin failed: {message}");
+                Err(message)
+            }
+        }
+    }
+
     /// Attempts the messages that are due, then stores the outcome.
     async fn attempt(&self, slot: &Slot<'_>, mut delivery: Delivery, webhook: Webhook) -> Option<QueueEntry> {
         let entry = slot.entry;
@@ -420,14 +503,17 @@ impl Engine {
                 )
                 .await;
         };
+        // A connector that judges answers itself (contract 0.2's `on-response`).
+        let judge = self.ctx.connectors.get(&webhook.connector.name).filter(|plugin| plugin.responds());
+        let policy = self.policy_of(&webhook);
         let mut attempts = Vec::new();
         let mut health: Option<Health> = None;
         for message in delivery.messages.iter_mut().filter(|m| m.status == MessageStatus::Pending) {
             if message.next_attempt_at.is_some_and(|at| at > now) {
                 continue;
             }
-            if let Some(rate) = webhook.rate_limit
-                && let Some(wait) = self.pace(&webhook.id, rate)
+            if let Some(rate) = policy.rate
+                && let Some(wait) = self.pace(&webhook.id, rate.interval())
             {
                 // Over the webhook's rate: this message waits its turn, no attempt spent.
                 message.next_attempt_at = Some(now + wait);
@@ -440,10 +526,38 @@ impl Engine {
                 delivery.error = Some("a sealed message cannot be opened with this server's key".into());
                 continue;
             };
-            let sent = self.transports.send(&message.id, &request, &destination, &secrets).await;
+            let mut sent =
+                self.transports.send(&message.id, &request, &destination, &secrets, judge.is_some()).await;
             self.ctx.metrics.attempt_seconds.observe(sent.attempt.latency_ms as f64 / 1e3);
-            message.attempts += 1;
             let code = sent.attempt.status_code;
+            // A connector's own failure says nothing about the receiver.
+            let mut tells_health = true;
+            if let (Some(plugin), Some(answer)) = (&judge, sent.answer.take()) {
+                // The connector judges: the declared retry statuses are for those that do not.
+                match self.judge(plugin, &webhook, &request, &answer).await {
+                    Ok((verdict, remote_id)) => {
+                        sent.verdict = verdict;
+                        sent.attempt.remote_id = remote_id;
+                    }
+                    Err(error) => {
+                        sent.attempt.error = Some(error);
+                        sent.verdict = Verdict::Retry(None);
+                        tells_health = false;
+                    }
+                }
+            } else if let (Verdict::Retry(_), Some(status)) = (&sent.verdict, code)
+                && !policy.retries(status)
+            {
+                let reason = format!(
+                    "the receiver answered {status}, which the {} connector's policy does not retry",
+                    webhook.connector.name
+                );
+                sent.verdict = Verdict::Fail(reason);
+            }
+            message.attempts += 1;
+            if sent.attempt.remote_id.is_some() {
+                message.remote_id.clone_from(&sent.attempt.remote_id);
+            }
             match sent.verdict {
                 Verdict::Delivered => {
                     message.status = MessageStatus::Succeeded;
@@ -455,19 +569,34 @@ impl Engine {
                     message.next_attempt_at = None;
                     health = Some(Health::Gone);
                 }
+                Verdict::Fail(reason) => {
+                    message.status = MessageStatus::Failed;
+                    message.next_attempt_at = None;
+                    delivery.error = Some(reason);
+                }
+                Verdict::Disable(reason) => {
+                    message.status = MessageStatus::Failed;
+                    message.next_attempt_at = None;
+                    health = Some(Health::Refused);
+                    delivery.error = Some(reason);
+                }
                 Verdict::Retry(wait) => {
-                    match self.retry.next_delay(message.attempts, wait, random_fraction()) {
+                    let left = message.attempts < policy.attempts;
+                    match self.retry.next_delay(message.attempts, wait, random_fraction()).filter(|_| left) {
                         Some(delay) => {
                             message.next_attempt_at = Some(OffsetDateTime::now_utc() + delay);
-                            if health != Some(Health::Gone) && health != Some(Health::Exhausted) {
+                            if tells_health && (health.is_none() || health == Some(Health::Succeeded)) {
                                 health = Some(Health::Failing);
                             }
                         }
                         None => {
                             message.status = MessageStatus::Failed;
                             message.next_attempt_at = None;
-                            if health != Some(Health::Gone) {
+                            if tells_health && !matches!(health, Some(Health::Gone | Health::Refused)) {
                                 health = Some(Health::Exhausted);
+                            } else if !tells_health {
+                                // Not the receiver's doing: the webhook stays enabled.
+                                delivery.error = sent.attempt.error.clone();
                             }
                         }
                     }
@@ -499,10 +628,7 @@ impl Engine {
                     "Zapier answered 410 Gone: the subscription is removed".into()
                 }
                 Some(Health::Gone) => "the receiver answered 410 Gone: the webhook is disabled".into(),
-                _ => format!(
-                    "a message failed all {} attempts: the webhook is disabled",
-                    self.retry.max_attempts()
-                ),
+                _ => format!("a message failed all {} attempts: the webhook is disabled", policy.attempts),
             });
         }
         let next_due = pending.iter().min().map(|at| crate::store::millis(*at));

@@ -48,7 +48,13 @@ mod tests {
     use super::*;
 
     fn request(url: &str) -> Request {
-        Request { url: Some(url.into()), method: "POST".into(), headers: vec![], body: String::new() }
+        Request {
+            url: Some(url.into()),
+            method: "POST".into(),
+            headers: vec![],
+            body: String::new(),
+            ordering_key: None,
+        }
     }
 
     #[test]

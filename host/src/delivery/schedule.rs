@@ -23,9 +23,21 @@ pub(crate) struct Schedule {
     lanes: HashMap<String, Lane>,
 }
 
+/// How a webhook's lane runs: read when the lane opens (it closes when it empties).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LaneRules {
+    /// One delivery at a time, oldest first.
+    pub(crate) ordered: bool,
+    /// Deliveries at the receiver at once, when tighter than the host's cap (its connector's
+    /// policy).
+    pub(crate) cap: Option<usize>,
+}
+
 #[derive(Default)]
 struct Lane {
     ordered: bool,
+    /// Tighter than the host's per-webhook cap, when its connector says so.
+    cap: Option<usize>,
     /// Handed over to another host: nothing of it starts here any more, and what ran comes
     /// back to storage (still claimed until the lane is released), not to the schedule.
     closed: bool,
@@ -56,14 +68,17 @@ impl Schedule {
         self.entries.len()
     }
 
-    /// Takes an entry in (again). `ordered` says how the webhook wants its deliveries.
-    pub(crate) fn add(&mut self, entry: QueueEntry, now_ms: u64, ordered: bool) {
+    /// Takes an entry in (again). `rules` says how the webhook wants its deliveries, asked
+    /// only when its lane opens.
+    pub(crate) fn add(&mut self, entry: QueueEntry, now_ms: u64, rules: impl FnOnce() -> LaneRules) {
         let id = entry.delivery_id.clone();
         if self.entries.contains_key(&id) {
             return; // already held: queued or running (a producer and the start-up scan both saw it)
         }
-        let lane =
-            self.lanes.entry(entry.webhook_id.clone()).or_insert_with(|| Lane { ordered, ..Lane::default() });
+        let lane = self.lanes.entry(entry.webhook_id.clone()).or_insert_with(|| {
+            let LaneRules { ordered, cap } = rules();
+            Lane { ordered, cap, ..Lane::default() }
+        });
         if lane.closed {
             return;
         }
@@ -120,7 +135,8 @@ impl Schedule {
                 }
                 continue;
             }
-            while lane.running < per_webhook && budget > 0 {
+            let cap = lane.cap.map_or(per_webhook, |cap| cap.clamp(1, per_webhook));
+            while lane.running < cap && budget > 0 {
                 let Some(id) = lane.ready.pop_front() else { break };
                 lane.announced = lane.announced.saturating_sub(1);
                 let Some(entry) = self.entries.get(&id) else { continue };
@@ -189,8 +205,9 @@ impl Schedule {
             self.lanes.remove(&finished.webhook_id);
         }
         if let Some(next) = next {
-            let ordered = self.lanes.get(&next.webhook_id).is_some_and(|l| l.ordered);
-            self.add(next, now_ms, ordered);
+            let lane = self.lanes.get(&next.webhook_id);
+            let rules = LaneRules { ordered: lane.is_some_and(|l| l.ordered), cap: lane.and_then(|l| l.cap) };
+            self.add(next, now_ms, || rules);
         }
     }
 
@@ -243,10 +260,26 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
+    const ORDERED: LaneRules = LaneRules { ordered: true, cap: None };
+
     use super::*;
 
     fn entry(id: &str, webhook: &str, due: u64) -> QueueEntry {
         QueueEntry::new(due, id, webhook)
+    }
+
+    #[test]
+    fn a_connector_may_narrow_a_lane_below_the_host_cap_never_widen_it() {
+        let mut s = Schedule::default();
+        let narrow = || LaneRules { ordered: false, cap: Some(2) };
+        let wide = || LaneRules { ordered: false, cap: Some(50) };
+        for i in 0..5 {
+            s.add(entry(&format!("n{i}"), "narrow", 0), 10, narrow);
+            s.add(entry(&format!("w{i}"), "wide", 0), 10, wide);
+        }
+        let started = s.take_runnable(10, 3, 100);
+        let count = |webhook: &str| started.iter().filter(|e| e.webhook_id == webhook).count();
+        assert_eq!((count("narrow"), count("wide")), (2, 3));
     }
 
     fn ids(entries: &[QueueEntry]) -> Vec<&str> {
@@ -256,8 +289,8 @@ mod tests {
     #[test]
     fn a_paused_lane_runs_nothing_until_its_time() {
         let mut schedule = Schedule::default();
-        schedule.add(entry("d1", "w1", 0), 0, false);
-        schedule.add(entry("d2", "w2", 0), 0, false);
+        schedule.add(entry("d1", "w1", 0), 0, LaneRules::default);
+        schedule.add(entry("d2", "w2", 0), 0, LaneRules::default);
         let first = schedule.take_runnable(0, 1, 10);
         assert_eq!(first.len(), 2);
         schedule.pause("w1", 100);
@@ -273,10 +306,10 @@ mod tests {
     fn a_closed_lane_starts_nothing_and_takes_nothing_back() {
         let mut s = Schedule::default();
         for i in 0..3 {
-            s.add(entry(&format!("a{i}"), "moving", 0), 0, false);
+            s.add(entry(&format!("a{i}"), "moving", 0), 0, LaneRules::default);
         }
-        s.add(entry("later", "moving", 50), 0, false);
-        s.add(entry("b0", "staying", 0), 0, false);
+        s.add(entry("later", "moving", 50), 0, LaneRules::default);
+        s.add(entry("b0", "staying", 0), 0, LaneRules::default);
         let running: Vec<_> = s.take_runnable(0, 1, 10);
         assert_eq!(running.len(), 2, "one per lane");
         assert_eq!(s.close("moving"), 1);
@@ -284,10 +317,10 @@ mod tests {
         s.done(&a, Some(a.clone()), 0);
         assert_eq!(s.running("moving"), 0);
         assert!(s.take_runnable(100, 1, 10).iter().all(|e| e.webhook_id != "moving"), "nothing of it starts");
-        s.add(entry("a9", "moving", 0), 100, false);
+        s.add(entry("a9", "moving", 0), 100, LaneRules::default);
         assert!(s.take_runnable(100, 1, 10).is_empty(), "nor is anything taken in while closed");
         s.forget("moving");
-        s.add(entry("a9", "moving", 0), 100, false);
+        s.add(entry("a9", "moving", 0), 100, LaneRules::default);
         assert_eq!(ids(&s.take_runnable(100, 1, 10)), ["a9"], "back after it was released");
     }
 
@@ -295,9 +328,9 @@ mod tests {
     fn lanes_cap_each_webhook_and_keep_others_moving() {
         let mut s = Schedule::default();
         for i in 0..5 {
-            s.add(entry(&format!("a{i}"), "slow", 0), 10, false);
+            s.add(entry(&format!("a{i}"), "slow", 0), 10, LaneRules::default);
         }
-        s.add(entry("b0", "fast", 0), 10, false);
+        s.add(entry("b0", "fast", 0), 10, LaneRules::default);
         let mut first = ids(&s.take_runnable(10, 2, 100)).into_iter().map(str::to_owned).collect::<Vec<_>>();
         first.sort();
         assert_eq!(first, ["a0", "a1", "b0"], "two of the slow webhook, and the fast one");
@@ -310,7 +343,7 @@ mod tests {
     fn a_delivery_storing_its_outcome_frees_its_place_but_keeps_the_lane() {
         let mut s = Schedule::default();
         for i in 0..3 {
-            s.add(entry(&format!("a{i}"), "w", 0), 10, false);
+            s.add(entry(&format!("a{i}"), "w", 0), 10, LaneRules::default);
         }
         let run = s.take_runnable(10, 2, 100);
         assert_eq!(ids(&run), ["a0", "a1"]);
@@ -323,8 +356,8 @@ mod tests {
         s.done(&entry("a2", "w", 0), None, 10);
         assert_eq!(s.running("w"), 0);
 
-        s.add(entry("o1", "o", 0), 10, true);
-        s.add(entry("o2", "o", 0), 10, true);
+        s.add(entry("o1", "o", 0), 10, || ORDERED);
+        s.add(entry("o2", "o", 0), 10, || ORDERED);
         let head = s.take_runnable(10, 8, 100);
         s.sent(&head[0]);
         assert!(s.take_runnable(10, 8, 100).is_empty(), "an ordered lane waits for its head's outcome");
@@ -336,7 +369,7 @@ mod tests {
     fn upcoming_entries_come_in_batches_ahead_of_their_turn() {
         let mut s = Schedule::default();
         for i in 0..10 {
-            s.add(entry(&format!("a{i:02}"), "w", 0), 10, false);
+            s.add(entry(&format!("a{i:02}"), "w", 0), 10, LaneRules::default);
         }
         assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a00", "a01"]);
         assert_eq!(ids(&s.upcoming(4, 100)), ["a02", "a03", "a04", "a05"]);
@@ -347,7 +380,7 @@ mod tests {
         s.done(&entry("a01", "w", 0), None, 10);
         assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a03"]);
         assert_eq!(ids(&s.upcoming(4, 100)), ["a06", "a07"], "topped up to the window");
-        s.add(entry("o", "ordered", 0), 10, true);
+        s.add(entry("o", "ordered", 0), 10, || ORDERED);
         assert!(
             s.upcoming(4, 100).iter().all(|e| e.webhook_id != "ordered"),
             "an ordered lane runs its head alone"
@@ -357,7 +390,7 @@ mod tests {
     #[test]
     fn retries_wait_for_their_time() {
         let mut s = Schedule::default();
-        s.add(entry("a", "w", 0), 10, false);
+        s.add(entry("a", "w", 0), 10, LaneRules::default);
         let run = s.take_runnable(10, 8, 100);
         s.done(&run[0], Some(entry("a", "w", 50)), 10);
         assert!(s.take_runnable(20, 8, 100).is_empty());
@@ -368,9 +401,9 @@ mod tests {
     #[test]
     fn ordered_lanes_run_one_at_a_time_and_a_failing_head_blocks() {
         let mut s = Schedule::default();
-        s.add(entry("d2", "o", 0), 10, true);
-        s.add(entry("d1", "o", 0), 10, true);
-        s.add(entry("d3", "o", 0), 10, true);
+        s.add(entry("d2", "o", 0), 10, || ORDERED);
+        s.add(entry("d1", "o", 0), 10, || ORDERED);
+        s.add(entry("d3", "o", 0), 10, || ORDERED);
         let run = s.take_runnable(10, 8, 100);
         assert_eq!(ids(&run), ["d1"], "the oldest first, alone");
         // d1 failed and waits for a retry at 100: nothing behind it may pass.
@@ -386,10 +419,10 @@ mod tests {
     #[test]
     fn the_same_delivery_is_held_once() {
         let mut s = Schedule::default();
-        s.add(entry("a", "w", 0), 10, false);
-        s.add(entry("a", "w", 0), 10, false);
+        s.add(entry("a", "w", 0), 10, LaneRules::default);
+        s.add(entry("a", "w", 0), 10, LaneRules::default);
         assert_eq!(s.take_runnable(10, 8, 100).len(), 1);
-        s.add(entry("a", "w", 0), 10, false);
+        s.add(entry("a", "w", 0), 10, LaneRules::default);
         assert!(s.take_runnable(10, 8, 100).is_empty(), "already running");
     }
 }

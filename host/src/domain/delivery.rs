@@ -81,6 +81,9 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
     pub sealed_request: Option<String>,
+    /// The receiver's id for it, as the connector read it from an answer (contract 0.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
 }
 
 impl Message {
@@ -104,6 +107,7 @@ impl Message {
             attempts: 0,
             next_attempt_at: Some(now),
             sealed_request,
+            remote_id: None,
         }
     }
 
@@ -149,6 +153,9 @@ pub struct Attempt {
     pub response: Option<String>,
     /// What went wrong, when something did.
     pub error: Option<String>,
+    /// The receiver's id for what was sent, as the connector read it from the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
 }
 
 impl Attempt {

@@ -6,7 +6,8 @@
 //! - [`webhook`]: subscriptions, their connector and their health.
 //! - [`delivery`]: deliveries, their messages and attempts.
 //! - [`payload`]: the standard payload every plugin receives.
-//! - [`plugin_output`]: the requests a plugin returned and the lines it logged.
+//! - [`plugin_output`]: what a plugin returned (requests, judgements of answers) and logged.
+//! - [`policy`]: delivery policies connectors declare, and what a webhook gets of them.
 //! - [`dead_letter`]: messages a broker source could not take as events.
 
 pub mod catalog;
@@ -15,4 +16,5 @@ pub mod delivery;
 pub mod event;
 pub mod payload;
 pub mod plugin_output;
+pub mod policy;
 pub mod webhook;

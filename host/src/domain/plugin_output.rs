@@ -1,5 +1,6 @@
 //! What one run of a plugin leaves behind: the requests it asked for (checked by the
-//! runtime before anything else sees them) and the lines it logged.
+//! runtime before anything else sees them), its judgement of a receiver's answer, and the
+//! lines it logged.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,39 @@ pub struct Request {
     pub method: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// Requests of a webhook with the same key go one at a time, in their events' order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
+}
+
+/// What a receiver answered, as a plugin's `on-response` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The start of the body, as text.
+    pub body: String,
+}
+
+/// A plugin's reading of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judgement {
+    pub verdict: Judged,
+    /// The receiver's id for what was sent, kept on the message.
+    pub remote_id: Option<String>,
+}
+
+/// What an answer means, as the plugin judged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judged {
+    Success,
+    /// Try again: on the schedule, or not before this.
+    Retry(Option<std::time::Duration>),
+    /// Give up on the message, for this reason.
+    Fail(String),
+    /// Give up and disable the webhook, for this reason.
+    Disable(String),
 }
 
 /// One captured line.

@@ -9,47 +9,113 @@
 use wasmtime::{Engine, Store, StoreContextMut, Trap, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
 
-use super::bindings::{Connector, ConnectorPre, WitPluginError};
+use super::bindings::{v0_1, v0_2};
 use super::engine::EPOCH_TICK;
 use super::error::{PluginError, PluginFailure, TimeoutKind, cap_text};
+use super::kv::StateHandle;
 use super::limits::Limits;
-use super::output;
+use super::output::{self, OutgoingRequest};
 use super::state::PluginState;
-use crate::domain::plugin_output::LogLine;
-use crate::domain::plugin_output::Request;
+use crate::domain::plugin_output::{Judgement, LogLine, Request, Response};
+use crate::domain::policy::{DeliveryPolicy, Rate};
+
+/// A component pre-instantiated, by the contract version and world it implements.
+pub(crate) enum Pre {
+    V0_1(v0_1::ConnectorPre<PluginState>),
+    V0_2(v0_2::plain::ConnectorPre<PluginState>),
+    /// 0.2 with `on-response`.
+    Responsive(v0_2::ResponsiveConnectorPre<PluginState>),
+}
+
+impl Pre {
+    /// Binds a component to the newest world it implements.
+    pub(crate) fn new(pre: wasmtime::component::InstancePre<PluginState>) -> Result<Pre, String> {
+        if let Ok(bound) = v0_2::ResponsiveConnectorPre::new(pre.clone()) {
+            return Ok(Pre::Responsive(bound));
+        }
+        let v0_2 = match v0_2::plain::ConnectorPre::new(pre.clone()) {
+            Ok(bound) => return Ok(Pre::V0_2(bound)),
+            Err(error) => error,
+        };
+        match v0_1::ConnectorPre::new(pre) {
+            Ok(bound) => Ok(Pre::V0_1(bound)),
+            Err(v0_1) => Err(format!(
+                "it does not implement the world wasmhook:plugin/connector, in either version \
+                 (0.2.0: {v0_2:#}; 0.1.0: {v0_1:#})"
+            )),
+        }
+    }
+
+    /// The contract version, as `describe`'s callers show it.
+    pub(crate) fn contract(&self) -> &'static str {
+        match self {
+            Pre::V0_1(_) => "0.1",
+            Pre::V0_2(_) | Pre::Responsive(_) => "0.2",
+        }
+    }
+
+    /// Whether it exports `on-response`.
+    pub(crate) fn responds(&self) -> bool {
+        matches!(self, Pre::Responsive(_))
+    }
+}
+
+enum Exports {
+    V0_1(v0_1::Connector),
+    V0_2(v0_2::plain::Connector),
+    Responsive(v0_2::ResponsiveConnector),
+}
+
+/// What `describe` returned, whatever the version.
+pub(crate) struct Described {
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) description: String,
+    pub(crate) config_schema: String,
+    pub(crate) policy: Option<DeliveryPolicy>,
+}
 
 pub(crate) struct Instance {
     store: Store<PluginState>,
-    connector: Connector,
+    exports: Exports,
     /// Invocations served so far.
     pub(crate) uses: u32,
 }
 
 impl Instance {
-    pub(crate) async fn new(
-        engine: &Engine,
-        pre: &ConnectorPre<PluginState>,
-        limits: &Limits,
-    ) -> Result<Self, PluginError> {
+    pub(crate) async fn new(engine: &Engine, pre: &Pre, limits: &Limits) -> Result<Self, PluginError> {
         let mut store = Store::new(engine, PluginState::new(limits));
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(on_epoch_tick);
-        arm(&mut store, limits);
+        arm(&mut store, limits, None);
         // Instantiation runs guest start code: it gets the same limits as a call.
-        let connector = guarded(limits, pre.instantiate_async(&mut store))
-            .await
-            .map_err(|stop| classify(&store, stop, limits))?;
-        Ok(Instance { store, connector, uses: 0 })
+        let exports = match pre {
+            Pre::V0_1(pre) => guarded(limits, pre.instantiate_async(&mut store)).await.map(Exports::V0_1),
+            Pre::V0_2(pre) => guarded(limits, pre.instantiate_async(&mut store)).await.map(Exports::V0_2),
+            Pre::Responsive(pre) => {
+                guarded(limits, pre.instantiate_async(&mut store)).await.map(Exports::Responsive)
+            }
+        };
+        let exports = exports.map_err(|stop| classify(&store, stop, limits))?;
+        Ok(Instance { store, exports, uses: 0 })
     }
 
     /// Runs `describe`.
-    pub(crate) async fn describe(
-        &mut self,
-        limits: &Limits,
-    ) -> Result<super::bindings::wasmhook::plugin::types::PluginInfo, PluginError> {
-        arm(&mut self.store, limits);
-        let call = self.connector.call_describe(&mut self.store);
-        guarded(limits, call).await.map_err(|stop| classify(&self.store, stop, limits))
+    pub(crate) async fn describe(&mut self, limits: &Limits) -> Result<Described, PluginError> {
+        arm(&mut self.store, limits, None);
+        let store = &mut self.store;
+        let described = match &self.exports {
+            Exports::V0_1(c) => guarded(limits, c.call_describe(&mut *store)).await.map(|info| Described {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+                config_schema: info.config_schema,
+                policy: None,
+            }),
+            Exports::V0_2(c) => guarded(limits, c.call_describe(&mut *store)).await.map(described),
+            Exports::Responsive(c) => guarded(limits, c.call_describe(&mut *store)).await.map(described),
+        };
+        described.map_err(|stop| classify(&self.store, stop, limits))
     }
 
     /// Runs `transform`. The instance may be reused afterwards only if this returned `Ok`
@@ -58,12 +124,31 @@ impl Instance {
         &mut self,
         payload: &str,
         config: &str,
+        state: Option<StateHandle>,
         limits: &Limits,
     ) -> (Result<Vec<Request>, PluginError>, bool) {
         self.uses += 1;
-        arm(&mut self.store, limits);
-        let call = self.connector.call_transform(&mut self.store, payload, config);
-        let returned = match guarded(limits, call).await {
+        arm(&mut self.store, limits, state);
+        let store = &mut self.store;
+        let returned: Result<Result<Vec<OutgoingRequest>, PluginFailure>, Stop> = match &self.exports {
+            Exports::V0_1(c) => {
+                guarded(limits, c.call_transform(&mut *store, payload, config)).await.map(|r| {
+                    r.map(|requests| requests.into_iter().map(Into::into).collect()).map_err(Into::into)
+                })
+            }
+            Exports::V0_2(c) => {
+                guarded(limits, c.call_transform(&mut *store, payload, config)).await.map(|r| {
+                    r.map(|requests| requests.into_iter().map(Into::into).collect()).map_err(Into::into)
+                })
+            }
+            Exports::Responsive(c) => {
+                guarded(limits, c.call_transform(&mut *store, payload, config)).await.map(|r| {
+                    r.map(|requests| requests.into_iter().map(Into::into).collect()).map_err(Into::into)
+                })
+            }
+        };
+        self.store.data_mut().kv = None;
+        let returned = match returned {
             Ok(returned) => returned,
             Err(stop) => return (Err(classify(&self.store, stop, limits)), false),
         };
@@ -72,7 +157,40 @@ impl Instance {
                 Ok(requests) => (Ok(requests), true),
                 Err(reason) => (Err(PluginError::BadOutput(reason)), false),
             },
-            Err(failure) => (Err(PluginError::Plugin(failure.into())), true),
+            Err(failure) => (Err(PluginError::Plugin(failure)), true),
+        }
+    }
+
+    /// Runs `on-response` (only components that export it have it). Reusable afterwards as
+    /// for [`Instance::transform`].
+    pub(crate) async fn on_response(
+        &mut self,
+        request: &Request,
+        response: &Response,
+        state: Option<StateHandle>,
+        limits: &Limits,
+    ) -> (Result<Judgement, PluginError>, bool) {
+        let Exports::Responsive(connector) = &self.exports else {
+            return (Err(PluginError::Trap("the plugin has no on-response export".into())), true);
+        };
+        self.uses += 1;
+        arm(&mut self.store, limits, state);
+        let answer = v0_2::wasmhook::plugin::types::IncomingResponse {
+            status: response.status,
+            headers: response.headers.clone(),
+            body: response.body.clone(),
+        };
+        let request = output::to_wit(request);
+        let call = connector.call_on_response(&mut self.store, &request, &answer);
+        let returned = guarded(limits, call).await;
+        self.store.data_mut().kv = None;
+        match returned {
+            Err(stop) => (Err(classify(&self.store, stop, limits)), false),
+            Ok(Err(failure)) => (Err(PluginError::Plugin(failure.into())), true),
+            Ok(Ok(judged)) => match output::judgement(judged) {
+                Ok(judgement) => (Ok(judgement), true),
+                Err(reason) => (Err(PluginError::BadOutput(reason)), false),
+            },
         }
     }
 
@@ -87,12 +205,30 @@ impl Instance {
     }
 }
 
-/// Resets the per-invocation budgets before entering the guest.
-fn arm(store: &mut Store<PluginState>, limits: &Limits) {
+/// What a 0.2 `describe` returned.
+fn described(info: v0_2::wasmhook::plugin::types::PluginInfo) -> Described {
+    let policy = info.policy.map(|p| DeliveryPolicy {
+        rate: p.rate.map(|r| Rate { requests: r.requests, seconds: r.seconds }),
+        concurrency: p.concurrency,
+        attempts: p.attempts,
+        retry_statuses: p.retry_statuses,
+    });
+    Described {
+        name: info.name,
+        version: info.version,
+        description: info.description,
+        config_schema: info.config_schema,
+        policy,
+    }
+}
+
+/// Resets the per-invocation budgets (and sets the `state` handle) before entering the guest.
+fn arm(store: &mut Store<PluginState>, limits: &Limits, kv: Option<StateHandle>) {
     let ticks = limits.cpu_time.as_millis().div_ceil(EPOCH_TICK.as_millis()).max(1);
     let state = store.data_mut();
     state.ticks_left = u64::try_from(ticks).unwrap_or(u64::MAX);
     state.cpu_exhausted = false;
+    state.kv = kv;
     store.set_epoch_deadline(1);
     // Bounds what the guest can make the host copy in one go (the returned requests, a log
     // message): without it, bodies aliasing the same guest bytes multiply in host memory.
@@ -183,12 +319,24 @@ fn classify(store: &Store<PluginState>, stop: Stop, limits: &Limits) -> PluginEr
     }
 }
 
-impl From<WitPluginError> for PluginFailure {
-    fn from(error: WitPluginError) -> Self {
+impl From<v0_1::wasmhook::plugin::types::PluginError> for PluginFailure {
+    fn from(error: v0_1::wasmhook::plugin::types::PluginError) -> Self {
+        use v0_1::wasmhook::plugin::types::PluginError as Wit;
         match error {
-            WitPluginError::InvalidConfig(m) => PluginFailure::InvalidConfig(cap_text(m)),
-            WitPluginError::InvalidEvent(m) => PluginFailure::InvalidEvent(cap_text(m)),
-            WitPluginError::Failed(m) => PluginFailure::Failed(cap_text(m)),
+            Wit::InvalidConfig(m) => PluginFailure::InvalidConfig(cap_text(m)),
+            Wit::InvalidEvent(m) => PluginFailure::InvalidEvent(cap_text(m)),
+            Wit::Failed(m) => PluginFailure::Failed(cap_text(m)),
+        }
+    }
+}
+
+impl From<v0_2::wasmhook::plugin::types::PluginError> for PluginFailure {
+    fn from(error: v0_2::wasmhook::plugin::types::PluginError) -> Self {
+        use v0_2::wasmhook::plugin::types::PluginError as Wit;
+        match error {
+            Wit::InvalidConfig(m) => PluginFailure::InvalidConfig(cap_text(m)),
+            Wit::InvalidEvent(m) => PluginFailure::InvalidEvent(cap_text(m)),
+            Wit::Failed(m) => PluginFailure::Failed(cap_text(m)),
         }
     }
 }

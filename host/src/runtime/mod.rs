@@ -1,7 +1,9 @@
-//! Running plugins: WebAssembly components that turn a delivery into HTTP requests.
+//! Running plugins: WebAssembly components that turn a delivery into HTTP requests (and,
+//! from contract 0.2 on, may judge the answers and keep a little state per webhook).
 //!
 //! One shared [`Engine`] compiles each component once (cached on disk, see `cache`), links
-//! WASI 0.2 with nothing granted plus the host `log` import, and pre-instantiates it. An
+//! WASI 0.2 with nothing granted plus the host imports of both contract versions (`log`;
+//! `state`, see `kv`), and pre-instantiates it against the newest world it implements. An
 //! invocation runs on an instance from the idle pool (`pooled`: per plugin and owner) or a
 //! new one (`fresh`), under the limits in [`Limits`]. Whatever the plugin does — loop,
 //! sleep, trap, exit, over-allocate, flood its log, return too much — ends that one
@@ -18,6 +20,7 @@ mod engine;
 mod error;
 mod fairness;
 mod instance;
+mod kv;
 mod limits;
 mod log;
 mod output;
@@ -34,16 +37,21 @@ use wasmtime::Engine;
 use wasmtime::component::Linker;
 
 pub use self::error::{MAX_PLUGIN_TEXT, PluginError, PluginFailure, TimeoutKind, cap_text};
+pub use self::kv::{
+    Answer as StateAnswer, MAX_KEY_BYTES, MAX_KEYS, MAX_TOTAL_BYTES, MAX_VALUE_BYTES, StateError,
+    StateHandle, StateScope, StateStore,
+};
 pub use self::limits::Limits;
-pub use crate::domain::plugin_output::{LogLevel, LogLine, Request};
+pub use crate::domain::plugin_output::{Judged, Judgement, LogLevel, LogLine, Request, Response};
 
 use crate::connector_config::ConfigSchema;
+use crate::domain::policy::{self, DeliveryPolicy};
 
-use self::bindings::{Connector, ConnectorPre};
+use self::bindings::{v0_1, v0_2};
 use self::cache::ComponentCache;
 use self::engine::EpochTicker;
 use self::fairness::{BackedOff, Fairness, Lane, PreviewSlots};
-use self::instance::Instance;
+use self::instance::{Instance, Pre};
 use self::pool::{IdlePool, PoolKey};
 use self::state::PluginState;
 
@@ -145,6 +153,14 @@ pub struct PluginInfo {
     pub version: String,
     pub description: String,
     pub config_schema: serde_json::Value,
+    /// What its receivers want (contract 0.2), before any webhook's own settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<DeliveryPolicy>,
+    /// The contract version it implements: `0.1` or `0.2`.
+    pub contract: String,
+    /// Whether it judges receivers' answers itself (`on-response`).
+    #[serde(default)]
+    pub on_response: bool,
 }
 
 /// A loaded plugin: compiled, linked, described, ready to instantiate.
@@ -153,7 +169,7 @@ pub struct Plugin {
     info: PluginInfo,
     schema: ConfigSchema,
     policy: Policy,
-    pre: ConnectorPre<PluginState>,
+    pre: Pre,
 }
 
 impl Plugin {
@@ -173,6 +189,11 @@ impl Plugin {
     pub fn policy(&self) -> Policy {
         self.policy
     }
+
+    /// Whether it exports `on-response`.
+    pub fn responds(&self) -> bool {
+        self.pre.responds()
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -186,18 +207,52 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// The outcome of one invocation, with its log whatever happened.
+/// The outcome of one invocation (of `transform` unless said otherwise), with its log
+/// whatever happened.
 #[derive(Debug)]
-pub struct Invocation {
-    pub result: Result<Vec<Request>, PluginError>,
+pub struct Invocation<T = Vec<Request>> {
+    pub result: Result<T, PluginError>,
     pub log: Vec<LogLine>,
     /// Wall time of the whole invocation, instantiation included.
     pub duration: Duration,
 }
 
-impl Invocation {
+impl<T> Invocation<T> {
     fn failed(error: PluginError, started: Instant) -> Self {
         Invocation { result: Err(error), log: Vec::new(), duration: started.elapsed() }
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> Result<U, PluginError>) -> Invocation<U> {
+        Invocation { result: self.result.and_then(f), log: self.log, duration: self.duration }
+    }
+}
+
+/// What an invocation is asked to do.
+#[derive(Clone)]
+enum Call {
+    Transform { payload: String, config: String },
+    Respond { request: Request, response: Response },
+}
+
+/// What it returned.
+enum Returned {
+    Requests(Vec<Request>),
+    Judgement(Judgement),
+}
+
+impl Returned {
+    fn requests(self) -> Result<Vec<Request>, PluginError> {
+        match self {
+            Returned::Requests(requests) => Ok(requests),
+            Returned::Judgement(_) => Err(PluginError::Trap("on-response answered a transform".into())),
+        }
+    }
+
+    fn judgement(self) -> Result<Judgement, PluginError> {
+        match self {
+            Returned::Judgement(judgement) => Ok(judgement),
+            Returned::Requests(_) => Err(PluginError::Trap("transform answered an on-response".into())),
+        }
     }
 }
 
@@ -228,8 +283,14 @@ impl Runtime {
         let engine = engine::build(&config.limits, config.max_instances).map_err(engine_error)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
-        Connector::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(&mut linker, |s| s)
+        // Both contract versions' imports: a component gets the ones it was built against.
+        v0_1::Connector::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(&mut linker, |s| s)
             .map_err(engine_error)?;
+        v0_2::ResponsiveConnector::add_to_linker::<_, wasmtime::component::HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_error)?;
         let cache = ComponentCache::new(&engine, config.cache_dir.as_deref()).map_err(|source| {
             RuntimeError::CacheDir { path: config.cache_dir.clone().unwrap_or_default(), source }
         })?;
@@ -279,7 +340,7 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the cache), links and describes a component. Anything that is
-    /// not a component implementing `wasmhook:plugin/connector@0.1.0` is
+    /// not a component implementing `wasmhook:plugin/connector` (0.2, or 0.1) is
     /// [`PluginError::InvalidComponent`].
     pub async fn load(&self, bytes: Arc<[u8]>, policy: Policy) -> Result<Arc<Plugin>, PluginError> {
         let hash = ContentHash::of(&bytes);
@@ -315,11 +376,7 @@ impl Runtime {
                  granted, and wasmhook:plugin/host): {detail}{hint}"
             ))
         })?;
-        let pre = ConnectorPre::new(instance_pre).map_err(|e| {
-            PluginError::InvalidComponent(format!(
-                "it does not implement the world wasmhook:plugin/connector@0.1.0: {e:#}"
-            ))
-        })?;
+        let pre = Pre::new(instance_pre).map_err(PluginError::InvalidComponent)?;
 
         let limits = &self.inner.config.limits;
         let mut instance = Instance::new(&self.inner.engine, &pre, limits).await?;
@@ -340,24 +397,55 @@ impl Runtime {
         if info.name.trim().is_empty() || info.version.trim().is_empty() {
             return Err(PluginError::InvalidComponent("describe returned an empty name or version".into()));
         }
+        if let Some(declared) = &info.policy {
+            policy::check(declared).map_err(|e| {
+                PluginError::InvalidComponent(format!("describe returned an impossible policy: {e}"))
+            })?;
+        }
         let info = PluginInfo {
             name: info.name,
             version: info.version,
             description: info.description,
             config_schema,
+            policy: info.policy,
+            contract: pre.contract().to_owned(),
+            on_response: pre.responds(),
         };
         Ok(Arc::new(Plugin { hash, info, schema, policy, pre }))
     }
 
     /// Runs `transform` on a standard payload with a connector config (both JSON text),
-    /// on an instance that has only ever served `owner`. Waits while `owner` has as many
-    /// invocations of this plugin running as it may, or the host as many as it runs at once.
-    pub async fn invoke(&self, plugin: &Arc<Plugin>, owner: &str, payload: &str, config: &str) -> Invocation {
-        self.invoke_on(plugin, owner, payload, config, false).await
+    /// on an instance that has only ever served `owner`, its `state` calls going to `state`.
+    /// Waits while `owner` has as many invocations of this plugin running as it may, or the
+    /// host as many as it runs at once.
+    pub async fn invoke(
+        &self,
+        plugin: &Arc<Plugin>,
+        owner: &str,
+        payload: &str,
+        config: &str,
+        state: Option<StateHandle>,
+    ) -> Invocation {
+        let call = Call::Transform { payload: payload.to_owned(), config: config.to_owned() };
+        self.invoke_on(plugin, owner, call, state, false).await.map(Returned::requests)
+    }
+
+    /// Runs `on-response` (see [`Plugin::responds`]) on a receiver's answer to `request`,
+    /// as [`Runtime::invoke`] runs `transform`.
+    pub async fn judge(
+        &self,
+        plugin: &Arc<Plugin>,
+        owner: &str,
+        request: &Request,
+        response: &Response,
+        state: Option<StateHandle>,
+    ) -> Invocation<Judgement> {
+        let call = Call::Respond { request: request.clone(), response: response.clone() };
+        self.invoke_on(plugin, owner, call, state, false).await.map(Returned::judgement)
     }
 
     /// [`Runtime::invoke`] for a preview: on the quarantine lane, in one of a few slots (an
-    /// error at once when there is none free).
+    /// error at once when there is none free), with a scratch state of its own.
     pub async fn preview(
         &self,
         plugin: &Arc<Plugin>,
@@ -369,17 +457,19 @@ impl Runtime {
             Ok(slot) => slot,
             Err(why) => return Invocation::failed(PluginError::HostBusy(why), Instant::now()),
         };
-        self.invoke_on(plugin, owner, payload, config, true).await
+        let call = Call::Transform { payload: payload.to_owned(), config: config.to_owned() };
+        let state = Some(StateHandle::scratch());
+        self.invoke_on(plugin, owner, call, state, true).await.map(Returned::requests)
     }
 
     async fn invoke_on(
         &self,
         plugin: &Arc<Plugin>,
         owner: &str,
-        payload: &str,
-        config: &str,
+        call: Call,
+        state: Option<StateHandle>,
         quarantine: bool,
-    ) -> Invocation {
+    ) -> Invocation<Returned> {
         let started = Instant::now();
         let fairness = &self.inner.fairness;
         let key = PoolKey { plugin: plugin.hash, owner: owner.into() };
@@ -397,10 +487,10 @@ impl Runtime {
             Err(off) => return backed_off(off),
         };
         let invocation = if quarantine || lane == Lane::Quarantine {
-            self.run_quarantined(plugin, key.clone(), payload, config).await
+            self.run_quarantined(plugin, key.clone(), call, state).await
         } else {
             let _permit = self.inner.in_flight.acquire().await.expect("the semaphore is never closed");
-            self.run(plugin, &key, payload, config).await
+            self.run(plugin, &key, call, state).await
         };
         drop(slot);
         let hit_limit = match &invocation.result {
@@ -418,14 +508,13 @@ impl Runtime {
         &self,
         plugin: &Arc<Plugin>,
         key: PoolKey,
-        payload: &str,
-        config: &str,
-    ) -> Invocation {
+        call: Call,
+        state: Option<StateHandle>,
+    ) -> Invocation<Returned> {
         let (runtime, plugin) = (self.clone(), plugin.clone());
-        let (payload, config) = (payload.to_owned(), config.to_owned());
         let task = self.inner.quarantine.handle().spawn(async move {
             let _permit = runtime.inner.quarantined.acquire().await.expect("the semaphore is never closed");
-            runtime.run(&plugin, &key, &payload, &config).await
+            runtime.run(&plugin, &key, call, state).await
         });
         task.await.unwrap_or_else(|error| {
             Invocation::failed(
@@ -436,7 +525,13 @@ impl Runtime {
     }
 
     /// One invocation, here and now.
-    async fn run(&self, plugin: &Plugin, key: &PoolKey, payload: &str, config: &str) -> Invocation {
+    async fn run(
+        &self,
+        plugin: &Plugin,
+        key: &PoolKey,
+        call: Call,
+        state: Option<StateHandle>,
+    ) -> Invocation<Returned> {
         let (started, owner) = (Instant::now(), &*key.owner);
         let inner = &self.inner;
         let limits = &inner.config.limits;
@@ -450,7 +545,16 @@ impl Runtime {
                 Err(error) => return Invocation::failed(error, started),
             },
         };
-        let (result, healthy) = instance.transform(payload, config, limits).await;
+        let (result, healthy) = match &call {
+            Call::Transform { payload, config } => {
+                let (result, healthy) = instance.transform(payload, config, state, limits).await;
+                (result.map(Returned::Requests), healthy)
+            }
+            Call::Respond { request, response } => {
+                let (result, healthy) = instance.on_response(request, response, state, limits).await;
+                (result.map(Returned::Judgement), healthy)
+            }
+        };
         let log = instance.take_log();
         if pooled && healthy && instance.uses < inner.config.max_uses_per_instance {
             inner.idle.put(key.clone(), instance);

@@ -1,8 +1,61 @@
 //! Checks what a plugin returned before the host will ever send it.
 
-use super::bindings::OutgoingRequest;
+use super::bindings::{v0_1, v0_2};
+use super::error::cap_text;
 use super::limits::Limits;
-use crate::domain::plugin_output::Request;
+use crate::domain::plugin_output::{Judged, Judgement, Request};
+
+/// Longest ordering key or remote id, in bytes.
+pub(crate) const MAX_ID_BYTES: usize = 256;
+
+/// A request as a plugin returned it, whatever the contract version.
+#[derive(Debug, Clone)]
+pub(crate) struct OutgoingRequest {
+    pub(crate) url: Option<String>,
+    pub(crate) method: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: String,
+    pub(crate) ordering_key: Option<String>,
+}
+
+impl From<v0_1::wasmhook::plugin::types::OutgoingRequest> for OutgoingRequest {
+    fn from(r: v0_1::wasmhook::plugin::types::OutgoingRequest) -> Self {
+        OutgoingRequest { url: r.url, method: r.method, headers: r.headers, body: r.body, ordering_key: None }
+    }
+}
+
+impl From<v0_2::wasmhook::plugin::types::OutgoingRequest> for OutgoingRequest {
+    fn from(r: v0_2::wasmhook::plugin::types::OutgoingRequest) -> Self {
+        let v0_2::wasmhook::plugin::types::OutgoingRequest { url, method, headers, body, ordering_key } = r;
+        OutgoingRequest { url, method, headers, body, ordering_key }
+    }
+}
+
+/// A request as the plugin made it, handed back to its `on-response`.
+pub(crate) fn to_wit(request: &Request) -> v0_2::wasmhook::plugin::types::OutgoingRequest {
+    v0_2::wasmhook::plugin::types::OutgoingRequest {
+        url: request.url.clone(),
+        method: Some(request.method.clone()),
+        headers: request.headers.clone(),
+        body: request.body.clone(),
+        ordering_key: request.ordering_key.clone(),
+    }
+}
+
+/// Turns `on-response`'s answer into a judgement, or says what is wrong with it.
+pub(crate) fn judgement(returned: v0_2::wasmhook::plugin::types::Judgement) -> Result<Judgement, String> {
+    use v0_2::wasmhook::plugin::types::Verdict;
+    if returned.remote_id.as_ref().is_some_and(|id| id.len() > MAX_ID_BYTES || id.is_empty()) {
+        return Err(format!("remote-id: must be 1 to {MAX_ID_BYTES} bytes"));
+    }
+    let verdict = match returned.verdict {
+        Verdict::Success => Judged::Success,
+        Verdict::Retry(ms) => Judged::Retry(ms.map(|ms| std::time::Duration::from_millis(ms.into()))),
+        Verdict::Fail(reason) => Judged::Fail(cap_text(reason)),
+        Verdict::Disable(reason) => Judged::Disable(cap_text(reason)),
+    };
+    Ok(Judgement { verdict, remote_id: returned.remote_id })
+}
 
 const METHODS: &[&str] = &["POST", "PUT", "PATCH", "DELETE", "GET"];
 
@@ -70,7 +123,16 @@ fn check_one(request: OutgoingRequest, limits: &Limits) -> Result<Request, Strin
             ));
         }
     }
-    Ok(Request { url: request.url, method, headers: request.headers, body: request.body })
+    if request.ordering_key.as_ref().is_some_and(|key| key.len() > MAX_ID_BYTES) {
+        return Err(format!("ordering-key: longer than {MAX_ID_BYTES} bytes"));
+    }
+    Ok(Request {
+        url: request.url,
+        method,
+        headers: request.headers,
+        body: request.body,
+        ordering_key: request.ordering_key,
+    })
 }
 
 #[cfg(test)]
@@ -83,6 +145,7 @@ mod tests {
             method: method.map(Into::into),
             headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
             body: "{}".into(),
+            ordering_key: None,
         }
     }
 

@@ -1,11 +1,13 @@
 //! The data each plugin store carries: WASI with nothing granted, the memory limiter, the
-//! invocation's log and its CPU budget.
+//! invocation's log, its CPU budget and its `state` handle; and the `log` import, the same
+//! in every contract version.
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{WitLogLevel, wasmhook::plugin};
+use super::bindings::{v0_1, v0_2};
 use super::engine::MAX_TABLE_ELEMENTS;
+use super::kv::StateHandle;
 use super::limits::{Limits, MemoryLimiter};
 use super::log::SharedLog;
 use crate::domain::plugin_output::LogLevel;
@@ -25,6 +27,8 @@ pub(crate) struct PluginState {
     pub(crate) ticks_left: u64,
     /// Set when the CPU budget ran out, to tell that interrupt from other traps.
     pub(crate) cpu_exhausted: bool,
+    /// The store `state` calls reach during this invocation (none in `describe`).
+    pub(crate) kv: Option<StateHandle>,
 }
 
 impl PluginState {
@@ -52,6 +56,7 @@ impl PluginState {
             log,
             ticks_left: 0,
             cpu_exhausted: false,
+            kv: None,
         }
     }
 }
@@ -62,16 +67,46 @@ impl WasiView for PluginState {
     }
 }
 
-impl plugin::types::Host for PluginState {}
+impl PluginState {
+    fn log(&mut self, level: LogLevel, message: &str) -> wasmtime::Result<()> {
+        self.log.lock().push(level, message).map_err(|reason| wasmtime::format_err!(reason))
+    }
+}
 
-impl plugin::host::Host for PluginState {
-    fn log(&mut self, level: WitLogLevel, message: String) -> wasmtime::Result<()> {
+impl v0_1::wasmhook::plugin::types::Host for PluginState {}
+
+impl v0_1::wasmhook::plugin::host::Host for PluginState {
+    fn log(
+        &mut self,
+        level: v0_1::wasmhook::plugin::host::LogLevel,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        use v0_1::wasmhook::plugin::host::LogLevel as Wit;
         let level = match level {
-            WitLogLevel::Debug => LogLevel::Debug,
-            WitLogLevel::Info => LogLevel::Info,
-            WitLogLevel::Warn => LogLevel::Warn,
-            WitLogLevel::Error => LogLevel::Error,
+            Wit::Debug => LogLevel::Debug,
+            Wit::Info => LogLevel::Info,
+            Wit::Warn => LogLevel::Warn,
+            Wit::Error => LogLevel::Error,
         };
-        self.log.lock().push(level, &message).map_err(|reason| wasmtime::format_err!(reason))
+        PluginState::log(self, level, &message)
+    }
+}
+
+impl v0_2::wasmhook::plugin::types::Host for PluginState {}
+
+impl v0_2::wasmhook::plugin::host::Host for PluginState {
+    fn log(
+        &mut self,
+        level: v0_2::wasmhook::plugin::host::LogLevel,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        use v0_2::wasmhook::plugin::host::LogLevel as Wit;
+        let level = match level {
+            Wit::Debug => LogLevel::Debug,
+            Wit::Info => LogLevel::Info,
+            Wit::Warn => LogLevel::Warn,
+            Wit::Error => LogLevel::Error,
+        };
+        PluginState::log(self, level, &message)
     }
 }

@@ -7,11 +7,13 @@
 //! - [`ingest`]: taking events in (from the API and from broker sources).
 //! - [`deliveries`]: retrying and recovering deliveries.
 //! - [`connectors`]: uploading and removing connectors.
+//! - [`plugin_state`]: connectors' state per webhook, kept in storage.
 //! - [`sync`]: the same changes, made by other hosts on the same database, applied here.
 
 pub mod connectors;
 pub mod deliveries;
 pub mod ingest;
+pub mod plugin_state;
 pub mod sync;
 pub mod webhooks;
 

@@ -17,6 +17,8 @@ pub enum Health {
     Exhausted,
     /// The receiver answered 410 Gone.
     Gone,
+    /// The connector judged that the receiver will never take the webhook's messages.
+    Refused,
 }
 
 /// Webhook transitions. Cheap to clone.
@@ -115,7 +117,7 @@ impl Webhooks {
             let status = match health {
                 Health::Succeeded => WebhookStatus::Healthy,
                 Health::Failing => WebhookStatus::Unhealthy,
-                Health::Exhausted | Health::Gone => {
+                Health::Exhausted | Health::Gone | Health::Refused => {
                     webhook.enabled = false;
                     WebhookStatus::Disabled
                 }

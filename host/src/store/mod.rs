@@ -184,6 +184,14 @@ pub async fn migrate_postgres(url: &str) -> Result<Vec<u64>, StoreError> {
     postgres::migrate(url).await
 }
 
+/// The most one (webhook, connector) state store may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct StateQuota {
+    pub keys: usize,
+    /// Keys and values together.
+    pub bytes: usize,
+}
+
 /// Storage: the backend in use, and what ingest wrote here lately, read back from memory
 /// (`recent`). Cheap to clone.
 #[derive(Clone)]
@@ -368,6 +376,49 @@ impl Store {
             return Ok(Vec::new());
         }
         on_backend!(self, backend => backend.dead_letters(source, before, limit).await)
+    }
+
+    // Connectors' state, per webhook and connector (deleted with the webhook).
+
+    pub async fn plugin_state(
+        &self,
+        webhook_id: &str,
+        connector: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        on_backend!(self, backend => backend.plugin_state(webhook_id, connector, key).await)
+    }
+
+    /// Keeps `value` under `key`; `false` (nothing written) when the scope's store would go
+    /// over `quota`. Durable when it returns.
+    pub async fn set_plugin_state(
+        &self,
+        webhook_id: &str,
+        connector: &str,
+        key: &str,
+        value: &str,
+        quota: StateQuota,
+    ) -> Result<bool, StoreError> {
+        on_backend!(self, backend => backend.set_plugin_state(webhook_id, connector, key, value, quota).await)
+    }
+
+    pub async fn delete_plugin_state(
+        &self,
+        webhook_id: &str,
+        connector: &str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, backend => backend.delete_plugin_state(webhook_id, connector, key).await)
+    }
+
+    /// The keys starting with `prefix`, in byte order.
+    pub async fn plugin_state_keys(
+        &self,
+        webhook_id: &str,
+        connector: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        on_backend!(self, backend => backend.plugin_state_keys(webhook_id, connector, prefix).await)
     }
 
     // Events and deliveries.
@@ -623,6 +674,47 @@ mod tests {
         change_in_storage(&store, &QueueEntry::new(5, &other.id, "w1"), &other).await;
         let read = store.queued_delivery(&moved).await.unwrap().unwrap();
         assert!(read.error.is_some(), "an entry that moved was worked: storage's");
+    }
+
+    /// Connectors' state: scoped per webhook and connector, within its quota, gone with its
+    /// webhook — the same on both backends.
+    async fn keeps_plugin_state(store: &Store) {
+        let webhook =
+            crate::tryout::sample_webhook("TODO_CREATED", "p1", Some("u1"), OffsetDateTime::now_utc());
+        store.insert_webhook(&webhook).await.unwrap();
+        let id = &webhook.id;
+        let quota = StateQuota { keys: 3, bytes: 64 };
+        for (key, value) in [("id:r1", "crm-1"), ("id:r2", "crm-2"), ("other\0key", "x")] {
+            assert!(store.set_plugin_state(id, "crm", key, value, quota).await.unwrap(), "{key}");
+        }
+        assert!(!store.set_plugin_state(id, "crm", "id:r3", "crm-3", quota).await.unwrap(), "a fourth key");
+        assert!(
+            store.set_plugin_state(id, "crm", "id:r1", "crm-1b", quota).await.unwrap(),
+            "a replacement adds none"
+        );
+        let big = "x".repeat(60);
+        assert!(!store.set_plugin_state(id, "crm", "id:r1", &big, quota).await.unwrap(), "over the bytes");
+        assert_eq!(store.plugin_state(id, "crm", "id:r1").await.unwrap().as_deref(), Some("crm-1b"));
+        assert_eq!(store.plugin_state(id, "slack", "id:r1").await.unwrap(), None, "another connector's");
+        assert_eq!(store.plugin_state_keys(id, "crm", "id:").await.unwrap(), ["id:r1", "id:r2"]);
+        store.delete_plugin_state(id, "crm", "id:r2").await.unwrap();
+        assert_eq!(store.plugin_state_keys(id, "crm", "").await.unwrap(), ["id:r1", "other\0key"]);
+        assert!(store.delete_webhook(id).await.unwrap());
+        assert!(store.plugin_state_keys(id, "crm", "").await.unwrap().is_empty(), "gone with its webhook");
+        assert_eq!(store.plugin_state(id, "crm", "id:r1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn plugin_state_on_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        keeps_plugin_state(&Store::open(&Location::Sled(dir.path().join("db")), true).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn plugin_state_on_postgres() {
+        let Some(database) = postgres::testing::TestDb::create().await else { return };
+        keeps_plugin_state(&Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap())
+            .await;
     }
 
     #[tokio::test]

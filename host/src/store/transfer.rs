@@ -238,6 +238,7 @@ mod tests {
             latency_ms: 1,
             response: None,
             error: None,
+            remote_id: None,
         }
     }
 

@@ -5,7 +5,7 @@
 // Build: `npm run build` (componentize-js, SpiderMonkey) or `npm run build:qjs` (jco's QuickJS
 // backend: a tenth of the size, faster to load). Both implement wit/plugin.wit's `connector`.
 
-import { log } from 'wasmhook:plugin/host@0.1.0';
+import { log } from 'wasmhook:plugin/host@0.2.0';
 
 const schema = {
   type: 'object',

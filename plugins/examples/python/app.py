@@ -27,6 +27,7 @@ class WitWorld(wit_world.WitWorld):
             version="1.0.0",
             description="Sends records whose title contains a pattern, as {event, id, matched, project, title}.",
             config_schema=json.dumps(SCHEMA),
+            policy=None,
         )
 
     def transform(self, event: str, config: str) -> list[OutgoingRequest]:
@@ -51,4 +52,4 @@ class WitWorld(wit_world.WitWorld):
             "title": title,
         }
         text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        return [OutgoingRequest(url=None, method=None, headers=[("content-type", "application/json")], body=text)]
+        return [OutgoingRequest(url=None, method=None, headers=[("content-type", "application/json")], body=text, ordering_key=None)]

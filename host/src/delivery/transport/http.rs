@@ -15,10 +15,13 @@ use url::Url;
 
 use super::Verdict;
 use crate::destination::{Allow, is_public};
-use crate::runtime::Request;
+use crate::runtime::{Request, Response};
 
 /// How much of a receiver's answer is kept in the delivery log.
 const SNIPPET_BYTES: usize = 1024;
+
+/// How much of it a connector's `on-response` sees.
+const JUDGED_BYTES: usize = 64 << 10;
 
 /// Name resolution: the system's, or a stub in tests.
 pub type Lookup = Arc<dyn Fn(String) -> Resolving + Send + Sync>;
@@ -30,6 +33,8 @@ pub struct Answer {
     pub snippet: String,
     /// Its `Retry-After`, on 429 and 503.
     pub retry_after: Option<Duration>,
+    /// All of it a connector may judge (its headers and up to 64 KiB of body), when asked.
+    pub whole: Option<Response>,
 }
 
 #[derive(Clone)]
@@ -64,12 +69,14 @@ impl Http {
         })
     }
 
-    /// Sends `request` to `url` with the signature `headers` added.
+    /// Sends `request` to `url` with the signature `headers` added; with `whole`, keeps the
+    /// answer for a connector to judge.
     pub async fn send(
         &self,
         url: Url,
         request: &Request,
         headers: &[(&str, String)],
+        whole: bool,
     ) -> Result<Answer, String> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         let mut outgoing = self.client.request(method, url);
@@ -86,15 +93,32 @@ impl Http {
             .then(|| response.headers().get("retry-after")?.to_str().ok().map(str::to_owned))
             .flatten()
             .and_then(|v| crate::delivery::retry::parse_retry_after(&v, SystemTime::now()));
-        let mut snippet = Vec::new();
-        while snippet.len() < SNIPPET_BYTES {
+        let answer_headers: Vec<(String, String)> = match whole {
+            true => response
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned())
+                })
+                .collect(),
+            false => Vec::new(),
+        };
+        let wanted = if whole { JUDGED_BYTES } else { SNIPPET_BYTES };
+        let mut body = Vec::new();
+        while body.len() < wanted {
             match response.chunk().await {
-                Ok(Some(chunk)) => snippet.extend_from_slice(&chunk),
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 _ => break,
             }
         }
-        snippet.truncate(SNIPPET_BYTES);
-        Ok(Answer { status, snippet: String::from_utf8_lossy(&snippet).into_owned(), retry_after })
+        body.truncate(wanted);
+        let snippet = String::from_utf8_lossy(&body[..body.len().min(SNIPPET_BYTES)]).into_owned();
+        let whole = whole.then(|| Response {
+            status,
+            headers: answer_headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        Ok(Answer { status, snippet, retry_after, whole })
     }
 }
 

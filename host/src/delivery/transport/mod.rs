@@ -16,11 +16,11 @@ use super::signature::{standard_signature, wasmhook_signature};
 use crate::broker::{Brokers, Message};
 use crate::destination::{Allow, Transport, check_url, target};
 use crate::domain::delivery::Attempt;
-use crate::runtime::Request;
+use crate::runtime::{Request, Response};
 use crate::secret::Secret;
 
 /// What the engine does after an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The destination has the message.
     Delivered,
@@ -28,12 +28,19 @@ pub enum Verdict {
     Retry(Option<Duration>),
     /// The destination is gone for good (HTTP 410): no retry, and the webhook is disabled.
     Gone,
+    /// The destination will never take this message (the connector said why): no retry.
+    Fail(String),
+    /// The destination will never take the webhook's messages (the connector said why): no
+    /// retry, and the webhook is disabled.
+    Disable(String),
 }
 
 /// One attempt's record and what it means.
 pub struct Outcome {
     pub attempt: Attempt,
     pub verdict: Verdict,
+    /// The receiver's answer, kept when asked for (for the connector to judge).
+    pub answer: Option<Response>,
 }
 
 /// Every transport, each with its connections.
@@ -60,13 +67,15 @@ impl Transports {
 
     /// Sends message `message_id`'s `request` to its URL (or `webhook_url`, credentials
     /// included), signed with `secrets` (the current one first, then any still in their
-    /// rotation grace period).
+    /// rotation grace period). With `keep_answer`, an HTTP answer comes back whole enough
+    /// for a connector to judge.
     pub async fn send(
         &self,
         message_id: &str,
         request: &Request,
         webhook_url: &str,
         secrets: &[&Secret],
+        keep_answer: bool,
     ) -> Outcome {
         let at = OffsetDateTime::now_utc();
         let started = Instant::now();
@@ -77,25 +86,29 @@ impl Transports {
             latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             response,
             error,
+            remote_id: None,
         };
         let url =
             target(request.url.as_deref(), webhook_url).and_then(|url| check_url(url.as_str(), &self.allow));
         let url = match url {
             Ok(url) => url,
             Err(reason) => {
-                return Outcome { attempt: attempt(None, None, Some(reason)), verdict: Verdict::Retry(None) };
+                let (attempt, verdict) = (attempt(None, None, Some(reason)), Verdict::Retry(None));
+                return Outcome { attempt, verdict, answer: None };
             }
         };
         let body = request.body.as_bytes();
         let signed = signature_headers(message_id, body, secrets);
         if Transport::of(&url) == Some(Transport::Http) {
-            return match self.http.send(url, request, &signed).await {
+            return match self.http.send(url, request, &signed, keep_answer).await {
                 Ok(answer) => {
                     let verdict = http::verdict(&answer);
-                    Outcome { attempt: attempt(Some(answer.status), Some(answer.snippet), None), verdict }
+                    let attempt = attempt(Some(answer.status), Some(answer.snippet), None);
+                    Outcome { attempt, verdict, answer: answer.whole }
                 }
                 Err(error) => {
-                    Outcome { attempt: attempt(None, None, Some(error)), verdict: Verdict::Retry(None) }
+                    let (attempt, verdict) = (attempt(None, None, Some(error)), Verdict::Retry(None));
+                    Outcome { attempt, verdict, answer: None }
                 }
             };
         }
@@ -107,9 +120,14 @@ impl Transports {
             .collect();
         let message = Message { id: message_id, headers: &headers, body };
         match self.brokers.publish(&url, &message).await {
-            Ok(acked) => Outcome { attempt: attempt(None, Some(acked), None), verdict: Verdict::Delivered },
+            Ok(acked) => Outcome {
+                attempt: attempt(None, Some(acked), None),
+                verdict: Verdict::Delivered,
+                answer: None,
+            },
             Err(error) => {
-                Outcome { attempt: attempt(None, None, Some(error)), verdict: Verdict::Retry(None) }
+                let (attempt, verdict) = (attempt(None, None, Some(error)), Verdict::Retry(None));
+                Outcome { attempt, verdict, answer: None }
             }
         }
     }

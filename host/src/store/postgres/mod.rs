@@ -12,6 +12,7 @@
 //!   the engine (`LISTEN/NOTIFY`, with a slow poll as the safety net) and the queue depth.
 //! - `lanes.rs`: which live host works each webhook's deliveries (heartbeats, lane leases,
 //!   rebalancing as hosts come and go).
+//! - `plugin_state.rs`: connectors' state per webhook.
 //! - `testing.rs` (tests only): a database of its own per test, dropped after it.
 //!
 //! Records are their serde_json bytes in `bytea` columns (the server never parses them); the
@@ -26,6 +27,7 @@ mod analyze;
 mod import;
 mod ingest;
 mod lanes;
+mod plugin_state;
 mod queue;
 mod schema;
 #[cfg(test)]

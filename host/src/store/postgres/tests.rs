@@ -144,6 +144,7 @@ fn attempt(message: &str, at_ms: i64) -> Attempt {
         latency_ms: 3,
         response: Some("try later".into()),
         error: None,
+        remote_id: None,
     }
 }
 

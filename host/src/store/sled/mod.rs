@@ -1,8 +1,9 @@
 //! The embedded backend: sled trees, one process per database.
 //!
 //! Trees: `webhooks`, `users`, `tokens`, `events` (by company and id), `deliveries`,
-//! `queue` (keyed by due time), `attempts`, `connectors`, `idempotency` (by token and key)
-//! and `meta` (the schema version and the database's id). Records are JSON. Ingest writes
+//! `queue` (keyed by due time), `attempts`, `connectors`, `dead_letters`, `plugin_state`
+//! (connectors' state per webhook, `plugin_state.rs`), `idempotency` (by token and key) and
+//! `meta` (the schema version and the database's id). Records are JSON. Ingest writes
 //! events, their deliveries and queue entries in one transaction per group of concurrent calls
 //! — the idempotency check included — and one flush (`ingest.rs`).
 //!
@@ -19,6 +20,7 @@ mod commit;
 mod export;
 mod ingest;
 mod migrate;
+mod plugin_state;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -90,6 +92,10 @@ struct Inner {
     connectors: sled::Tree,
     /// `<source>\0<id>` → a source's dead letter.
     dead_letters: sled::Tree,
+    /// `<webhook>\0<connector>\0<key>` → a connector's state value.
+    plugin_state: sled::Tree,
+    /// Held while a state write checks the quota and writes.
+    plugin_state_writes: Mutex<()>,
     idempotency: sled::Tree,
     /// `<accepted ms BE>e<event key>` and `<accepted ms BE>k<scoped key>`: what to prune when.
     expiry: sled::Tree,
@@ -236,6 +242,8 @@ impl SledStore {
             attempts: db.open_tree("attempts")?,
             connectors: db.open_tree("connectors")?,
             dead_letters: db.open_tree("dead_letters")?,
+            plugin_state: db.open_tree("plugin_state")?,
+            plugin_state_writes: Mutex::new(()),
             idempotency,
             expiry,
             queue_depth: AtomicU64::new(unclaimed.len() as u64),
@@ -322,6 +330,7 @@ impl SledStore {
 
     pub async fn delete_webhook(&self, id: &str) -> Result<bool, StoreError> {
         let removed = self.inner.webhooks.remove(id)?.is_some();
+        self.drop_plugin_states(id)?;
         self.durable().await?;
         Ok(removed)
     }
