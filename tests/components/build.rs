@@ -6,8 +6,11 @@ mod wasm_build;
 use std::path::Path;
 
 /// Constant name and the crate it points at.
-const COMPONENTS: &[(&str, &str)] =
-    &[("HOSTILE", "wasmhook-test-hostile"), ("TITLE_FILTER_RUST", "wasmhook-example-title-filter")];
+const COMPONENTS: &[(&str, &str)] = &[
+    ("HOSTILE", "wasmhook-test-hostile"),
+    ("JUDGE", "wasmhook-test-judge"),
+    ("TITLE_FILTER_RUST", "wasmhook-example-title-filter"),
+];
 
 fn main() {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");

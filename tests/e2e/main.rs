@@ -9,6 +9,7 @@ mod builtins;
 mod cli;
 mod commands;
 mod connectors;
+mod contract;
 mod delivery;
 mod examples;
 mod hardening;

@@ -228,7 +228,8 @@ pub struct Receiver {
 #[derive(Default)]
 struct ReceiverState {
     received: Vec<Received>,
-    script: std::collections::VecDeque<(u16, Vec<(String, String)>)>,
+    /// Status, headers and body of the next answers (then 200 `ok`).
+    script: std::collections::VecDeque<(u16, Vec<(String, String)>, String)>,
     delay: std::time::Duration,
 }
 
@@ -291,10 +292,10 @@ impl Receiver {
                         body,
                         at: std::time::Instant::now(),
                     });
-                    (s.script.pop_front().unwrap_or((200, vec![])), s.delay)
+                    (s.script.pop_front().unwrap_or((200, vec![], "ok".into())), s.delay)
                 };
                 tokio::time::sleep(delay).await;
-                let mut response = axum::response::Response::new(axum::body::Body::from("ok"));
+                let mut response = axum::response::Response::new(axum::body::Body::from(answer.2));
                 *response.status_mut() = axum::http::StatusCode::from_u16(answer.0).unwrap();
                 for (name, value) in answer.1 {
                     response.headers_mut().insert(
@@ -309,12 +310,17 @@ impl Receiver {
 
     /// Answers the next requests with these statuses, in order.
     pub fn script(&self, statuses: &[u16]) {
-        self.inner.lock().unwrap().script.extend(statuses.iter().map(|s| (*s, vec![])));
+        self.inner.lock().unwrap().script.extend(statuses.iter().map(|s| (*s, vec![], "ok".into())));
     }
 
     pub fn script_with_headers(&self, status: u16, headers: &[(&str, &str)]) {
+        self.script_answer(status, headers, "ok");
+    }
+
+    /// Answers the next request with this status, these headers and this body.
+    pub fn script_answer(&self, status: u16, headers: &[(&str, &str)], body: &str) {
         let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        self.inner.lock().unwrap().script.push_back((status, headers));
+        self.inner.lock().unwrap().script.push_back((status, headers, body.to_owned()));
     }
 
     pub fn delay(&self, delay: std::time::Duration) {

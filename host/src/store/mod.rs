@@ -390,7 +390,7 @@ impl Store {
     }
 
     /// Keeps `value` under `key`; `false` (nothing written) when the scope's store would go
-    /// over `quota`. Durable when it returns.
+    /// over `quota`. Durable when it returns, or (sled) with the next durable write.
     pub async fn set_plugin_state(
         &self,
         webhook_id: &str,

@@ -1,6 +1,6 @@
 //! Paths of the WebAssembly components the tests use, built by this crate's build script: the
-//! misbehaving ones from `tests/plugins/` (never shipped) and the Rust example from
-//! `plugins/examples/rust`.
+//! test-only ones from `tests/plugins/` (never shipped) and the Rust example from
+//! `plugins/examples/rust`; and the JavaScript and Python examples, built with their own tools.
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
@@ -15,6 +15,34 @@ pub fn examples_dir() -> PathBuf {
 /// Builds the JavaScript example with its own `npm run` scripts (installing its pinned
 /// toolchain first when missing); returns the componentize-js and QuickJS components.
 pub fn build_js_example() -> (PathBuf, PathBuf) {
+    let dir = js_example_tools();
+    run(Command::new("npm").args(["run", "build"]).current_dir(&dir), "npm run build");
+    run(Command::new("npm").args(["run", "build:qjs"]).current_dir(&dir), "npm run build:qjs");
+    (dir.join("title-filter.wasm"), dir.join("title-filter-qjs.wasm"))
+}
+
+/// The JavaScript example as it was written for contract 0.1 — the same source, importing
+/// `wasmhook:plugin/host@0.1.0` — built by componentize-js against `wit/0.1`, as its `npm run
+/// build` did then: what a user who built it before 0.2 has uploaded.
+pub fn build_js_example_for_contract_0_1() -> PathBuf {
+    let dir = js_example_tools();
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contract-0.1");
+    std::fs::create_dir_all(&out).unwrap();
+    let source = std::fs::read_to_string(dir.join("title-filter.js")).unwrap();
+    let then = source.replace("wasmhook:plugin/host@0.2.0", "wasmhook:plugin/host@0.1.0");
+    assert_ne!(then, source, "the example imports the 0.2 host interface");
+    std::fs::write(out.join("title-filter.js"), then).unwrap();
+    let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit/0.1");
+    let wasm = out.join("title-filter.wasm");
+    let mut build = Command::new(dir.join("node_modules/.bin/componentize-js"));
+    build.arg(out.join("title-filter.js")).arg("--wit").arg(&wit);
+    build.args(["--world-name", "connector", "-d", "http", "fetch-event", "-o"]).arg(&wasm);
+    run(build.current_dir(&dir), "componentize-js (contract 0.1)");
+    wasm
+}
+
+/// The JavaScript example's folder, its pinned toolchain installed.
+fn js_example_tools() -> PathBuf {
     let dir = examples_dir().join("js");
     if !dir.join("node_modules/.bin/componentize-js").exists() {
         // Not `npm ci`: jco and rolldown list optional per-platform binaries the registry here
@@ -24,9 +52,7 @@ pub fn build_js_example() -> (PathBuf, PathBuf) {
         let install = ["install", "--no-audit", "--no-fund", "--no-save"];
         run(Command::new("npm").args(install).current_dir(&dir), "npm install");
     }
-    run(Command::new("npm").args(["run", "build"]).current_dir(&dir), "npm run build");
-    run(Command::new("npm").args(["run", "build:qjs"]).current_dir(&dir), "npm run build:qjs");
-    (dir.join("title-filter.wasm"), dir.join("title-filter-qjs.wasm"))
+    dir
 }
 
 /// Builds the Python example with its `build.sh`, its pinned componentize-py in a venv under

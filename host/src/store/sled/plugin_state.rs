@@ -1,5 +1,9 @@
 //! Connectors' state on sled: the `plugin_state` tree, keyed `<webhook>\0<connector>\0<key>`,
 //! so a webhook's states go with one prefix scan when it is deleted.
+//!
+//! Writes are not flushed one by one: a plugin may write many in one invocation, and each
+//! flush would cost it a disk sync. They are durable with the next durable write — at the
+//! latest the outcome of the delivery that made them.
 
 use super::{SledStore, StoreError};
 use crate::store::StateQuota;
@@ -36,29 +40,24 @@ impl SledStore {
         let (scope, full) = (prefix(webhook_id, connector), full_key(webhook_id, connector, key));
         let value = value.as_bytes().to_vec();
         let key_len = key.len();
-        let written = self
-            .scan(move |inner| {
-                // One writer at a time, so the quota holds for the scope as a whole.
-                let _writing = inner.plugin_state_writes.lock().unwrap_or_else(|p| p.into_inner());
-                let (mut keys, mut bytes) = (0, 0);
-                for item in inner.plugin_state.scan_prefix(&scope) {
-                    let (k, v) = item?;
-                    if *k != *full {
-                        keys += 1;
-                        bytes += k.len() - scope.len() + v.len();
-                    }
+        self.scan(move |inner| {
+            // One writer at a time, so the quota holds for the scope as a whole.
+            let _writing = inner.plugin_state_writes.lock().unwrap_or_else(|p| p.into_inner());
+            let (mut keys, mut bytes) = (0, 0);
+            for item in inner.plugin_state.scan_prefix(&scope) {
+                let (k, v) = item?;
+                if *k != *full {
+                    keys += 1;
+                    bytes += k.len() - scope.len() + v.len();
                 }
-                if keys + 1 > quota.keys || bytes + key_len + value.len() > quota.bytes {
-                    return Ok(false);
-                }
-                inner.plugin_state.insert(full, value)?;
-                Ok(true)
-            })
-            .await?;
-        if written {
-            self.durable().await?;
-        }
-        Ok(written)
+            }
+            if keys + 1 > quota.keys || bytes + key_len + value.len() > quota.bytes {
+                return Ok(false);
+            }
+            inner.plugin_state.insert(full, value)?;
+            Ok(true)
+        })
+        .await
     }
 
     pub async fn delete_plugin_state(
@@ -67,9 +66,7 @@ impl SledStore {
         connector: &str,
         key: &str,
     ) -> Result<(), StoreError> {
-        if self.inner.plugin_state.remove(full_key(webhook_id, connector, key))?.is_some() {
-            self.durable().await?;
-        }
+        self.inner.plugin_state.remove(full_key(webhook_id, connector, key))?;
         Ok(())
     }
 
