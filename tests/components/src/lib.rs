@@ -27,11 +27,11 @@ pub fn build_js_example() -> (PathBuf, PathBuf) {
 pub fn build_js_example_for_contract_0_1() -> PathBuf {
     let dir = js_example_tools();
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/contract-0.1");
-    std::fs::create_dir_all(&out).unwrap();
-    let source = std::fs::read_to_string(dir.join("title-filter.js")).unwrap();
+    std::fs::create_dir_all(&out).expect("make target/contract-0.1");
+    let source = std::fs::read_to_string(dir.join("title-filter.js")).expect("read the example");
     let then = source.replace("wasmhook:plugin/host@0.2.0", "wasmhook:plugin/host@0.1.0");
     assert_ne!(then, source, "the example imports the 0.2 host interface");
-    std::fs::write(out.join("title-filter.js"), then).unwrap();
+    std::fs::write(out.join("title-filter.js"), then).expect("write the 0.1 source");
     let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit/0.1");
     let wasm = out.join("title-filter.wasm");
     let mut build = Command::new(dir.join("node_modules/.bin/componentize-js"));
