@@ -225,11 +225,14 @@ pub struct Receiver {
     inner: std::sync::Arc<std::sync::Mutex<ReceiverState>>,
 }
 
+/// A scripted answer: status, headers, body.
+type Scripted = (u16, Vec<(String, String)>, String);
+
 #[derive(Default)]
 struct ReceiverState {
     received: Vec<Received>,
-    /// Status, headers and body of the next answers (then 200 `ok`).
-    script: std::collections::VecDeque<(u16, Vec<(String, String)>, String)>,
+    /// The next answers (then 200 `ok`).
+    script: std::collections::VecDeque<Scripted>,
     delay: std::time::Duration,
 }
 
