@@ -388,3 +388,61 @@ async fn the_crm_connector_remembers_each_records_id_and_updates_it() {
     assert_eq!(crm.0.lock().unwrap().contacts.len(), 1, "never a second contact");
     assert_eq!(webhook_view(&server, other_id).await["status"], "HEALTHY");
 }
+
+/// Records the `currentValue` of each event it gets, in arrival order; answers 500 the first
+/// time it sees record `a`'s first version.
+async fn keyed_receiver() -> (Arc<Mutex<Vec<(String, u16)>>>, String) {
+    let arrived: Arc<Mutex<Vec<(String, u16)>>> = Arc::default();
+    let log = arrived.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let log = log.clone();
+        async move {
+            let event: Value = serde_json::from_slice(&body).unwrap();
+            let version = format!(
+                "{}{}",
+                event["currentValue"]["id"].as_str().unwrap(),
+                event["currentValue"]["title"].as_str().unwrap()
+            );
+            let mut log = log.lock().unwrap();
+            let status = if version == "a1" && !log.iter().any(|(v, _)| v == "a1") { 500 } else { 200 };
+            log.push((version, status));
+            StatusCode::from_u16(status).unwrap()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (arrived, url)
+}
+
+#[tokio::test]
+async fn requests_with_one_ordering_key_go_in_order_and_other_keys_do_not_wait() {
+    let server = TestServer::delivering("500ms").await;
+    upload_judge(&server).await;
+    let (arrived, url) = keyed_receiver().await;
+    let created = server
+        .webhook(
+            OPERATOR,
+            json!({"name": "keyed", "url": url, "metadata": {"events": []},
+                   "connector": {"name": "judge", "config": {"mode": "ordered"}}}),
+        )
+        .await;
+    for (record, version) in [("a", "1"), ("b", "1"), ("a", "2"), ("b", "2"), ("a", "3")] {
+        server.send_event(OPERATOR, event("TODO_NAME_CHANGED", record, version)).await;
+    }
+    deliveries_when(&server, created["id"].as_str().unwrap(), |d| {
+        d.len() == 5 && d.iter().all(|d| d["status"] == "succeeded")
+    })
+    .await;
+    let arrived = arrived.lock().unwrap().clone();
+    let of = |record: &str| -> Vec<(String, u16)> {
+        arrived.iter().filter(|(v, _)| v.starts_with(record)).cloned().collect()
+    };
+    let a = [("a1", 500), ("a1", 200), ("a2", 200), ("a3", 200)].map(|(v, s)| (v.to_owned(), s));
+    assert_eq!(of("a"), a, "record a's versions in order, the later ones behind a1's retry");
+    let b = [("b1", 200), ("b2", 200)].map(|(v, s)| (v.to_owned(), s));
+    assert_eq!(of("b"), b);
+    let at =
+        |version: &str, status: u16| arrived.iter().position(|(v, s)| v == version && *s == status).unwrap();
+    assert!(at("b2", 200) < at("a1", 200), "record b did not wait for a's retry: {arrived:?}");
+}

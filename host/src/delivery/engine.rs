@@ -23,6 +23,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::store::StoreError;
 
+use super::keys::{self, KeyOrder};
 use super::retry::RetryPolicy;
 use super::schedule::{LaneRules, Schedule};
 use super::transport::{Transports, Verdict};
@@ -68,6 +69,12 @@ const READ_AHEAD: usize = 128;
 /// store keeps in memory for them.
 const READ_AHEAD_LIMIT: usize = 512;
 
+/// How long a request waits in its turn for the deliveries ahead of it with its ordering key.
+const KEY_WAIT: Duration = Duration::from_secs(2);
+
+/// When a request still behind its ordering key after that is looked at again.
+const KEY_RECHECK: time::Duration = time::Duration::seconds(1);
+
 /// How often the engine asks storage which webhooks' lanes it must hand over to another host.
 const HAND_OVER_CHECK: Duration = Duration::from_millis(250);
 
@@ -82,6 +89,8 @@ struct Engine {
     reading_ahead: Arc<std::sync::atomic::AtomicBool>,
     /// Where connectors' `state` calls go.
     states: Arc<dyn StateStore>,
+    /// Which delivery may send a request with a given ordering key.
+    keys: KeyOrder,
 }
 
 /// A running engine.
@@ -112,6 +121,7 @@ pub fn spawn(ctx: Context) -> EngineHandle {
         next_send: Mutex::default(),
         reading_ahead: Arc::default(),
         states: Arc::new(StoredStates::new(ctx.store.clone())),
+        keys: KeyOrder::default(),
         ctx,
     });
     EngineHandle { task: tokio::spawn(engine.clone().run()), engine }
@@ -143,9 +153,13 @@ impl Engine {
             let free = self.workers.available_permits();
             for entry in schedule.take_runnable(now, per_webhook, free) {
                 let permit = self.workers.clone().try_acquire_owned().expect("counted free workers");
+                // Here, in the order turns start: a later delivery never overtakes an earlier
+                // one on an ordering key it has yet to find out.
+                self.keys.starting(&entry.webhook_id, &entry.delivery_id);
                 let (engine, reports) = (self.clone(), report_send.clone());
                 tokio::spawn(async move {
                     let next = engine.work(&Slot { entry: &entry, reports: &reports }).await;
+                    engine.keys.holding(&entry.webhook_id, &entry.delivery_id, &next.keys);
                     drop(permit);
                     let _ = reports.send(Report::Done(entry, next));
                 });
@@ -332,11 +346,11 @@ impl Engine {
                     // they are, and only this one records why.
                     let until = now_ms() + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX / 2);
                     let next = self.finish(entry, Some(delivery), Some(entry.due_ms), Vec::new()).await;
-                    return Turn { next, pause_until: Some(until) };
+                    return Turn { next, pause_until: Some(until), keys: Vec::new() };
                 }
             }
         }
-        self.attempt(slot, delivery, webhook).await.into()
+        self.attempt(slot, delivery, webhook).await
     }
 
     /// Runs the plugin, unless the delivery must wait for it.
@@ -475,15 +489,54 @@ impl Engine {
         }
     }
 
+    /// Waits until `delivery` may send its request with ordering `key`: at once, or once the
+    /// deliveries ahead of it with that key are done, if that is soon; `false` when they
+    /// are not (the request then waits for its next turn, no attempt spent).
+    async fn wait_for_key(&self, webhook_id: &str, key: &str, delivery_id: &str) -> bool {
+        if self.keys.needs_loading(webhook_id) {
+            let query = crate::store::DeliveryQuery {
+                statuses: &[DeliveryStatus::Pending],
+                limit: keys::LOAD_LIMIT,
+                ..Default::default()
+            };
+            match self.ctx.store.deliveries_of(webhook_id, &query).await {
+                Ok(pending) => self.keys.load(webhook_id, &pending),
+                Err(error) => {
+                    tracing::warn!(webhook_id, "cannot read which deliveries hold ordering keys: {error}");
+                    return false;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + KEY_WAIT;
+        loop {
+            let changed = match self.keys.may_send(webhook_id, key, delivery_id) {
+                Ok(()) => return true,
+                Err(changed) => changed,
+            };
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            // Checked again once enabled: a change in between is not missed.
+            if self.keys.may_send(webhook_id, key, delivery_id).is_ok() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Attempts the messages that are due, then stores the outcome.
-    async fn attempt(&self, slot: &Slot<'_>, mut delivery: Delivery, webhook: Webhook) -> Option<QueueEntry> {
+    async fn attempt(&self, slot: &Slot<'_>, mut delivery: Delivery, webhook: Webhook) -> Turn {
         let entry = slot.entry;
+        self.keys.holding(&webhook.id, &delivery.id, &keys::pending_keys(&delivery));
         let now = OffsetDateTime::now_utc();
         let open = |sealed: &str| self.ctx.secrets.open(sealed);
         let Some(secret) = open(&webhook.sealed_secret) else {
             return self
                 .fail(entry, delivery, "the webhook's secret cannot be opened with this server's key")
-                .await;
+                .await
+                .into();
         };
         // The current secret first (the only one for X-Wasmhook-Signature), then any still in
         // their rotation grace period.
@@ -501,7 +554,8 @@ impl Engine {
                     delivery,
                     "the webhook's destination credentials cannot be opened with this server's key",
                 )
-                .await;
+                .await
+                .into();
         };
         // A connector that judges answers itself (contract 0.2's `on-response`).
         let judge = self.ctx.connectors.get(&webhook.connector.name).filter(|plugin| plugin.responds());
@@ -510,6 +564,13 @@ impl Engine {
         let mut health: Option<Health> = None;
         for message in delivery.messages.iter_mut().filter(|m| m.status == MessageStatus::Pending) {
             if message.next_attempt_at.is_some_and(|at| at > now) {
+                continue;
+            }
+            if let Some(key) = &message.request.ordering_key
+                && !self.wait_for_key(&webhook.id, key, &delivery.id).await
+            {
+                // Behind an earlier delivery with its key that is waiting for a retry.
+                message.next_attempt_at = Some(now + KEY_RECHECK);
                 continue;
             }
             if let Some(rate) = policy.rate
@@ -632,6 +693,7 @@ impl Engine {
             });
         }
         let next_due = pending.iter().min().map(|at| crate::store::millis(*at));
+        let keys = keys::pending_keys(&delivery);
         let next = self.finish(entry, Some(delivery), next_due, attempts).await;
         // Most turns leave health as it was: only a change costs a write.
         let unchanged = health == Some(Health::Succeeded) && webhook.status == WebhookStatus::Healthy
@@ -639,7 +701,8 @@ impl Engine {
         if let Some(health) = health.filter(|_| !unchanged) {
             self.ctx.webhooks.record_health(&webhook, health).await;
         }
-        next
+        // A delivery whose outcome was not stored stays queued, holding all it held.
+        Turn { keys, ..Turn::from(next) }
     }
 
     async fn fail(&self, entry: &QueueEntry, mut delivery: Delivery, reason: &str) -> Option<QueueEntry> {
@@ -708,16 +771,19 @@ impl Slot<'_> {
 }
 
 /// What a turn of a delivery leaves for the schedule.
+#[derive(Default)]
 struct Turn {
     /// Its queue entry as it now stands, if it is still queued.
     next: Option<QueueEntry>,
     /// Hold the webhook's lane until then (its connector cannot run before).
     pause_until: Option<u64>,
+    /// The ordering keys of its requests still to be sent.
+    keys: Vec<String>,
 }
 
 impl From<Option<QueueEntry>> for Turn {
     fn from(next: Option<QueueEntry>) -> Self {
-        Turn { next, pause_until: None }
+        Turn { next, ..Turn::default() }
     }
 }
 

@@ -3,11 +3,13 @@
 //!
 //! - [`engine`]: takes due deliveries from the durable queue and works them.
 //! - [`schedule`]: the engine's in-memory lanes, one per webhook.
+//! - [`keys`]: ordering keys — a webhook's requests with one key go one at a time, in order.
 //! - [`transport`]: one message sent — over HTTP or to a broker — and what the answer means.
 //! - [`signature`]: the two signature schemes, as pure functions.
 //! - [`retry`]: the retry schedule, jitter and `Retry-After`.
 
 pub mod engine;
+mod keys;
 pub mod retry;
 mod schedule;
 pub mod signature;
