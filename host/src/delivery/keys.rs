@@ -59,7 +59,10 @@ pub(crate) fn pending_keys(delivery: &Delivery) -> Vec<String> {
 impl KeyOrder {
     fn with<T>(&self, webhook_id: &str, f: impl FnOnce(&mut Holds) -> T) -> T {
         let mut webhooks = self.webhooks.lock().unwrap_or_else(|p| p.into_inner());
-        let holds = webhooks.entry(webhook_id.to_owned()).or_default();
+        if !webhooks.contains_key(webhook_id) {
+            webhooks.insert(webhook_id.to_owned(), Holds::default());
+        }
+        let holds = webhooks.get_mut(webhook_id).expect("just inserted");
         let answer = f(holds);
         if holds.is_idle() && !holds.loaded {
             webhooks.remove(webhook_id);

@@ -228,10 +228,36 @@ impl<T> Invocation<T> {
 }
 
 /// What an invocation is asked to do.
-#[derive(Clone)]
-enum Call {
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    Transform { payload: &'a str, config: &'a str },
+    Respond { request: &'a Request, response: &'a Response },
+}
+
+/// A [`Call`] of its own, for another thread.
+enum OwnedCall {
     Transform { payload: String, config: String },
     Respond { request: Request, response: Response },
+}
+
+impl OwnedCall {
+    fn of(call: Call<'_>) -> Self {
+        match call {
+            Call::Transform { payload, config } => {
+                OwnedCall::Transform { payload: payload.to_owned(), config: config.to_owned() }
+            }
+            Call::Respond { request, response } => {
+                OwnedCall::Respond { request: request.clone(), response: response.clone() }
+            }
+        }
+    }
+
+    fn call(&self) -> Call<'_> {
+        match self {
+            OwnedCall::Transform { payload, config } => Call::Transform { payload, config },
+            OwnedCall::Respond { request, response } => Call::Respond { request, response },
+        }
+    }
 }
 
 /// What it returned.
@@ -426,7 +452,7 @@ impl Runtime {
         config: &str,
         state: Option<StateHandle>,
     ) -> Invocation {
-        let call = Call::Transform { payload: payload.to_owned(), config: config.to_owned() };
+        let call = Call::Transform { payload, config };
         self.invoke_on(plugin, owner, call, state, false).await.map(Returned::requests)
     }
 
@@ -440,7 +466,7 @@ impl Runtime {
         response: &Response,
         state: Option<StateHandle>,
     ) -> Invocation<Judgement> {
-        let call = Call::Respond { request: request.clone(), response: response.clone() };
+        let call = Call::Respond { request, response };
         self.invoke_on(plugin, owner, call, state, false).await.map(Returned::judgement)
     }
 
@@ -457,7 +483,7 @@ impl Runtime {
             Ok(slot) => slot,
             Err(why) => return Invocation::failed(PluginError::HostBusy(why), Instant::now()),
         };
-        let call = Call::Transform { payload: payload.to_owned(), config: config.to_owned() };
+        let call = Call::Transform { payload, config };
         let state = Some(StateHandle::scratch());
         self.invoke_on(plugin, owner, call, state, true).await.map(Returned::requests)
     }
@@ -466,7 +492,7 @@ impl Runtime {
         &self,
         plugin: &Arc<Plugin>,
         owner: &str,
-        call: Call,
+        call: Call<'_>,
         state: Option<StateHandle>,
         quarantine: bool,
     ) -> Invocation<Returned> {
@@ -508,13 +534,13 @@ impl Runtime {
         &self,
         plugin: &Arc<Plugin>,
         key: PoolKey,
-        call: Call,
+        call: Call<'_>,
         state: Option<StateHandle>,
     ) -> Invocation<Returned> {
-        let (runtime, plugin) = (self.clone(), plugin.clone());
+        let (runtime, plugin, call) = (self.clone(), plugin.clone(), OwnedCall::of(call));
         let task = self.inner.quarantine.handle().spawn(async move {
             let _permit = runtime.inner.quarantined.acquire().await.expect("the semaphore is never closed");
-            runtime.run(&plugin, &key, call, state).await
+            runtime.run(&plugin, &key, call.call(), state).await
         });
         task.await.unwrap_or_else(|error| {
             Invocation::failed(
@@ -529,7 +555,7 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         key: &PoolKey,
-        call: Call,
+        call: Call<'_>,
         state: Option<StateHandle>,
     ) -> Invocation<Returned> {
         let (started, owner) = (Instant::now(), &*key.owner);
@@ -545,7 +571,7 @@ impl Runtime {
                 Err(error) => return Invocation::failed(error, started),
             },
         };
-        let (result, healthy) = match &call {
+        let (result, healthy) = match call {
             Call::Transform { payload, config } => {
                 let (result, healthy) = instance.transform(payload, config, state, limits).await;
                 (result.map(Returned::Requests), healthy)
