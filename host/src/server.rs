@@ -163,6 +163,7 @@ impl AppState {
             secrets: self.secrets.clone(),
             webhooks: self.webhooks.clone(),
             metrics: self.metrics.clone(),
+            operations: crate::service::Operations::new(self.ingest.clone(), self.webhooks.clone()),
         }
     }
 

@@ -217,6 +217,12 @@ async fn slack_reads_its_answers_and_keeps_to_one_message_a_second() {
         )
         .await;
     let id = created["id"].as_str().unwrap();
+    let policy = json!({"rate": {"requests": 1, "seconds": 1}, "concurrency": 8, "attempts": 3});
+    assert_eq!(
+        webhook_view(&server, id).await["policy"],
+        policy,
+        "Slack's rate, the host's cap and attempts"
+    );
 
     // A message Slack will never take fails at once; the webhook is fine.
     receiver.script_answer(400, &[], "invalid_payload");
@@ -351,8 +357,23 @@ async fn the_crm_connector_remembers_each_records_id_and_updates_it() {
         json!({"name": name, "url": url, "metadata": {"events": events},
                "connector": {"name": "crm", "config": config}})
     };
-    let main = server.webhook(OPERATOR, hook("main", json!(["TODO_CREATED", "TODO_NAME_CHANGED"]))).await;
+    let mut looser = hook("main", json!(["TODO_CREATED", "TODO_NAME_CHANGED"]));
+    looser["rateLimit"] = json!(50);
+    let main = server.webhook(OPERATOR, looser).await;
     let main_id = main["id"].as_str().unwrap();
+    let rate = |view: Value| view["policy"]["rate"].clone();
+    assert_eq!(
+        rate(webhook_view(&server, main_id).await),
+        json!({"requests": 100, "seconds": 10}),
+        "never looser"
+    );
+    let mut tighter = hook("tight", json!(["TAG_CREATED"]));
+    tighter["rateLimit"] = json!(2);
+    let tight = server.webhook(OPERATOR, tighter).await;
+    assert_eq!(
+        rate(webhook_view(&server, tight["id"].as_str().unwrap()).await),
+        json!({"requests": 2, "seconds": 1})
+    );
 
     server.send_event(OPERATOR, event("TODO_CREATED", "t1", "Draft")).await;
     let done = deliveries_when(&server, main_id, |d| all_final(d, 1)).await;

@@ -570,7 +570,7 @@ async fn metrics_count_deliveries_attempts_plugins_and_the_queue() {
     for line in [
         "wasmhook_deliveries_total{outcome=\"succeeded\"} 1",
         "wasmhook_attempt_duration_seconds_count 1",
-        "wasmhook_plugin_invocations_total{connector=\"json\"} 1",
+        "wasmhook_plugin_invocations_total{connector=\"json\",version=\"1.0.0\"} 1",
         "wasmhook_queue_depth 0",
         "wasmhook_disabled_webhooks 0",
     ] {

@@ -17,6 +17,7 @@ mod hosts;
 mod https;
 mod migrate;
 mod openapi;
+mod operations;
 mod readme;
 mod receiving;
 mod runtime;

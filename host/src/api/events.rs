@@ -62,9 +62,12 @@ pub struct BatchResult {
 }
 
 #[utoipa::path(get, path = "/v1/event-types", tag = "events",
-    responses((status = 200, body = Vec<EventType>)))]
-pub async fn event_types(State(state): State<AppState>, _caller: Caller) -> Json<Vec<EventType>> {
-    Json(state.catalog.list())
+    responses((status = 200, description = "the events webhooks may subscribe to; for operators also the host's \
+        own reports (`operatorOnly`)", body = Vec<EventType>)))]
+pub async fn event_types(State(state): State<AppState>, caller: Caller) -> Json<Vec<EventType>> {
+    let mut types = state.catalog.list();
+    types.retain(|t| caller.is_operator() || !t.operator_only);
+    Json(types)
 }
 
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = IncomingEvent,

@@ -15,6 +15,7 @@ use super::error::FieldError;
 use super::json::ApiJson;
 use crate::access::{Caller, Companies, Scope};
 use crate::domain::delivery::DeliveryStatus;
+use crate::domain::policy::{EffectivePolicy, WebhookLimits};
 use crate::domain::webhook::{ConnectorRef, Origin, Subscription, Webhook, WebhookStatus, new_webhook_id};
 use crate::matching::filter::Filter;
 use crate::secret::Secret;
@@ -114,6 +115,8 @@ pub struct WebhookView {
     connector: ConnectorRef,
     rate_limit: Option<u32>,
     ordered: bool,
+    /// What its deliveries follow: its own settings over its connector's declared policy.
+    policy: EffectivePolicy,
     origin: Origin,
     created_by_id: String,
     /// The companies whose events it can match: its owner's, as they stand now.
@@ -167,10 +170,14 @@ impl WebhookView {
     /// The view of `w`: its connector config without write-only members (without any config
     /// at all when its connector is no longer installed, as nobody can say what is secret).
     pub(super) fn new(state: &AppState, w: &Webhook) -> Self {
-        let config = match state.connectors.get(&w.connector.name) {
+        let plugin = state.connectors.get(&w.connector.name);
+        let config = match &plugin {
             Some(plugin) => plugin.schema().hide(&w.connector.config),
             None => Value::Object(Default::default()),
         };
+        let attempts = crate::delivery::retry::attempts(&state.config.retry_schedule);
+        let limits = WebhookLimits::of(w, state.config.delivery.per_webhook, attempts);
+        let policy = EffectivePolicy::new(plugin.as_ref().and_then(|p| p.info().policy.as_ref()), limits);
         WebhookView {
             id: w.id.clone(),
             name: w.name.clone(),
@@ -182,6 +189,7 @@ impl WebhookView {
             connector: ConnectorRef { name: w.connector.name.clone(), config },
             rate_limit: w.rate_limit,
             ordered: w.ordered,
+            policy,
             origin: w.origin,
             created_by_id: w.created_by_id.clone(),
             companies: state.webhooks.index().companies_of(&w.created_by_id),
@@ -470,7 +478,8 @@ fn validate(state: &AppState, webhook: &mut Webhook) -> Result<(), ApiError> {
         list.sort();
         list.dedup();
     }
-    if let Err(e) = state.catalog.check(&metadata.events) {
+    let operator = webhook.created_by_id == crate::access::OPERATOR_ID;
+    if let Err(e) = state.catalog.check(&metadata.events, operator) {
         errors.push(FieldError::new("metadata.events", e));
     }
     if let Some(filter) = &webhook.filter

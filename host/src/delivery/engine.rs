@@ -36,8 +36,9 @@ use crate::domain::webhook::{Origin, Webhook, WebhookStatus};
 use crate::metrics::Metrics;
 use crate::runtime::{Judged, Plugin, Request, Response, Runtime, StateHandle, StateScope, StateStore};
 use crate::secret::SecretBox;
-use crate::service::Health;
+use crate::service::operations::About;
 use crate::service::plugin_state::StoredStates;
+use crate::service::{Health, Transition};
 use crate::store::Store;
 use crate::store::{QueueEntry, now_ms};
 
@@ -53,6 +54,8 @@ pub struct Context {
     /// Where a webhook's health is recorded (and the match index kept current).
     pub webhooks: crate::service::Webhooks,
     pub metrics: Metrics,
+    /// Where the host's reports on itself go.
+    pub operations: crate::service::Operations,
 }
 
 /// Queue entries held in memory at most (claimed, running or waiting for their time): more
@@ -280,14 +283,8 @@ impl Engine {
     fn policy_of(&self, webhook: &Webhook) -> EffectivePolicy {
         let plugin = self.ctx.connectors.get(&webhook.connector.name);
         let declared = plugin.as_ref().and_then(|plugin| plugin.info().policy.as_ref());
-        let limits = WebhookLimits {
-            rate_limit: webhook.rate_limit,
-            concurrency: match webhook.ordered {
-                true => 1,
-                false => u32::try_from(self.ctx.config.delivery.per_webhook).unwrap_or(u32::MAX),
-            },
-            attempts: self.retry.max_attempts(),
-        };
+        let limits =
+            WebhookLimits::of(webhook, self.ctx.config.delivery.per_webhook, self.retry.max_attempts());
         EffectivePolicy::new(declared, limits)
     }
 
@@ -401,19 +398,16 @@ impl Engine {
             return Transformed::Wait(wait);
         }
         delivery.plugin_log = invocation.log;
-        let connector = webhook.connector.name.clone();
-        self.ctx
-            .metrics
-            .plugin_invocations
-            .get_or_create(&crate::metrics::Plugin { connector: connector.clone() })
-            .inc();
+        let failure = result.as_ref().err().map(|error| {
+            // A plugin may quote its config back; write-only values stay out of the log.
+            let mut message = format!("[{}] {error}", error.code());
+            scrubber.scrub(&mut message);
+            (error.code(), message)
+        });
+        self.invoked(&plugin, webhook, invocation.duration, invocation.memory_bytes, failure.as_ref());
         match result {
-            Err(error) => {
-                let failure = crate::metrics::PluginFailure { connector, code: error.code().to_owned() };
-                self.ctx.metrics.plugin_errors.get_or_create(&failure).inc();
-                // A plugin may quote its config back; write-only values stay out of the log.
-                let mut message = format!("[{}] {error}", error.code());
-                scrubber.scrub(&mut message);
+            Err(_) => {
+                let (_, message) = failure.expect("set for an error");
                 tracing::warn!("plugin failed: {message}");
                 delivery.status = DeliveryStatus::PluginError;
                 delivery.error = Some(message);
@@ -453,16 +447,17 @@ impl Engine {
     ) -> Result<(Verdict, Option<String>), String> {
         let state = Some(self.state_of(webhook));
         let invocation = self.ctx.runtime.judge(plugin, &webhook.created_by_id, request, answer, state).await;
-        let connector = webhook.connector.name.clone();
-        self.ctx
-            .metrics
-            .plugin_invocations
-            .get_or_create(&crate::metrics::Plugin { connector: connector.clone() })
-            .inc();
+        let connector = &webhook.connector.name;
         let scrub = |mut text: String| {
             plugin.schema().scrubber(&webhook.connector_config(&self.ctx.secrets)).scrub(&mut text);
             text
         };
+        let failure = invocation
+            .result
+            .as_ref()
+            .err()
+            .map(|error| (error.code(), scrub(format!("[{}] on-response: {error}", error.code()))));
+        self.invoked(plugin, webhook, invocation.duration, invocation.memory_bytes, failure.as_ref());
         match invocation.result {
             Ok(judgement) => {
                 let verdict = match judgement.verdict {
@@ -479,13 +474,33 @@ impl Engine {
                 };
                 Ok((verdict, judgement.remote_id))
             }
-            Err(error) => {
-                let failure = crate::metrics::PluginFailure { connector, code: error.code().to_owned() };
-                self.ctx.metrics.plugin_errors.get_or_create(&failure).inc();
-                let message = scrub(format!("[{}] on-response: {error}", error.code()));
+            Err(_) => {
+                let (_, message) = failure.expect("set for an error");
                 tracing::warn!("plugin failed: {message}");
                 Err(message)
             }
+        }
+    }
+
+    /// Counts an invocation of `webhook`'s connector (metrics, and the host's report when the
+    /// connector keeps failing); `failure` is its error kind and scrubbed message.
+    fn invoked(
+        &self,
+        plugin: &Plugin,
+        webhook: &Webhook,
+        duration: Duration,
+        memory_bytes: usize,
+        failure: Option<&(&str, String)>,
+    ) {
+        let labels = crate::metrics::Plugin {
+            connector: webhook.connector.name.clone(),
+            version: plugin.info().version.clone(),
+        };
+        let code = failure.map(|(code, _)| *code);
+        self.ctx.metrics.plugin_invoked(labels, duration.as_secs_f64(), memory_bytes, code);
+        // The host's own busyness says nothing about the connector.
+        if !matches!(code, Some("host_busy" | "backed_off")) {
+            self.ctx.operations.connector_invoked(&webhook.connector.name, failure.map(|(_, m)| m.as_str()));
         }
     }
 
@@ -694,12 +709,27 @@ impl Engine {
         }
         let next_due = pending.iter().min().map(|at| crate::store::millis(*at));
         let keys = keys::pending_keys(&delivery);
+        // What the host's reports say, when this turn gave up on a message.
+        let gave_up = matches!(health, Some(Health::Exhausted | Health::Gone | Health::Refused)).then(|| {
+            (About::of(&delivery), delivery.error.clone().unwrap_or_default(), last_failure(&attempts))
+        });
         let next = self.finish(entry, Some(delivery), next_due, attempts).await;
+        if let (Some(Health::Exhausted), Some((about, _, last))) = (health, &gave_up) {
+            self.ctx.operations.delivery_exhausted(&webhook, about, policy.attempts, last);
+        }
         // Most turns leave health as it was: only a change costs a write.
         let unchanged = health == Some(Health::Succeeded) && webhook.status == WebhookStatus::Healthy
             || health == Some(Health::Failing) && webhook.status == WebhookStatus::Unhealthy;
         if let Some(health) = health.filter(|_| !unchanged) {
-            self.ctx.webhooks.record_health(&webhook, health).await;
+            match self.ctx.webhooks.record_health(&webhook, health).await {
+                Some(Transition::Disabled(disabled)) => {
+                    if let Some((about, reason, _)) = &gave_up {
+                        self.ctx.operations.webhook_disabled(&disabled, reason, about);
+                    }
+                }
+                Some(Transition::Recovered(recovered)) => self.ctx.operations.webhook_recovered(&recovered),
+                None => {}
+            }
         }
         // A delivery whose outcome was not stored stays queued, holding all it held.
         Turn { keys, ..Turn::from(next) }
@@ -740,6 +770,16 @@ fn retry_soon(entry: &QueueEntry) -> QueueEntry {
     let mut again = entry.clone();
     again.due_ms = now_ms() + 1_000;
     again
+}
+
+/// What went wrong with the last failed attempt, in words.
+fn last_failure(attempts: &[crate::domain::delivery::Attempt]) -> String {
+    let Some(last) = attempts.iter().rev().find(|a| !a.succeeded()) else { return String::new() };
+    match (&last.error, last.status_code) {
+        (Some(error), _) => error.clone(),
+        (None, Some(status)) => format!("the receiver answered {status}"),
+        (None, None) => "no answer".into(),
+    }
 }
 
 /// A random number in [0, 1): jitter.

@@ -17,7 +17,7 @@ impl RetryPolicy {
 
     /// Attempts a message gets in all: one more than the schedule's length.
     pub fn max_attempts(&self) -> u32 {
-        u32::try_from(self.schedule.len()).unwrap_or(u32::MAX - 1) + 1
+        attempts(&self.schedule)
     }
 
     /// The wait after the `attempts`-th failed attempt, or `None` when none are left.
@@ -28,6 +28,11 @@ impl RetryPolicy {
         let jittered = scheduled.mul_f64(0.9 + 0.2 * jitter.clamp(0.0, 1.0));
         Some(jittered.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER)))
     }
+}
+
+/// Attempts a message gets on `schedule`: one more than its length.
+pub fn attempts(schedule: &[Duration]) -> u32 {
+    u32::try_from(schedule.len()).unwrap_or(u32::MAX - 1) + 1
 }
 
 /// Reads `Retry-After`: delay-seconds or an HTTP date.

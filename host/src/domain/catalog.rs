@@ -48,11 +48,37 @@ const BUILTIN: &[(&str, &str)] = &[
     ("COMMENT_UPDATED", "A comment was edited."),
 ];
 
+/// The host's reports on itself: events it emits through its own pipeline, which only
+/// operators subscribe to (by name: a webhook for every event does not get them).
+pub const OPERATIONAL: &[(&str, &str)] = &[
+    (
+        WEBHOOK_DISABLED,
+        "wasmhook disabled a webhook: a message used all its attempts, or the receiver or its connector said it is gone.",
+    ),
+    (WEBHOOK_RECOVERED, "A webhook that was disabled is enabled again and its receiver answers."),
+    (DELIVERY_EXHAUSTED, "A delivery's message used all its attempts without being taken."),
+    (CONNECTOR_FAILING, "A connector's invocations keep failing (over half of them in five minutes)."),
+];
+
+pub const WEBHOOK_DISABLED: &str = "WEBHOOK_DISABLED";
+pub const WEBHOOK_RECOVERED: &str = "WEBHOOK_RECOVERED";
+pub const DELIVERY_EXHAUSTED: &str = "DELIVERY_EXHAUSTED";
+pub const CONNECTOR_FAILING: &str = "CONNECTOR_FAILING";
+
+/// Whether `name` is one of the host's own [`OPERATIONAL`] events.
+pub fn is_operational(name: &str) -> bool {
+    OPERATIONAL.iter().any(|(n, _)| *n == name)
+}
+
 /// One entry of `GET /v1/event-types`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct EventType {
     pub name: String,
     pub description: String,
+    /// The host's own report on itself: only operators subscribe to it, by name.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub operator_only: bool,
 }
 
 /// The event types webhooks may subscribe to and events may carry.
@@ -80,16 +106,35 @@ impl Catalog {
         self.by_name.contains_key(name)
     }
 
+    /// The events applications send, then the host's own.
     pub fn list(&self) -> Vec<EventType> {
-        self.by_name
-            .iter()
-            .map(|(name, description)| EventType { name: name.clone(), description: description.clone() })
+        let sent =
+            self.by_name.iter().map(|(name, description)| (name.as_str(), description.as_str(), false));
+        let own = OPERATIONAL.iter().map(|(name, description)| (*name, *description, true));
+        sent.chain(own)
+            .map(|(name, description, operator_only)| EventType {
+                name: name.to_owned(),
+                description: description.to_owned(),
+                operator_only,
+            })
             .collect()
     }
 
-    /// Checks subscription names; the error lists what is valid.
-    pub fn check(&self, names: &[String]) -> Result<(), String> {
-        let unknown: Vec<&str> = names.iter().filter(|n| !self.contains(n)).map(String::as_str).collect();
+    /// Checks subscription names — the host's own events only for an `operator`'s webhook;
+    /// the error lists what is valid.
+    pub fn check(&self, names: &[String], operator: bool) -> Result<(), String> {
+        let own: Vec<&str> = names.iter().map(String::as_str).filter(|n| is_operational(n)).collect();
+        if !operator && !own.is_empty() {
+            return Err(format!(
+                "{} the host's own report(s) on itself: only operators subscribe to them",
+                match own.len() {
+                    1 => format!("{} is", own[0]),
+                    _ => format!("{} are", own.join(", ")),
+                }
+            ));
+        }
+        let unknown: Vec<&str> =
+            names.iter().map(String::as_str).filter(|n| !self.contains(n) && !is_operational(n)).collect();
         if unknown.is_empty() {
             return Ok(());
         }
@@ -109,8 +154,18 @@ mod tests {
     #[test]
     fn the_reference_catalog_has_37_events() {
         let catalog = Catalog::default();
-        assert_eq!(catalog.list().len(), 37);
+        assert_eq!(catalog.list().iter().filter(|t| !t.operator_only).count(), 37);
         assert!(!catalog.contains(HEALTH_CHECK), "nobody subscribes to the health check");
+    }
+
+    #[test]
+    fn only_operators_subscribe_to_the_hosts_own_events_and_nobody_sends_them() {
+        let catalog = Catalog::default();
+        assert!(catalog.check(&[WEBHOOK_DISABLED.into()], true).is_ok());
+        let error = catalog.check(&[WEBHOOK_DISABLED.into(), "TODO_CREATED".into()], false).unwrap_err();
+        assert!(error.starts_with("WEBHOOK_DISABLED is the host's own"), "{error}");
+        assert!(!catalog.contains(WEBHOOK_DISABLED), "not an event an application may send");
+        assert_eq!(catalog.list().iter().filter(|t| t.operator_only).count(), 4);
     }
 
     #[test]
@@ -118,7 +173,7 @@ mod tests {
         let extra = BTreeMap::from([("INVOICE_PAID".to_string(), "An invoice was paid.".to_string())]);
         let catalog = Catalog::with_extra(&extra);
         assert!(catalog.contains("INVOICE_PAID"));
-        let error = catalog.check(&["TODO_CREATED".into(), "NOPE".into()]).unwrap_err();
+        let error = catalog.check(&["TODO_CREATED".into(), "NOPE".into()], false).unwrap_err();
         assert!(error.starts_with("unknown event type(s) NOPE; valid: "));
         assert!(error.contains("COMMENT_CREATED") && error.contains("INVOICE_PAID"));
     }

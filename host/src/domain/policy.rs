@@ -79,6 +79,18 @@ pub struct WebhookLimits {
     pub attempts: u32,
 }
 
+impl WebhookLimits {
+    /// `webhook`'s, on a host that keeps `per_webhook` messages of a webhook in flight at most
+    /// and gives each message `attempts`.
+    pub fn of(webhook: &crate::domain::webhook::Webhook, per_webhook: usize, attempts: u32) -> Self {
+        let concurrency = match webhook.ordered {
+            true => 1,
+            false => u32::try_from(per_webhook).unwrap_or(u32::MAX),
+        };
+        WebhookLimits { rate_limit: webhook.rate_limit, concurrency, attempts }
+    }
+}
+
 /// The policy a webhook's deliveries follow: for each setting, the tighter of the
 /// connector's and the webhook's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]

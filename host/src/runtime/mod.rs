@@ -215,15 +215,18 @@ pub struct Invocation<T = Vec<Request>> {
     pub log: Vec<LogLine>,
     /// Wall time of the whole invocation, instantiation included.
     pub duration: Duration,
+    /// Guest memory the instance held when it ended (memories only grow: its peak).
+    pub memory_bytes: usize,
 }
 
 impl<T> Invocation<T> {
     fn failed(error: PluginError, started: Instant) -> Self {
-        Invocation { result: Err(error), log: Vec::new(), duration: started.elapsed() }
+        Invocation { result: Err(error), log: Vec::new(), duration: started.elapsed(), memory_bytes: 0 }
     }
 
     fn map<U>(self, f: impl FnOnce(T) -> Result<U, PluginError>) -> Invocation<U> {
-        Invocation { result: self.result.and_then(f), log: self.log, duration: self.duration }
+        let Invocation { result, log, duration, memory_bytes } = self;
+        Invocation { result: result.and_then(f), log, duration, memory_bytes }
     }
 }
 
@@ -582,10 +585,11 @@ impl Runtime {
             }
         };
         let log = instance.take_log();
+        let memory_bytes = instance.memory_bytes();
         if pooled && healthy && instance.uses < inner.config.max_uses_per_instance {
             inner.idle.put(key.clone(), instance);
         }
-        Invocation { result, log, duration: started.elapsed() }
+        Invocation { result, log, duration: started.elapsed(), memory_bytes }
     }
 
     /// Drops the idle instances of a plugin that was replaced or removed.

@@ -63,6 +63,12 @@ impl Ingest {
     /// Checks what an event says (its type, ids and nesting), wherever it comes from; the
     /// message names the field.
     pub fn check(&self, event: &IncomingEvent) -> Result<(), String> {
+        if crate::domain::catalog::is_operational(&event.event) {
+            return Err(format!(
+                "event: {} is the host's own report on itself: wasmhook emits it, applications do not",
+                event.event
+            ));
+        }
         if !self.catalog.contains(&event.event) {
             return Err(format!(
                 "event: unknown event type {:?}; valid: {}",

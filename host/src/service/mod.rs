@@ -8,11 +8,13 @@
 //! - [`deliveries`]: retrying and recovering deliveries.
 //! - [`connectors`]: uploading and removing connectors.
 //! - [`plugin_state`]: connectors' state per webhook, kept in storage.
+//! - [`operations`]: the host's reports on itself, as events for operators' webhooks.
 //! - [`sync`]: the same changes, made by other hosts on the same database, applied here.
 
 pub mod connectors;
 pub mod deliveries;
 pub mod ingest;
+pub mod operations;
 pub mod plugin_state;
 pub mod sync;
 pub mod webhooks;
@@ -20,4 +22,5 @@ pub mod webhooks;
 pub use self::connectors::ConnectorService;
 pub use self::deliveries::Deliveries;
 pub use self::ingest::{Ingest, IngestError};
-pub use self::webhooks::{Health, Webhooks};
+pub use self::operations::Operations;
+pub use self::webhooks::{Health, Transition, Webhooks};

@@ -100,20 +100,23 @@ impl Webhooks {
     /// Records what the latest turn said about `webhook`'s receiver: its status, and disabling
     /// it when a message used all its attempts or it answered 410 — except that a Zapier
     /// REST-hook subscription is removed on a 410 (Zapier's convention: the Zap is off).
-    /// A webhook disabled meanwhile stays as it is (compare-and-swap).
-    pub async fn record_health(&self, webhook: &Webhook, health: Health) {
+    /// A webhook disabled meanwhile stays as it is (compare-and-swap). Says when the webhook
+    /// was disabled or recovered by it.
+    pub async fn record_health(&self, webhook: &Webhook, health: Health) -> Option<Transition> {
         let webhook_id = webhook.id.as_str();
         if health == Health::Gone && webhook.origin == Origin::Zapier {
             match self.remove(webhook_id).await {
                 Ok(_) => tracing::info!(webhook_id, "Zapier answered 410 Gone: subscription removed"),
                 Err(error) => tracing::error!(webhook_id, "cannot remove the Zapier subscription: {error}"),
             }
-            return;
+            return None;
         }
+        let mut before = None;
         let updated = self.update(webhook_id, |webhook| {
             if !webhook.enabled {
                 return Ok(false);
             }
+            before = Some(webhook.status);
             let status = match health {
                 Health::Succeeded => WebhookStatus::Healthy,
                 Health::Failing => WebhookStatus::Unhealthy,
@@ -127,13 +130,28 @@ impl Webhooks {
             Ok::<_, StoreError>(changed)
         });
         match updated.await {
-            Ok(Some(webhook)) => {
-                if !webhook.enabled {
-                    tracing::warn!(webhook_id, "webhook disabled: {health:?}");
-                }
+            Ok(Some(webhook)) if !webhook.enabled => {
+                tracing::warn!(webhook_id, "webhook disabled: {health:?}");
+                Some(Transition::Disabled(webhook))
             }
-            Ok(None) => {}
-            Err(error) => tracing::error!(webhook_id, "cannot update webhook health: {error}"),
+            // Enabled again after a disable, and its receiver answers.
+            Ok(Some(webhook))
+                if before == Some(WebhookStatus::Pending) && webhook.status == WebhookStatus::Healthy =>
+            {
+                Some(Transition::Recovered(webhook))
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::error!(webhook_id, "cannot update webhook health: {error}");
+                None
+            }
         }
     }
+}
+
+/// What a turn's outcome did to its webhook, for the host's reports.
+#[derive(Debug)]
+pub enum Transition {
+    Disabled(Webhook),
+    Recovered(Webhook),
 }

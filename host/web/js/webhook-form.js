@@ -11,7 +11,7 @@ const FAMILIES = [
   ['TODO_CHECKLIST_ITEM_', 'Checklist items'], ['TODO_CHECKLIST_', 'Checklists'], ['TODO_LIST_', 'Todo lists'],
   ['TODO_', 'Todos'], ['CUSTOM_FIELD_', 'Custom fields'], ['TAG_', 'Tags'], ['COMMENT_', 'Comments'],
 ];
-const FAMILY_ORDER = ['Todos', 'Todo lists', 'Checklists', 'Checklist items', 'Custom fields', 'Tags', 'Comments', 'Other'];
+const FAMILY_ORDER = ['Todos', 'Todo lists', 'Checklists', 'Checklist items', 'Custom fields', 'Tags', 'Comments', 'Other', 'wasmhook itself'];
 
 /** TODO_CHECKLIST_ITEM_CREATED → "Checklist items". */
 function family(name) {
@@ -44,7 +44,8 @@ const FIELDS = ['name', 'url', 'secret', 'connector', 'events', 'projectIds', 'f
 
 function eventsFieldset(eventTypes, chosen) {
   const groups = new Map(FAMILY_ORDER.map((name) => [name, []]));
-  for (const type of eventTypes.filter((t) => t.name !== 'WEBHOOK_HEALTH_CHECK')) groups.get(family(type.name)).push(type);
+  // The host's own reports (listed to operators only) are a family of their own.
+  for (const type of eventTypes.filter((t) => t.name !== 'WEBHOOK_HEALTH_CHECK')) groups.get(type.operatorOnly ? 'wasmhook itself' : family(type.name)).push(type);
   return h('fieldset', { id: 'events' },
     h('legend', {}, 'Events ', h('span', { class: 'hint' }, '— none checked means every event')),
     [...groups].filter(([, types]) => types.length).map(([name, types]) => {
