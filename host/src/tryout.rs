@@ -164,6 +164,11 @@ impl Tryout {
     /// The report for people: each request as it would go on the wire, then the log.
     pub fn render(&self) -> String {
         let mut out = format!("{} {} — {}\n", self.plugin.name, self.plugin.version, self.plugin.description);
+        let judges = if self.plugin.on_response { ", judges answers (on-response)" } else { "" };
+        out += &format!("contract {}{judges}\n", self.plugin.contract);
+        if let Some(policy) = &self.plugin.policy {
+            out += &format!("policy: {}\n", describe_policy(policy));
+        }
         let timing = format!(
             "in {:.2} ms (load and compile {:.0} ms)",
             self.invoke_time.as_secs_f64() * 1e3,
@@ -178,6 +183,9 @@ impl Tryout {
                 for request in requests {
                     let url = request.url.as_deref().unwrap_or(SAMPLE_WEBHOOK_URL);
                     out += &format!("\n{} {url}\n", request.method);
+                    if let Some(key) = &request.ordering_key {
+                        out += &format!("(ordering key {key:?})\n");
+                    }
                     for (name, value) in &request.headers {
                         out += &format!("{name}: {value}\n");
                     }
@@ -196,6 +204,25 @@ impl Tryout {
         }
         out
     }
+}
+
+/// A declared policy in a few words: `1 per 1 s, 4 at once, 3 attempts, retries 429 503`.
+fn describe_policy(policy: &crate::domain::policy::DeliveryPolicy) -> String {
+    let mut parts = Vec::new();
+    if let Some(rate) = policy.rate {
+        parts.push(format!("{} per {} s", rate.requests, rate.seconds));
+    }
+    if let Some(concurrency) = policy.concurrency {
+        parts.push(format!("{concurrency} at once"));
+    }
+    if let Some(attempts) = policy.attempts {
+        parts.push(format!("{attempts} attempts"));
+    }
+    if let Some(statuses) = &policy.retry_statuses {
+        let statuses: Vec<String> = statuses.iter().map(u16::to_string).collect();
+        parts.push(format!("retries {}", statuses.join(" ")));
+    }
+    if parts.is_empty() { "none declared".into() } else { parts.join(", ") }
 }
 
 fn serialize_result<S: serde::Serializer>(

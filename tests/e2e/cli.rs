@@ -88,3 +88,15 @@ fn bad_input_is_explained() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_text_report_shows_what_contract_0_2_adds() {
+    let event = sample_event("todo-created.json");
+    let config = r#"{"properties": {"firstname": "currentValue.title"}}"#;
+    let out = plugin_run(&["crm", "--event", event.to_str().unwrap(), "--config", config]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\ncontract 0.2, judges answers (on-response)\n"), "{text}");
+    assert!(text.contains("\npolicy: 100 per 10 s\n"), "{text}");
+    assert!(text.contains("\n(ordering key \"todo_42\")\n"), "the record is the key: {text}");
+}

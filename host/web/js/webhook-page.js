@@ -50,7 +50,8 @@ function attemptStep(attempt, index) {
   const ok = attempt.statusCode && attempt.statusCode < 300 && !attempt.error;
   return h('li', { class: ok ? 'ok' : 'bad' },
     h('span', { class: 'when' }, `#${index + 1} · ${when(attempt.at)}`),
-    h('span', {}, attempt.statusCode ? `HTTP ${attempt.statusCode}` : 'no answer', ` · ${attempt.latencyMs} ms`),
+    h('span', {}, attempt.statusCode ? `HTTP ${attempt.statusCode}` : 'no answer', ` · ${attempt.latencyMs} ms`,
+      attempt.remoteId ? ` · remote id ${attempt.remoteId}` : ''),
     attempt.error ? h('div', { class: 'error' }, attempt.error) : attempt.response ? h('code', { class: 'response' }, attempt.response) : null);
 }
 
