@@ -126,12 +126,15 @@ pub fn document(state: &AppState) -> Value {
 /// The schemas declared by [`written_here!`] (and those they refer to), as this server
 /// accepts them.
 fn written_schemas(state: &AppState) -> Vec<(&'static str, Value)> {
-    let catalog: Vec<String> = state.catalog.list().into_iter().map(|t| t.name).collect();
+    let catalog: Vec<String> =
+        state.catalog.list().into_iter().filter(|t| !t.operator_only).map(|t| t.name).collect();
     let mut schemas = vec![
         (
             "EventName",
             json!({"type": "string", "enum": catalog,
-                "description": "An event type of this server's catalog (`GET /v1/event-types`)."}),
+                "description": "An event type of this server's catalog (`GET /v1/event-types`). Operators' \
+                    webhooks may also name the host's own reports (`operatorOnly` there), which no \
+                    application sends."}),
         ),
         ("ConnectorChoice", connector_choice(state)),
     ];

@@ -125,13 +125,13 @@ impl Catalog {
     pub fn check(&self, names: &[String], operator: bool) -> Result<(), String> {
         let own: Vec<&str> = names.iter().map(String::as_str).filter(|n| is_operational(n)).collect();
         if !operator && !own.is_empty() {
-            return Err(format!(
-                "{} the host's own report(s) on itself: only operators subscribe to them",
-                match own.len() {
-                    1 => format!("{} is", own[0]),
-                    _ => format!("{} are", own.join(", ")),
-                }
-            ));
+            return Err(match own.as_slice() {
+                [one] => format!("{one} is the host's own report on itself: only operators subscribe to it"),
+                many => format!(
+                    "{} are the host's own reports on itself: only operators subscribe to them",
+                    many.join(", ")
+                ),
+            });
         }
         let unknown: Vec<&str> =
             names.iter().map(String::as_str).filter(|n| !self.contains(n) && !is_operational(n)).collect();
