@@ -130,22 +130,22 @@ impl Instance {
         self.uses += 1;
         arm(&mut self.store, limits, state);
         let store = &mut self.store;
+        // The same call on each version's bindings.
+        macro_rules! transform_on {
+            ($connector:expr) => {
+                guarded(limits, $connector.call_transform(&mut *store, payload, config)).await.map(
+                    |returned| {
+                        returned
+                            .map(|requests| requests.into_iter().map(Into::into).collect())
+                            .map_err(Into::into)
+                    },
+                )
+            };
+        }
         let returned: Result<Result<Vec<OutgoingRequest>, PluginFailure>, Stop> = match &self.exports {
-            Exports::V0_1(c) => {
-                guarded(limits, c.call_transform(&mut *store, payload, config)).await.map(|r| {
-                    r.map(|requests| requests.into_iter().map(Into::into).collect()).map_err(Into::into)
-                })
-            }
-            Exports::V0_2(c) => {
-                guarded(limits, c.call_transform(&mut *store, payload, config)).await.map(|r| {
-                    r.map(|requests| requests.into_iter().map(Into::into).collect()).map_err(Into::into)
-                })
-            }
-            Exports::Responsive(c) => {
-                guarded(limits, c.call_transform(&mut *store, payload, config)).await.map(|r| {
-                    r.map(|requests| requests.into_iter().map(Into::into).collect()).map_err(Into::into)
-                })
-            }
+            Exports::V0_1(c) => transform_on!(c),
+            Exports::V0_2(c) => transform_on!(c),
+            Exports::Responsive(c) => transform_on!(c),
         };
         self.store.data_mut().kv = None;
         let returned = match returned {
@@ -319,27 +319,24 @@ fn classify(store: &Store<PluginState>, stop: Stop, limits: &Limits) -> PluginEr
     }
 }
 
-impl From<v0_1::wasmhook::plugin::types::PluginError> for PluginFailure {
-    fn from(error: v0_1::wasmhook::plugin::types::PluginError) -> Self {
-        use v0_1::wasmhook::plugin::types::PluginError as Wit;
-        match error {
-            Wit::InvalidConfig(m) => PluginFailure::InvalidConfig(cap_text(m)),
-            Wit::InvalidEvent(m) => PluginFailure::InvalidEvent(cap_text(m)),
-            Wit::Failed(m) => PluginFailure::Failed(cap_text(m)),
+/// A plugin's own error, the same in every contract version.
+macro_rules! plugin_failure {
+    ($version:ident) => {
+        impl From<$version::wasmhook::plugin::types::PluginError> for PluginFailure {
+            fn from(error: $version::wasmhook::plugin::types::PluginError) -> Self {
+                use $version::wasmhook::plugin::types::PluginError as Wit;
+                match error {
+                    Wit::InvalidConfig(m) => PluginFailure::InvalidConfig(cap_text(m)),
+                    Wit::InvalidEvent(m) => PluginFailure::InvalidEvent(cap_text(m)),
+                    Wit::Failed(m) => PluginFailure::Failed(cap_text(m)),
+                }
+            }
         }
-    }
+    };
 }
 
-impl From<v0_2::wasmhook::plugin::types::PluginError> for PluginFailure {
-    fn from(error: v0_2::wasmhook::plugin::types::PluginError) -> Self {
-        use v0_2::wasmhook::plugin::types::PluginError as Wit;
-        match error {
-            Wit::InvalidConfig(m) => PluginFailure::InvalidConfig(cap_text(m)),
-            Wit::InvalidEvent(m) => PluginFailure::InvalidEvent(cap_text(m)),
-            Wit::Failed(m) => PluginFailure::Failed(cap_text(m)),
-        }
-    }
-}
+plugin_failure!(v0_1);
+plugin_failure!(v0_2);
 
 /// An error's causes without wasmtime's backtrace context: what a plugin author reads.
 fn without_backtrace(error: &wasmtime::Error) -> String {

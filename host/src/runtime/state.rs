@@ -73,40 +73,29 @@ impl PluginState {
     }
 }
 
-impl v0_1::wasmhook::plugin::types::Host for PluginState {}
+/// The `log` import, the same in every contract version.
+macro_rules! log_import {
+    ($version:ident) => {
+        impl $version::wasmhook::plugin::types::Host for PluginState {}
 
-impl v0_1::wasmhook::plugin::host::Host for PluginState {
-    fn log(
-        &mut self,
-        level: v0_1::wasmhook::plugin::host::LogLevel,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        use v0_1::wasmhook::plugin::host::LogLevel as Wit;
-        let level = match level {
-            Wit::Debug => LogLevel::Debug,
-            Wit::Info => LogLevel::Info,
-            Wit::Warn => LogLevel::Warn,
-            Wit::Error => LogLevel::Error,
-        };
-        PluginState::log(self, level, &message)
-    }
+        impl $version::wasmhook::plugin::host::Host for PluginState {
+            fn log(
+                &mut self,
+                level: $version::wasmhook::plugin::host::LogLevel,
+                message: String,
+            ) -> wasmtime::Result<()> {
+                use $version::wasmhook::plugin::host::LogLevel as Wit;
+                let level = match level {
+                    Wit::Debug => LogLevel::Debug,
+                    Wit::Info => LogLevel::Info,
+                    Wit::Warn => LogLevel::Warn,
+                    Wit::Error => LogLevel::Error,
+                };
+                PluginState::log(self, level, &message)
+            }
+        }
+    };
 }
 
-impl v0_2::wasmhook::plugin::types::Host for PluginState {}
-
-impl v0_2::wasmhook::plugin::host::Host for PluginState {
-    fn log(
-        &mut self,
-        level: v0_2::wasmhook::plugin::host::LogLevel,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        use v0_2::wasmhook::plugin::host::LogLevel as Wit;
-        let level = match level {
-            Wit::Debug => LogLevel::Debug,
-            Wit::Info => LogLevel::Info,
-            Wit::Warn => LogLevel::Warn,
-            Wit::Error => LogLevel::Error,
-        };
-        PluginState::log(self, level, &message)
-    }
-}
+log_import!(v0_1);
+log_import!(v0_2);
