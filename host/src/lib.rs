@@ -8,21 +8,21 @@
 //! - [`config`]: the server's configuration (defaults, file, environment, flags).
 //! - [`tryout`]: `wasmhook plugin run`, trying a plugin on one event.
 //! - [`scaffold`]: `wasmhook plugin new`, a plugin project in Rust, JavaScript or Python.
-//! - [`delivery`]: the engine that runs plugins, signs, sends (over HTTP or to a broker) and
-//!   retries.
+//! - [`delivery`]: the engine that runs plugins, signs, sends (over HTTP or to a broker),
+//!   retries, and keeps ordering keys and connectors' delivery policies.
 //! - [`broker`]: message brokers as destinations — RabbitMQ, NATS JetStream, Redis Streams,
 //!   MQTT — one connection each, checked like any destination.
 //! - [`source`]: events taken from brokers (`serve --source`), acknowledged once durable.
 //! - [`service`]: the transitions, one place each (a webhook saved, removed, its health),
-//!   and ingest.
+//!   ingest, connectors' state, and the host's reports on itself (operational events).
 //! - [`store`]: storage behind one interface, sled or PostgreSQL, and the queue of due work.
 //! - [`connectors`], [`builtins`], [`connector_config`]: installed connectors by name, the
 //!   ones compiled in, a webhook's config against its connector's schema (write-only secrets).
-//! - [`runtime`]: loading and running plugins safely (wasmtime, limits, instance pools,
-//!   fairness between tenants).
+//! - [`runtime`]: loading and running plugins safely — both versions of the contract (`wit/`),
+//!   wasmtime, limits, instance pools, fairness between tenants.
 //! - [`matching`]: which webhooks an event reaches (index and filters; pure).
 //! - [`domain`]: the records every layer shares — events, the catalog, webhooks, deliveries,
-//!   the standard payload.
+//!   the standard payload, delivery policies.
 //! - [`access`], [`secret`], [`destination`], [`ratelimit`]: tokens, scopes and users;
 //!   signing secrets and sealing; allowed destinations; ingest rates.
 //! - [`threads`]: runtimes on threads of their own (deliveries; plugins under suspicion).
