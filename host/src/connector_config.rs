@@ -126,7 +126,7 @@ impl ConfigSchema {
 }
 
 /// Replaces a webhook's write-only config values in text shown to users.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Scrubber {
     /// Every secret in the forms of [`forms`], longest first.
     variants: Vec<String>,

@@ -101,7 +101,9 @@ impl AppState {
         for (name, bytes) in store.connectors().await.map_err(storage)? {
             match runtime.load(bytes.into(), crate::runtime::Policy::Pooled).await {
                 Ok(plugin) => {
-                    connectors.insert(&name, plugin);
+                    // An upload from before versions were kept is version 1.
+                    let head = store.connector_head(&name).await.map_err(storage)?;
+                    connectors.insert(&name, head.map_or(1, |head| head.live), plugin);
                 }
                 Err(error) => tracing::error!(connector = %name, "stored connector does not load: {error}"),
             }
@@ -118,6 +120,15 @@ impl AppState {
         let catalog = Arc::new(Catalog::with_extra(&config.event_types));
         let webhooks = crate::service::Webhooks::new(store.clone(), Arc::new(RwLock::new(index)));
         let metrics = crate::metrics::Metrics::default();
+        let connector_service = crate::service::ConnectorService::new(
+            store.clone(),
+            runtime.clone(),
+            connectors.clone(),
+            webhooks.clone(),
+        );
+        if let Err(error) = connector_service.load_versions().await {
+            tracing::error!("cannot load the connectors' versions: {error}");
+        }
         Ok(AppState {
             ingest: crate::service::Ingest::new(
                 store.clone(),
@@ -132,11 +143,7 @@ impl AppState {
             config: Arc::new(config),
             webhooks,
             deliveries: crate::service::Deliveries::new(store.clone()),
-            connector_service: crate::service::ConnectorService::new(
-                store.clone(),
-                runtime.clone(),
-                connectors.clone(),
-            ),
+            connector_service,
             store,
             runtime,
             connectors,
@@ -164,6 +171,7 @@ impl AppState {
             webhooks: self.webhooks.clone(),
             metrics: self.metrics.clone(),
             operations: crate::service::Operations::new(self.ingest.clone(), self.webhooks.clone()),
+            connector_versions: self.connector_service.clone(),
         }
     }
 

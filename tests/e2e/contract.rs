@@ -467,3 +467,104 @@ async fn requests_with_one_ordering_key_go_in_order_and_other_keys_do_not_wait()
         |version: &str, status: u16| arrived.iter().position(|(v, s)| v == version && *s == status).unwrap();
     assert!(at("b2", 200) < at("a1", 200), "record b did not wait for a's retry: {arrived:?}");
 }
+
+#[tokio::test]
+async fn every_upload_is_a_version_that_can_be_shadowed_promoted_rolled_back_and_pinned() {
+    let server = TestServer::delivering("10ms").await;
+    let (following, pinned) = (Receiver::start().await, Receiver::start().await);
+    let hostile = crate::support::hostile_bytes().to_vec();
+    let judge = std::fs::read(wasmhook_test_components::JUDGE).unwrap();
+    let first = upload(&server, "conn", hostile.clone()).await;
+    assert_eq!((first["uploaded"]["version"].clone(), first["liveVersion"].clone()), (json!(1), json!(1)));
+    let hook = |url: &str, version: Option<u32>| {
+        json!({"name": "versioned", "url": url, "metadata": {"events": ["TODO_CREATED"]},
+               "connector": {"name": "conn", "config": {"mode": "ok"}, "version": version}})
+    };
+    let latest = server.webhook(OPERATOR, hook(&following.url, None)).await;
+    server.webhook(OPERATOR, hook(&pinned.url, Some(1))).await;
+    let (status, refused) =
+        server.call(OPERATOR, Method::POST, "/v1/webhooks", Some(hook(&pinned.url, Some(99)))).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["field"], "connector.version");
+
+    // A second upload kept aside, then run beside the live one: compared, never sent.
+    let path = |what: &str| format!("/v1/connectors/conn{what}");
+    let response = server
+        .client
+        .put(format!("{}{}?live=false", server.base, path("")))
+        .bearer_auth(OPERATOR)
+        .header("content-type", "application/wasm")
+        .body(judge)
+        .send()
+        .await
+        .unwrap();
+    let second: Value = response.json().await.unwrap();
+    assert_eq!((second["uploaded"]["version"].clone(), second["liveVersion"].clone()), (json!(2), json!(1)));
+    let (status, versions) = server.call(OPERATOR, Method::GET, &path("/versions"), None).await;
+    assert_eq!(status, 200, "{versions}");
+    assert_eq!(versions["live"], 1);
+    assert_eq!(versions["versions"][0]["pinnedBy"], 1);
+    let (status, shadowing) =
+        server.call(OPERATOR, Method::POST, &path("/shadow"), Some(json!({"version": 2}))).await;
+    assert_eq!((status, shadowing["shadow"].clone()), (200, json!(2)), "{shadowing}");
+    let sent_by =
+        |receiver: &Receiver, n: usize| receiver.received()[n].headers.get("x-judge-mode").is_some();
+    server.send_event(OPERATOR, event("TODO_CREATED", "t1", "one")).await;
+    following.wait_for(1).await;
+    pinned.wait_for(1).await;
+    assert!(!sent_by(&following, 0) && !sent_by(&pinned, 0), "the live version sent it");
+    let report = eventually("a shadow run", async || {
+        let (_, report) = server.call(OPERATOR, Method::GET, &path("/shadow"), None).await;
+        (report["runs"].as_array()?.len() == 1).then_some(report)
+    })
+    .await;
+    let run = &report["runs"][0];
+    assert_eq!((run["live"].clone(), run["candidate"].clone()), (json!(1), json!(2)), "{report}");
+    assert_eq!(run["webhookId"], latest["id"], "only the webhook following the live version");
+    assert_eq!((run["same"].clone(), report["differing"].clone()), (json!(false), json!(1)));
+    assert!(run["differences"][0].as_str().unwrap().contains("headers"), "{run}");
+    assert_eq!(following.received().len(), 1, "the candidate's requests were never sent");
+
+    // Promoted: the webhook following the live version gets the new one; the pinned one not.
+    let (status, promoted) = server.call(OPERATOR, Method::POST, &path("/promote"), Some(json!({}))).await;
+    assert_eq!(status, 200, "{promoted}");
+    assert_eq!((promoted["live"].clone(), promoted["previous"].clone()), (json!(2), json!([1])));
+    assert!(promoted.get("shadow").is_none(), "{promoted}");
+    server.send_event(OPERATOR, event("TODO_CREATED", "t2", "two")).await;
+    following.wait_for(2).await;
+    pinned.wait_for(2).await;
+    assert!(sent_by(&following, 1) && !sent_by(&pinned, 1));
+
+    // Rolled back, once.
+    let (status, back) = server.call(OPERATOR, Method::POST, &path("/rollback"), None).await;
+    assert_eq!((status, back["live"].clone()), (200, json!(1)), "{back}");
+    server.send_event(OPERATOR, event("TODO_CREATED", "t3", "three")).await;
+    following.wait_for(3).await;
+    assert!(!sent_by(&following, 2));
+    let (status, _) = server.call(OPERATOR, Method::POST, &path("/rollback"), None).await;
+    assert_eq!(status, 409, "nothing earlier");
+
+    // Retention: the newest ten, and every version in use, are kept.
+    for _ in 0..11 {
+        let response = server
+            .client
+            .put(format!("{}{}?live=false", server.base, path("")))
+            .bearer_auth(OPERATOR)
+            .header("content-type", "application/wasm")
+            .body(hostile.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let (_, versions) = server.call(OPERATOR, Method::GET, &path("/versions"), None).await;
+    let kept: Vec<u64> =
+        versions["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(kept, [1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], "version 1 is live and pinned");
+    let (_, metrics) = server.call(OPERATOR, Method::GET, "/metrics", None).await;
+    let metrics = metrics.as_str().unwrap();
+    for version in ["1", "2"] {
+        let line = format!("wasmhook_plugin_invocations_total{{connector=\"conn\",version=\"{version}\"}}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+}

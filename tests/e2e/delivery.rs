@@ -173,7 +173,7 @@ async fn a_plugin_error_fails_the_delivery_and_leaves_the_webhook_healthy() {
     let server = TestServer::delivering("10ms").await;
     let receiver = Receiver::start().await;
     let hostile = crate::support::hostile(&server.state.runtime, wasmhook::runtime::Policy::Pooled).await;
-    server.state.connectors.insert("hostile", hostile);
+    server.state.connectors.insert("hostile", 1, hostile);
     let mut body = hook(&receiver.url);
     body["connector"] = json!({"name": "hostile", "config": {"mode": "trap"}});
     let created = server.webhook(OPERATOR, body).await;
@@ -570,7 +570,7 @@ async fn metrics_count_deliveries_attempts_plugins_and_the_queue() {
     for line in [
         "wasmhook_deliveries_total{outcome=\"succeeded\"} 1",
         "wasmhook_attempt_duration_seconds_count 1",
-        "wasmhook_plugin_invocations_total{connector=\"json\",version=\"1.0.0\"} 1",
+        "wasmhook_plugin_invocations_total{connector=\"json\",version=\"0\"} 1",
         "wasmhook_queue_depth 0",
         "wasmhook_disabled_webhooks 0",
     ] {

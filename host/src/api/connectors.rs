@@ -15,6 +15,7 @@ use super::json::ApiJson;
 use super::openapi::{ConnectorName, WasmComponent};
 use crate::access::{Caller, Scope};
 use crate::builtins;
+use crate::domain::connector_version::ConnectorVersion;
 use crate::domain::event::IncomingEvent;
 use crate::domain::policy::DeliveryPolicy;
 use crate::runtime::{LogLine, Plugin, Request};
@@ -41,9 +42,14 @@ pub struct ConnectorView {
     /// What its receivers want (contract 0.2); a webhook's own settings may only tighten it.
     #[serde(skip_serializing_if = "Option::is_none")]
     policy: Option<DeliveryPolicy>,
+    /// The live version's number (`GET /v1/connectors/{name}/versions`; 0: the built-in).
+    live_version: u32,
+    /// In the answer to an upload: the version it was kept as.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uploaded: Option<ConnectorVersion>,
 }
 
-fn view(name: &str, plugin: &Plugin) -> ConnectorView {
+fn view(state: &AppState, name: &str, plugin: &Plugin) -> ConnectorView {
     let info = plugin.info();
     let builtin = builtins::component(name)
         .is_some_and(|bytes| crate::runtime::ContentHash::of(bytes) == plugin.hash());
@@ -57,12 +63,14 @@ fn view(name: &str, plugin: &Plugin) -> ConnectorView {
         contract: info.contract.clone(),
         on_response: info.on_response,
         policy: info.policy.clone(),
+        live_version: state.connectors.live_version(name).unwrap_or_default(),
+        uploaded: None,
     }
 }
 
 #[utoipa::path(get, path = "/v1/connectors", tag = "connectors", responses((status = 200, body = Vec<ConnectorView>)))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Vec<ConnectorView>> {
-    Json(state.connectors.list().iter().map(|(name, plugin)| view(name, plugin)).collect())
+    Json(state.connectors.list().iter().map(|(name, plugin)| view(&state, name, plugin)).collect())
 }
 
 #[utoipa::path(put, path = "/v1/connectors/{name}", tag = "connectors", params(("name" = ConnectorName, Path)),
@@ -70,25 +78,35 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Vec<Co
         description = "A WebAssembly component implementing `wasmhook:plugin/connector@0.2.0` (or 0.1.0; a \
             `wasm32-wasip2` build of a plugin), at most 50 MiB by default. The bytes are checked by loading them: anything \
             else is a 400."),
-    responses((status = 200, body = ConnectorView),
-        (status = 400, description = "an invalid name, or not a valid connector component; nothing stored"),
+    params(("name" = ConnectorName, Path), UploadQuery),
+    responses((status = 200, description = "kept as the name's next version (live unless `?live=false`); \
+            the view describes the uploaded component", body = ConnectorView),
+        (status = 400, description = "an invalid name or query, or not a valid connector component; nothing stored"),
         (status = 403, description = "operators only"), (status = 413, description = "over the plugin size bound"),
         (status = 503, description = "storage cannot take more; see Retry-After")))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<ConnectorView>, ApiError> {
     require(&caller, &[], "loading connectors")?;
     check_name(&name)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let body = body.map_err(|e| ApiError::new(e.status(), "body_too_large", e.body_text()))?;
-    let plugin = state.connector_service.upload(&name, &body).await.map_err(|e| match e {
-        ConnectorError::Invalid(e) => ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()),
-        ConnectorError::Store(e) => e.into(),
-    })?;
-    tracing::info!(connector = %name, version = %plugin.info().version, hash = %plugin.hash(), "connector loaded");
-    Ok(Json(view(&name, &plugin)))
+    let live = query.live.unwrap_or(true);
+    let (plugin, uploaded) = state.connector_service.upload(&name, &body, live).await?;
+    tracing::info!(connector = %name, version = uploaded.version, live, hash = %plugin.hash(), "connector uploaded");
+    Ok(Json(ConnectorView { uploaded: Some(uploaded), ..view(&state, &name, &plugin) }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// `false` keeps it as a version without making it live (to shadow it first, say).
+    live: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -134,10 +152,11 @@ pub async fn remove(
         ));
     }
     state.connector_service.remove(&name).await.map_err(|e| match e {
+        // Only the built-in coming back is loaded: a failure there is the host's.
         ConnectorError::Invalid(e) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         }
-        ConnectorError::Store(e) => e.into(),
+        other => other.into(),
     })?;
     Ok(StatusCode::NO_CONTENT)
 }

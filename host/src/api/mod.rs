@@ -2,6 +2,7 @@
 //! exactly what they accept ([`openapi`]).
 
 mod auth;
+mod connector_versions;
 mod connectors;
 mod deliveries;
 mod error;
@@ -57,6 +58,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/connectors/{name}/preview",
             post(connectors::preview).layer(DefaultBodyLimit::max(limits.event_bytes)),
+        )
+        .route("/connectors/{name}/versions", get(connector_versions::list))
+        .route("/connectors/{name}/promote", post(connector_versions::promote))
+        .route("/connectors/{name}/rollback", post(connector_versions::roll_back))
+        .route(
+            "/connectors/{name}/shadow",
+            get(connector_versions::shadow_report)
+                .post(connector_versions::start_shadow)
+                .delete(connector_versions::stop_shadow),
         )
         .route("/sources", get(sources::list))
         .route("/sources/{name}/dead-letters", get(sources::dead_letters))

@@ -18,7 +18,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema};
 
-use super::{connectors, deliveries, events, sources, stats, tokens, webhooks, zapier};
+use super::{connector_versions, connectors, deliveries, events, sources, stats, tokens, webhooks, zapier};
 use crate::server::AppState;
 
 #[derive(OpenApi)]
@@ -31,6 +31,8 @@ use crate::server::AppState;
         deliveries::log, deliveries::message, deliveries::retry, deliveries::recover, deliveries::test, stats::stats,
         tokens::create, tokens::list, tokens::revoke, tokens::me,
         connectors::list, connectors::upload, connectors::remove, connectors::preview,
+        connector_versions::list, connector_versions::promote, connector_versions::roll_back,
+        connector_versions::start_shadow, connector_versions::stop_shadow, connector_versions::shadow_report,
         zapier::subscribe, zapier::unsubscribe,
         sources::list, sources::dead_letters,
     ),
@@ -278,10 +280,15 @@ fn connector_choice(state: &AppState) -> Value {
             } else {
                 json!({"allOf": [{"type": "object"}, schema]})
             };
+            let mut versions: Vec<Value> = state.connectors.versions(&name).into_iter().map(Value::from).collect();
+            versions.push(Value::Null);
+            let version = json!({"enum": versions,
+                "description": "A version to keep using (`GET /v1/connectors/{name}/versions`; 0: the built-in); \
+                    absent or null, the live one."});
             let mut branch = json!({
                 "type": "object",
                 "required": ["name"],
-                "properties": {"name": {"const": name}, "config": config},
+                "properties": {"name": {"const": name}, "config": config, "version": version},
             });
             // An absent config is `{}`: required when the schema refuses that.
             if plugin.schema().validate(&json!({})).is_err() {

@@ -76,7 +76,7 @@ pub struct UpdateWebhook {
 
 /// A whole number that fits a `u32`, or null. JSON (and its Schema) count `2.0` as an
 /// integer, so this does too.
-fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(super) fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     Option::<Value>::deserialize(d)?.as_ref().map_or(Ok(None), |value| {
         as_whole_u32(value).map(Some).ok_or_else(|| {
             serde::de::Error::custom(format!("expected a whole number from 0 to {}, not {value}", u32::MAX))
@@ -186,7 +186,7 @@ impl WebhookView {
             enabled: w.enabled,
             metadata: w.metadata.clone(),
             filter: w.filter.clone(),
-            connector: ConnectorRef { name: w.connector.name.clone(), config },
+            connector: ConnectorRef { name: w.connector.name.clone(), config, version: w.connector.version },
             rate_limit: w.rate_limit,
             ordered: w.ordered,
             policy,
@@ -294,6 +294,7 @@ pub(super) async fn insert(
     if !webhook.enabled {
         webhook.status = WebhookStatus::Disabled;
     }
+    check_pin(state, &webhook.connector).await?;
     validate(state, &mut webhook)?;
     seal_config(state, &mut webhook);
     state.webhooks.create(&webhook).await?;
@@ -355,6 +356,9 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateWebhook>,
 ) -> Result<Json<WebhookView>, ApiError> {
     owned(&state, &caller, &id).await?;
+    if let Some(connector) = &body.connector {
+        check_pin(&state, connector).await?;
+    }
     let mut re_enabled = false;
     // Applied to the record as it stands at the write (compare-and-swap): a change the engine
     // made meanwhile (a disable) is kept unless this request sets that very field.
@@ -450,6 +454,21 @@ pub(super) async fn owned(state: &AppState, caller: &Caller, id: &str) -> Result
 fn seal_config(state: &AppState, webhook: &mut Webhook) {
     let write_only = state.connectors.get(&webhook.connector.name).map(|p| p.schema().write_only().to_vec());
     webhook.seal_config(&write_only.unwrap_or_default(), &state.secrets);
+}
+
+/// A pinned connector version must exist (a read from storage, so not in [`validate`]).
+async fn check_pin(state: &AppState, connector: &ConnectorRef) -> Result<(), ApiError> {
+    let Some(version) = connector.version else { return Ok(()) };
+    if state.connector_service.has_version(&connector.name, version).await? {
+        return Ok(());
+    }
+    Err(ApiError::invalid_fields(vec![FieldError::new(
+        "connector.version",
+        format!(
+            "connector {:?} has no version {version}; GET /v1/connectors/{}/versions lists them",
+            connector.name, connector.name
+        ),
+    )]))
 }
 
 /// Checks every field a user controls, normalising lists; a 400 names every field at fault.

@@ -60,7 +60,7 @@ pub async fn subscribe(
         enabled: Some(true),
         metadata: Subscription { events: body.events, project_ids: body.project_ids },
         filter: None,
-        connector: Some(ConnectorRef { name: "zapier".into(), config: serde_json::json!({}) }),
+        connector: Some(ConnectorRef { name: "zapier".into(), config: serde_json::json!({}), version: None }),
         rate_limit: None,
         ordered: None,
     };

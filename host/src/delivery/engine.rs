@@ -29,6 +29,7 @@ use super::schedule::{LaneRules, Schedule};
 use super::transport::{Transports, Verdict};
 use crate::config::Config;
 use crate::connectors::Connectors;
+use crate::domain::connector_version::{ShadowRun, compare};
 use crate::domain::delivery::{Delivery, DeliveryStatus, Message, MessageStatus};
 use crate::domain::payload::standard_payload;
 use crate::domain::policy::{EffectivePolicy, WebhookLimits};
@@ -56,6 +57,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// Where the host's reports on itself go.
     pub operations: crate::service::Operations,
+    /// Connectors' versions: the pinned ones webhooks run, and shadowing candidates.
+    pub connector_versions: crate::service::ConnectorService,
 }
 
 /// Queue entries held in memory at most (claimed, running or waiting for their time): more
@@ -272,17 +275,17 @@ impl Engine {
         let ordered = self.ctx.webhooks.index().is_ordered(webhook_id);
         let cap = match ordered {
             true => None,
-            false => {
-                self.ctx.webhooks.get(webhook_id).map(|webhook| self.policy_of(&webhook).concurrency as usize)
-            }
+            false => self.ctx.webhooks.get(webhook_id).map(|webhook| {
+                let plugin = self.loaded_plugin(&webhook);
+                self.policy_of(&webhook, plugin.as_deref()).concurrency as usize
+            }),
         };
         LaneRules { ordered, cap }
     }
 
     /// The policy a webhook's deliveries follow: its own settings over its connector's.
-    fn policy_of(&self, webhook: &Webhook) -> EffectivePolicy {
-        let plugin = self.ctx.connectors.get(&webhook.connector.name);
-        let declared = plugin.as_ref().and_then(|plugin| plugin.info().policy.as_ref());
+    fn policy_of(&self, webhook: &Webhook, plugin: Option<&Plugin>) -> EffectivePolicy {
+        let declared = plugin.and_then(|plugin| plugin.info().policy.as_ref());
         let limits =
             WebhookLimits::of(webhook, self.ctx.config.delivery.per_webhook, self.retry.max_attempts());
         EffectivePolicy::new(declared, limits)
@@ -368,10 +371,13 @@ impl Engine {
                 return Transformed::Done;
             }
         };
-        let Some(plugin) = self.ctx.connectors.get(&webhook.connector.name) else {
-            delivery.status = DeliveryStatus::PluginError;
-            delivery.error = Some(format!("connector {:?} is not installed", webhook.connector.name));
-            return Transformed::Done;
+        let plugin = match self.plugin_of(webhook).await {
+            Ok(plugin) => plugin,
+            Err(error) => {
+                delivery.status = DeliveryStatus::PluginError;
+                delivery.error = Some(error);
+                return Transformed::Done;
+            }
         };
         let payload = standard_payload(&event, webhook);
         let config = webhook.connector_config(&self.ctx.secrets);
@@ -383,6 +389,23 @@ impl Engine {
         let allow = self.ctx.config.destinations();
         let result =
             invocation.result.and_then(|requests| super::check_plugin_urls(requests, &webhook.url, &allow));
+        let host_busy = matches!(
+            result,
+            Err(crate::runtime::PluginError::HostBusy(_) | crate::runtime::PluginError::BackedOff { .. })
+        );
+        if webhook.connector.version.is_none()
+            && !host_busy
+            && let Some(candidate) = self.ctx.connectors.shadow(&webhook.connector.name)
+        {
+            self.shadow(
+                candidate,
+                webhook,
+                delivery,
+                (payload.as_str(), config.as_str()),
+                &result,
+                &scrubber,
+            );
+        }
         let wait = match &result {
             // The host's own lack of room, not the plugin's fault: try again in a moment.
             Err(crate::runtime::PluginError::HostBusy(_)) => Some(std::time::Duration::from_millis(200)),
@@ -404,7 +427,7 @@ impl Engine {
             scrubber.scrub(&mut message);
             (error.code(), message)
         });
-        self.invoked(&plugin, webhook, invocation.duration, invocation.memory_bytes, failure.as_ref());
+        self.invoked(webhook, invocation.duration, invocation.memory_bytes, failure.as_ref());
         match result {
             Err(_) => {
                 let (_, message) = failure.expect("set for an error");
@@ -428,6 +451,67 @@ impl Engine {
                 Transformed::Ready
             }
         }
+    }
+
+    /// The plugin a webhook runs: its pinned version, or the live one; the error says why
+    /// there is none.
+    async fn plugin_of(&self, webhook: &Webhook) -> Result<Arc<Plugin>, String> {
+        let name = &webhook.connector.name;
+        match webhook.connector.version {
+            None => {
+                self.ctx.connectors.get(name).ok_or_else(|| format!("connector {name:?} is not installed"))
+            }
+            Some(version) => {
+                self.ctx.connector_versions.plugin(name, version).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The plugin a webhook runs if it is loaded already (the live one, or a pinned version
+    /// used before).
+    fn loaded_plugin(&self, webhook: &Webhook) -> Option<Arc<Plugin>> {
+        let name = &webhook.connector.name;
+        match webhook.connector.version {
+            Some(version) if self.ctx.connectors.live_version(name) != Some(version) => {
+                self.ctx.connectors.pinned(name, version)
+            }
+            _ => self.ctx.connectors.get(name),
+        }
+    }
+
+    /// Runs the candidate shadowing the webhook's connector on the same payload and config,
+    /// in the background, and keeps how its requests differ from the live version's. It sees
+    /// the webhook's state but its writes go nowhere; nothing it asks for is sent.
+    fn shadow(
+        &self,
+        (candidate, plugin): (u32, Arc<Plugin>),
+        webhook: &Webhook,
+        delivery: &Delivery,
+        (payload, config): (&str, &str),
+        live: &Result<Vec<Request>, crate::runtime::PluginError>,
+        scrubber: &crate::connector_config::Scrubber,
+    ) {
+        let name = webhook.connector.name.clone();
+        let live_version = self.ctx.connectors.live_version(&name).unwrap_or_default();
+        let mut run = ShadowRun::new(&name, (live_version, candidate), &delivery.id, &webhook.id);
+        let live = live.clone().map_err(|e| format!("[{}] {e}", e.code()));
+        let (runtime, store) = (self.ctx.runtime.clone(), self.ctx.store.clone());
+        let owner = webhook.created_by_id.clone();
+        let (payload, config, scrubber) = (payload.to_owned(), config.to_owned(), scrubber.clone());
+        let state = StateHandle::read_only(self.state_of(webhook));
+        let (allow, url) = (self.ctx.config.destinations(), webhook.url.clone());
+        tokio::spawn(async move {
+            let invocation = runtime.invoke(&plugin, &owner, &payload, &config, Some(state)).await;
+            let result =
+                invocation.result.and_then(|requests| super::check_plugin_urls(requests, &url, &allow));
+            let candidate = result.map_err(|e| format!("[{}] {e}", e.code()));
+            run.differences = compare(&live, &candidate);
+            run.differences.iter_mut().for_each(|line| scrubber.scrub(line));
+            run.same = run.differences.is_empty();
+            if let Err(error) = store.add_shadow_run(&run).await {
+                tracing::warn!(connector = %run.connector, "cannot keep a shadow run: {error}");
+            }
+        });
     }
 
     /// The webhook's own store for its connector's `state` calls.
@@ -457,7 +541,7 @@ impl Engine {
             .as_ref()
             .err()
             .map(|error| (error.code(), scrub(format!("[{}] on-response: {error}", error.code()))));
-        self.invoked(plugin, webhook, invocation.duration, invocation.memory_bytes, failure.as_ref());
+        self.invoked(webhook, invocation.duration, invocation.memory_bytes, failure.as_ref());
         match invocation.result {
             Ok(judgement) => {
                 let verdict = match judgement.verdict {
@@ -486,15 +570,19 @@ impl Engine {
     /// connector keeps failing); `failure` is its error kind and scrubbed message.
     fn invoked(
         &self,
-        plugin: &Plugin,
         webhook: &Webhook,
         duration: Duration,
         memory_bytes: usize,
         failure: Option<&(&str, String)>,
     ) {
+        // The version webhooks and `GET /v1/connectors/{name}/versions` name (0: the built-in).
+        let version = match webhook.connector.version {
+            Some(version) => version,
+            None => self.ctx.connectors.live_version(&webhook.connector.name).unwrap_or_default(),
+        };
         let labels = crate::metrics::Plugin {
             connector: webhook.connector.name.clone(),
-            version: plugin.info().version.clone(),
+            version: version.to_string(),
         };
         let code = failure.map(|(code, _)| *code);
         self.ctx.metrics.plugin_invoked(labels, duration.as_secs_f64(), memory_bytes, code);
@@ -573,8 +661,9 @@ impl Engine {
                 .into();
         };
         // A connector that judges answers itself (contract 0.2's `on-response`).
-        let judge = self.ctx.connectors.get(&webhook.connector.name).filter(|plugin| plugin.responds());
-        let policy = self.policy_of(&webhook);
+        let plugin = self.plugin_of(&webhook).await.ok();
+        let policy = self.policy_of(&webhook, plugin.as_deref());
+        let judge = plugin.filter(|plugin| plugin.responds());
         let mut attempts = Vec::new();
         let mut health: Option<Health> = None;
         for message in delivery.messages.iter_mut().filter(|m| m.status == MessageStatus::Pending) {

@@ -9,8 +9,11 @@
 //! - [`plugin_output`]: what a plugin returned (requests, judgements of answers) and logged.
 //! - [`policy`]: delivery policies connectors declare, and what a webhook gets of them.
 //! - [`dead_letter`]: messages a broker source could not take as events.
+//! - [`connector_version`]: uploads of a connector kept as versions, their roles (live,
+//!   previous, shadow), retention, and what a shadowing candidate did differently.
 
 pub mod catalog;
+pub mod connector_version;
 pub mod dead_letter;
 pub mod delivery;
 pub mod event;

@@ -78,11 +78,15 @@ pub struct ConnectorRef {
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub config: Value,
+    /// A version of the connector to keep using (`GET /v1/connectors/{name}/versions`; 0 is
+    /// the built-in); absent, the webhook follows the live version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 impl Default for ConnectorRef {
     fn default() -> Self {
-        ConnectorRef { name: "json".into(), config: empty_object() }
+        ConnectorRef { name: "json".into(), config: empty_object(), version: None }
     }
 }
 

@@ -153,7 +153,7 @@ impl MatchIndex {
     }
 
     /// Every webhook, in no particular order.
-    pub(super) fn webhooks(&self) -> impl Iterator<Item = &Webhook> {
+    pub fn webhooks(&self) -> impl Iterator<Item = &Webhook> {
         self.owned.values().flat_map(|owned| owned.values())
     }
 

@@ -73,6 +73,63 @@ impl StateHandle {
     }
 }
 
+impl StateHandle {
+    /// This store as a shadowing candidate sees it: what is kept, but its own writes stay in
+    /// memory, for this invocation only.
+    pub fn read_only(kept: StateHandle) -> Self {
+        let scope = kept.scope.clone();
+        StateHandle::new(Arc::new(ReadThrough { kept, written: Mutex::default() }), scope)
+    }
+}
+
+/// Reads what a store keeps; writes go to a map of its own (`None`: deleted).
+struct ReadThrough {
+    kept: StateHandle,
+    written: Mutex<BTreeMap<String, Option<String>>>,
+}
+
+impl ReadThrough {
+    fn written(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
+        self.written.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl StateStore for ReadThrough {
+    fn get<'a>(&'a self, _scope: &'a StateScope, key: &'a str) -> Answer<'a, Option<String>> {
+        let written = self.written().get(key).cloned();
+        Box::pin(async move {
+            match written {
+                Some(value) => Ok(value),
+                None => self.kept.store.get(&self.kept.scope, key).await,
+            }
+        })
+    }
+
+    fn set<'a>(&'a self, _scope: &'a StateScope, key: &'a str, value: &'a str) -> Answer<'a, ()> {
+        self.written().insert(key.to_owned(), Some(value.to_owned()));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn delete<'a>(&'a self, _scope: &'a StateScope, key: &'a str) -> Answer<'a, ()> {
+        self.written().insert(key.to_owned(), None);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn keys<'a>(&'a self, _scope: &'a StateScope, prefix: &'a str) -> Answer<'a, Vec<String>> {
+        Box::pin(async move {
+            let mut keys: std::collections::BTreeSet<String> =
+                self.kept.store.keys(&self.kept.scope, prefix).await?.into_iter().collect();
+            for (key, value) in self.written().iter().filter(|(key, _)| key.starts_with(prefix)) {
+                match value {
+                    Some(_) => keys.insert(key.clone()),
+                    None => keys.remove(key),
+                };
+            }
+            Ok(keys.into_iter().collect())
+        })
+    }
+}
+
 impl std::fmt::Debug for StateHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateHandle").field("scope", &self.scope).finish_non_exhaustive()
@@ -218,5 +275,19 @@ mod tests {
         assert_eq!(memory.keys(&a, "record:").await.unwrap(), vec!["record:1".to_owned()]);
         memory.delete(&a, "record:1").await.unwrap();
         assert_eq!(memory.get(&a, "record:1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_view_reads_what_is_kept_and_keeps_its_writes_to_itself() {
+        let memory = Arc::new(Memory::default());
+        let scope = StateScope { connector: "crm".into(), webhook_id: "w1".into() };
+        memory.set(&scope, "id:r1", "crm-1").await.unwrap();
+        let kept = StateHandle::new(memory.clone(), scope.clone());
+        let view = StateHandle::read_only(kept);
+        assert_eq!(view.store.get(&view.scope, "id:r1").await.unwrap().as_deref(), Some("crm-1"));
+        view.store.set(&view.scope, "id:r2", "crm-2").await.unwrap();
+        view.store.delete(&view.scope, "id:r1").await.unwrap();
+        assert_eq!(view.store.keys(&view.scope, "id:").await.unwrap(), ["id:r2"]);
+        assert_eq!(memory.keys(&scope, "").await.unwrap(), ["id:r1"], "nothing written through");
     }
 }

@@ -44,6 +44,16 @@ impl Webhooks {
         self.index().webhook(id).cloned()
     }
 
+    /// The versions of `connector` that webhooks pin.
+    pub fn pinned_versions(&self, connector: &str) -> std::collections::BTreeSet<u32> {
+        let index = self.index();
+        index
+            .webhooks()
+            .filter(|w| w.connector.name == connector)
+            .filter_map(|w| w.connector.version)
+            .collect()
+    }
+
     fn index_mut(&self) -> RwLockWriteGuard<'_, MatchIndex> {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }

@@ -27,6 +27,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::access::{Token, User};
+use crate::domain::connector_version::{ConnectorHead, ConnectorVersion, ShadowRun};
 use crate::domain::dead_letter::DeadLetter;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
@@ -357,6 +358,64 @@ impl Store {
 
     pub async fn connectors(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         on_backend!(self, backend => backend.connectors().await)
+    }
+
+    // Connector versions (every upload kept), which is in which role, and shadow runs.
+
+    /// Keeps one upload of `name`.
+    pub async fn add_connector_version(
+        &self,
+        name: &str,
+        record: &ConnectorVersion,
+        component: &[u8],
+    ) -> Result<(), StoreError> {
+        on_backend!(self, backend => backend.add_connector_version(name, record, component).await)
+    }
+
+    /// Every kept version of `name`, oldest first.
+    pub async fn connector_versions(&self, name: &str) -> Result<Vec<ConnectorVersion>, StoreError> {
+        on_backend!(self, backend => backend.connector_versions(name).await)
+    }
+
+    pub async fn connector_component(&self, name: &str, version: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        on_backend!(self, backend => backend.connector_component(name, version).await)
+    }
+
+    pub async fn delete_connector_versions(&self, name: &str, versions: &[u32]) -> Result<(), StoreError> {
+        on_backend!(self, backend => backend.delete_connector_versions(name, versions).await)
+    }
+
+    pub async fn connector_head(&self, name: &str) -> Result<Option<ConnectorHead>, StoreError> {
+        on_backend!(self, backend => backend.connector_head(name).await)
+    }
+
+    /// Stores which version of `name` is in which role (other hosts hear of it).
+    pub async fn put_connector_head(&self, name: &str, head: &ConnectorHead) -> Result<(), StoreError> {
+        on_backend!(self, backend => backend.put_connector_head(name, head).await)
+    }
+
+    /// Forgets every version of a connector, its head and its shadow runs.
+    pub async fn forget_connector(&self, name: &str) -> Result<(), StoreError> {
+        on_backend!(self, backend => backend.forget_connector(name).await)
+    }
+
+    /// Keeps what a shadowing candidate did (not made durable at once: a lost run is only a
+    /// lost comparison).
+    pub async fn add_shadow_run(&self, run: &ShadowRun) -> Result<(), StoreError> {
+        on_backend!(self, backend => backend.add_shadow_run(run).await)
+    }
+
+    /// A connector's shadow runs, newest first, older than the one with id `before` if given.
+    pub async fn shadow_runs(
+        &self,
+        connector: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ShadowRun>, StoreError> {
+        if !storable(connector) || before.is_some_and(|id| !storable(id)) {
+            return Ok(Vec::new());
+        }
+        on_backend!(self, backend => backend.shadow_runs(connector, before, limit).await)
     }
 
     // Dead letters of broker sources.

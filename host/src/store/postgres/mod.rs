@@ -13,6 +13,7 @@
 //! - `lanes.rs`: which live host works each webhook's deliveries (heartbeats, lane leases,
 //!   rebalancing as hosts come and go).
 //! - `plugin_state.rs`: connectors' state per webhook.
+//! - `versions.rs`: connector versions, which is live or shadowing, and shadow runs.
 //! - `testing.rs` (tests only): a database of its own per test, dropped after it.
 //!
 //! Records are their serde_json bytes in `bytea` columns (the server never parses them); the
@@ -34,6 +35,7 @@ mod schema;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -681,6 +683,8 @@ impl PgStore {
                  SELECT ctid FROM changes WHERE at < to_timestamp($1::int8 / 1000.0) LIMIT $2))",
             "DELETE FROM dead_letters WHERE ctid = ANY(ARRAY(
                  SELECT ctid FROM dead_letters WHERE at_ms < $1 LIMIT $2))",
+            "DELETE FROM shadow_runs WHERE ctid = ANY(ARRAY(
+                 SELECT ctid FROM shadow_runs WHERE at_ms < $1 LIMIT $2))",
         ] {
             loop {
                 let batch = self.execute(sql, &[&cutoff, &PRUNE_BATCH]).await?;

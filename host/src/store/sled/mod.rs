@@ -1,9 +1,10 @@
 //! The embedded backend: sled trees, one process per database.
 //!
 //! Trees: `webhooks`, `users`, `tokens`, `events` (by company and id), `deliveries`,
-//! `queue` (keyed by due time), `attempts`, `connectors`, `dead_letters`, `plugin_state`
-//! (connectors' state per webhook, `plugin_state.rs`), `idempotency` (by token and key) and
-//! `meta` (the schema version and the database's id). Records are JSON. Ingest writes
+//! `queue` (keyed by due time), `attempts`, `connectors` (each name's live component),
+//! `dead_letters`, `plugin_state` (connectors' state per webhook, `plugin_state.rs`), the
+//! connector versions' trees (`versions.rs`), `idempotency` (by token and key) and `meta` (the
+//! schema version and the database's id). Records are JSON. Ingest writes
 //! events, their deliveries and queue entries in one transaction per group of concurrent calls
 //! — the idempotency check included — and one flush (`ingest.rs`).
 //!
@@ -21,6 +22,7 @@ mod export;
 mod ingest;
 mod migrate;
 mod plugin_state;
+mod versions;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -96,6 +98,10 @@ struct Inner {
     plugin_state: sled::Tree,
     /// Held while a state write checks the quota and writes.
     plugin_state_writes: Mutex<()>,
+    connector_versions: sled::Tree,
+    connector_components: sled::Tree,
+    connector_heads: sled::Tree,
+    shadow_runs: sled::Tree,
     idempotency: sled::Tree,
     /// `<accepted ms BE>e<event key>` and `<accepted ms BE>k<scoped key>`: what to prune when.
     expiry: sled::Tree,
@@ -244,6 +250,10 @@ impl SledStore {
             dead_letters: db.open_tree("dead_letters")?,
             plugin_state: db.open_tree("plugin_state")?,
             plugin_state_writes: Mutex::new(()),
+            connector_versions: db.open_tree("connector_versions")?,
+            connector_components: db.open_tree("connector_components")?,
+            connector_heads: db.open_tree("connector_heads")?,
+            shadow_runs: db.open_tree("shadow_runs")?,
             idempotency,
             expiry,
             queue_depth: AtomicU64::new(unclaimed.len() as u64),
@@ -696,6 +706,14 @@ fn prune(inner: &Inner, cutoff_ms: u64) -> Result<usize, StoreError> {
         let letter: DeadLetter = decode(&value)?;
         if super::millis(letter.at) < cutoff_ms {
             inner.dead_letters.remove(key)?;
+            removed += 1;
+        }
+    }
+    for item in inner.shadow_runs.iter() {
+        let (key, value) = item?;
+        let run: crate::domain::connector_version::ShadowRun = decode(&value)?;
+        if super::millis(run.at) < cutoff_ms {
+            inner.shadow_runs.remove(key)?;
             removed += 1;
         }
     }
