@@ -71,6 +71,7 @@ async fn failing_and_recovering_webhooks_and_connectors_are_reported_to_operator
     assert_eq!(disabled["currentValue"]["webhook"]["createdById"], "u1");
     let reason = disabled["currentValue"]["reason"].as_str().unwrap();
     assert!(reason.contains("failed all 3 attempts"), "{reason}");
+    assert_eq!(disabled["currentValue"]["lastError"], "the receiver answered 500");
 
     // Fixed and enabled again: once its receiver answers, it has recovered.
     let path = format!("/v1/webhooks/{broken_id}");

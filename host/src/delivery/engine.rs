@@ -812,8 +812,8 @@ impl Engine {
         if let Some(health) = health.filter(|_| !unchanged) {
             match self.ctx.webhooks.record_health(&webhook, health).await {
                 Some(Transition::Disabled(disabled)) => {
-                    if let Some((about, reason, _)) = &gave_up {
-                        self.ctx.operations.webhook_disabled(&disabled, reason, about);
+                    if let Some((about, reason, last)) = &gave_up {
+                        self.ctx.operations.webhook_disabled(&disabled, reason, last, about);
                     }
                 }
                 Some(Transition::Recovered(recovered)) => self.ctx.operations.webhook_recovered(&recovered),

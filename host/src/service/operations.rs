@@ -52,12 +52,15 @@ impl Operations {
         Operations { ingest, webhooks, connectors: Arc::default() }
     }
 
-    /// `webhook` was disabled by the host, for `reason`, at `about`'s turn.
-    pub fn webhook_disabled(&self, webhook: &Webhook, reason: &str, about: &About) {
+    /// `webhook` was disabled by the host, for `reason`, at `about`'s turn, whose last failed
+    /// attempt said `last_error`.
+    pub fn webhook_disabled(&self, webhook: &Webhook, reason: &str, last_error: &str, about: &About) {
         if is_operational(&about.event_type) {
             return;
         }
-        let details = json!({"webhook": summary(webhook), "reason": reason, "deliveryId": about.delivery_id});
+        let details = json!({
+            "webhook": summary(webhook), "reason": reason, "lastError": last_error, "deliveryId": about.delivery_id,
+        });
         self.emit(WEBHOOK_DISABLED, details);
     }
 
