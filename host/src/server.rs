@@ -160,7 +160,7 @@ impl AppState {
         self.sources = crate::source::Sources::spawn(specs, self.ingest.clone(), self.store.clone());
     }
 
-    /// What the delivery engine works with.
+    /// What the delivery engine works with; its background work runs on the calling runtime.
     pub fn engine_context(&self) -> crate::delivery::engine::Context {
         crate::delivery::engine::Context {
             config: self.config.clone(),
@@ -172,6 +172,7 @@ impl AppState {
             metrics: self.metrics.clone(),
             operations: crate::service::Operations::new(self.ingest.clone(), self.webhooks.clone()),
             connector_versions: self.connector_service.clone(),
+            background: tokio::runtime::Handle::current(),
         }
     }
 

@@ -59,6 +59,9 @@ pub struct Context {
     pub operations: crate::service::Operations,
     /// Connectors' versions: the pinned ones webhooks run, and shadowing candidates.
     pub connector_versions: crate::service::ConnectorService,
+    /// Where work runs that must not hold up the engine's own thread: reading ahead (decoding
+    /// a batch of events takes a millisecond or more, during which no attempt would move).
+    pub background: tokio::runtime::Handle,
 }
 
 /// Queue entries held in memory at most (claimed, running or waiting for their time): more
@@ -242,7 +245,7 @@ impl Engine {
         }
         self.reading_ahead.store(true, Ordering::Relaxed);
         let (store, reading) = (self.ctx.store.clone(), self.reading_ahead.clone());
-        tokio::spawn(async move {
+        self.ctx.background.spawn(async move {
             if let Err(error) = store.read_ahead(&upcoming).await {
                 // Only a lost shortcut: each turn reads what it needs itself.
                 tracing::debug!("cannot read deliveries ahead: {error}");

@@ -20,6 +20,11 @@ pub(crate) trait Grouping: Send + Sync + 'static {
     const MAX_WEIGHT: usize;
     /// Groups written at the same time (their order is then not kept).
     const AT_ONCE: usize = 1;
+    /// Whether a group, before it is written, lets the tasks ready to run go first, for as
+    /// long as they bring more items: calls on their way (on a busy machine, waiting for a
+    /// core) join this group instead of opening the next. No timer: when nothing is ready,
+    /// or what ran brought nothing, the group is written at once.
+    const LINGER: bool = false;
 
     /// An item's share of a group (events, rows…).
     fn weight(_item: &Self::Item) -> usize {
@@ -83,8 +88,23 @@ async fn run<G: Grouping>(grouping: Arc<G>, mut receiver: mpsc::UnboundedReceive
         let mut weight = G::weight(&first);
         let mut keys: HashSet<String> = G::key(&first).map(str::to_owned).into_iter().collect();
         let mut group = vec![first];
+        let mut lingered = false;
         while weight < G::MAX_WEIGHT && !stopping {
-            match receiver.try_recv() {
+            let next = match receiver.try_recv() {
+                Err(mpsc::error::TryRecvError::Empty) if G::LINGER && !lingered => {
+                    tokio::task::yield_now().await;
+                    // Once more only if the tasks that ran brought something.
+                    match receiver.try_recv() {
+                        Ok(item) => Ok(item),
+                        Err(_) => {
+                            lingered = true;
+                            continue;
+                        }
+                    }
+                }
+                next => next,
+            };
+            match next {
                 Ok(Message::Item(item)) => {
                     if G::key(&item).is_some_and(|key| !keys.insert(key.to_owned())) {
                         held = Some(item);

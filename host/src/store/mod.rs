@@ -495,11 +495,17 @@ impl Store {
         let stored = on_backend!(self, backend => backend.accept(batch, key, now_ms).await)?;
         if let Stored::Accepted(outcomes) = &stored {
             for (accept, outcome) in batch.iter().zip(outcomes) {
-                if outcome.duplicate || accept.deliveries.is_empty() {
+                if outcome.duplicate {
                     continue;
                 }
+                // Kept for the first turns this host will run: none for webhooks another
+                // host works.
+                let mut turns = accept.deliveries.iter().filter(|delivery| {
+                    delivery.status == DeliveryStatus::Pending && self.works(&delivery.webhook_id)
+                });
+                let Some(first) = turns.next() else { continue };
                 self.events.remember(&accept.event);
-                for delivery in accept.deliveries.iter().filter(|d| d.status == DeliveryStatus::Pending) {
+                for delivery in std::iter::once(first).chain(turns) {
                     self.fresh.remember(delivery, now_ms);
                 }
             }
@@ -536,6 +542,15 @@ impl Store {
         }
     }
 
+    /// Whether this host works the webhook's deliveries: always on the embedded database; on
+    /// PostgreSQL, when it holds the webhook's lane or should take it.
+    fn works(&self, webhook_id: &str) -> bool {
+        match &self.backend {
+            Backend::Postgres(backend) => backend.works(webhook_id),
+            Backend::Sled(_) => true,
+        }
+    }
+
     /// Whether [`Store::read_ahead`] saves anything here: storage across the network.
     pub fn reads_ahead(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))
@@ -543,27 +558,33 @@ impl Store {
 
     /// Reads the deliveries of claimed entries soon to run, and their events, into memory in
     /// two reads, so that their turns find them there ([`Store::queued_delivery`]) instead of
-    /// making two round trips each. What is in memory already is skipped.
+    /// making two round trips each. What is in memory already is skipped — but a delivery
+    /// this host wrote whose event has since dropped out of memory (a backlog longer than
+    /// the events kept) gets its event read with the others.
     pub async fn read_ahead(&self, entries: &[QueueEntry]) -> Result<(), StoreError> {
         let Backend::Postgres(backend) = &self.backend else { return Ok(()) };
-        let due: HashMap<&str, u64> = entries
-            .iter()
-            .filter(|entry| !self.fresh.holds(&entry.delivery_id))
-            .map(|entry| (entry.delivery_id.as_str(), entry.stored_due_ms))
-            .collect();
-        if due.is_empty() {
-            return Ok(());
+        let mut events: Vec<(String, String)> = Vec::new();
+        let mut due: HashMap<&str, u64> = HashMap::new();
+        for entry in entries {
+            match self.fresh.event_of(&entry.delivery_id) {
+                Some(event) => events.push(event),
+                None => {
+                    due.insert(entry.delivery_id.as_str(), entry.stored_due_ms);
+                }
+            }
         }
-        let ids: Vec<&str> = due.keys().copied().collect();
-        let mut events = Vec::new();
-        for delivery in backend.deliveries_by_id(&ids).await? {
-            if self.events.event(&delivery.company_id, &delivery.event_id).is_none() {
+        if !due.is_empty() {
+            let ids: Vec<&str> = due.keys().copied().collect();
+            for delivery in backend.deliveries_by_id(&ids).await? {
                 events.push((delivery.company_id.clone(), delivery.event_id.clone()));
-            }
-            if let Some(due_ms) = due.get(delivery.id.as_str()) {
-                self.fresh.remember(&delivery, *due_ms);
+                if let Some(due_ms) = due.get(delivery.id.as_str()) {
+                    self.fresh.remember(&delivery, *due_ms);
+                }
             }
         }
+        events.retain(|(company_id, id)| self.events.event(company_id, id).is_none());
+        events.sort_unstable();
+        events.dedup();
         for event in backend.events_by_key(&events).await? {
             self.events.remember(&event);
         }
@@ -797,5 +818,17 @@ mod tests {
         change_in_storage(&here, &e2, &d2).await;
         let read = there.queued_delivery(&moved).await.unwrap().unwrap();
         assert!(read.error.is_some(), "an entry that moved was worked: storage's");
+    }
+
+    #[tokio::test]
+    async fn an_event_gone_from_memory_is_read_ahead_for_a_fresh_delivery() {
+        let Some(database) = postgres::testing::TestDb::create().await else { return };
+        let store = Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap();
+        let delivery = ingest(&store, "e1", 5).await;
+        store.events.clear(); // a backlog longer than the events kept
+        store.read_ahead(&[QueueEntry::new(5, &delivery.id, "w1")]).await.unwrap();
+        assert!(store.events.event("c1", "e1").is_some(), "the event is back in memory");
+        let first = store.queued_delivery(&QueueEntry::new(5, &delivery.id, "w1")).await.unwrap();
+        assert_eq!(first.unwrap().id, delivery.id, "the delivery stayed as ingest wrote it");
     }
 }

@@ -69,8 +69,11 @@ impl FreshDeliveries {
         self.insert(delivery.id.clone(), (due_ms, Arc::new(delivery.clone())));
     }
 
-    pub(super) fn holds(&self, id: &str) -> bool {
-        self.lock().by_key.contains_key(id)
+    /// The event (company, id) of the delivery kept as `id`, if one is.
+    pub(super) fn event_of(&self, id: &str) -> Option<(String, String)> {
+        let entries = self.lock();
+        let (_, delivery) = entries.by_key.get(id)?;
+        Some((delivery.company_id.clone(), delivery.event_id.clone()))
     }
 
     /// The delivery as ingest wrote it, if `due_ms` is its first queue entry's; gone after.

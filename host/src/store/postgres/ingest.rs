@@ -127,6 +127,7 @@ struct Ingest(Arc<Shared>);
 impl Grouping for Ingest {
     type Item = (Prepared, Reply);
     const MAX_WEIGHT: usize = GROUP_EVENTS;
+    const LINGER: bool = true;
 
     fn weight((call, _): &Self::Item) -> usize {
         call.events.len()

@@ -36,14 +36,14 @@
 //! Claims, beats, acquisitions and releases of one process take turns (`Lanes::busy`), so
 //! none sees what this process owns halfway through another's change.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Shared, int, pg_error, pool_error_text};
+use super::{Shared, int, pg_error, pool_error_text, queue};
 use crate::store::StoreError;
 
 /// How often hosts beat, and how long what a beat says lasts.
@@ -118,27 +118,28 @@ impl Lanes {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// This process wrote entries for these webhooks: whether there were any, and whether other
-    /// hosts must hear of some. A lane this process holds (and is not giving up) needs no
-    /// `NOTIFY`: no other host may claim from it, and its hand-over is announced when it comes.
-    pub(super) fn wrote<'a>(&self, webhooks: impl IntoIterator<Item = &'a str>) -> (bool, bool) {
+    /// This process wrote entries for these webhooks: whether its own engine has work to claim
+    /// for them (as in [`Lanes::heard`]: a lane it owns or should take — a claim for the others
+    /// finds nothing), and whether other hosts must hear of some. A lane this process holds
+    /// (and is not giving up) needs no `NOTIFY`: no other host may claim from it, and its
+    /// hand-over is announced when it comes.
+    pub(super) fn wrote<'a>(&self, webhooks: impl IntoIterator<Item = &'a str>, me: Uuid) -> (bool, bool) {
         let mut state = self.state();
         let keeping = !self.stale(&state);
-        let (mut any, mut tell) = (false, false);
+        let (mut wake, mut tell) = (false, false);
         for webhook in webhooks {
-            any = true;
             if !state.fresh.contains(webhook) {
                 state.fresh.insert(webhook.to_owned());
             }
-            let held = keeping && state.owned.contains(webhook) && !state.releasing.contains(webhook);
-            if !held {
+            wake |= works(&state, webhook, me);
+            if !(keeping && state.owned.contains(webhook) && !state.releasing.contains(webhook)) {
                 tell = true;
                 if !state.tell.contains(webhook) {
                     state.tell.insert(webhook.to_owned());
                 }
             }
         }
-        (any, tell)
+        (wake, tell)
     }
 
     /// Another host wrote entries for these webhooks (`None`: for any); `true` if this host
@@ -150,26 +151,49 @@ impl Lanes {
             state.scan = true;
             return true;
         };
-        let mine =
-            |webhook: &String| state.owned.contains(webhook) || preferred(&state.hosts, webhook) == Some(me);
-        let wake = webhooks.iter().any(mine);
+        let wake = webhooks.iter().any(|webhook| works(&state, webhook, me));
         state.fresh.extend(webhooks);
         wake
     }
 
-    /// The payload of the next `NOTIFY`: this host's id, then the webhooks it wrote entries
-    /// for, one a line — or the id alone for "any webhook".
-    pub(super) fn announcement(&self, me: &Uuid) -> String {
-        let tell = std::mem::take(&mut self.state().tell);
-        let mut payload = me.to_string();
-        for webhook in &tell {
-            if webhook.contains('\n') || payload.len() + 1 + webhook.len() > PAYLOAD_MAX {
-                return me.to_string();
-            }
-            payload.push('\n');
-            payload.push_str(webhook);
+    /// Whether this host works `webhook`'s deliveries: it owns the lane or should take it.
+    pub(super) fn works(&self, webhook: &str, me: Uuid) -> bool {
+        works(&self.state(), webhook, me)
+    }
+
+    /// The next `NOTIFY`s, as (channel, payload): the webhooks this process wrote entries for
+    /// are told to the host that should work each, on that host's own channel — so a write
+    /// wakes one listener, not every host's — as this host's id, then the webhooks, one a
+    /// line. Told to every host, on the shared channel, as "any webhook" (the id alone): when
+    /// this host is out of touch (its view of the live hosts may be old), for a webhook no
+    /// host is preferred for, or for more webhooks than a payload holds. Nothing when there is
+    /// nothing to tell, nor for webhooks this host should work itself (its engine was woken).
+    pub(super) fn announcements(&self, me: Uuid) -> Vec<(String, String)> {
+        let mut state = self.state();
+        let tell = std::mem::take(&mut state.tell);
+        let everyone = || vec![(queue::CHANNEL.to_owned(), me.to_string())];
+        if tell.is_empty() {
+            return Vec::new();
         }
-        payload
+        if self.stale(&state) {
+            return everyone();
+        }
+        let mut by_host: BTreeMap<Uuid, String> = BTreeMap::new();
+        for webhook in &tell {
+            match preferred(&state.hosts, webhook) {
+                Some(host) if host == me => {}
+                Some(host) if !webhook.contains('\n') => {
+                    let payload = by_host.entry(host).or_insert_with(|| me.to_string());
+                    if payload.len() + 1 + webhook.len() > PAYLOAD_MAX {
+                        return everyone();
+                    }
+                    payload.push('\n');
+                    payload.push_str(webhook);
+                }
+                _ => return everyone(),
+            }
+        }
+        by_host.into_iter().map(|(host, payload)| (queue::host_channel(host), payload)).collect()
     }
 
     fn stale(&self, state: &State) -> bool {
@@ -230,6 +254,11 @@ enum Wanted {
 
 /// The host that should work `webhook`'s lane: of `hosts`, the one with the highest hash of
 /// (host, webhook) — the same answer on every host that sees the same hosts.
+/// Whether `me` works `webhook`'s deliveries: it owns the lane or should take it.
+fn works(state: &State, webhook: &str, me: Uuid) -> bool {
+    state.owned.contains(webhook) || preferred(&state.hosts, webhook) == Some(me)
+}
+
 pub(super) fn preferred(hosts: &[Uuid], webhook: &str) -> Option<Uuid> {
     hosts.iter().copied().max_by_key(|host| {
         let digest = Sha256::new().chain_update(host.as_bytes()).chain_update(webhook.as_bytes()).finalize();
@@ -424,14 +453,17 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
 
 /// Before a claim: acquires the lanes of webhooks new entries were written for, if this host
 /// should own them. Called with `Lanes::busy` held.
-pub(super) async fn acquire_wanted(
-    client: &deadpool_postgres::Client,
-    shared: &Shared,
-) -> Result<(), StoreError> {
-    match shared.lanes.wanted(shared.me) {
+pub(super) async fn acquire_wanted(shared: &Shared) -> Result<(), StoreError> {
+    let wanted = shared.lanes.wanted(shared.me);
+    if matches!(wanted, Wanted::Nothing) {
+        return Ok(());
+    }
+    // A lease waits for its commit to be durable: the queue's connections would not.
+    let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    match wanted {
         Wanted::Nothing => Ok(()),
-        Wanted::These(webhooks) => acquire(client, shared, webhooks).await.map(drop),
-        Wanted::Every => acquire_unowned(client, shared).await.map(drop),
+        Wanted::These(webhooks) => acquire(&client, shared, webhooks).await.map(drop),
+        Wanted::Every => acquire_unowned(&client, shared).await.map(drop),
     }
 }
 
@@ -527,18 +559,35 @@ mod tests {
     }
 
     #[test]
-    fn writes_for_lanes_held_here_are_not_announced() {
+    fn writes_are_announced_to_the_host_that_works_them_only() {
         let lanes = Lanes::new(Timing::DEFAULT);
-        let me = Uuid::nil();
+        let (me, other) = (Uuid::nil(), Uuid::max());
+        // `other` is the only live host this one knows of: every lane is preferably its.
+        lanes.state().hosts = vec![other];
         holding(&lanes, &["mine", "leaving"], &["leaving"]);
-        assert_eq!(lanes.wrote(["mine"]), (true, false), "no other host may claim from it");
-        assert_eq!(lanes.announcement(&me), me.to_string(), "nothing to tell");
-        assert_eq!(lanes.wrote(["mine", "theirs", "leaving"]), (true, true));
-        let told = lanes.announcement(&me);
-        assert!(told.contains("theirs") && told.contains("leaving") && !told.contains("mine"), "{told}");
-        assert_eq!(lanes.wrote([]), (false, false));
+        assert_eq!(lanes.wrote(["mine"], me), (true, false), "no other host may claim from it");
+        assert!(lanes.announcements(me).is_empty(), "nothing to tell");
+        assert_eq!(lanes.wrote(["mine", "theirs", "leaving"], me), (true, true));
+        let told = lanes.announcements(me);
+        assert_eq!(told.len(), 1, "{told:?}");
+        let (channel, payload) = &told[0];
+        assert_eq!(*channel, queue::host_channel(other), "on the channel of the host that should work them");
+        assert!(payload.starts_with(&me.to_string()), "{payload}");
+        assert!(
+            payload.contains("theirs") && payload.contains("leaving") && !payload.contains("mine"),
+            "{payload}"
+        );
+        assert_eq!(lanes.wrote([], me), (false, false));
+        assert_eq!(lanes.wrote(["theirs"], me), (false, true), "only the host that works it claims");
+        lanes.announcements(me);
 
+        let everyone = vec![(queue::CHANNEL.to_owned(), me.to_string())];
+        lanes.state().hosts.clear();
+        lanes.wrote(["theirs"], me);
+        assert_eq!(lanes.announcements(me), everyone, "no host to tell: every host looks");
+        lanes.state().hosts = vec![other];
         lanes.state().beaten = None;
-        assert_eq!(lanes.wrote(["mine"]), (true, true), "out of touch: others may hold it by now");
+        assert_eq!(lanes.wrote(["mine"], me), (true, true), "out of touch: others may hold it by now");
+        assert_eq!(lanes.announcements(me), everyone, "and its view of the hosts may be old");
     }
 }

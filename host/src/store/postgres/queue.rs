@@ -6,9 +6,9 @@
 //!   of the webhooks whose lanes this host owns (see `lanes.rs`). Entries an earlier process
 //!   claimed (it died) are returned when a host takes that process's lanes over.
 //! - Finishing: concurrent [`finish`] calls are written by one task, together, in one
-//!   statement per group, in a transaction with `synchronous_commit = off` — a turn lost in a
-//!   crash only means the delivery is worked again (at least once), and not waiting for the
-//!   WAL flush is what makes finishing cheap.
+//!   statement per group, with `synchronous_commit = off` (claims and announcements too: see
+//!   `Shared::queue_pool`) — a turn lost in a crash only means the delivery is worked again
+//!   (at least once), and not waiting for the WAL flush is what makes finishing cheap.
 //! - Waking: writers wake this process's engine directly, and other hosts through one
 //!   `NOTIFY` from a tiny transaction of its own after the data commits (a `NOTIFY` inside a
 //!   busy transaction would serialise commits on its global lock); it names the webhooks
@@ -43,10 +43,15 @@ use crate::store::{QueueEntry, StoreError};
 /// notification comes: the safety net for notifications lost while the listener reconnects.
 pub(super) const POLL: Duration = Duration::from_secs(2);
 
-/// The channel writers notify and the listener listens on. A payload is the writing
-/// process's id, then the webhooks it wrote entries for, one a line; the id alone stands for
-/// any webhook.
+/// The channel every host listens on, for "any webhook": a payload is the writing process's
+/// id alone. Entries for known webhooks go to the channel of the host that should work them
+/// ([`host_channel`]): the writer's id, then the webhooks, one a line.
 pub(super) const CHANNEL: &str = "wasmhook_queue";
+
+/// The channel a host's listener hears its own announcements on.
+pub(super) fn host_channel(host: uuid::Uuid) -> String {
+    format!("{CHANNEL}_{}", host.simple())
+}
 
 /// How often the depth is read again from the table.
 const RESYNC: Duration = Duration::from_secs(5);
@@ -107,23 +112,20 @@ pub(super) async fn claim(shared: &Shared, limit: usize) -> Result<Vec<QueueEntr
         return Ok(Vec::new());
     }
     let _busy = shared.lanes.busy.lock().await;
-    let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
-    lanes::acquire_wanted(&client, shared).await?;
+    lanes::acquire_wanted(shared).await?;
     let Some(skipped) = shared.lanes.skipped() else {
         return Ok(Vec::new()); // this host lost touch: its lanes may be others' by now
     };
+    let client = shared.queue_pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
     let statement = client.prepare_cached(CLAIM).await.map_err(pg_error)?;
     let limit = int(limit as u64);
-    // Kept off sequential scans as finishing is (below): with the queue's statistics missing
-    // or stale, the planner sometimes found the claimed rows by scanning the whole queue, its
-    // dead rows included: 40-70 ms a claim, and deliveries fell to a few hundred a second. A
-    // claim lost in a database crash only puts its entries back, so it waits for no WAL flush.
-    let begin =
-        client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off");
+    // On the queue's connections (see `Shared::queue_pool`): kept off sequential scans — with
+    // the queue's statistics missing or stale the planner sometimes found the claimed rows
+    // by scanning the whole queue, dead rows included (40–70 ms a claim, and deliveries fell
+    // to a few hundred a second) — and not waiting for the WAL flush: a claim lost in a
+    // database crash only puts its entries back.
     let params: [&(dyn ToSql + Sync); 3] = [&shared.me, &limit, &skipped];
-    let claim = client.query(&statement, &params);
-    let commit = client.batch_execute("COMMIT");
-    let ((), rows, ()) = tokio::try_join!(begin, claim, commit).map_err(pg_error)?;
+    let rows = client.query(&statement, &params).await.map_err(pg_error)?;
     let mut entries: Vec<QueueEntry> =
         rows.iter().map(|row| QueueEntry::new(uint(row.get(2)), row.get(0), row.get(1))).collect();
     entries.sort_unstable_by(|a, b| (a.due_ms, &a.delivery_id).cmp(&(b.due_ms, &b.delivery_id)));
@@ -188,7 +190,7 @@ pub(super) async fn finish(
 
 async fn finish_group(shared: &Shared, group: Vec<(Turn, Reply)>) {
     let (turns, replies): (Vec<Turn>, Vec<Reply>) = group.into_iter().unzip();
-    let written = match shared.pool.get().await {
+    let written = match shared.queue_pool.get().await {
         Ok(client) => write_turns(&client, shared, &turns).await,
         Err(error) => {
             let text = pool_error_text(&error);
@@ -203,7 +205,7 @@ async fn finish_group(shared: &Shared, group: Vec<(Turn, Reply)>) {
         Err(error) if turns.len() > 1 && refused_data(&error) => {
             tracing::warn!(error = %error_text(&error), "a group of delivery turns was refused; writing them one by one");
             for (turn, reply) in turns.iter().zip(replies) {
-                let written = match shared.pool.get().await {
+                let written = match shared.queue_pool.get().await {
                     Ok(client) => {
                         write_turns(&client, shared, std::slice::from_ref(turn)).await.map_err(pg_error)
                     }
@@ -272,17 +274,9 @@ async fn write_turns(
         &m_due,
         &removed_ids,
     ];
-    // Sent together (tokio-postgres pipelines requests polled together): one round trip. If
-    // the statement fails, the COMMIT behind it only ends the failed transaction. Every row
-    // is found by its key, so a sequential scan is never right here; but a planner without
-    // statistics for the queue (a young table, autovacuum off or not run yet) picked one for
-    // the delete, and read every dead row of the queue's churn for each group (PostgreSQL's
-    // CPU per event tripled).
-    let begin =
-        client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off; SET LOCAL enable_seqscan = off");
-    let write = client.query_one(&statement, &params);
-    let commit = client.batch_execute("COMMIT");
-    let ((), row, ()) = tokio::try_join!(begin, write, commit)?;
+    // One statement, so one transaction: on the queue's connections it neither waits for
+    // the WAL flush nor scans the queue's dead rows (see `Shared::queue_pool`).
+    let row = client.query_one(&statement, &params).await?;
     let (added, removed): (i64, i64) = (row.get(0), row.get(1));
     shared.depth.fetch_add(uint(added), Ordering::Relaxed);
     shared.dequeued(uint(removed));
@@ -324,6 +318,7 @@ async fn listen_once(
     listening: &AtomicBool,
 ) -> Result<(), tokio_postgres::Error> {
     let (client, mut connection) = config.connect(NoTls).await?;
+    let own = host_channel(shared.me);
     // Polling the connection both delivers notifications and carries the client's requests.
     let drive = async {
         loop {
@@ -335,7 +330,7 @@ async fn listen_once(
                         continue;
                     }
                     match note.channel() {
-                        CHANNEL => {
+                        channel if channel == CHANNEL || channel == own => {
                             let webhooks: Vec<String> = lines.map(str::to_owned).collect();
                             if shared.lanes.heard((!webhooks.is_empty()).then_some(webhooks), shared.me) {
                                 shared.work.notify_one();
@@ -351,7 +346,7 @@ async fn listen_once(
         }
     };
     let subscribe = async {
-        client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {CHANGES_CHANNEL}")).await?;
+        client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {own}; LISTEN {CHANGES_CHANNEL}")).await?;
         listening.store(true, Ordering::Relaxed);
         if listened_before {
             // Notifications sent while it was away are lost: look again now.
@@ -367,24 +362,27 @@ async fn listen_once(
     }
 }
 
-/// Tells other hosts that entries were written (or lanes released), and for which webhooks:
-/// one `NOTIFY` (its own transaction) per wake-up, however many writes asked for one
-/// meanwhile. Its commit does not wait for the disk: listeners hear it once committed, and a
-/// notification lost in a crash is found by the other hosts' next poll — a log flush per
-/// announcement was a cost with nothing bought.
+/// Tells other hosts that entries were written, and for which webhooks: one statement of
+/// `NOTIFY`s per wake-up (see [`Lanes::announcements`](super::lanes::Lanes::announcements)),
+/// however many writes asked for one meanwhile. On the queue's connections its commit does
+/// not wait for the disk: listeners hear it once committed, and a notification lost in a
+/// crash is found by the other hosts' next poll — a log flush per announcement was a cost
+/// with nothing bought.
 pub(super) async fn announce(shared: Arc<Shared>) {
+    const NOTIFY: &str = "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS t(c, p)";
     loop {
         shared.announce.notified().await;
-        let payload = shared.lanes.announcement(&shared.me);
-        let sent = match shared.pool.get().await {
-            Ok(client) => {
-                // Pipelined: one round trip (see `write_turns`).
-                let begin = client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off");
-                let params: [&(dyn ToSql + Sync); 2] = [&CHANNEL, &payload];
-                let notify = client.execute("SELECT pg_notify($1, $2)", &params);
-                let commit = client.batch_execute("COMMIT");
-                tokio::try_join!(begin, notify, commit).map(drop).map_err(|e| error_text(&e))
+        let (channels, payloads): (Vec<String>, Vec<String>) =
+            shared.lanes.announcements(shared.me).into_iter().unzip();
+        if channels.is_empty() {
+            continue;
+        }
+        let sent = match shared.queue_pool.get().await {
+            Ok(client) => match client.prepare_cached(NOTIFY).await {
+                Ok(statement) => client.execute(&statement, &[&channels, &payloads]).await.map(drop),
+                Err(error) => Err(error),
             }
+            .map_err(|e| error_text(&e)),
             Err(error) => Err(pool_error_text(&error)),
         };
         if let Err(error) = sent {

@@ -703,6 +703,19 @@ async fn tables_changed_past_the_threshold_are_analyzed() {
     })
     .await;
     assert_eq!(analyses("queue").await, 0, "the queue, which empties as it is worked, is left alone");
+
+    // Stale again at once (twice its rows): but analyzed a moment ago, by this host or another.
+    let more = "INSERT INTO attempts (delivery_id, at, message_id, record)
+                SELECT 'dlv_' || n, now(), 'msg_' || n, '\\x00' FROM generate_series(201, 600) AS n";
+    sql(&db).await.execute(more, &[]).await.expect("400 more attempts");
+    let changed = "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'attempts'";
+    eventually("the changes counted", Duration::from_secs(10), async || {
+        sql(&db).await.query_one(changed, &[]).await.expect("stats").get::<_, i64>(0) >= 400
+    })
+    .await;
+    let analyzed = analyses("attempts").await;
+    assert!(!analyze::analyze_stale(shared).await.expect("analyze").contains(&"attempts".to_owned()));
+    assert_eq!(analyses("attempts").await, analyzed, "not again before the interval is over");
 }
 
 #[tokio::test]
