@@ -5,20 +5,6 @@ use serde_json::{Value, json};
 
 use crate::support::{OPERATOR, TestServer, hostile_bytes};
 
-async fn upload(server: &TestServer, token: &str, name: &str, bytes: Vec<u8>) -> (u16, Value) {
-    let response = server
-        .client
-        .put(format!("{}/v1/connectors/{name}", server.base))
-        .bearer_auth(token)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 const BUILTINS: [&str; 5] = ["crm", "json", "pabbly", "slack", "zapier"];
 
 fn with_hostile() -> Vec<&'static str> {
@@ -49,21 +35,21 @@ async fn the_builtin_json_connector_is_listed_with_its_schema() {
 async fn operators_upload_connectors_and_bad_uploads_change_nothing() {
     let server = TestServer::start().await;
     let alice = server.token("alice", &["c1"], "user").await;
-    let (status, _) = upload(&server, &alice, "hostile", hostile_bytes().to_vec()).await;
+    let (status, _) = server.upload(&alice, "hostile", hostile_bytes().to_vec()).await;
     assert_eq!(status, 403, "users do not load connectors");
 
     for (bytes, code) in
         [(b"garbage".to_vec(), "invalid_component"), (b"\0asm\x01\0\0\0".to_vec(), "invalid_component")]
     {
-        let (status, error) = upload(&server, OPERATOR, "bad", bytes).await;
+        let (status, error) = server.upload(OPERATOR, "bad", bytes).await;
         assert_eq!((status, error["error"]["code"].as_str()), (400, Some(code)), "{error}");
     }
-    let (status, error) = upload(&server, OPERATOR, "Bad Name", hostile_bytes().to_vec()).await;
+    let (status, error) = server.upload(OPERATOR, "Bad Name", hostile_bytes().to_vec()).await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(names(&server).await, BUILTINS, "nothing was stored");
     assert!(server.state.store.connectors().await.unwrap().is_empty());
 
-    let (status, loaded) = upload(&server, OPERATOR, "hostile", hostile_bytes().to_vec()).await;
+    let (status, loaded) = server.upload(OPERATOR, "hostile", hostile_bytes().to_vec()).await;
     assert_eq!(status, 200, "{loaded}");
     assert_eq!((loaded["version"].as_str(), loaded["builtin"].as_bool()), (Some("0.0.1"), Some(false)));
     assert_eq!(names(&server).await, with_hostile());
@@ -73,7 +59,7 @@ async fn operators_upload_connectors_and_bad_uploads_change_nothing() {
 #[tokio::test]
 async fn preview_shows_what_would_be_sent_or_why_not() {
     let server = TestServer::start().await;
-    upload(&server, OPERATOR, "hostile", hostile_bytes().to_vec()).await;
+    server.upload(OPERATOR, "hostile", hostile_bytes().to_vec()).await;
     let event = json!({"id": "p1", "event": "TODO_CREATED", "companyId": "c", "projectId": "p"});
     let (status, preview) = server
         .call(OPERATOR, Method::POST, "/v1/connectors/json/preview", Some(json!({"event": event})))
@@ -118,7 +104,7 @@ async fn preview_shows_what_would_be_sent_or_why_not() {
 #[tokio::test]
 async fn removing_a_connector_in_use_needs_force_and_an_override_gives_the_builtin_back() {
     let server = TestServer::start().await;
-    upload(&server, OPERATOR, "hostile", hostile_bytes().to_vec()).await;
+    server.upload(OPERATOR, "hostile", hostile_bytes().to_vec()).await;
     let hook = json!({"name": "h", "url": "http://127.0.0.1:9/", "metadata": {"events": [], "projectIds": []},
                       "connector": {"name": "hostile", "config": {"mode": "ok"}}});
     server.webhook(OPERATOR, hook).await;
@@ -128,7 +114,7 @@ async fn removing_a_connector_in_use_needs_force_and_an_override_gives_the_built
     assert_eq!(status, 204);
     assert_eq!(names(&server).await, BUILTINS);
 
-    let (status, replaced) = upload(&server, OPERATOR, "json", hostile_bytes().to_vec()).await;
+    let (status, replaced) = server.upload(OPERATOR, "json", hostile_bytes().to_vec()).await;
     assert_eq!((status, replaced["builtin"].as_bool()), (200, Some(false)));
     let (status, _) = server.call(OPERATOR, Method::DELETE, "/v1/connectors/json", None).await;
     assert_eq!(status, 204);
@@ -238,7 +224,7 @@ async fn replacing_a_connector_under_load_fails_no_delivery() {
     let bytes = |name: &str| BUILTINS.iter().find(|(n, _)| *n == name).unwrap().1.to_vec();
     let server = TestServer::delivering("10ms").await;
     let receiver = crate::support::Receiver::start().await;
-    let (status, _) = upload(&server, OPERATOR, "flat", bytes("zapier")).await;
+    let (status, _) = server.upload(OPERATOR, "flat", bytes("zapier")).await;
     assert_eq!(status, 200);
     let hook = json!({"name": "flat", "url": receiver.url, "metadata": {"events": []}, "connector": {"name": "flat"}});
     let created = server.webhook(OPERATOR, hook).await;
@@ -266,7 +252,7 @@ async fn replacing_a_connector_under_load_fails_no_delivery() {
     for round in 0..6 {
         tokio::time::sleep(std::time::Duration::from_millis(80)).await;
         let next = if round % 2 == 0 { "pabbly" } else { "zapier" };
-        let (status, answer) = upload(&server, OPERATOR, "flat", bytes(next)).await;
+        let (status, answer) = server.upload(OPERATOR, "flat", bytes(next)).await;
         assert_eq!(status, 200, "{answer}");
     }
     sender.await.unwrap();

@@ -14,17 +14,7 @@ use serde_json::{Value, json};
 use crate::support::{OPERATOR, Receiver, TestServer, eventually, sample_event};
 
 async fn upload(server: &TestServer, name: &str, bytes: Vec<u8>) -> Value {
-    let response = server
-        .client
-        .put(format!("{}/v1/connectors/{name}", server.base))
-        .bearer_auth(OPERATOR)
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap();
+    let (status, answer) = server.upload(OPERATOR, name, bytes).await;
     assert_eq!(status, 200, "{name}: {answer}");
     answer
 }
@@ -489,16 +479,7 @@ async fn every_upload_is_a_version_that_can_be_shadowed_promoted_rolled_back_and
 
     // A second upload kept aside, then run beside the live one: compared, never sent.
     let path = |what: &str| format!("/v1/connectors/conn{what}");
-    let response = server
-        .client
-        .put(format!("{}{}?live=false", server.base, path("")))
-        .bearer_auth(OPERATOR)
-        .header("content-type", "application/wasm")
-        .body(judge)
-        .send()
-        .await
-        .unwrap();
-    let second: Value = response.json().await.unwrap();
+    let second = upload(&server, "conn?live=false", judge).await;
     assert_eq!((second["uploaded"]["version"].clone(), second["liveVersion"].clone()), (json!(2), json!(1)));
     let (status, versions) = server.call(OPERATOR, Method::GET, &path("/versions"), None).await;
     assert_eq!(status, 200, "{versions}");
@@ -546,16 +527,7 @@ async fn every_upload_is_a_version_that_can_be_shadowed_promoted_rolled_back_and
 
     // Retention: the newest ten, and every version in use, are kept.
     for _ in 0..11 {
-        let response = server
-            .client
-            .put(format!("{}{}?live=false", server.base, path("")))
-            .bearer_auth(OPERATOR)
-            .header("content-type", "application/wasm")
-            .body(hostile.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        upload(&server, "conn?live=false", hostile.clone()).await;
     }
     let (_, versions) = server.call(OPERATOR, Method::GET, &path("/versions"), None).await;
     let kept: Vec<u64> =

@@ -12,17 +12,7 @@ use serde_json::{Value, json};
 use crate::support::{OPERATOR, Receiver, TestServer, eventually, sample_event};
 
 async fn upload(server: &TestServer, name: &str, path: &Path) {
-    let response = server
-        .client
-        .put(format!("{}/v1/connectors/{name}", server.base))
-        .bearer_auth(OPERATOR)
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(path).unwrap())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap();
+    let (status, answer) = server.upload(OPERATOR, name, std::fs::read(path).unwrap()).await;
     assert_eq!(status, 200, "{name}: {answer}");
     assert_eq!(answer["version"], "1.0.0", "{name}: the version comes from describe");
 }

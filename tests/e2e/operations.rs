@@ -81,17 +81,8 @@ async fn failing_and_recovering_webhooks_and_connectors_are_reported_to_operator
     assert_eq!(recovered["currentValue"]["webhook"]["id"], broken_id, "{recovered}");
 
     // A connector that keeps failing is reported once per window, not once per failure.
-    let (status, _) = server
-        .client
-        .put(format!("{}/v1/connectors/hostile", server.base))
-        .bearer_auth(OPERATOR)
-        .header("content-type", "application/wasm")
-        .body(hostile_bytes().to_vec())
-        .send()
-        .await
-        .map(|r| (r.status(), ()))
-        .unwrap();
-    assert_eq!(status, 200);
+    let (status, answer) = server.upload(OPERATOR, "hostile", hostile_bytes().to_vec()).await;
+    assert_eq!(status, 200, "{answer}");
     let trapping = json!({"name": "trapping", "url": failing.url, "metadata": {"events": ["TAG_CREATED"]},
                           "connector": {"name": "hostile", "config": {"mode": "trap"}}});
     let trapping = server.webhook(OPERATOR, trapping).await;

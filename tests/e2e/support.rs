@@ -159,6 +159,27 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
     }
 
+    /// Uploads a component to `/v1/connectors/{name_and_query}` (e.g. `judge?live=false`):
+    /// the status and the JSON answer (null when there is none).
+    pub async fn upload(
+        &self,
+        token: &str,
+        name_and_query: &str,
+        component: Vec<u8>,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .put(format!("{}/v1/connectors/{name_and_query}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/wasm")
+            .body(component)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Mints a token through the API and returns its text.
     pub async fn token(&self, user: &str, companies: &[&str], scope: &str) -> String {
         let body = if companies.is_empty() {

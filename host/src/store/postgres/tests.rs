@@ -782,16 +782,22 @@ async fn another_host_s_write_wakes_this_one() {
     // A poll far longer than the test may take, and no heartbeat after opening: only a
     // notification can wake it in time. It opened first and beat alone: it should own
     // every lane as far as it knows, and acquires the lane of the webhook the notification
-    // names when it claims.
+    // names when it claims. The writer, which knows both hosts, tells the one it prefers for
+    // the webhook: one chosen so that this is the waiting host.
     let forever = Duration::from_secs(600);
     let waiting = PgStore::open_with(&db.url, Migrate::Apply, forever, SLOW).await.expect("open");
     let writing = PgStore::open_with(&db.url, Migrate::Apply, forever, SLOW).await.expect("open");
+    let hosts = [waiting.inner.shared.me, writing.inner.shared.me];
+    let webhook = (0..)
+        .map(|n| format!("w{n}"))
+        .find(|webhook| lanes::preferred(&hosts, webhook) == Some(hosts[0]))
+        .expect("some webhook is the waiting host's");
     for i in 0.. {
         assert!(i < 60, "no notification reached the other host");
         let e = event("c1", &format!("e{i}"));
         writing
             .accept(
-                &[accept(e.clone(), vec![delivery(&e, "w1", DeliveryStatus::Pending)], json!({}))],
+                &[accept(e.clone(), vec![delivery(&e, &webhook, DeliveryStatus::Pending)], json!({}))],
                 None,
                 1,
             )
