@@ -260,19 +260,7 @@ macro_rules! export_plugin {
             struct Exported;
 
             impl $crate::__bindings::responsive::Guest for Exported {
-                fn describe() -> $crate::__bindings::PluginInfo {
-                    $crate::__describe::<$plugin>()
-                }
-
-                fn transform(
-                    event: ::std::string::String,
-                    config: ::std::string::String,
-                ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::__bindings::OutgoingRequest>,
-                    $crate::__bindings::PluginError,
-                > {
-                    $crate::__transform::<$plugin>(event, config)
-                }
+                $crate::__connector_exports!($plugin);
 
                 fn on_response(
                     request: $crate::__bindings::OutgoingRequest,
@@ -285,7 +273,7 @@ macro_rules! export_plugin {
                 }
             }
 
-    $crate::__bindings::responsive::__export_responsive_connector!(Exported with_types_in $crate::__bindings::responsive);
+            $crate::__bindings::responsive::__export_responsive_connector!(Exported with_types_in $crate::__bindings::responsive);
         };
     };
     ($plugin:ty) => {
@@ -293,22 +281,31 @@ macro_rules! export_plugin {
             struct Exported;
 
             impl $crate::__bindings::Guest for Exported {
-                fn describe() -> $crate::__bindings::PluginInfo {
-                    $crate::__describe::<$plugin>()
-                }
-
-                fn transform(
-                    event: ::std::string::String,
-                    config: ::std::string::String,
-                ) -> ::std::result::Result<
-                    ::std::vec::Vec<$crate::__bindings::OutgoingRequest>,
-                    $crate::__bindings::PluginError,
-                > {
-                    $crate::__transform::<$plugin>(event, config)
-                }
+                $crate::__connector_exports!($plugin);
             }
 
-    $crate::__bindings::__export_connector!(Exported with_types_in $crate::__bindings);
+            $crate::__bindings::__export_connector!(Exported with_types_in $crate::__bindings);
         };
+    };
+}
+
+/// The exports every connector world has, for [`export_plugin!`]'s `Guest` impls.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __connector_exports {
+    ($plugin:ty) => {
+        fn describe() -> $crate::__bindings::PluginInfo {
+            $crate::__describe::<$plugin>()
+        }
+
+        fn transform(
+            event: ::std::string::String,
+            config: ::std::string::String,
+        ) -> ::std::result::Result<
+            ::std::vec::Vec<$crate::__bindings::OutgoingRequest>,
+            $crate::__bindings::PluginError,
+        > {
+            $crate::__transform::<$plugin>(event, config)
+        }
     };
 }

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::{binary, shared_cache_dir, storage_args};
+use crate::support::{binary, shared_cache_dir, storage_args, upload};
 
 pub(crate) struct Server {
     child: Child,
@@ -125,15 +125,8 @@ impl Server {
 
     /// Uploads a connector component as `name`; the answer's status.
     pub(crate) async fn upload_connector(&self, token: &str, name: &str, component: Vec<u8>) -> u16 {
-        let response = reqwest::Client::new()
-            .put(format!("http://{}/v1/connectors/{name}", self.address))
-            .bearer_auth(token)
-            .header("content-type", "application/wasm")
-            .body(component)
-            .send()
-            .await
-            .unwrap();
-        response.status().as_u16()
+        let base = format!("http://{}", self.address);
+        upload(&reqwest::Client::new(), &base, token, name, component).await.0
     }
 
     pub(crate) async fn call(

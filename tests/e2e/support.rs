@@ -167,17 +167,7 @@ impl TestServer {
         name_and_query: &str,
         component: Vec<u8>,
     ) -> (u16, serde_json::Value) {
-        let response = self
-            .client
-            .put(format!("{}/v1/connectors/{name_and_query}", self.base))
-            .bearer_auth(token)
-            .header("content-type", "application/wasm")
-            .body(component)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(serde_json::Value::Null))
+        upload(&self.client, &self.base, token, name_and_query, component).await
     }
 
     /// Mints a token through the API and returns its text.
@@ -441,4 +431,25 @@ pub fn assert_signed(secret: &str, headers: &std::collections::HashMap<String, S
     let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat();
     assert_eq!(headers["webhook-signature"], format!("v1,{}", STANDARD.encode(hmac(&key, &signed))));
     assert!(id.starts_with("msg_"), "{id}");
+}
+
+/// Uploads a component to the server at `base` (`http://host:port`) as
+/// `/v1/connectors/{name_and_query}`: the status and the JSON answer (null when there is none).
+pub async fn upload(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    name_and_query: &str,
+    component: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .put(format!("{base}/v1/connectors/{name_and_query}"))
+        .bearer_auth(token)
+        .header("content-type", "application/wasm")
+        .body(component)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
 }
