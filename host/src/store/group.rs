@@ -136,11 +136,12 @@ mod tests {
     use super::*;
 
     /// Records each group; items are keys, a repeat of one opens a new group.
-    struct Recorder(Arc<Mutex<Vec<Vec<&'static str>>>>);
+    struct Recorder<const LINGER: bool>(Arc<Mutex<Vec<Vec<&'static str>>>>);
 
-    impl Grouping for Recorder {
+    impl<const L: bool> Grouping for Recorder<L> {
         type Item = (&'static str, oneshot::Sender<()>);
         const MAX_WEIGHT: usize = 3;
+        const LINGER: bool = L;
 
         fn key(item: &Self::Item) -> Option<&str> {
             Some(item.0)
@@ -157,7 +158,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn gathers_what_waits_up_to_the_weight_and_splits_on_a_repeat() {
         let written = Arc::new(Mutex::new(Vec::new()));
-        let (groups, task) = Groups::start(Recorder(written.clone()));
+        let (groups, task) = Groups::start(Recorder::<false>(written.clone()));
         let mut answers = Vec::new();
         // Sent before the task first runs, so all of them are waiting when it does.
         for key in ["a", "b", "c", "d", "e", "e", "f"] {
@@ -173,5 +174,38 @@ mod tests {
         assert_eq!(*written.lock().unwrap(), vec![vec!["a", "b", "c"], vec!["d", "e"], vec!["e", "f"]]);
         let (reply, _) = oneshot::channel();
         assert!(groups.send(("g", reply)).is_err(), "a stopped task takes nothing more");
+    }
+
+    /// Writes one item while another task, ready to run, is about to send a second.
+    async fn groups_of_a_call_and_one_on_its_way<const LINGER: bool>() -> Vec<Vec<&'static str>> {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let (groups, task) = Groups::start(Recorder::<LINGER>(written.clone()));
+        let groups = Arc::new(groups);
+        let (reply, first) = oneshot::channel();
+        assert!(groups.send(("a", reply)).is_ok());
+        // Spawned after the grouping task: it runs only when that task lets it.
+        let on_its_way = tokio::spawn({
+            let groups = groups.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                assert!(groups.send(("b", reply)).is_ok());
+                answer.await.unwrap();
+            }
+        });
+        first.await.unwrap();
+        on_its_way.await.unwrap();
+        groups.stop();
+        task.await.unwrap();
+        written.lock().unwrap().clone()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lingering_group_takes_in_calls_from_tasks_ready_to_run() {
+        assert_eq!(groups_of_a_call_and_one_on_its_way::<true>().await, vec![vec!["a", "b"]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn without_linger_a_group_is_written_with_what_waits_only() {
+        assert_eq!(groups_of_a_call_and_one_on_its_way::<false>().await, vec![vec!["a"], vec!["b"]]);
     }
 }

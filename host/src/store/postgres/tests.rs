@@ -189,6 +189,38 @@ async fn migrations_apply_once_when_hosts_start_together() {
 }
 
 #[tokio::test]
+async fn record_columns_have_no_statistics_and_lz4_where_the_server_has_it() {
+    let db = database!();
+    let _store = open(&db).await;
+    let client = sql(&db).await;
+    let lz4: bool = client
+        .query_one(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'",
+            &[],
+        )
+        .await
+        .expect("settings")
+        .get(0);
+    let rows = client
+        .query(
+            "SELECT attrelid::regclass::text || '.' || attname, attstattarget::int4, attcompression::text
+             FROM pg_attribute WHERE (attrelid::regclass::text, attname::text) IN
+                 (('events', 'record'), ('events', 'response'), ('deliveries', 'record'),
+                  ('attempts', 'record'), ('idempotency', 'outcomes'))",
+            &[],
+        )
+        .await
+        .expect("columns");
+    assert_eq!(rows.len(), 5);
+    for row in rows {
+        let (column, statistics, compression): (String, i32, String) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(statistics, 0, "{column} is never analyzed");
+        let expected = if lz4 && column != "idempotency.outcomes" { "l" } else { "" };
+        assert_eq!(compression, expected, "{column}'s compression (lz4 available: {lz4})");
+    }
+}
+
+#[tokio::test]
 async fn a_schema_behind_is_refused_without_migrate_and_a_newer_one_always() {
     let db = database!();
     let Err(StoreError::Behind(message)) = PgStore::open(&db.url, Migrate::Check).await else {
