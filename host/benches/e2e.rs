@@ -17,6 +17,8 @@
 //! `WASMHOOK_BENCH_DATABASE=postgres://…/postgres` it runs on a fresh database made on that
 //! server (and dropped after), and `WASMHOOK_BENCH_HOSTS=N` starts N hosts on it, the single
 //! events spread over them round-robin (with N > 1 only that workload runs).
+//! `WASMHOOK_BENCH_SINGLE_ONLY=1` runs only the single events on one host too (comparing one
+//! host with several, alternately, takes a third of the time).
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs.
 
 #![allow(clippy::unwrap_used)]
@@ -212,7 +214,7 @@ fn main() {
         // Other hosts learn of the webhook within a second.
         tokio::time::sleep(Duration::from_millis(if hosts > 1 { 1_500 } else { 0 })).await;
         single_events(&client, &bases, &arrivals, &pids).await;
-        if hosts > 1 {
+        if hosts > 1 || std::env::var_os("WASMHOOK_BENCH_SINGLE_ONLY").is_some() {
             for (mut child, _) in servers {
                 child.kill().unwrap();
             }

@@ -558,9 +558,10 @@ impl Store {
 
     /// Reads the deliveries of claimed entries soon to run, and their events, into memory in
     /// two reads, so that their turns find them there ([`Store::queued_delivery`]) instead of
-    /// making two round trips each. What is in memory already is skipped — but a delivery
-    /// this host wrote whose event has since dropped out of memory (a backlog longer than
-    /// the events kept) gets its event read with the others.
+    /// making two round trips each. What is in memory already is skipped (its events kept
+    /// as if new: in a backlog they are the oldest kept, next to go) — but a delivery this
+    /// host wrote whose event has since dropped out of memory (a backlog longer than the
+    /// events kept) gets its event read with the others.
     pub async fn read_ahead(&self, entries: &[QueueEntry]) -> Result<(), StoreError> {
         let Backend::Postgres(backend) = &self.backend else { return Ok(()) };
         let mut events: Vec<(String, String)> = Vec::new();
@@ -582,7 +583,7 @@ impl Store {
                 }
             }
         }
-        events.retain(|(company_id, id)| self.events.event(company_id, id).is_none());
+        events.retain(|(company_id, id)| !self.events.refresh(company_id, id));
         events.sort_unstable();
         events.dedup();
         for event in backend.events_by_key(&events).await? {
@@ -723,8 +724,12 @@ mod tests {
 
     /// Accepts one event with one pending delivery at `now_ms`; returns the delivery.
     async fn ingest(store: &Store, id: &str, now_ms: u64) -> Delivery {
+        ingest_for(store, "w1", id, now_ms).await
+    }
+
+    async fn ingest_for(store: &Store, webhook_id: &str, id: &str, now_ms: u64) -> Delivery {
         let event = event(id);
-        let delivery = Delivery::new(&event, "w1", true, OffsetDateTime::now_utc());
+        let delivery = Delivery::new(&event, webhook_id, true, OffsetDateTime::now_utc());
         let accept = Accept { event, deliveries: vec![delivery.clone()], response: json!({}) };
         store.accept(&[accept], None, now_ms).await.unwrap();
         delivery
@@ -830,5 +835,38 @@ mod tests {
         assert!(store.events.event("c1", "e1").is_some(), "the event is back in memory");
         let first = store.queued_delivery(&QueueEntry::new(5, &delivery.id, "w1")).await.unwrap();
         assert_eq!(first.unwrap().id, delivery.id, "the delivery stayed as ingest wrote it");
+    }
+
+    #[tokio::test]
+    async fn a_host_keeps_in_memory_only_what_it_delivers() {
+        let Some(database) = postgres::testing::TestDb::create().await else { return };
+        let location = Location::Postgres(database.url.clone());
+        let here = Store::open(&location, true).await.unwrap();
+        let there = Store::open(&location, false).await.unwrap();
+        // Once the hosts see each other (beats every second), each webhook is one's.
+        let (mut mine, mut theirs) = (None, None);
+        for _ in 0..100 {
+            for webhook in (0..40).map(|n| format!("w{n}")) {
+                match (here.works(&webhook), there.works(&webhook)) {
+                    (true, false) => mine = Some(webhook),
+                    (false, true) => theirs = Some(webhook),
+                    _ => {}
+                }
+            }
+            if mine.is_some() && theirs.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let (mine, theirs) = (mine.expect("a webhook of this host"), theirs.expect("one of the other"));
+
+        let kept = ingest_for(&here, &mine, "e1", 5).await;
+        assert!(here.events.event("c1", "e1").is_some(), "its own webhook's event is kept");
+        assert!(here.fresh.event_of(&kept.id).is_some(), "and its delivery");
+        let left = ingest_for(&here, &theirs, "e2", 5).await;
+        assert!(here.events.event("c1", "e2").is_none(), "the other host delivers it: not kept");
+        assert!(here.fresh.event_of(&left.id).is_none());
+        let read = there.queued_delivery(&QueueEntry::new(5, &left.id, &theirs)).await.unwrap();
+        assert_eq!(read.map(|d| d.id), Some(left.id), "the other host reads it from storage");
     }
 }

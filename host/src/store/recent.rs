@@ -35,9 +35,13 @@ pub(super) struct Recent<K, V> {
     capacity: usize,
 }
 
+/// Values with the stamp of their latest insert or refresh; `order` holds (key, stamp) oldest
+/// first, and an entry whose stamp is no longer its key's (refreshed since, or taken) only
+/// waits there to be skipped.
 struct Entries<K, V> {
-    by_key: HashMap<K, V>,
-    order: VecDeque<K>,
+    by_key: HashMap<K, (u64, V)>,
+    order: VecDeque<(K, u64)>,
+    stamp: u64,
 }
 
 impl<K, V> Clone for Recent<K, V> {
@@ -56,7 +60,14 @@ impl RecentEvents {
     }
 
     pub(super) fn event(&self, company_id: &str, id: &str) -> Option<Arc<Event>> {
-        self.lock().by_key.get(&(company_id.to_owned(), id.to_owned())).cloned()
+        self.lock().by_key.get(&(company_id.to_owned(), id.to_owned())).map(|(_, event)| event.clone())
+    }
+
+    /// Keeps the event as if remembered just now, if it is here: a turn will need it soon,
+    /// and in a backlog the events due next are the oldest kept, the first to go. `false`
+    /// when it is not here.
+    pub(super) fn refresh(&self, company_id: &str, id: &str) -> bool {
+        self.touch(&(company_id.to_owned(), id.to_owned()))
     }
 }
 
@@ -72,20 +83,20 @@ impl FreshDeliveries {
     /// The event (company, id) of the delivery kept as `id`, if one is.
     pub(super) fn event_of(&self, id: &str) -> Option<(String, String)> {
         let entries = self.lock();
-        let (_, delivery) = entries.by_key.get(id)?;
+        let (_, (_, delivery)) = entries.by_key.get(id)?;
         Some((delivery.company_id.clone(), delivery.event_id.clone()))
     }
 
     /// The delivery as ingest wrote it, if `due_ms` is its first queue entry's; gone after.
     pub(super) fn take(&self, id: &str, due_ms: u64) -> Option<Arc<Delivery>> {
-        let (due, delivery) = self.lock().by_key.remove(id)?;
+        let (_, (due, delivery)) = self.lock().by_key.remove(id)?;
         (due == due_ms).then_some(delivery)
     }
 }
 
 impl<K: Hash + Eq + Clone, V> Recent<K, V> {
     fn with_capacity(capacity: usize) -> Self {
-        let entries = Entries { by_key: HashMap::new(), order: VecDeque::new() };
+        let entries = Entries { by_key: HashMap::new(), order: VecDeque::new(), stamp: 0 };
         Recent { inner: Arc::new(Mutex::new(entries)), capacity }
     }
 
@@ -95,21 +106,53 @@ impl<K: Hash + Eq + Clone, V> Recent<K, V> {
 
     fn insert(&self, key: K, value: V) {
         let mut entries = self.lock();
-        if entries.by_key.insert(key.clone(), value).is_none() {
-            entries.order.push_back(key);
-        }
-        // Keys taken out early stay in `order` until their turn to go: the bound holds either way.
-        while entries.order.len() > self.capacity {
-            if let Some(oldest) = entries.order.pop_front() {
-                entries.by_key.remove(&oldest);
-            }
-        }
+        let stamp = entries.next_stamp();
+        entries.by_key.insert(key.clone(), (stamp, value));
+        entries.order.push_back((key, stamp));
+        entries.bound(self.capacity);
     }
 
+    /// Moves `key` to the newest end, if it is here.
+    fn touch(&self, key: &K) -> bool {
+        let mut entries = self.lock();
+        let stamp = entries.next_stamp();
+        let Some((kept, _)) = entries.by_key.get_mut(key) else { return false };
+        *kept = stamp;
+        entries.order.push_back((key.clone(), stamp));
+        entries.bound(self.capacity);
+        true
+    }
     pub(super) fn clear(&self) {
         let mut entries = self.lock();
         entries.by_key.clear();
         entries.order.clear();
+    }
+}
+
+impl<K: Hash + Eq, V> Entries<K, V> {
+    fn next_stamp(&mut self) -> u64 {
+        self.stamp += 1;
+        self.stamp
+    }
+
+    fn current(&self, (key, stamp): &(K, u64)) -> bool {
+        self.by_key.get(key).is_some_and(|(kept, _)| kept == stamp)
+    }
+
+    /// Drops the oldest beyond `capacity` values, and the places left behind (by keys taken
+    /// out or refreshed) all at once when there are as many of them as values could be.
+    fn bound(&mut self, capacity: usize) {
+        while self.by_key.len() > capacity {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if self.current(&oldest) {
+                self.by_key.remove(&oldest.0);
+            }
+        }
+        if self.order.len() > 2 * capacity {
+            let mut order = std::mem::take(&mut self.order);
+            order.retain(|place| self.current(place));
+            self.order = order;
+        }
     }
 }
 
@@ -133,6 +176,25 @@ mod tests {
         assert!(recent.event("c", "e0").is_none(), "the oldest went");
         assert_eq!(recent.event("c", &format!("e{}", EVENTS + 9)).unwrap().id, format!("e{}", EVENTS + 9));
         assert!(recent.event("other", "e20").is_none(), "events are per company");
+    }
+
+    #[test]
+    fn a_refreshed_event_is_kept_as_if_new_and_the_places_left_behind_stay_bounded() {
+        let recent = RecentEvents::events();
+        for id in 0..EVENTS {
+            recent.remember(&event(id));
+        }
+        assert!(recent.refresh("c", "e0"), "the oldest is here");
+        assert!(!recent.refresh("c", "e-never"), "nothing to refresh");
+        recent.remember(&event(EVENTS));
+        assert!(recent.event("c", "e0").is_some(), "refreshed: kept");
+        assert!(recent.event("c", "e1").is_none(), "the oldest not refreshed went instead");
+        for _ in 0..10 * EVENTS {
+            recent.refresh("c", "e0");
+        }
+        let entries = recent.lock();
+        assert_eq!(entries.by_key.len(), EVENTS);
+        assert!(entries.order.len() <= 2 * EVENTS, "{} places", entries.order.len());
     }
 
     #[test]
