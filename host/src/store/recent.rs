@@ -122,6 +122,7 @@ impl<K: Hash + Eq + Clone, V> Recent<K, V> {
         entries.bound(self.capacity);
         true
     }
+
     pub(super) fn clear(&self) {
         let mut entries = self.lock();
         entries.by_key.clear();
