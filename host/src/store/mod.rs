@@ -838,6 +838,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_event_read_ahead_from_memory_outlasts_the_ingest_after_it() {
+        let Some(database) = postgres::testing::TestDb::create().await else { return };
+        let store = Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap();
+        let delivery = ingest(&store, "e1", 5).await;
+        // A backlog: e1 is the oldest event kept, next to go.
+        for n in 2..=recent::EVENTS {
+            store.events.remember(&event(&format!("e{n}")));
+        }
+        store.read_ahead(&[QueueEntry::new(5, &delivery.id, "w1")]).await.unwrap();
+        store.events.remember(&event("e-after"));
+        assert!(store.events.event("c1", "e1").is_some(), "read ahead: kept as if new");
+        assert!(store.events.event("c1", "e2").is_none(), "the oldest not read ahead went instead");
+    }
+
+    #[tokio::test]
     async fn a_host_keeps_in_memory_only_what_it_delivers() {
         let Some(database) = postgres::testing::TestDb::create().await else { return };
         let location = Location::Postgres(database.url.clone());

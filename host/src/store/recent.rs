@@ -17,7 +17,7 @@ use crate::domain::delivery::Delivery;
 use crate::domain::event::Event;
 
 /// Events kept at most: a few seconds of ingest at full speed (they carry their payload).
-const EVENTS: usize = 8_192;
+pub(super) const EVENTS: usize = 8_192;
 
 /// Fresh deliveries kept at most: small records, so a backlog of several seconds fits.
 const DELIVERIES: usize = 32_768;
