@@ -19,7 +19,8 @@
 //! events spread over them round-robin (with N > 1 only that workload runs).
 //! `WASMHOOK_BENCH_SINGLE_ONLY=1` runs only the single events on one host too (comparing one
 //! host with several, alternately, takes a third of the time).
-//! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs.
+//! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;
+//! `WASMHOOK_BENCH_TIMELINE=1` prints the single events' deliveries per half second.
 
 #![allow(clippy::unwrap_used)]
 

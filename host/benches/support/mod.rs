@@ -202,6 +202,23 @@ pub struct SingleEvents {
 /// Sends `total` events of about 2 KB (project `single`), one per `POST /v1/events`, with
 /// [`IN_FLIGHT`] requests in flight spread round-robin over `bases`, and waits until all have
 /// arrived.
+/// Deliveries per half second from `start`, and when the last event was accepted: shows
+/// whether delivery keeps up while events come in or catches up after.
+fn print_timeline(arrivals: &Arrivals, start: Instant, accepted: Duration, delivered: Duration) {
+    const STEP_MS: u128 = 500;
+    let mut steps = vec![0usize; (delivered.as_millis() / STEP_MS) as usize + 1];
+    let last = steps.len() - 1;
+    for at in arrivals.at.lock().unwrap().values() {
+        if let Some(after) = at.checked_duration_since(start) {
+            steps[((after.as_millis() / STEP_MS) as usize).min(last)] += 1;
+        }
+    }
+    println!(
+        "deliveries per {STEP_MS} ms (the last event accepted at {:.1} s): {steps:?}",
+        accepted.as_secs_f64()
+    );
+}
+
 pub async fn single_events(
     client: &reqwest::Client,
     bases: &[String],
@@ -251,6 +268,9 @@ pub async fn single_events(
     let accepted = start.elapsed();
     wait_for(arrivals, before + total).await;
     let delivered = start.elapsed();
+    if std::env::var_os("WASMHOOK_BENCH_TIMELINE").is_some() {
+        print_timeline(arrivals, start, accepted, delivered);
+    }
     let cpu = server_cpu() - cpu_before;
     let database_cpu = postgres_cpu_seconds() - database_cpu_before;
     let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu_before;

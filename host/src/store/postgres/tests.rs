@@ -221,6 +221,53 @@ async fn record_columns_have_no_statistics_and_lz4_where_the_server_has_it() {
 }
 
 #[tokio::test]
+async fn the_queues_connections_commit_without_waiting_and_keep_one_generic_plan() {
+    let db = database!();
+    let store = open(&db).await;
+    let client = store.inner.shared.queue_pool.get().await.expect("a queue connection");
+    for (setting, expected) in
+        [("synchronous_commit", "off"), ("enable_seqscan", "off"), ("plan_cache_mode", "force_generic_plan")]
+    {
+        let value: String = client.query_one(&format!("SHOW {setting}"), &[]).await.expect("show").get(0);
+        assert_eq!(value, expected, "{setting}");
+    }
+    // A finishing group of one turn, then of three: never planned afresh for its values.
+    let finish = client.prepare_cached(queue::FINISH).await.expect("prepare");
+    for turns in [1, 3, 1, 3, 1, 3, 1] {
+        let ids: Vec<String> = (0..turns).map(|i| format!("gone{i}")).collect();
+        let none: Vec<String> = Vec::new();
+        let (no_times, no_ints, no_bytes): (Vec<OffsetDateTime>, Vec<i64>, Vec<Vec<u8>>) = Default::default();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+            &none,
+            &no_times,
+            &none,
+            &no_bytes,
+            &none,
+            &none,
+            &none,
+            &no_times,
+            &no_bytes,
+            &me(&store),
+            &none,
+            &none,
+            &no_ints,
+            &ids,
+        ];
+        client.query_one(&finish, &params).await.expect("finish");
+    }
+    let row = client
+        .query_one(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+            &[&queue::FINISH],
+        )
+        .await
+        .expect("the prepared statement");
+    let (generic, custom): (i64, i64) = (row.get(0), row.get(1));
+    // Without the setting the first five executions alone would each be a custom plan.
+    assert!(generic > 0 && custom == 0, "generic plans {generic}, custom plans {custom}");
+}
+
+#[tokio::test]
 async fn a_schema_behind_is_refused_without_migrate_and_a_newer_one_always() {
     let db = database!();
     let Err(StoreError::Behind(message)) = PgStore::open(&db.url, Migrate::Check).await else {
