@@ -199,9 +199,6 @@ pub struct SingleEvents {
     pub bench_cpu_ms: f64,
 }
 
-/// Sends `total` events of about 2 KB (project `single`), one per `POST /v1/events`, with
-/// [`IN_FLIGHT`] requests in flight spread round-robin over `bases`, and waits until all have
-/// arrived.
 /// Deliveries per half second from `start`, and when the last event was accepted: shows
 /// whether delivery keeps up while events come in or catches up after.
 fn print_timeline(arrivals: &Arrivals, start: Instant, accepted: Duration, delivered: Duration) {
@@ -219,6 +216,9 @@ fn print_timeline(arrivals: &Arrivals, start: Instant, accepted: Duration, deliv
     );
 }
 
+/// Sends `total` events of about 2 KB (project `single`), one per `POST /v1/events`, with
+/// [`IN_FLIGHT`] requests in flight spread round-robin over `bases`, and waits until all have
+/// arrived.
 pub async fn single_events(
     client: &reqwest::Client,
     bases: &[String],
