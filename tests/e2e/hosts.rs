@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::serve::{Server, start_with};
-use crate::support::{Receiver, TestDb, on_postgres, shared_cache_dir};
+use crate::support::{Receiver, TestDb, eventually, on_postgres, shared_cache_dir};
 
 /// The key every host seals and opens webhook secrets with.
 const SECRET_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -163,6 +163,62 @@ async fn three_hosts_lose_nothing_when_one_is_killed_and_keep_an_ordered_webhook
         }
     }
     assert!(first_seen.windows(2).all(|w| w[0] < w[1]), "out of order: {first_seen:?}");
+}
+
+/// A claim waits on the database (here on a lock, under load on a busy server): the
+/// deliveries the host holds already go on meanwhile.
+#[tokio::test]
+async fn deliveries_held_go_on_while_a_claim_waits_on_the_database() {
+    if !on_postgres() {
+        return;
+    }
+    let mut deployment = Deployment::new().await;
+    let host = deployment.start();
+    let receiver = Receiver::start().await;
+    receiver.delay(Duration::from_millis(200));
+    assert_eq!(
+        host.call("op", Method::POST, "/v1/webhooks", Some(hook(&receiver.url, "w", json!({})))).await.0,
+        201
+    );
+    // One batch, one claim: 40 deliveries held, 8 at a time at the receiver (5 rounds).
+    let batch: Vec<Value> = (0..40).map(|i| event(&format!("held{i}"), "w", i)).collect();
+    let (status, answer) =
+        host.call("op", Method::POST, "/v1/events/batch", Some(json!({"events": batch}))).await;
+    assert_eq!(status, 202, "{answer}");
+    receiver.wait_for(1).await;
+
+    // The next claim waits for the lanes, locked here until the end.
+    let (mut client, connection) =
+        tokio_postgres::connect(&deployment.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let lock = client.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE lanes IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let (status, _) = host.call("op", Method::POST, "/v1/events", Some(event("later", "w", 40))).await;
+    assert_eq!(status, 202);
+    let (watch, connection) = tokio_postgres::connect(&deployment.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    // The claim, or the heartbeat it then waits behind.
+    eventually("the host waiting for the lanes", async || {
+        let waiting: i64 = watch
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'lanes'::regclass",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (waiting > 0).then_some(())
+    })
+    .await;
+
+    let held: HashSet<String> = (0..40).map(|i| format!("held{i}")).collect();
+    all_arrive(&receiver, &held, Duration::from_secs(20)).await;
+    assert!(
+        !arrivals(&receiver).iter().any(|(id, _)| id == "later"),
+        "the event after the lock waits for its claim"
+    );
+    lock.rollback().await.unwrap();
+    all_arrive(&receiver, &HashSet::from(["later".to_owned()]), Duration::from_secs(20)).await;
 }
 
 #[tokio::test]

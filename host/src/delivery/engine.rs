@@ -8,7 +8,8 @@
 //! in flight is worked again (at least once, never lost).
 //!
 //! Work comes from the in-memory [`Schedule`] (see `schedule`), filled by claiming queue
-//! entries from storage whenever storage says work was written; the engine reschedules its
+//! entries from storage whenever storage says work was written (one claim at a time, while
+//! turns go on starting and ending); the engine reschedules its
 //! own retries (they stay claimed) — so an event reaches its receiver without any polling
 //! delay, and no writer hands anything over. A turn gives its place in the webhook's lane to
 //! the next as soon as its attempts are over, and where storage is remote the engine reads the
@@ -143,20 +144,17 @@ impl Engine {
         let per_webhook = self.ctx.config.delivery.per_webhook;
         // Claim at once: whatever was queued before this start is waiting.
         let mut claim_now = true;
+        // The claim under way: turns keep starting and ending while storage answers (a
+        // claim waits on the database, and under load on a core, for milliseconds).
+        let mut claiming: Option<Claiming> = None;
         let mut hand_over = tokio::time::interval(HAND_OVER_CHECK);
         hand_over.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Lanes being handed over, until nothing of them runs here.
         let mut draining: Vec<String> = Vec::new();
         loop {
-            if claim_now {
-                claim_now = match self.claim(&mut schedule).await {
-                    Ok(more) => more,
-                    Err(error) => {
-                        tracing::error!("cannot claim from the delivery queue: {error}");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        true
-                    }
-                };
+            if claim_now && claiming.is_none() {
+                claim_now = false;
+                claiming = self.claim(&schedule);
             }
             let now = now_ms();
             let free = self.workers.available_permits();
@@ -175,7 +173,6 @@ impl Engine {
             }
             self.read_ahead(&mut schedule);
             let sleep = match schedule.next_due() {
-                _ if claim_now => Duration::ZERO,
                 Some(due) => Duration::from_millis(due.saturating_sub(now)),
                 None => Duration::from_secs(60),
             };
@@ -183,20 +180,27 @@ impl Engine {
             let room = schedule.len() < HELD;
             tokio::select! {
                 () = self.ctx.store.wait_for_work(), if !claim_now && room => claim_now = true,
-                Some(report) = reports.recv() => {
-                    let (finished, turn) = match report {
-                        Report::Sent(entry) => {
-                            schedule.sent(&entry);
-                            continue;
-                        }
-                        Report::Done(finished, turn) => (finished, turn),
-                    };
-                    if let Some(until) = turn.pause_until {
-                        schedule.pause(&finished.webhook_id, until);
+                claimed = poll_claim(&mut claiming), if claiming.is_some() => {
+                    claiming = None;
+                    claim_now |= self.claimed(claimed, &mut schedule);
+                    // Held back while the claim was out: it may have brought entries of a
+                    // lane closed meanwhile (dropped by the closed lane), which storage
+                    // must still see as this host's when the lane is handed back.
+                    if !draining.is_empty() {
+                        self.release_drained(&mut schedule, &mut draining).await;
                     }
-                    schedule.done(&finished, turn.next, now_ms());
+                }
+                Some(report) = reports.recv() => {
+                    // Every report waiting, not one: the lanes' places freed since the last
+                    // loop all start their next turn in the next.
+                    let mut next = Some(report);
+                    let mut drained = false;
+                    while let Some(report) = next {
+                        drained |= self.apply(report, &mut schedule, &draining);
+                        next = reports.try_recv().ok();
+                    }
                     claim_now |= !room;
-                    if draining.contains(&finished.webhook_id) {
+                    if drained && claiming.is_none() {
                         self.release_drained(&mut schedule, &mut draining).await;
                     }
                 }
@@ -207,29 +211,62 @@ impl Engine {
                             draining.push(webhook_id);
                         }
                     }
-                    self.release_drained(&mut schedule, &mut draining).await;
+                    if claiming.is_none() {
+                        self.release_drained(&mut schedule, &mut draining).await;
+                    }
                 }
                 _ = tokio::time::sleep(sleep) => {}
             }
         }
     }
 
-    /// Claims what storage holds for this engine into the schedule, as room allows; `true`
-    /// when there may be more to claim right away.
-    async fn claim(&self, schedule: &mut Schedule) -> Result<bool, StoreError> {
+    /// Applies a turn's report to the schedule; `true` when its lane is being handed over.
+    fn apply(&self, report: Report, schedule: &mut Schedule, draining: &[String]) -> bool {
+        match report {
+            Report::Sent(entry) => {
+                schedule.sent(&entry);
+                false
+            }
+            Report::Done(finished, turn) => {
+                if let Some(until) = turn.pause_until {
+                    schedule.pause(&finished.webhook_id, until);
+                }
+                schedule.done(&finished, turn.next, now_ms());
+                draining.contains(&finished.webhook_id)
+            }
+        }
+    }
+
+    /// Starts claiming what storage holds for this engine, as the schedule's room allows.
+    fn claim(&self, schedule: &Schedule) -> Option<Claiming> {
         let room = HELD.saturating_sub(schedule.len());
         if room == 0 {
-            return Ok(false);
+            return None;
         }
         let limit = room.min(CLAIM_BATCH);
-        let claimed = self.ctx.store.claim(limit).await?;
-        let more = claimed.len() == limit;
+        let store = self.ctx.store.clone();
+        Some(Box::pin(async move {
+            let claimed = store.claim(limit).await.map(|entries| (entries, limit));
+            if let Err(error) = &claimed {
+                tracing::error!("cannot claim from the delivery queue: {error}");
+                // Tried again after a pause, not at once; turns go on meanwhile.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            claimed
+        }))
+    }
+
+    /// Adds what a claim brought to the schedule; `true` when there may be more to claim
+    /// right away.
+    fn claimed(&self, claimed: ClaimResult, schedule: &mut Schedule) -> bool {
+        let Ok((entries, limit)) = claimed else { return true };
+        let more = entries.len() == limit;
         let now = now_ms();
-        for entry in claimed {
+        for entry in entries {
             let webhook_id = entry.webhook_id.clone();
             schedule.add(entry, now, || self.lane_rules(&webhook_id));
         }
-        Ok(more)
+        more
     }
 
     /// Reads the deliveries next in line into memory, many at once, where storage is remote:
@@ -887,6 +924,20 @@ enum Report {
     Sent(QueueEntry),
     /// It ended.
     Done(QueueEntry, Turn),
+}
+
+/// What a claim brought (and the most it could have), or why it failed.
+type ClaimResult = Result<(Vec<QueueEntry>, usize), StoreError>;
+
+/// A claim under way (see `Engine::run`).
+type Claiming = std::pin::Pin<Box<dyn std::future::Future<Output = ClaimResult> + Send>>;
+
+/// The claim under way's outcome; only polled while there is one.
+async fn poll_claim(claiming: &mut Option<Claiming>) -> ClaimResult {
+    match claiming {
+        Some(claim) => claim.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A running turn's place in its webhook's lane.
