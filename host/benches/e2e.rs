@@ -18,7 +18,8 @@
 //! server (and dropped after), and `WASMHOOK_BENCH_HOSTS=N` starts N hosts on it, the single
 //! events spread over them round-robin (with N > 1 only that workload runs).
 //! `WASMHOOK_BENCH_SINGLE_ONLY=1` runs only the single events on one host too (comparing one
-//! host with several, alternately, takes a third of the time).
+//! host with several, alternately, takes a third of the time); `WASMHOOK_BENCH_LATENCY_ONLY=1`
+//! only the latency at 1,000 events/s, on a fresh database.
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;
 //! `WASMHOOK_BENCH_TIMELINE=1` prints the single events' deliveries per half second.
 
@@ -214,7 +215,10 @@ fn main() {
         create(hook("single")).await;
         // Other hosts learn of the webhook within a second.
         tokio::time::sleep(Duration::from_millis(if hosts > 1 { 1_500 } else { 0 })).await;
-        single_events(&client, &bases, &arrivals, &pids).await;
+        let latency_only = std::env::var_os("WASMHOOK_BENCH_LATENCY_ONLY").is_some();
+        if !latency_only {
+            single_events(&client, &bases, &arrivals, &pids).await;
+        }
         if hosts > 1 || std::env::var_os("WASMHOOK_BENCH_SINGLE_ONLY").is_some() {
             for (mut child, _) in servers {
                 child.kill().unwrap();
@@ -223,6 +227,10 @@ fn main() {
         }
         create(hook("p")).await;
         latency(&client, &base, &arrivals).await;
+        if latency_only {
+            servers[0].0.kill().unwrap();
+            return;
+        }
         for i in 0..WEBHOOKS {
             create(hook(&format!("t{i}"))).await;
         }
