@@ -279,7 +279,8 @@ pub(super) async fn send_direct(
     state.check_queue_room(1)?;
     let delivery = Delivery::new(&event, &webhook.id, webhook.enabled, now);
     let queued = Queued { event_id: event.id.clone(), delivery_id: delivery.id.clone() };
-    let accept = crate::store::Accept { event, deliveries: vec![delivery], response: json!(null) };
+    let unordered = if webhook.ordered { Vec::new() } else { vec![webhook.id.clone()] };
+    let accept = crate::store::Accept { event, deliveries: vec![delivery], response: json!(null), unordered };
     // A millisecond early: queued ahead of anything recovered right after it.
     let due = now_ms().saturating_sub(1);
     state.store.accept(std::slice::from_ref(&accept), None, due).await?;

@@ -106,11 +106,18 @@ impl Ingest {
             project_id: &event.project_id,
             payload: &payload,
         };
-        let (Matches { routes, cut_off }, explanation) = {
+        let (Matches { routes, cut_off }, unordered, explanation) = {
             let index = self.webhooks.index();
             let explanation =
                 explain_to.map(|companies| index.explain(&probe, |owners| owners.overlaps(companies)));
-            (index.matches(&probe), explanation)
+            let matches = index.matches(&probe);
+            let unordered: Vec<String> = matches
+                .routes
+                .iter()
+                .filter(|route| !index.is_ordered(&route.webhook_id))
+                .map(|route| route.webhook_id.clone())
+                .collect();
+            (matches, unordered, explanation)
         };
         if !cut_off.is_empty() {
             tracing::warn!(
@@ -128,7 +135,7 @@ impl Ingest {
             duplicate: false,
         };
         let response = serde_json::to_value(&result).expect("plain data");
-        (Accept { event, deliveries, response }, explanation)
+        (Accept { event, deliveries, response, unordered }, explanation)
     }
 
     /// Refuses `more` deliveries that would take the queue past its bound.

@@ -81,6 +81,11 @@ pub struct Accept {
     pub event: Event,
     pub deliveries: Vec<Delivery>,
     pub response: Value,
+    /// The deliveries' webhooks that are not `ordered`: storage may hand their queue entries
+    /// to this host's engine as it writes them, without a claim. An `ordered` webhook's entry
+    /// waits for a claim, which finds it in order with those other hosts wrote before it.
+    /// Empty is always safe.
+    pub unordered: Vec<String>,
 }
 
 /// What ingest answers for one event: its answer, and whether it was accepted before (then
@@ -492,21 +497,29 @@ impl Store {
         key: Option<&IdempotencyKey>,
         now_ms: u64,
     ) -> Result<Stored, StoreError> {
-        let stored = on_backend!(self, backend => backend.accept(batch, key, now_ms).await)?;
-        if let Stored::Accepted(outcomes) = &stored {
-            for (accept, outcome) in batch.iter().zip(outcomes) {
-                if outcome.duplicate {
-                    continue;
-                }
-                // Kept for the first turns this host will run: none for webhooks another
-                // host works.
+        // Kept for the first turns this host will run (none for webhooks another host works),
+        // before the write: the engine may take an entry as soon as it is written.
+        let kept: Vec<Option<Arc<Event>>> = batch
+            .iter()
+            .map(|accept| {
                 let mut turns = accept.deliveries.iter().filter(|delivery| {
                     delivery.status == DeliveryStatus::Pending && self.works(&delivery.webhook_id)
                 });
-                let Some(first) = turns.next() else { continue };
-                self.events.remember(&accept.event);
+                let first = turns.next()?;
+                let event = Arc::new(accept.event.clone());
                 for delivery in std::iter::once(first).chain(turns) {
-                    self.fresh.remember(delivery, now_ms);
+                    self.fresh.remember(delivery, now_ms, Some(event.clone()));
+                }
+                Some(event)
+            })
+            .collect();
+        let stored = on_backend!(self, backend => backend.accept(batch, key, now_ms).await)?;
+        if let Stored::Accepted(outcomes) = &stored {
+            for (event, outcome) in kept.into_iter().zip(outcomes) {
+                if let Some(event) = event
+                    && !outcome.duplicate
+                {
+                    self.events.keep(event);
                 }
             }
         }
@@ -536,8 +549,14 @@ impl Store {
     /// wrote both and nothing has worked it since, else from storage.
     pub async fn queued_delivery(&self, entry: &QueueEntry) -> Result<Option<Delivery>, StoreError> {
         match self.fresh.take(&entry.delivery_id, entry.stored_due_ms) {
-            // Taken out of memory: usually the only holder, so nothing is copied.
-            Some(delivery) => Ok(Some(Arc::unwrap_or_clone(delivery))),
+            Some((delivery, event)) => {
+                // Stored as given, since its delivery was: the turn reads it next.
+                if let Some(event) = event {
+                    self.events.keep(event);
+                }
+                // Taken out of memory: usually the only holder, so nothing is copied.
+                Ok(Some(Arc::unwrap_or_clone(delivery)))
+            }
             None => self.delivery(&entry.delivery_id).await,
         }
     }
@@ -579,7 +598,7 @@ impl Store {
             for delivery in backend.deliveries_by_id(&ids).await? {
                 events.push((delivery.company_id.clone(), delivery.event_id.clone()));
                 if let Some(due_ms) = due.get(delivery.id.as_str()) {
-                    self.fresh.remember(&delivery, *due_ms);
+                    self.fresh.remember(&delivery, *due_ms, None);
                 }
             }
         }
@@ -730,7 +749,8 @@ mod tests {
     async fn ingest_for(store: &Store, webhook_id: &str, id: &str, now_ms: u64) -> Delivery {
         let event = event(id);
         let delivery = Delivery::new(&event, webhook_id, true, OffsetDateTime::now_utc());
-        let accept = Accept { event, deliveries: vec![delivery.clone()], response: json!({}) };
+        let accept =
+            Accept { event, deliveries: vec![delivery.clone()], response: json!({}), unordered: Vec::new() };
         store.accept(&[accept], None, now_ms).await.unwrap();
         delivery
     }

@@ -6,6 +6,9 @@
 //! - A fresh delivery is right only until its next turn: it is *taken* (read once), and only
 //!   for the queue entry it was written (or read ahead) with — a turn moves or removes that
 //!   entry, so a delivery worked since, here or on another host, is never served from here.
+//!   One kept by ingest carries its event: kept before the write (the engine may take the
+//!   entry before the write returns), under a new delivery id, so it is only ever asked for
+//!   once its event was stored as given — an event seen before stores no deliveries.
 //!   (A turn that waits for its plugin keeps its entry and records only why it waits: the
 //!   next turn runs the plugin again either way.)
 
@@ -25,9 +28,16 @@ const DELIVERIES: usize = 32_768;
 /// Recent events by company and id.
 pub(super) type RecentEvents = Recent<(String, String), Arc<Event>>;
 
-/// Deliveries as ingest wrote them (or as read ahead of their turn), by id, with the due time
-/// of their queue entry then.
-pub(super) type FreshDeliveries = Recent<String, (u64, Arc<Delivery>)>;
+/// Deliveries as ingest wrote them (or as read ahead of their turn), by id.
+pub(super) type FreshDeliveries = Recent<String, Fresh>;
+
+/// A delivery as written, with the due time of its queue entry then, and its event when
+/// ingest kept it.
+pub(super) struct Fresh {
+    due_ms: u64,
+    delivery: Arc<Delivery>,
+    event: Option<Arc<Event>>,
+}
 
 /// A bounded map, oldest dropped first. Cheap to clone (shared).
 pub(super) struct Recent<K, V> {
@@ -56,7 +66,11 @@ impl RecentEvents {
     }
 
     pub(super) fn remember(&self, event: &Event) {
-        self.insert((event.company_id.clone(), event.id.clone()), Arc::new(event.clone()));
+        self.keep(Arc::new(event.clone()));
+    }
+
+    pub(super) fn keep(&self, event: Arc<Event>) {
+        self.insert((event.company_id.clone(), event.id.clone()), event);
     }
 
     pub(super) fn event(&self, company_id: &str, id: &str) -> Option<Arc<Event>> {
@@ -76,21 +90,22 @@ impl FreshDeliveries {
         Recent::with_capacity(DELIVERIES)
     }
 
-    pub(super) fn remember(&self, delivery: &Delivery, due_ms: u64) {
-        self.insert(delivery.id.clone(), (due_ms, Arc::new(delivery.clone())));
+    pub(super) fn remember(&self, delivery: &Delivery, due_ms: u64, event: Option<Arc<Event>>) {
+        self.insert(delivery.id.clone(), Fresh { due_ms, delivery: Arc::new(delivery.clone()), event });
     }
 
     /// The event (company, id) of the delivery kept as `id`, if one is.
     pub(super) fn event_of(&self, id: &str) -> Option<(String, String)> {
         let entries = self.lock();
-        let (_, (_, delivery)) = entries.by_key.get(id)?;
-        Some((delivery.company_id.clone(), delivery.event_id.clone()))
+        let (_, fresh) = entries.by_key.get(id)?;
+        Some((fresh.delivery.company_id.clone(), fresh.delivery.event_id.clone()))
     }
 
-    /// The delivery as ingest wrote it, if `due_ms` is its first queue entry's; gone after.
-    pub(super) fn take(&self, id: &str, due_ms: u64) -> Option<Arc<Delivery>> {
-        let (_, (due, delivery)) = self.lock().by_key.remove(id)?;
-        (due == due_ms).then_some(delivery)
+    /// The delivery as ingest wrote it, and its event if kept with it, if `due_ms` is its
+    /// first queue entry's; gone after.
+    pub(super) fn take(&self, id: &str, due_ms: u64) -> Option<(Arc<Delivery>, Option<Arc<Event>>)> {
+        let (_, fresh) = self.lock().by_key.remove(id)?;
+        (fresh.due_ms == due_ms).then_some((fresh.delivery, fresh.event))
     }
 }
 
@@ -202,11 +217,11 @@ mod tests {
     fn a_fresh_delivery_is_read_once_and_only_for_its_first_queue_entry() {
         let fresh = FreshDeliveries::deliveries();
         let delivery = Delivery::new(&event(1), "w", true, time::OffsetDateTime::UNIX_EPOCH);
-        fresh.remember(&delivery, 10);
+        fresh.remember(&delivery, 10, None);
         assert!(fresh.take(&delivery.id, 11).is_none(), "a moved entry: the delivery was worked");
         assert!(fresh.take(&delivery.id, 10).is_none(), "and it is forgotten");
-        fresh.remember(&delivery, 10);
-        assert_eq!(fresh.take(&delivery.id, 10).unwrap().id, delivery.id);
+        fresh.remember(&delivery, 10, None);
+        assert_eq!(fresh.take(&delivery.id, 10).unwrap().0.id, delivery.id);
         assert!(fresh.take(&delivery.id, 10).is_none(), "taken once");
     }
 }

@@ -281,6 +281,7 @@ mod tests {
                             },
                             deliveries: vec![delivery(*i, now)],
                             response: json!({"id": format!("e{i:05}")}),
+                            unordered: Vec::new(),
                         })
                         .collect();
                     store.accept(&accepts, None, super::super::now_ms()).await.unwrap();

@@ -10,6 +10,11 @@
 //! PostgreSQL refuses for its data (not for its connection) is written again call by call, so
 //! one bad call fails alone.
 //!
+//! A queue entry of a webhook whose deliveries may go in any order, for a lane this host keeps
+//! (see `lanes.rs`), is written claimed by this process and handed to its own engine (through
+//! `Shared::kept`): no claim, no read back, no notification. An `ordered` webhook's entries are
+//! written unclaimed: a claim finds them in order with those other hosts wrote before them.
+//!
 //! A call with an `Idempotency-Key` (rare) has a transaction of its own: the same statement,
 //! then the key inserted `ON CONFLICT DO NOTHING` — a second request racing with the same
 //! key waits on the first's row, finds it, rolls back and replays the first's outcomes.
@@ -24,13 +29,21 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::types::ToSql;
 
-use super::{Shared, decode, encode, error_text, int, pg_error, pool_error_text, refused_data, status_name};
+use uuid::Uuid;
+
+use super::{
+    Shared, decode, encode, error_text, int, pg_error, pool_error_text, refused_data, status_name, uint,
+};
 use crate::domain::delivery::DeliveryStatus;
 use crate::store::group::{Grouping, Groups};
-use crate::store::{Accept, IdempotencyKey, Outcome, StoreError, Stored};
+use crate::store::{Accept, IdempotencyKey, Outcome, QueueEntry, StoreError, Stored};
 
 /// Events in one group at most: bounds a statement's size (and its arrays).
 const GROUP_EVENTS: usize = 2000;
+
+/// Entries claimed as written and not yet taken by the engine, at most: past this (an
+/// engine that cannot keep up) new ones are written unclaimed and wait in the database.
+const KEPT_MAX: usize = 100_000;
 
 /// The one statement that writes a group. Deliveries and queue entries are kept only for the
 /// events the first part inserted (`new_events`); an event that was there already writes
@@ -43,15 +56,15 @@ WITH new_events AS (
     RETURNING company_id, id
 ), new_deliveries AS (
     SELECT d.* FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                           $11::timestamptz[], $12::bytea[], $13::int8[])
-        AS d(company_id, event_id, id, webhook_id, status, created_at, record, due_ms)
+                           $11::timestamptz[], $12::bytea[], $13::int8[], $14::uuid[])
+        AS d(company_id, event_id, id, webhook_id, status, created_at, record, due_ms, claimed_by)
     WHERE (d.company_id, d.event_id) IN (SELECT company_id, id FROM new_events)
 ), stored_deliveries AS (
     INSERT INTO deliveries (id, webhook_id, status, created_at, record)
     SELECT id, webhook_id, status, created_at, record FROM new_deliveries
 ), stored_queue AS (
-    INSERT INTO queue (delivery_id, webhook_id, due_ms)
-    SELECT id, webhook_id, due_ms FROM new_deliveries WHERE due_ms IS NOT NULL
+    INSERT INTO queue (delivery_id, webhook_id, due_ms, claimed_by)
+    SELECT id, webhook_id, due_ms, claimed_by FROM new_deliveries WHERE due_ms IS NOT NULL
 )
 SELECT company_id, id FROM new_events";
 
@@ -82,6 +95,8 @@ struct DeliveryRow {
     created_at: OffsetDateTime,
     record: Vec<u8>,
     queued: bool,
+    /// Its webhook's deliveries may go in any order: its entry may be claimed as written.
+    any_order: bool,
 }
 
 impl Prepared {
@@ -104,6 +119,7 @@ impl Prepared {
                         created_at: delivery.created_at,
                         record: encode(delivery),
                         queued: delivery.status == DeliveryStatus::Pending,
+                        any_order: accept.unordered.contains(&delivery.webhook_id),
                     })
                     .collect(),
             })
@@ -161,15 +177,40 @@ fn closed() -> StoreError {
     StoreError::Unavailable("storage is closed".into())
 }
 
+/// The webhooks of these calls' queued entries that are claimed as they are written: those
+/// whose deliveries may go in any order, of the lanes this host keeps. Called holding
+/// `Lanes::writing` (shared) until the entries are committed and kept.
+fn claimed_as_written(shared: &Shared, calls: &[Prepared]) -> HashSet<String> {
+    if shared.kept().len() >= KEPT_MAX {
+        return HashSet::new();
+    }
+    let candidates = calls
+        .iter()
+        .flat_map(|call| &call.events)
+        .flat_map(|event| &event.deliveries)
+        .filter(|delivery| delivery.queued && delivery.any_order)
+        .map(|delivery| delivery.webhook_id.as_str());
+    shared.lanes.keeping(candidates)
+}
+
+/// What a group wrote, passed on: entries claimed as written to this engine, the others
+/// announced.
+fn wrote(shared: &Shared, written: &mut Written) {
+    shared.kept_written(std::mem::take(&mut written.kept));
+    shared.queued(written.queued, written.webhooks.iter().map(String::as_str));
+}
+
 async fn write_and_answer(shared: &Shared, group: Vec<(Prepared, Reply)>) {
     let (calls, replies): (Vec<Prepared>, Vec<Reply>) = group.into_iter().unzip();
+    let _writing = shared.lanes.writing.read().await;
+    let claimed = claimed_as_written(shared, &calls);
     let written = match shared.pool.get().await {
-        Ok(client) => write_group(&client, &calls).await.map_err(Failure::Db),
+        Ok(client) => write_group(&client, &calls, shared.me, &claimed).await.map_err(Failure::Db),
         Err(error) => Err(Failure::Store(StoreError::Unavailable(pool_error_text(&error)))),
     };
     match written {
-        Ok(written) => {
-            shared.queued(written.queued, written.webhooks.iter().map(String::as_str));
+        Ok(mut written) => {
+            wrote(shared, &mut written);
             for (reply, outcomes) in replies.into_iter().zip(written.outcomes) {
                 let _ = reply.send(outcomes);
             }
@@ -179,11 +220,13 @@ async fn write_and_answer(shared: &Shared, group: Vec<(Prepared, Reply)>) {
             tracing::warn!(error = %error_text(&error), "a group of events was refused; writing them one by one");
             for (call, reply) in calls.into_iter().zip(replies) {
                 let written = match shared.pool.get().await {
-                    Ok(client) => write_group(&client, std::slice::from_ref(&call)).await.map_err(pg_error),
+                    Ok(client) => write_group(&client, std::slice::from_ref(&call), shared.me, &claimed)
+                        .await
+                        .map_err(pg_error),
                     Err(error) => Err(StoreError::Unavailable(pool_error_text(&error))),
                 };
                 let outcomes = written.and_then(|mut written| {
-                    shared.queued(written.queued, written.webhooks.iter().map(String::as_str));
+                    wrote(shared, &mut written);
                     written.outcomes.pop().unwrap_or_else(|| Ok(Vec::new()))
                 });
                 let _ = reply.send(outcomes);
@@ -207,9 +250,10 @@ enum Failure {
 }
 
 /// What a group wrote: each call's outcomes (or why it has none: an unreadable stored
-/// answer), how many queue entries, and for which webhooks.
+/// answer), the entries claimed as written, and how many unclaimed ones, for which webhooks.
 struct Written {
     outcomes: Vec<Result<Vec<Outcome>, StoreError>>,
+    kept: Vec<QueueEntry>,
     queued: u64,
     webhooks: HashSet<String>,
 }
@@ -226,9 +270,13 @@ enum Slot {
 /// a second to read the answers of events that were there already. Outside a transaction the
 /// first commits alone: should the second fail, the calls hear "unavailable" though their
 /// events are stored, and a retry finds them as duplicates (as after a lost COMMIT reply).
+/// Queue entries of the `claimed` webhooks whose deliveries may go in any order are written
+/// claimed by `me`.
 async fn write_group(
     client: &impl GenericClient,
     calls: &[Prepared],
+    me: Uuid,
+    claimed: &HashSet<String>,
 ) -> Result<Written, tokio_postgres::Error> {
     // Each key once, the first event with it; the rest answer as its duplicates.
     let mut first_of: HashMap<(&str, &str), (usize, usize)> = HashMap::new();
@@ -268,6 +316,8 @@ async fn write_group(
     let mut d_created = Vec::new();
     let mut d_record = Vec::new();
     let mut d_due: Vec<Option<i64>> = Vec::new();
+    let mut d_claimed: Vec<Option<Uuid>> = Vec::new();
+    let claims = |delivery: &DeliveryRow| delivery.any_order && claimed.contains(&delivery.webhook_id);
     for (event, now_ms) in &candidates {
         company_ids.push(event.company_id.as_str());
         ids.push(event.id.as_str());
@@ -283,10 +333,11 @@ async fn write_group(
             d_created.push(delivery.created_at);
             d_record.push(delivery.record.as_slice());
             d_due.push(delivery.queued.then_some(*now_ms));
+            d_claimed.push((delivery.queued && claims(delivery)).then_some(me));
         }
     }
     let statement = client.prepare_cached(WRITE_GROUP).await?;
-    let params: [&(dyn ToSql + Sync); 13] = [
+    let params: [&(dyn ToSql + Sync); 14] = [
         &company_ids,
         &ids,
         &accepted,
@@ -300,6 +351,7 @@ async fn write_group(
         &d_created,
         &d_record,
         &d_due,
+        &d_claimed,
     ];
     let rows = client.query(&statement, &params).await?;
     let mut inserted: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
@@ -332,7 +384,7 @@ async fn write_group(
     }
 
     // Answers in call order: a repeat always comes after the first of its key.
-    let mut queued = 0u64;
+    let (mut kept, mut queued) = (Vec::new(), 0u64);
     let mut webhooks: HashSet<String> = HashSet::new();
     let mut answers: HashMap<(usize, usize), Result<Value, String>> = HashMap::new();
     let mut outcomes = Vec::with_capacity(calls.len());
@@ -348,6 +400,10 @@ async fn write_group(
                 },
                 Slot::Candidate if inserted.contains(&key) => {
                     for delivery in event.deliveries.iter().filter(|d| d.queued) {
+                        if claims(delivery) {
+                            kept.push(QueueEntry::new(uint(call.now_ms), &delivery.id, &delivery.webhook_id));
+                            continue;
+                        }
                         queued += 1;
                         if !webhooks.contains(&delivery.webhook_id) {
                             webhooks.insert(delivery.webhook_id.clone());
@@ -370,7 +426,7 @@ async fn write_group(
         }
         outcomes.push(call_outcomes.into_iter().collect::<Result<Vec<_>, _>>().map_err(StoreError::Corrupt));
     }
-    Ok(Written { outcomes, queued, webhooks })
+    Ok(Written { outcomes, kept, queued, webhooks })
 }
 
 /// An accept under an `Idempotency-Key`: the group statement and the key, in one transaction.
@@ -380,8 +436,12 @@ async fn accept_with_key(
     key: &IdempotencyKey,
 ) -> Result<Stored, StoreError> {
     let mut client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    let _writing = shared.lanes.writing.read().await;
+    let claimed = claimed_as_written(shared, std::slice::from_ref(&call));
     let transaction = client.transaction().await.map_err(pg_error)?;
-    let mut written = write_group(&transaction, std::slice::from_ref(&call)).await.map_err(pg_error)?;
+    let mut written = write_group(&transaction, std::slice::from_ref(&call), shared.me, &claimed)
+        .await
+        .map_err(pg_error)?;
     let outcomes = written.outcomes.pop().unwrap_or_else(|| Ok(Vec::new()))?;
     let inserted = transaction
         .execute(
@@ -393,7 +453,7 @@ async fn accept_with_key(
         .map_err(pg_error)?;
     if inserted == 1 {
         transaction.commit().await.map_err(pg_error)?;
-        shared.queued(written.queued, written.webhooks.iter().map(String::as_str));
+        wrote(shared, &mut written);
         return Ok(Stored::Accepted(outcomes));
     }
     // Used before (or by a request racing this one, which committed first): nothing of this

@@ -33,6 +33,13 @@
 //!   on its own lanes (a turn that a host finished after its lane was taken over).
 //! - Closing deletes this process's lanes and its `hosts` row: others take over at once.
 //!
+//! - Claimed as written: ingest marks the entries it writes for a lane this host keeps (owns,
+//!   is not releasing, is in touch) with this process's id at once, and hands them to its own
+//!   engine without a claim (see `ingest.rs`). A write decides that and commits while holding
+//!   `Lanes::writing` shared; whatever stops keeping a lane in the database — a release, the
+//!   beat forgetting or releasing idle lanes — holds it exclusively, so it never misses an
+//!   entry claimed as written that is not committed yet.
+//!
 //! Claims, beats, acquisitions and releases of one process take turns (`Lanes::busy`), so
 //! none sees what this process owns halfway through another's change.
 
@@ -85,6 +92,9 @@ pub(super) struct Lanes {
     pub(super) timing: Timing,
     /// Held by claims, beats, acquisitions and releases (see the module docs).
     pub(super) busy: tokio::sync::Mutex<()>,
+    /// Held shared by ingest from deciding which entries it claims as written until they
+    /// are committed; exclusively by what stops keeping a lane (see the module docs).
+    pub(super) writing: tokio::sync::RwLock<()>,
     state: Mutex<State>,
 }
 
@@ -111,7 +121,12 @@ struct State {
 
 impl Lanes {
     pub(super) fn new(timing: Timing) -> Lanes {
-        Lanes { timing, busy: tokio::sync::Mutex::new(()), state: Mutex::default() }
+        Lanes {
+            timing,
+            busy: tokio::sync::Mutex::new(()),
+            writing: tokio::sync::RwLock::new(()),
+            state: Mutex::default(),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -154,6 +169,20 @@ impl Lanes {
         let wake = webhooks.iter().any(|webhook| works(&state, webhook, me));
         state.fresh.extend(webhooks);
         wake
+    }
+
+    /// Of these webhooks, those whose lanes this host keeps: owned, not being released, and
+    /// in touch. To be relied on only while holding `writing`.
+    pub(super) fn keeping<'a>(&self, webhooks: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
+        let state = self.state();
+        if self.stale(&state) {
+            return HashSet::new();
+        }
+        webhooks
+            .into_iter()
+            .filter(|webhook| state.owned.contains(*webhook) && !state.releasing.contains(*webhook))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Whether this host works `webhook`'s deliveries: it owns the lane or should take it.
@@ -385,6 +414,9 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
     hosts.push(me);
     hosts.sort_unstable();
     let statement = client.prepare_cached(BEAT_LANES).await.map_err(pg_error)?;
+    // Until `owned` says which lanes were forgotten or lost: none gets an entry claimed as
+    // written meanwhile.
+    let writing = lanes.writing.write().await;
     let rows = client.query(&statement, &[&me, &ms(timing.lease)]).await.map_err(pg_error)?;
     let (mut renewed, mut forgotten) = (HashSet::new(), HashSet::new());
     for row in rows {
@@ -419,10 +451,13 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
         state.beaten = Some(started);
         (departed, newly_reported, state.releasing.iter().cloned().collect::<Vec<String>>())
     };
+    drop(writing);
     let mut wake = newly_reported;
 
     if !reported.is_empty() {
         let statement = client.prepare_cached(RELEASE_IDLE).await.map_err(pg_error)?;
+        // An entry claimed as written but not committed yet is a claim it would not see.
+        let _writing = lanes.writing.write().await;
         let rows = client.query(&statement, &[&me, &reported]).await.map_err(pg_error)?;
         let idle: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
         if !idle.is_empty() {
@@ -446,7 +481,7 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
     }
     wake |= acquire_unowned(&client, shared).await?;
     if wake {
-        shared.work.notify_one();
+        shared.wake_to_claim();
     }
     Ok(())
 }
@@ -509,6 +544,7 @@ async fn acquire(
 pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreError> {
     let _busy = shared.lanes.busy.lock().await;
     let mut client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    let _writing = shared.lanes.writing.write().await;
     let transaction = client.transaction().await.map_err(pg_error)?;
     let returned = transaction
         .prepare_cached("UPDATE queue SET claimed_by = NULL WHERE webhook_id = $1 AND claimed_by = $2");
@@ -517,6 +553,8 @@ pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreE
     transaction.execute(&returned, &[&webhook, &shared.me]).await.map_err(pg_error)?;
     transaction.execute(&deleted, &[&webhook, &shared.me]).await.map_err(pg_error)?;
     transaction.commit().await.map_err(pg_error)?;
+    // Returned in the database: no longer this engine's to take.
+    shared.kept().retain(|entry| entry.webhook_id != webhook);
     let mut state = shared.lanes.state();
     state.owned.remove(webhook);
     state.releasing.remove(webhook);
@@ -525,7 +563,7 @@ pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreE
     state.fresh.insert(webhook.to_owned());
     drop(state);
     shared.announce.notify_one();
-    shared.work.notify_one();
+    shared.wake_to_claim();
     Ok(())
 }
 
@@ -534,6 +572,7 @@ pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreE
 pub(super) async fn leave(shared: &Shared, channel: &str) -> Result<(), StoreError> {
     let _busy = shared.lanes.busy.lock().await;
     let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
+    let _writing = shared.lanes.writing.write().await;
     let me = shared.me;
     client.execute("DELETE FROM lanes WHERE owner = $1", &[&me]).await.map_err(pg_error)?;
     client.execute("DELETE FROM hosts WHERE id = $1", &[&me]).await.map_err(pg_error)?;

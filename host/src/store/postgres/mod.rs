@@ -38,7 +38,7 @@ pub(crate) mod testing;
 mod tests;
 mod versions;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -149,6 +149,14 @@ struct Shared {
     depth: AtomicU64,
     /// Set when queue entries may have been written: wakes [`PgStore::wait_for_work`].
     work: Notify,
+    /// The queue may hold entries for this host that only a claim from the database finds
+    /// (written unclaimed, by another host or for a lane not kept here then; returned; or a
+    /// notification missed): the next [`PgStore::claim`] asks the database, not only `kept`.
+    unclaimed: AtomicBool,
+    /// Entries this process wrote claimed already (see `ingest.rs`), for its engine's next
+    /// claim; those of a lane released are dropped with the release (returned in the
+    /// database by it).
+    kept: Mutex<Vec<QueueEntry>>,
     /// Set when other hosts should hear that queue entries were written (see `queue.rs`).
     announce: Notify,
     /// Set when another host wrote a change (see [`PgStore::changes_since`]).
@@ -158,16 +166,37 @@ struct Shared {
 }
 
 impl Shared {
-    /// Entries were written for these webhooks (`entries` new ones).
+    /// Unclaimed entries were written for these webhooks (`entries` new ones).
     fn queued<'a>(&self, entries: u64, webhooks: impl IntoIterator<Item = &'a str>) {
         self.depth.fetch_add(entries, Ordering::Relaxed);
         let (wake, tell) = self.lanes.wrote(webhooks, self.me);
         if wake {
-            self.work.notify_one();
+            self.wake_to_claim();
         }
         if tell {
             self.announce.notify_one();
         }
+    }
+
+    /// Entries were written claimed by this process, for its own engine: no claim, and
+    /// nothing to tell other hosts.
+    fn kept_written(&self, entries: Vec<QueueEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        self.depth.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        self.kept().extend(entries);
+        self.work.notify_one();
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<QueueEntry>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the engine to claim from the database.
+    fn wake_to_claim(&self) {
+        self.unclaimed.store(true, Ordering::Relaxed);
+        self.work.notify_one();
     }
 
     fn dequeued(&self, entries: u64) {
@@ -246,6 +275,9 @@ impl PgStore {
             me: Uuid::now_v7(),
             depth: AtomicU64::new(uint(depth)),
             work: Notify::new(),
+            // Whatever was queued before this start waits in the database.
+            unclaimed: AtomicBool::new(true),
+            kept: Mutex::default(),
             announce: Notify::new(),
             changes: Notify::new(),
             lanes: lanes::Lanes::new(timing),
@@ -799,8 +831,9 @@ impl PgStore {
         self.inner.shared.depth.load(Ordering::Relaxed)
     }
 
-    /// Takes up to `limit` unclaimed entries of the webhooks whose lanes this host owns and
-    /// is not releasing (see `lanes.rs`), earliest due first.
+    /// Takes up to `limit` entries of the webhooks whose lanes this host owns and is not
+    /// releasing (see `lanes.rs`), earliest due first: those this process wrote claimed
+    /// already, and — when some may be there — unclaimed ones from the database.
     pub async fn claim(&self, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
         queue::claim(&self.inner.shared, limit).await
     }
@@ -808,7 +841,11 @@ impl PgStore {
     /// Returns when entries may have been written, lanes acquired, or lanes are to be
     /// released (at the latest after the poll).
     pub async fn wait_for_work(&self) {
-        let _ = tokio::time::timeout(self.inner.poll, self.inner.shared.work.notified()).await;
+        let shared = &self.inner.shared;
+        if tokio::time::timeout(self.inner.poll, shared.work.notified()).await.is_err() {
+            // The safety net: a notification may have been lost.
+            shared.unclaimed.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Whether this host works the webhook's deliveries (it holds the lane or should take it):

@@ -4,7 +4,11 @@
 //!   delivery_id = ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED))`, taking unclaimed entries (through a
 //!   partial index, so a claim never steps over the thousands this process may be holding)
 //!   of the webhooks whose lanes this host owns (see `lanes.rs`). Entries an earlier process
-//!   claimed (it died) are returned when a host takes that process's lanes over.
+//!   claimed (it died) are returned when a host takes that process's lanes over. Entries
+//!   this process wrote claimed already (see `ingest.rs`) come from memory; the database is
+//!   asked only when it may hold some unclaimed for this host (`Shared::unclaimed`: written
+//!   by another host or for a lane not kept here, returned, or a notification missed) —
+//!   on one host under steady load, almost never.
 //! - Finishing: concurrent [`finish`] calls are written by one task, together, in one
 //!   statement per group, with `synchronous_commit = off` (claims and announcements too: see
 //!   `Shared::queue_pool`) — a turn lost in a crash only means the delivery is worked again
@@ -112,10 +116,49 @@ pub(super) async fn claim(shared: &Shared, limit: usize) -> Result<Vec<QueueEntr
         return Ok(Vec::new());
     }
     let _busy = shared.lanes.busy.lock().await;
-    lanes::acquire_wanted(shared).await?;
     let Some(skipped) = shared.lanes.skipped() else {
         return Ok(Vec::new()); // this host lost touch: its lanes may be others' by now
     };
+    // Those of lanes being released stay until their release drops them.
+    let mut entries: Vec<QueueEntry> = {
+        let mut kept = shared.kept();
+        let (mut taken, mut left) = (Vec::new(), Vec::new());
+        for entry in kept.drain(..) {
+            match taken.len() < limit && !skipped.contains(&entry.webhook_id) {
+                true => taken.push(entry),
+                false => left.push(entry),
+            }
+        }
+        *kept = left;
+        taken
+    };
+    let room = limit - entries.len();
+    if room > 0 && shared.unclaimed.swap(false, Ordering::Relaxed) {
+        match claim_unclaimed(shared, room).await {
+            Ok(claimed) => {
+                if claimed.len() == room {
+                    shared.unclaimed.store(true, Ordering::Relaxed); // there may be more
+                }
+                entries.extend(claimed);
+            }
+            Err(error) => {
+                shared.unclaimed.store(true, Ordering::Relaxed);
+                shared.kept().extend(entries);
+                return Err(error);
+            }
+        }
+    }
+    entries.sort_unstable_by(|a, b| (a.due_ms, &a.delivery_id).cmp(&(b.due_ms, &b.delivery_id)));
+    Ok(entries)
+}
+
+/// Claims from the database: the lanes new entries were written for first, then up to
+/// `limit` unclaimed entries of the lanes this host owns and is not releasing. Called with
+/// `Lanes::busy` held.
+async fn claim_unclaimed(shared: &Shared, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
+    lanes::acquire_wanted(shared).await?;
+    // Lanes acquired just now are not skipped; those reported since are.
+    let Some(skipped) = shared.lanes.skipped() else { return Ok(Vec::new()) };
     let client = shared.queue_pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
     let statement = client.prepare_cached(CLAIM).await.map_err(pg_error)?;
     let limit = int(limit as u64);
@@ -126,10 +169,7 @@ pub(super) async fn claim(shared: &Shared, limit: usize) -> Result<Vec<QueueEntr
     // database crash only puts its entries back.
     let params: [&(dyn ToSql + Sync); 3] = [&shared.me, &limit, &skipped];
     let rows = client.query(&statement, &params).await.map_err(pg_error)?;
-    let mut entries: Vec<QueueEntry> =
-        rows.iter().map(|row| QueueEntry::new(uint(row.get(2)), row.get(0), row.get(1))).collect();
-    entries.sort_unstable_by(|a, b| (a.due_ms, &a.delivery_id).cmp(&(b.due_ms, &b.delivery_id)));
-    Ok(entries)
+    Ok(rows.iter().map(|row| QueueEntry::new(uint(row.get(2)), row.get(0), row.get(1))).collect())
 }
 
 /// A turn of a delivery, encoded by its caller.
@@ -333,7 +373,7 @@ async fn listen_once(
                         channel if channel == CHANNEL || channel == own => {
                             let webhooks: Vec<String> = lines.map(str::to_owned).collect();
                             if shared.lanes.heard((!webhooks.is_empty()).then_some(webhooks), shared.me) {
-                                shared.work.notify_one();
+                                shared.wake_to_claim();
                             }
                         }
                         _ => shared.changes.notify_one(),
@@ -351,7 +391,7 @@ async fn listen_once(
         if listened_before {
             // Notifications sent while it was away are lost: look again now.
             shared.lanes.heard(None, shared.me);
-            shared.work.notify_one();
+            shared.wake_to_claim();
             shared.changes.notify_one();
         }
         std::future::pending::<Result<(), tokio_postgres::Error>>().await

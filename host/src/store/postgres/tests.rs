@@ -2,6 +2,7 @@
 //! (`testing.rs`) and is skipped when no server answers.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
@@ -133,7 +134,8 @@ fn by_id(mut deliveries: Vec<Delivery>) -> Vec<Delivery> {
 }
 
 fn accept(event: Event, deliveries: Vec<Delivery>, response: Value) -> Accept {
-    Accept { event, deliveries, response }
+    let unordered = deliveries.iter().map(|delivery| delivery.webhook_id.clone()).collect();
+    Accept { event, deliveries, response, unordered }
 }
 
 fn attempt(message: &str, at_ms: i64) -> Attempt {
@@ -1174,6 +1176,129 @@ async fn a_host_out_of_touch_stops_claiming_and_reports_every_lane() {
     }
     assert_eq!(count(&db, "lanes").await, 0);
     assert_eq!(claimed_by(&db).await.values().filter(|c| c.is_some()).count(), 0, "its claims returned");
+}
+
+#[tokio::test]
+async fn entries_of_a_lane_kept_here_are_claimed_as_written() {
+    let db = database!();
+    let (a, b) = (host(&db).await, host(&db).await);
+    see_each_other(&[&a, &b], 2).await;
+    let hosts = a.inner.shared.lanes.hosts();
+    let w =
+        webhooks(20).into_iter().find(|w| lanes::preferred(&hosts, w) == Some(me(&a))).expect("one of a's");
+    queue_for(&a, std::slice::from_ref(&w), 1).await;
+    assert_eq!(a.claim(10).await.expect("claim").len(), 1, "the first claim takes the lane");
+
+    // Written on the host that keeps the lane: claimed as written, handed over without a claim.
+    let made = by_id(queue_for(&a, std::slice::from_ref(&w), 3).await);
+    let marks = claimed_by(&db).await;
+    assert!(made.iter().all(|d| marks[&d.id] == Some(me(&a))), "claimed by a in the same write");
+    assert!(!a.inner.shared.unclaimed.load(Ordering::Relaxed), "nothing to claim from the database");
+    let taken = a.claim(10).await.expect("claim");
+    let ids = |entries: &[QueueEntry]| entries.iter().map(|e| e.delivery_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&taken), made.iter().map(|d| d.id.clone()).collect::<Vec<_>>());
+    assert!(a.claim(10).await.expect("claim").is_empty(), "each once");
+    assert!(b.claim(10).await.expect("claim").is_empty(), "never by another host");
+
+    // Written on another host, or for an ordered webhook: unclaimed, found by a claim.
+    let elsewhere = queue_for(&b, std::slice::from_ref(&w), 1).await;
+    let e = event("c1", "ordered");
+    let ordered = delivery(&e, &w, DeliveryStatus::Pending);
+    let call =
+        Accept { event: e, deliveries: vec![ordered.clone()], response: json!({}), unordered: Vec::new() };
+    a.accept(&[call], None, 5).await.expect("accept");
+    assert_eq!(claimed_by(&db).await[&ordered.id], None);
+    let mut found = Vec::new();
+    eventually("a claims what b wrote and the ordered entry", Duration::from_secs(5), async || {
+        found.extend(ids(&a.claim(10).await.expect("claim")));
+        found.len() >= 2
+    })
+    .await;
+    found.sort();
+    let mut expected = vec![elsewhere[0].id.clone(), ordered.id.clone()];
+    expected.sort();
+    assert_eq!(found, expected);
+
+    // A lane released with entries claimed as written not taken yet: they go back with it,
+    // and the engine never gets them from here.
+    let late = queue_for(&a, std::slice::from_ref(&w), 2).await;
+    a.release_lane(&w).await.expect("release");
+    let marks = claimed_by(&db).await;
+    assert!(marks.values().all(Option::is_none), "every claim returned: {marks:?}");
+    let mut again = Vec::new();
+    eventually("the lane's entries are claimed again, each once", Duration::from_secs(5), async || {
+        again.extend(ids(&a.claim(100).await.expect("claim")));
+        again.len() >= marks.len()
+    })
+    .await;
+    let unique: HashSet<&String> = again.iter().collect();
+    assert_eq!(unique.len(), marks.len(), "each once: {again:?}");
+    assert!(late.iter().all(|d| unique.contains(&d.id)));
+}
+
+#[tokio::test]
+async fn entries_claimed_as_written_while_a_lane_is_handed_over_go_with_it() {
+    let db = database!();
+    let a = host(&db).await;
+    let all = webhooks(20);
+    let held = queue_for(&a, &all, 1).await;
+    assert_eq!(a.claim(1000).await.expect("claim").len(), held.len(), "a owns every lane");
+
+    // A write in flight (the queue locked) when a second host joins: it claims as written
+    // for every lane, since a keeps them all when it decides.
+    let mut locker = sql(&db).await;
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE").await.expect("lock");
+    let writer = tokio::spawn({
+        let (a, all) = (a.clone(), all.clone());
+        async move { queue_for(&a, &all, 1).await }
+    });
+    eventually("the write waits for the lock", Duration::from_secs(5), async || {
+        let waiting: i64 = sql(&db)
+            .await
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .expect("locks")
+            .get(0);
+        waiting > 0
+    })
+    .await;
+    let b = host(&db).await;
+    lock.commit().await.expect("unlock");
+    let written = writer.await.expect("the write");
+    assert!(claimed_by(&db).await.values().all(|c| *c == Some(me(&a))));
+
+    see_each_other(&[&a, &b], 2).await;
+    let hosts = b.inner.shared.lanes.hosts();
+    let theirs: Vec<String> =
+        all.iter().filter(|w| lanes::preferred(&hosts, w) == Some(me(&b))).cloned().collect();
+    assert!(!theirs.is_empty() && theirs.len() < all.len(), "20 webhooks spread over 2 hosts");
+    eventually("the first host reports the lanes to release", Duration::from_secs(5), async || {
+        a.lanes_to_release().await == theirs
+    })
+    .await;
+    // What it claimed as written of the lanes it keeps comes out; the others' stays back.
+    let kept = a.claim(1000).await.expect("claim");
+    assert!(!kept.is_empty() && kept.iter().all(|e| !theirs.contains(&e.webhook_id)), "{kept:?}");
+    assert_eq!(kept.len(), all.len() - theirs.len());
+    for webhook in &theirs {
+        a.release_lane(webhook).await.expect("release");
+    }
+    let expected: HashSet<String> = held
+        .iter()
+        .chain(&written)
+        .filter(|d| theirs.contains(&d.webhook_id))
+        .map(|d| d.id.clone())
+        .collect();
+    let mut taken: Vec<String> = Vec::new();
+    eventually("the newcomer claims the released lanes' entries", Duration::from_secs(5), async || {
+        taken.extend(b.claim(1000).await.expect("claim").into_iter().map(|e| e.delivery_id));
+        taken.len() >= expected.len()
+    })
+    .await;
+    assert_eq!(taken.len(), expected.len(), "each once");
+    assert_eq!(taken.into_iter().collect::<HashSet<_>>(), expected);
+    assert!(a.claim(1000).await.expect("claim").is_empty(), "nothing of them from the first host");
 }
 
 #[test]
