@@ -31,6 +31,7 @@ use tokio_postgres::types::ToSql;
 
 use uuid::Uuid;
 
+use super::lanes::Writing;
 use super::{
     Shared, decode, encode, error_text, int, pg_error, pool_error_text, refused_data, status_name, uint,
 };
@@ -177,20 +178,18 @@ fn closed() -> StoreError {
     StoreError::Unavailable("storage is closed".into())
 }
 
-/// The webhooks of these calls' queued entries that are claimed as they are written: those
-/// whose deliveries may go in any order, of the lanes this host keeps. Called holding
-/// `Lanes::writing` (shared) until the entries are committed and kept.
-fn claimed_as_written(shared: &Shared, calls: &[Prepared]) -> HashSet<String> {
-    if shared.kept().len() >= KEPT_MAX {
-        return HashSet::new();
-    }
+/// Starts a write of these calls: the queued entries of webhooks whose deliveries may go in
+/// any order, of the lanes this host keeps, are claimed as written. Kept until their entries
+/// are (see `lanes.rs`).
+fn claiming_as_written<'a>(shared: &'a Shared, calls: &[Prepared]) -> Writing<'a> {
+    let room = shared.kept().len() < KEPT_MAX;
     let candidates = calls
         .iter()
         .flat_map(|call| &call.events)
         .flat_map(|event| &event.deliveries)
-        .filter(|delivery| delivery.queued && delivery.any_order)
+        .filter(move |delivery| room && delivery.queued && delivery.any_order)
         .map(|delivery| delivery.webhook_id.as_str());
-    shared.lanes.keeping(candidates)
+    shared.lanes.writing(candidates)
 }
 
 /// What a group wrote, passed on: entries claimed as written to this engine, the others
@@ -202,10 +201,10 @@ fn wrote(shared: &Shared, written: &mut Written) {
 
 async fn write_and_answer(shared: &Shared, group: Vec<(Prepared, Reply)>) {
     let (calls, replies): (Vec<Prepared>, Vec<Reply>) = group.into_iter().unzip();
-    let _writing = shared.lanes.writing.read().await;
-    let claimed = claimed_as_written(shared, &calls);
+    let writing = claiming_as_written(shared, &calls);
+    let claimed = writing.webhooks();
     let written = match shared.pool.get().await {
-        Ok(client) => write_group(&client, &calls, shared.me, &claimed).await.map_err(Failure::Db),
+        Ok(client) => write_group(&client, &calls, shared.me, claimed).await.map_err(Failure::Db),
         Err(error) => Err(Failure::Store(StoreError::Unavailable(pool_error_text(&error)))),
     };
     match written {
@@ -220,7 +219,7 @@ async fn write_and_answer(shared: &Shared, group: Vec<(Prepared, Reply)>) {
             tracing::warn!(error = %error_text(&error), "a group of events was refused; writing them one by one");
             for (call, reply) in calls.into_iter().zip(replies) {
                 let written = match shared.pool.get().await {
-                    Ok(client) => write_group(&client, std::slice::from_ref(&call), shared.me, &claimed)
+                    Ok(client) => write_group(&client, std::slice::from_ref(&call), shared.me, claimed)
                         .await
                         .map_err(pg_error),
                     Err(error) => Err(StoreError::Unavailable(pool_error_text(&error))),
@@ -436,12 +435,11 @@ async fn accept_with_key(
     key: &IdempotencyKey,
 ) -> Result<Stored, StoreError> {
     let mut client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
-    let _writing = shared.lanes.writing.read().await;
-    let claimed = claimed_as_written(shared, std::slice::from_ref(&call));
+    let calls = std::slice::from_ref(&call);
+    let writing = claiming_as_written(shared, calls);
     let transaction = client.transaction().await.map_err(pg_error)?;
-    let mut written = write_group(&transaction, std::slice::from_ref(&call), shared.me, &claimed)
-        .await
-        .map_err(pg_error)?;
+    let mut written =
+        write_group(&transaction, calls, shared.me, writing.webhooks()).await.map_err(pg_error)?;
     let outcomes = written.outcomes.pop().unwrap_or_else(|| Ok(Vec::new()))?;
     let inserted = transaction
         .execute(

@@ -35,15 +35,17 @@
 //!
 //! - Claimed as written: ingest marks the entries it writes for a lane this host keeps (owns,
 //!   is not releasing, is in touch) with this process's id at once, and hands them to its own
-//!   engine without a claim (see `ingest.rs`). A write decides that and commits while holding
-//!   `Lanes::writing` shared; whatever stops keeping a lane in the database — a release, the
-//!   beat forgetting or releasing idle lanes — holds it exclusively, so it never misses an
-//!   entry claimed as written that is not committed yet.
+//!   engine without a claim (see `ingest.rs`). Such writes are counted per lane while in
+//!   flight ([`Lanes::writing`]). Whatever gives a lane up in the database — a release, the
+//!   beat forgetting an empty lane or releasing an idle one — first stops new ones for that
+//!   lane, then waits for those in flight to be committed and kept: it never misses an entry
+//!   claimed as written, and ingest never waits for it. The beat only forgets lanes with no
+//!   such write since the one before (others are hardly empty).
 //!
 //! Claims, beats, acquisitions and releases of one process take turns (`Lanes::busy`), so
 //! none sees what this process owns halfway through another's change.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,9 +94,8 @@ pub(super) struct Lanes {
     pub(super) timing: Timing,
     /// Held by claims, beats, acquisitions and releases (see the module docs).
     pub(super) busy: tokio::sync::Mutex<()>,
-    /// Held shared by ingest from deciding which entries it claims as written until they
-    /// are committed; exclusively by what stops keeping a lane (see the module docs).
-    pub(super) writing: tokio::sync::RwLock<()>,
+    /// Told when a lane's last write claiming as written is over.
+    settled: tokio::sync::Notify,
     state: Mutex<State>,
 }
 
@@ -117,6 +118,12 @@ struct State {
     /// Webhooks this process wrote entries for or released a lane of, for the next
     /// `NOTIFY`.
     tell: HashSet<String>,
+    /// Writes claiming entries as written in flight, per webhook.
+    writes: HashMap<String, usize>,
+    /// Webhooks with entries claimed as written since the last beat.
+    written: HashSet<String>,
+    /// Lanes the beat under way may forget: no entry is claimed as written for them.
+    forgetting: HashSet<String>,
 }
 
 impl Lanes {
@@ -124,7 +131,7 @@ impl Lanes {
         Lanes {
             timing,
             busy: tokio::sync::Mutex::new(()),
-            writing: tokio::sync::RwLock::new(()),
+            settled: tokio::sync::Notify::new(),
             state: Mutex::default(),
         }
     }
@@ -171,18 +178,39 @@ impl Lanes {
         wake
     }
 
-    /// Of these webhooks, those whose lanes this host keeps: owned, not being released, and
-    /// in touch. To be relied on only while holding `writing`.
-    pub(super) fn keeping<'a>(&self, webhooks: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
-        let state = self.state();
-        if self.stale(&state) {
-            return HashSet::new();
+    /// Starts a write that claims as written the entries of those of these webhooks whose
+    /// lanes this host keeps: owned, not being released or forgotten, and in touch. They
+    /// count as written to until the returned [`Writing`] is dropped — once the entries are
+    /// committed and kept, or the write failed.
+    pub(super) fn writing<'w>(&self, webhooks: impl IntoIterator<Item = &'w str>) -> Writing<'_> {
+        let mut state = self.state();
+        let mut kept = HashSet::new();
+        if !self.stale(&state) {
+            for webhook in webhooks {
+                let keeps = state.owned.contains(webhook)
+                    && !state.releasing.contains(webhook)
+                    && !state.forgetting.contains(webhook);
+                if keeps && kept.insert(webhook.to_owned()) {
+                    *state.writes.entry(webhook.to_owned()).or_default() += 1;
+                    state.written.insert(webhook.to_owned());
+                }
+            }
         }
-        webhooks
-            .into_iter()
-            .filter(|webhook| state.owned.contains(*webhook) && !state.releasing.contains(*webhook))
-            .map(str::to_owned)
-            .collect()
+        Writing { lanes: self, webhooks: kept }
+    }
+
+    /// Returns once no write claiming as written is in flight for these webhooks. Callers
+    /// first make sure none can start (the lanes are releasing or being forgotten, or this
+    /// host is out of touch).
+    async fn settle(&self, webhooks: &[String]) {
+        loop {
+            let mut notified = std::pin::pin!(self.settled.notified());
+            notified.as_mut().enable();
+            if !webhooks.iter().any(|webhook| self.state().writes.contains_key(webhook)) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Whether this host works `webhook`'s deliveries: it owns the lane or should take it.
@@ -281,6 +309,39 @@ enum Wanted {
     Every,
 }
 
+/// A write claiming entries as written, in flight (see [`Lanes::writing`]).
+pub(super) struct Writing<'a> {
+    lanes: &'a Lanes,
+    webhooks: HashSet<String>,
+}
+
+impl Writing<'_> {
+    /// The webhooks whose entries it claims as written.
+    pub(super) fn webhooks(&self) -> &HashSet<String> {
+        &self.webhooks
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let mut state = self.lanes.state();
+        let mut settled = false;
+        for webhook in &self.webhooks {
+            if let Some(writes) = state.writes.get_mut(webhook) {
+                *writes -= 1;
+                if *writes == 0 {
+                    state.writes.remove(webhook);
+                    settled = true;
+                }
+            }
+        }
+        drop(state);
+        if settled {
+            self.lanes.settled.notify_waiters();
+        }
+    }
+}
+
 /// The host that should work `webhook`'s lane: of `hosts`, the one with the highest hash of
 /// (host, webhook) — the same answer on every host that sees the same hosts.
 /// Whether `me` works `webhook`'s deliveries: it owns the lane or should take it.
@@ -313,11 +374,11 @@ WITH seen AS (
 )
 SELECT id FROM hosts WHERE id <> $1 AND seen_at >= now() - $2::int8 * interval '1 millisecond'";
 
-/// Forgets this host's lanes of webhooks without queue entries (`true`) and renews the rest
-/// (`false`).
+/// Forgets this host's lanes among `$3` of webhooks without queue entries (`true`) and
+/// renews the rest (`false`).
 const BEAT_LANES: &str = "
 WITH forgotten AS (
-    DELETE FROM lanes l WHERE owner = $1
+    DELETE FROM lanes l WHERE owner = $1 AND webhook_id = ANY($3::text[])
         AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.webhook_id = l.webhook_id)
     RETURNING webhook_id
 ), renewed AS (
@@ -414,10 +475,26 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
     hosts.push(me);
     hosts.sort_unstable();
     let statement = client.prepare_cached(BEAT_LANES).await.map_err(pg_error)?;
-    // Until `owned` says which lanes were forgotten or lost: none gets an entry claimed as
-    // written meanwhile.
-    let writing = lanes.writing.write().await;
-    let rows = client.query(&statement, &[&me, &ms(timing.lease)]).await.map_err(pg_error)?;
+    // Lanes that may be empty: none written to since the last beat, nor now.
+    let forgettable: Vec<String> = {
+        let mut state = lanes.state();
+        let written = std::mem::take(&mut state.written);
+        let forgettable: HashSet<String> = state
+            .owned
+            .iter()
+            .filter(|webhook| !written.contains(*webhook) && !state.writes.contains_key(*webhook))
+            .cloned()
+            .collect();
+        state.forgetting.clone_from(&forgettable);
+        forgettable.into_iter().collect()
+    };
+    let rows = match client.query(&statement, &[&me, &ms(timing.lease), &forgettable]).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            lanes.state().forgetting.clear();
+            return Err(pg_error(error));
+        }
+    };
     let (mut renewed, mut forgotten) = (HashSet::new(), HashSet::new());
     for row in rows {
         let (webhook, gone): (String, bool) = (row.get(0), row.get(1));
@@ -447,17 +524,17 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
             newly_reported |= state.releasing.insert(webhook);
         }
         state.owned = renewed;
+        state.forgetting.clear();
         state.hosts = hosts.clone();
         state.beaten = Some(started);
         (departed, newly_reported, state.releasing.iter().cloned().collect::<Vec<String>>())
     };
-    drop(writing);
     let mut wake = newly_reported;
 
     if !reported.is_empty() {
         let statement = client.prepare_cached(RELEASE_IDLE).await.map_err(pg_error)?;
         // An entry claimed as written but not committed yet is a claim it would not see.
-        let _writing = lanes.writing.write().await;
+        lanes.settle(&reported).await;
         let rows = client.query(&statement, &[&me, &reported]).await.map_err(pg_error)?;
         let idle: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
         if !idle.is_empty() {
@@ -544,7 +621,9 @@ async fn acquire(
 pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreError> {
     let _busy = shared.lanes.busy.lock().await;
     let mut client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
-    let _writing = shared.lanes.writing.write().await;
+    // No entry of it claimed as written from now on, and none left uncommitted.
+    shared.lanes.state().releasing.insert(webhook.to_owned());
+    shared.lanes.settle(&[webhook.to_owned()]).await;
     let transaction = client.transaction().await.map_err(pg_error)?;
     let returned = transaction
         .prepare_cached("UPDATE queue SET claimed_by = NULL WHERE webhook_id = $1 AND claimed_by = $2");
@@ -572,7 +651,12 @@ pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreE
 pub(super) async fn leave(shared: &Shared, channel: &str) -> Result<(), StoreError> {
     let _busy = shared.lanes.busy.lock().await;
     let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
-    let _writing = shared.lanes.writing.write().await;
+    let owned: Vec<String> = {
+        let mut state = shared.lanes.state();
+        state.beaten = None; // out of touch: nothing more is claimed as written
+        state.owned.iter().cloned().collect()
+    };
+    shared.lanes.settle(&owned).await;
     let me = shared.me;
     client.execute("DELETE FROM lanes WHERE owner = $1", &[&me]).await.map_err(pg_error)?;
     client.execute("DELETE FROM hosts WHERE id = $1", &[&me]).await.map_err(pg_error)?;
@@ -580,7 +664,6 @@ pub(super) async fn leave(shared: &Shared, channel: &str) -> Result<(), StoreErr
         let mut state = shared.lanes.state();
         state.owned.clear();
         state.releasing.clear();
-        state.beaten = None;
     }
     client.execute("SELECT pg_notify($1, $2)", &[&channel, &me.to_string()]).await.map_err(pg_error)?;
     Ok(())

@@ -1301,6 +1301,48 @@ async fn entries_claimed_as_written_while_a_lane_is_handed_over_go_with_it() {
     assert!(a.claim(1000).await.expect("claim").is_empty(), "nothing of them from the first host");
 }
 
+#[tokio::test]
+async fn a_lane_is_not_forgotten_while_a_write_claims_for_it() {
+    let db = database!();
+    let a = PgStore::open_with(&db.url, Migrate::Apply, queue::POLL, SLOW).await.expect("open");
+    let w = vec!["w1".to_owned()];
+    queue_for(&a, &w, 1).await;
+    let entries = a.claim(10).await.expect("claim");
+    a.finish(&entries[0], None, None, &[]).await.expect("finish");
+
+    // The lane is empty, but a write claiming for it is in flight (the queue locked) when
+    // the host beats.
+    let mut locker = sql(&db).await;
+    let lock = locker.transaction().await.expect("begin");
+    lock.batch_execute("LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE").await.expect("lock");
+    let writer = tokio::spawn({
+        let (a, w) = (a.clone(), w.clone());
+        async move { queue_for(&a, &w, 1).await }
+    });
+    eventually("the write waits for the lock", Duration::from_secs(5), async || {
+        let waiting: i64 = sql(&db)
+            .await
+            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
+            .await
+            .expect("locks")
+            .get(0);
+        waiting > 0
+    })
+    .await;
+    lanes::beat(&a.inner.shared).await.expect("beat");
+    lock.commit().await.expect("unlock");
+    let written = writer.await.expect("the write");
+    assert_eq!(owners(&db).await.get(&w[0]), Some(&me(&a)), "not forgotten");
+    assert_eq!(claimed_by(&db).await[&written[0].id], Some(me(&a)), "claimed as written");
+    let entries = a.claim(10).await.expect("claim");
+    assert_eq!(entries.len(), 1);
+
+    // Empty, and nothing written to it since the last beat: forgotten.
+    a.finish(&entries[0], None, None, &[]).await.expect("finish");
+    lanes::beat(&a.inner.shared).await.expect("beat");
+    assert!(owners(&db).await.is_empty());
+}
+
 #[test]
 fn the_preferred_host_is_stable_and_spreads_lanes() {
     let hosts: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
