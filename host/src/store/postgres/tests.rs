@@ -83,6 +83,55 @@ async fn queue_for(store: &PgStore, webhooks: &[String], per: usize) -> Vec<Deli
     made
 }
 
+/// Once `a`, holding every lane of `all`, and the newcomer `b` see each other: the lanes `b`
+/// should hold, which `a` reports to release.
+async fn handing_over(a: &PgStore, b: &PgStore, all: &[String]) -> Vec<String> {
+    see_each_other(&[a, b], 2).await;
+    let hosts = b.inner.shared.lanes.hosts();
+    let theirs: Vec<String> =
+        all.iter().filter(|w| lanes::preferred(&hosts, w) == Some(me(b))).cloned().collect();
+    assert!(!theirs.is_empty() && theirs.len() < all.len(), "20 webhooks spread over 2 hosts");
+    eventually("the first host reports the lanes to release", Duration::from_secs(5), async || {
+        a.lanes_to_release().await == theirs
+    })
+    .await;
+    theirs
+}
+
+/// The queue locked against writes (as if PostgreSQL were slow to take them) until released.
+struct QueueLock(tokio_postgres::Client);
+
+impl QueueLock {
+    async fn take(db: &TestDb) -> QueueLock {
+        let client = sql(db).await;
+        client.batch_execute("BEGIN; LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE").await.expect("lock");
+        QueueLock(client)
+    }
+
+    async fn release(self) {
+        self.0.batch_execute("COMMIT").await.expect("unlock");
+    }
+}
+
+/// Starts accepting one delivery for each webhook on `store`; returns once the write waits
+/// for a lock.
+async fn write_held_up(
+    db: &TestDb,
+    store: &PgStore,
+    webhooks: &[String],
+) -> tokio::task::JoinHandle<Vec<Delivery>> {
+    let writer = tokio::spawn({
+        let (store, webhooks) = (store.clone(), webhooks.to_vec());
+        async move { queue_for(&store, &webhooks, 1).await }
+    });
+    eventually("the write waits for the lock", Duration::from_secs(5), async || {
+        let row = sql(db).await.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[]).await;
+        row.expect("locks").get::<_, i64>(0) > 0
+    })
+    .await;
+    writer
+}
+
 fn webhooks(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("wh_{i:03}")).collect()
 }
@@ -1096,15 +1145,7 @@ async fn a_joining_host_gets_its_lanes_once_the_first_releases_them() {
     assert_eq!(held.len(), made.len());
 
     let b = host(&db).await;
-    see_each_other(&[&a, &b], 2).await;
-    let hosts = b.inner.shared.lanes.hosts();
-    let theirs: Vec<String> =
-        all.iter().filter(|w| lanes::preferred(&hosts, w) == Some(me(&b))).cloned().collect();
-    assert!(!theirs.is_empty() && theirs.len() < all.len(), "20 webhooks spread over 2 hosts");
-    eventually("the first host reports the lanes to release", Duration::from_secs(5), async || {
-        a.lanes_to_release().await == theirs
-    })
-    .await;
+    let theirs = handing_over(&a, &b, &all).await;
 
     // New entries of a draining lane: claimed by neither host until it is released.
     let late = queue_for(&a, &theirs[..1], 1).await;
@@ -1246,37 +1287,14 @@ async fn entries_claimed_as_written_while_a_lane_is_handed_over_go_with_it() {
 
     // A write in flight (the queue locked) when a second host joins: it claims as written
     // for every lane, since a keeps them all when it decides.
-    let mut locker = sql(&db).await;
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE").await.expect("lock");
-    let writer = tokio::spawn({
-        let (a, all) = (a.clone(), all.clone());
-        async move { queue_for(&a, &all, 1).await }
-    });
-    eventually("the write waits for the lock", Duration::from_secs(5), async || {
-        let waiting: i64 = sql(&db)
-            .await
-            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
-            .await
-            .expect("locks")
-            .get(0);
-        waiting > 0
-    })
-    .await;
+    let lock = QueueLock::take(&db).await;
+    let writer = write_held_up(&db, &a, &all).await;
     let b = host(&db).await;
-    lock.commit().await.expect("unlock");
+    lock.release().await;
     let written = writer.await.expect("the write");
     assert!(claimed_by(&db).await.values().all(|c| *c == Some(me(&a))));
 
-    see_each_other(&[&a, &b], 2).await;
-    let hosts = b.inner.shared.lanes.hosts();
-    let theirs: Vec<String> =
-        all.iter().filter(|w| lanes::preferred(&hosts, w) == Some(me(&b))).cloned().collect();
-    assert!(!theirs.is_empty() && theirs.len() < all.len(), "20 webhooks spread over 2 hosts");
-    eventually("the first host reports the lanes to release", Duration::from_secs(5), async || {
-        a.lanes_to_release().await == theirs
-    })
-    .await;
+    let theirs = handing_over(&a, &b, &all).await;
     // What it claimed as written of the lanes it keeps comes out; the others' stays back.
     let kept = a.claim(1000).await.expect("claim");
     assert!(!kept.is_empty() && kept.iter().all(|e| !theirs.contains(&e.webhook_id)), "{kept:?}");
@@ -1312,25 +1330,10 @@ async fn a_lane_is_not_forgotten_while_a_write_claims_for_it() {
 
     // The lane is empty, but a write claiming for it is in flight (the queue locked) when
     // the host beats.
-    let mut locker = sql(&db).await;
-    let lock = locker.transaction().await.expect("begin");
-    lock.batch_execute("LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE").await.expect("lock");
-    let writer = tokio::spawn({
-        let (a, w) = (a.clone(), w.clone());
-        async move { queue_for(&a, &w, 1).await }
-    });
-    eventually("the write waits for the lock", Duration::from_secs(5), async || {
-        let waiting: i64 = sql(&db)
-            .await
-            .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted", &[])
-            .await
-            .expect("locks")
-            .get(0);
-        waiting > 0
-    })
-    .await;
+    let lock = QueueLock::take(&db).await;
+    let writer = write_held_up(&db, &a, &w).await;
     lanes::beat(&a.inner.shared).await.expect("beat");
-    lock.commit().await.expect("unlock");
+    lock.release().await;
     let written = writer.await.expect("the write");
     assert_eq!(owners(&db).await.get(&w[0]), Some(&me(&a)), "not forgotten");
     assert_eq!(claimed_by(&db).await[&written[0].id], Some(me(&a)), "claimed as written");
