@@ -550,9 +550,10 @@ impl Store {
     pub async fn queued_delivery(&self, entry: &QueueEntry) -> Result<Option<Delivery>, StoreError> {
         match self.fresh.take(&entry.delivery_id, entry.stored_due_ms) {
             Some((delivery, event)) => {
-                // Stored as given, since its delivery was: the turn reads it next.
+                // Stored as given, since its delivery was: the turn reads it next (here already
+                // unless the turn started before ingest's write returned).
                 if let Some(event) = event {
-                    self.events.keep(event);
+                    self.events.offer(event);
                 }
                 // Taken out of memory: usually the only holder, so nothing is copied.
                 Ok(Some(Arc::unwrap_or_clone(delivery)))
@@ -870,6 +871,43 @@ mod tests {
         store.events.remember(&event("e-after"));
         assert!(store.events.event("c1", "e1").is_some(), "read ahead: kept as if new");
         assert!(store.events.event("c1", "e2").is_none(), "the oldest not read ahead went instead");
+    }
+
+    #[tokio::test]
+    async fn a_turn_that_starts_before_ingest_s_write_returns_reads_from_memory() {
+        let Some(database) = postgres::testing::TestDb::create().await else { return };
+        let store = Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap();
+        let (locker, connection) =
+            tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        // The write held up (the queue locked): its event and delivery are not stored yet.
+        locker.batch_execute("BEGIN; LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE").await.unwrap();
+        let event = event("e1");
+        let delivery = Delivery::new(&event, "w1", true, OffsetDateTime::now_utc());
+        let accept =
+            Accept { event, deliveries: vec![delivery.clone()], response: json!({}), unordered: Vec::new() };
+        let writing = tokio::spawn({
+            let store = store.clone();
+            async move { store.accept(&[accept], None, 5).await.map(drop) }
+        });
+        let (watch, connection) =
+            tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted";
+        for tries in 0.. {
+            if watch.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) > 0 {
+                break;
+            }
+            assert!(tries < 500, "the write never waited for the lock");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let entry = QueueEntry::new(5, &delivery.id, "w1");
+        let served = store.queued_delivery(&entry).await.unwrap();
+        assert_eq!(served.map(|d| d.id), Some(delivery.id.clone()), "from memory: storage has none yet");
+        let read = store.event("c1", "e1").await.unwrap();
+        assert_eq!(read.map(|e| e.id.clone()), Some("e1".to_owned()), "and its event");
+        locker.batch_execute("COMMIT").await.unwrap();
+        writing.await.unwrap().unwrap();
     }
 
     #[tokio::test]

@@ -73,6 +73,12 @@ impl RecentEvents {
         self.insert((event.company_id.clone(), event.id.clone()), event);
     }
 
+    /// Keeps the event unless it is here already (as it usually is: ingest keeps it once
+    /// written).
+    pub(super) fn offer(&self, event: Arc<Event>) {
+        self.insert_absent((event.company_id.clone(), event.id.clone()), event);
+    }
+
     pub(super) fn event(&self, company_id: &str, id: &str) -> Option<Arc<Event>> {
         self.lock().by_key.get(&(company_id.to_owned(), id.to_owned())).map(|(_, event)| event.clone())
     }
@@ -120,11 +126,14 @@ impl<K: Hash + Eq + Clone, V> Recent<K, V> {
     }
 
     fn insert(&self, key: K, value: V) {
+        self.lock().put(key, value, self.capacity);
+    }
+
+    fn insert_absent(&self, key: K, value: V) {
         let mut entries = self.lock();
-        let stamp = entries.next_stamp();
-        entries.by_key.insert(key.clone(), (stamp, value));
-        entries.order.push_back((key, stamp));
-        entries.bound(self.capacity);
+        if !entries.by_key.contains_key(&key) {
+            entries.put(key, value, self.capacity);
+        }
     }
 
     /// Moves `key` to the newest end, if it is here.
@@ -142,6 +151,15 @@ impl<K: Hash + Eq + Clone, V> Recent<K, V> {
         let mut entries = self.lock();
         entries.by_key.clear();
         entries.order.clear();
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Entries<K, V> {
+    fn put(&mut self, key: K, value: V, capacity: usize) {
+        let stamp = self.next_stamp();
+        self.by_key.insert(key.clone(), (stamp, value));
+        self.order.push_back((key, stamp));
+        self.bound(capacity);
     }
 }
 

@@ -32,7 +32,6 @@
 //! - A host that sees another leave returns the entries still claimed by hosts no longer live
 //!   on its own lanes (a turn that a host finished after its lane was taken over).
 //! - Closing deletes this process's lanes and its `hosts` row: others take over at once.
-//!
 //! - Claimed as written: ingest marks the entries it writes for a lane this host keeps (owns,
 //!   is not releasing, is in touch) with this process's id at once, and hands them to its own
 //!   engine without a claim (see `ingest.rs`). Such writes are counted per lane while in
