@@ -32,6 +32,7 @@ use crate::domain::dead_letter::DeadLetter;
 use crate::domain::delivery::{Attempt, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
+use recent::Missing;
 
 /// Why storage could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -579,17 +580,18 @@ impl Store {
     /// Reads the deliveries of claimed entries soon to run, and their events, into memory in
     /// two reads, so that their turns find them there ([`Store::queued_delivery`]) instead of
     /// making two round trips each. What is in memory already is skipped (its events kept
-    /// as if new: in a backlog they are the oldest kept, next to go) — but a delivery this
-    /// host wrote whose event has since dropped out of memory (a backlog longer than the
-    /// events kept) gets its event read with the others.
+    /// as if new: in a backlog they are the oldest kept, next to go); a delivery this host's
+    /// ingest kept carries its event, however long the backlog.
     pub async fn read_ahead(&self, entries: &[QueueEntry]) -> Result<(), StoreError> {
         let Backend::Postgres(backend) = &self.backend else { return Ok(()) };
         let mut events: Vec<(String, String)> = Vec::new();
         let mut due: HashMap<&str, u64> = HashMap::new();
         for entry in entries {
-            match self.fresh.event_of(&entry.delivery_id) {
-                Some(event) => events.push(event),
-                None => {
+            // A delivery ingest kept here carries its event: its turn reads neither.
+            match self.fresh.missing(&entry.delivery_id) {
+                Missing::Nothing => {}
+                Missing::Event(company_id, id) => events.push((company_id, id)),
+                Missing::Delivery => {
                     due.insert(entry.delivery_id.as_str(), entry.stored_due_ms);
                 }
             }
@@ -847,15 +849,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_event_gone_from_memory_is_read_ahead_for_a_fresh_delivery() {
+    async fn a_fresh_delivery_carries_its_event_however_long_the_backlog() {
         let Some(database) = postgres::testing::TestDb::create().await else { return };
         let store = Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap();
         let delivery = ingest(&store, "e1", 5).await;
         store.events.clear(); // a backlog longer than the events kept
-        store.read_ahead(&[QueueEntry::new(5, &delivery.id, "w1")]).await.unwrap();
-        assert!(store.events.event("c1", "e1").is_some(), "the event is back in memory");
-        let first = store.queued_delivery(&QueueEntry::new(5, &delivery.id, "w1")).await.unwrap();
+        let entry = QueueEntry::new(5, &delivery.id, "w1");
+        store.read_ahead(std::slice::from_ref(&entry)).await.unwrap();
+        assert!(store.events.event("c1", "e1").is_none(), "nothing was read: the delivery carries it");
+        let first = store.queued_delivery(&entry).await.unwrap();
         assert_eq!(first.unwrap().id, delivery.id, "the delivery stayed as ingest wrote it");
+        assert!(store.events.event("c1", "e1").is_some(), "and its turn finds the event in memory");
     }
 
     #[tokio::test]
@@ -863,6 +867,7 @@ mod tests {
         let Some(database) = postgres::testing::TestDb::create().await else { return };
         let store = Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap();
         let delivery = ingest(&store, "e1", 5).await;
+        store.fresh.clear(); // a delivery read from storage: its event is looked for in memory
         // A backlog: e1 is the oldest event kept, next to go.
         for n in 2..=recent::EVENTS {
             store.events.remember(&event(&format!("e{n}")));
@@ -935,10 +940,10 @@ mod tests {
 
         let kept = ingest_for(&here, &mine, "e1", 5).await;
         assert!(here.events.event("c1", "e1").is_some(), "its own webhook's event is kept");
-        assert!(here.fresh.event_of(&kept.id).is_some(), "and its delivery");
+        assert_eq!(here.fresh.missing(&kept.id), Missing::Nothing, "and its delivery, with the event");
         let left = ingest_for(&here, &theirs, "e2", 5).await;
         assert!(here.events.event("c1", "e2").is_none(), "the other host delivers it: not kept");
-        assert!(here.fresh.event_of(&left.id).is_none());
+        assert_eq!(here.fresh.missing(&left.id), Missing::Delivery);
         let read = there.queued_delivery(&QueueEntry::new(5, &left.id, &theirs)).await.unwrap();
         assert_eq!(read.map(|d| d.id), Some(left.id), "the other host reads it from storage");
     }

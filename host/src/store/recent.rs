@@ -31,6 +31,17 @@ pub(super) type RecentEvents = Recent<(String, String), Arc<Event>>;
 /// Deliveries as ingest wrote them (or as read ahead of their turn), by id.
 pub(super) type FreshDeliveries = Recent<String, Fresh>;
 
+/// What a turn would read from storage, as far as [`FreshDeliveries`] knows.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Missing {
+    /// Nothing: the delivery is here with its event.
+    Nothing,
+    /// The delivery's event, by company and id.
+    Event(String, String),
+    /// The delivery (and so its event).
+    Delivery,
+}
+
 /// A delivery as written, with the due time of its queue entry then, and its event when
 /// ingest kept it.
 pub(super) struct Fresh {
@@ -100,11 +111,16 @@ impl FreshDeliveries {
         self.insert(delivery.id.clone(), Fresh { due_ms, delivery: Arc::new(delivery.clone()), event });
     }
 
-    /// The event (company, id) of the delivery kept as `id`, if one is.
-    pub(super) fn event_of(&self, id: &str) -> Option<(String, String)> {
+    /// What a turn of the delivery kept as `id` would still read from storage.
+    pub(super) fn missing(&self, id: &str) -> Missing {
         let entries = self.lock();
-        let (_, fresh) = entries.by_key.get(id)?;
-        Some((fresh.delivery.company_id.clone(), fresh.delivery.event_id.clone()))
+        match entries.by_key.get(id) {
+            None => Missing::Delivery,
+            Some((_, Fresh { event: Some(_), .. })) => Missing::Nothing,
+            Some((_, Fresh { delivery, event: None, .. })) => {
+                Missing::Event(delivery.company_id.clone(), delivery.event_id.clone())
+            }
+        }
     }
 
     /// The delivery as ingest wrote it, and its event if kept with it, if `due_ms` is its
@@ -229,6 +245,20 @@ mod tests {
         let entries = recent.lock();
         assert_eq!(entries.by_key.len(), EVENTS);
         assert!(entries.order.len() <= 2 * EVENTS, "{} places", entries.order.len());
+    }
+
+    #[test]
+    fn a_delivery_kept_with_its_event_needs_nothing_read_ahead() {
+        let fresh = FreshDeliveries::deliveries();
+        let (with, without) = (event(1), event(2));
+        let carried = Delivery::new(&with, "w", true, time::OffsetDateTime::UNIX_EPOCH);
+        let bare = Delivery::new(&without, "w", true, time::OffsetDateTime::UNIX_EPOCH);
+        fresh.remember(&carried, 10, Some(Arc::new(with)));
+        fresh.remember(&bare, 10, None);
+        // However long the backlog (the events kept may have dropped it), the event is here.
+        assert_eq!(fresh.missing(&carried.id), Missing::Nothing);
+        assert_eq!(fresh.missing(&bare.id), Missing::Event("c".into(), "e2".into()));
+        assert_eq!(fresh.missing("never-kept"), Missing::Delivery);
     }
 
     #[test]
