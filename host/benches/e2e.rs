@@ -213,8 +213,9 @@ fn main() {
             async move { assert_eq!(request.send().await.unwrap().status(), 201) }
         };
         create(hook("single")).await;
-        // Other hosts learn of the webhook within a second.
-        tokio::time::sleep(Duration::from_millis(if hosts > 1 { 1_500 } else { 0 })).await;
+        // Other hosts learn of the webhook within a second, and run their share of it once
+        // settled (at their first beat 3 s after they joined).
+        tokio::time::sleep(Duration::from_millis(if hosts > 1 { 4_500 } else { 0 })).await;
         let latency_only = std::env::var_os("WASMHOOK_BENCH_LATENCY_ONLY").is_some();
         if !latency_only {
             single_events(&client, &bases, &arrivals, &pids).await;

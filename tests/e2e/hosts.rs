@@ -250,6 +250,46 @@ async fn a_rate_limit_holds_for_all_hosts_together() {
     assert!(busiest <= 55, "{busiest} deliveries in one second under a limit of 50/s");
 }
 
+/// Every host works the webhook (each delivers what it ingests, see `store/postgres/lanes.rs`),
+/// within its share of the webhook's 8 places: the cap holds for all of them together.
+#[tokio::test]
+async fn a_concurrency_cap_holds_for_all_hosts_together() {
+    if !on_postgres() {
+        return;
+    }
+    let mut deployment = Deployment::new().await;
+    let hosts = [deployment.start(), deployment.start(), deployment.start()];
+    let receiver = Receiver::start().await;
+    let slow = Duration::from_millis(400);
+    receiver.delay(slow);
+    let webhook = hook(&receiver.url, "cap", json!({}));
+    assert_eq!(hosts[0].call("op", Method::POST, "/v1/webhooks", Some(webhook)).await.0, 201);
+    changes_spread().await;
+    // A host runs its share once every other has seen it (3 s after it joined).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..64 {
+        let (status, _) = hosts[i % 3]
+            .call("op", Method::POST, "/v1/events", Some(event(&format!("c{i}"), "cap", i)))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let got = receiver.wait_for(64).await;
+    // Each delivery holds its place for the receiver's 400 ms: those that arrive within less
+    // than that were at the receiver together.
+    let times: Vec<Instant> = got.iter().map(|r| r.at).collect();
+    let busiest = times
+        .iter()
+        .enumerate()
+        .map(|(i, start)| {
+            times[i..].iter().take_while(|t| **t < *start + slow - Duration::from_millis(50)).count()
+        })
+        .max()
+        .unwrap();
+    println!("at most {busiest} deliveries at the receiver at once");
+    assert!(busiest <= 8, "{busiest} deliveries at once under a cap of 8");
+    assert!(busiest > 3, "the webhook's places were used ({busiest} at once), or this proves nothing");
+}
+
 #[tokio::test]
 async fn a_disable_on_one_host_stops_deliveries_on_all() {
     if !on_postgres() {

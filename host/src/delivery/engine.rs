@@ -26,7 +26,7 @@ use crate::store::StoreError;
 
 use super::keys::{self, KeyOrder};
 use super::retry::RetryPolicy;
-use super::schedule::{LaneRules, Schedule};
+use super::schedule::{LaneRules, Schedule, Share};
 use super::transport::{Transports, Verdict};
 use crate::config::Config;
 use crate::connectors::Connectors;
@@ -85,7 +85,8 @@ const KEY_WAIT: Duration = Duration::from_secs(2);
 /// When a request still behind its ordering key after that is looked at again.
 const KEY_RECHECK: time::Duration = time::Duration::seconds(1);
 
-/// How often the engine asks storage which webhooks' lanes it must hand over to another host.
+/// How often the engine asks storage which webhooks' lanes it must hand over to another host,
+/// and whether its shares of webhooks changed.
 const HAND_OVER_CHECK: Duration = Duration::from_millis(250);
 
 struct Engine {
@@ -147,10 +148,11 @@ impl Engine {
         // The claim under way: turns keep starting and ending while storage answers (a
         // claim waits on the database, and under load on a core, for milliseconds).
         let mut claiming: Option<Claiming> = None;
-        let mut hand_over = tokio::time::interval(HAND_OVER_CHECK);
-        hand_over.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hand_over_check = tokio::time::interval(HAND_OVER_CHECK);
+        hand_over_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Lanes being handed over, until nothing of them runs here.
         let mut draining: Vec<String> = Vec::new();
+        let mut shares = self.ctx.store.shares_version();
         loop {
             if claim_now && claiming.is_none() {
                 claim_now = false;
@@ -182,7 +184,7 @@ impl Engine {
                 () = self.ctx.store.wait_for_work(), if !claim_now && room => claim_now = true,
                 claimed = poll_claim(&mut claiming), if claiming.is_some() => {
                     claiming = None;
-                    claim_now |= self.claimed(claimed, &mut schedule);
+                    claim_now |= self.claimed(claimed, &mut schedule, &mut draining);
                     // Held back while the claim was out: it may have brought entries of a
                     // lane closed meanwhile (dropped by the closed lane), which storage
                     // must still see as this host's when the lane is handed back.
@@ -204,12 +206,16 @@ impl Engine {
                         self.release_drained(&mut schedule, &mut draining).await;
                     }
                 }
-                _ = hand_over.tick() => {
-                    for webhook_id in self.ctx.store.lanes_to_release().await {
-                        if !draining.contains(&webhook_id) {
-                            schedule.close(&webhook_id);
-                            draining.push(webhook_id);
+                _ = hand_over_check.tick() => {
+                    if shares != self.ctx.store.shares_version() {
+                        // Read first: a change while resharing is seen at the next check.
+                        shares = self.ctx.store.shares_version();
+                        for webhook_id in schedule.reshare(|webhook_id| self.lane_rules(webhook_id).share) {
+                            hand_over(&mut schedule, &mut draining, webhook_id);
                         }
+                    }
+                    for webhook_id in self.ctx.store.lanes_to_release().await {
+                        hand_over(&mut schedule, &mut draining, webhook_id);
                     }
                     if claiming.is_none() {
                         self.release_drained(&mut schedule, &mut draining).await;
@@ -257,14 +263,24 @@ impl Engine {
     }
 
     /// Adds what a claim brought to the schedule; `true` when there may be more to claim
-    /// right away.
-    fn claimed(&self, claimed: ClaimResult, schedule: &mut Schedule) -> bool {
+    /// right away. A lane that opens run elsewhere (another host's share) is handed over.
+    fn claimed(&self, claimed: ClaimResult, schedule: &mut Schedule, draining: &mut Vec<String>) -> bool {
         let Ok((entries, limit)) = claimed else { return true };
         let more = entries.len() == limit;
         let now = now_ms();
+        let mut elsewhere = Vec::new();
         for entry in entries {
             let webhook_id = entry.webhook_id.clone();
-            schedule.add(entry, now, || self.lane_rules(&webhook_id));
+            schedule.add(entry, now, || {
+                let rules = self.lane_rules(&webhook_id);
+                if rules.share == Share::Elsewhere {
+                    elsewhere.push(webhook_id.clone());
+                }
+                rules
+            });
+        }
+        for webhook_id in elsewhere {
+            hand_over(schedule, draining, webhook_id);
         }
         more
     }
@@ -310,17 +326,26 @@ impl Engine {
         *draining = still;
     }
 
-    /// How a webhook's lane runs: in order or not, and its connector's concurrency.
+    /// How a webhook's lane runs: in order or not, its connector's concurrency, and this
+    /// host's share of it (several hosts share a webhook without a `rateLimit`).
     fn lane_rules(&self, webhook_id: &str) -> LaneRules {
-        let ordered = self.ctx.webhooks.index().is_ordered(webhook_id);
-        let cap = match ordered {
-            true => None,
-            false => self.ctx.webhooks.get(webhook_id).map(|webhook| {
-                let plugin = self.loaded_plugin(&webhook);
-                self.policy_of(&webhook, plugin.as_deref()).concurrency as usize
-            }),
+        if self.ctx.webhooks.index().is_ordered(webhook_id) {
+            return LaneRules { ordered: true, ..LaneRules::default() };
+        }
+        let policy = self.ctx.webhooks.get(webhook_id).map(|webhook| {
+            let plugin = self.loaded_plugin(&webhook);
+            self.policy_of(&webhook, plugin.as_deref())
+        });
+        let per_webhook = self.ctx.config.delivery.per_webhook;
+        let cap = policy.as_ref().map(|policy| policy.concurrency as usize);
+        let whole = cap.map_or(per_webhook, |cap| cap.clamp(1, per_webhook));
+        let shared = policy.as_ref().is_none_or(|policy| policy.rate.is_none());
+        let share = match self.ctx.store.share(webhook_id, whole, shared) {
+            None => Share::Elsewhere,
+            Some(part) if part >= whole => Share::Whole,
+            Some(part) => Share::Part(part),
         };
-        LaneRules { ordered, cap }
+        LaneRules { ordered: false, cap, share }
     }
 
     /// The policy a webhook's deliveries follow: its own settings over its connector's.
@@ -890,6 +915,15 @@ impl Engine {
             self.ctx.metrics.deliveries.get_or_create(&outcome).inc();
         }
         next_due.map(|due| QueueEntry::new(due, &entry.delivery_id, &entry.webhook_id))
+    }
+}
+
+/// Starts handing a webhook's lane over (another host works it now): nothing of it starts
+/// here any more, and it is released once nothing of it runs.
+fn hand_over(schedule: &mut Schedule, draining: &mut Vec<String>, webhook_id: String) {
+    if !draining.contains(&webhook_id) {
+        schedule.close(&webhook_id);
+        draining.push(webhook_id);
     }
 }
 

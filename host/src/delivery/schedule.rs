@@ -7,7 +7,9 @@
 //! waits for a retry. A delivery whose attempts are over gives its place in the lane to the
 //! next while it stores its outcome: the cap is there for the receiver, and a storage write
 //! (a group commit away on PostgreSQL) would otherwise hold it idle. So a webhook with a large
-//! backlog costs nothing per pass, and one receiver's backlog never holds up another's.
+//! backlog costs nothing per pass, and one receiver's backlog never holds up another's. With
+//! several hosts working one webhook, a lane runs this host's share of the cap ([`Share`]),
+//! read again as hosts come and go.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -31,6 +33,30 @@ pub(crate) struct LaneRules {
     /// Deliveries at the receiver at once, when tighter than the host's cap (its connector's
     /// policy).
     pub(crate) cap: Option<usize>,
+    /// How much of that cap this host runs.
+    pub(crate) share: Share,
+}
+
+/// How much of a webhook's cap this host runs, when several hosts work the webhook.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Share {
+    /// All of it.
+    #[default]
+    Whole,
+    /// At most this many at once (the other hosts run the rest); none for now when 0.
+    Part(usize),
+    /// Nothing: another host runs the webhook; what is held here goes back to it.
+    Elsewhere,
+}
+
+impl Share {
+    fn limit(self, cap: usize) -> usize {
+        match self {
+            Share::Whole => cap,
+            Share::Part(part) => part.min(cap),
+            Share::Elsewhere => 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -38,6 +64,7 @@ struct Lane {
     ordered: bool,
     /// Tighter than the host's per-webhook cap, when its connector says so.
     cap: Option<usize>,
+    share: Share,
     /// Handed over to another host: nothing of it starts here any more, and what ran comes
     /// back to storage (still claimed until the lane is released), not to the schedule.
     closed: bool,
@@ -76,8 +103,8 @@ impl Schedule {
             return; // already held: queued or running (a producer and the start-up scan both saw it)
         }
         let lane = self.lanes.entry(entry.webhook_id.clone()).or_insert_with(|| {
-            let LaneRules { ordered, cap } = rules();
-            Lane { ordered, cap, ..Lane::default() }
+            let LaneRules { ordered, cap, share } = rules();
+            Lane { ordered, cap, share, ..Lane::default() }
         });
         if lane.closed {
             return;
@@ -135,7 +162,7 @@ impl Schedule {
                 }
                 continue;
             }
-            let cap = lane.cap.map_or(per_webhook, |cap| cap.clamp(1, per_webhook));
+            let cap = lane.share.limit(lane.cap.map_or(per_webhook, |cap| cap.clamp(1, per_webhook)));
             while lane.running < cap && budget > 0 {
                 let Some(id) = lane.ready.pop_front() else { break };
                 lane.announced = lane.announced.saturating_sub(1);
@@ -206,7 +233,11 @@ impl Schedule {
         }
         if let Some(next) = next {
             let lane = self.lanes.get(&next.webhook_id);
-            let rules = LaneRules { ordered: lane.is_some_and(|l| l.ordered), cap: lane.and_then(|l| l.cap) };
+            let rules = LaneRules {
+                ordered: lane.is_some_and(|l| l.ordered),
+                cap: lane.and_then(|l| l.cap),
+                share: lane.map_or(Share::Whole, |l| l.share),
+            };
             self.add(next, now_ms, || rules);
         }
     }
@@ -223,6 +254,19 @@ impl Schedule {
         // Timers of the dropped entries find nothing when they come due.
         self.entries.retain(|_, entry| entry.webhook_id != webhook_id);
         running
+    }
+
+    /// Reads every open unordered lane's share again (hosts came or went); returns the
+    /// webhooks now run elsewhere, to hand over.
+    pub(crate) fn reshare(&mut self, mut share: impl FnMut(&str) -> Share) -> Vec<String> {
+        let mut elsewhere = Vec::new();
+        for (webhook_id, lane) in self.lanes.iter_mut().filter(|(_, lane)| !lane.ordered && !lane.closed) {
+            lane.share = share(webhook_id);
+            if lane.share == Share::Elsewhere {
+                elsewhere.push(webhook_id.clone());
+            }
+        }
+        elsewhere
     }
 
     /// Deliveries of a webhook running now (storing their outcome included).
@@ -260,7 +304,7 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
-    const ORDERED: LaneRules = LaneRules { ordered: true, cap: None };
+    const ORDERED: LaneRules = LaneRules { ordered: true, cap: None, share: Share::Whole };
 
     use super::*;
 
@@ -271,8 +315,8 @@ mod tests {
     #[test]
     fn a_connector_may_narrow_a_lane_below_the_host_cap_never_widen_it() {
         let mut s = Schedule::default();
-        let narrow = || LaneRules { ordered: false, cap: Some(2) };
-        let wide = || LaneRules { ordered: false, cap: Some(50) };
+        let narrow = || LaneRules { cap: Some(2), ..LaneRules::default() };
+        let wide = || LaneRules { cap: Some(50), ..LaneRules::default() };
         for i in 0..5 {
             s.add(entry(&format!("n{i}"), "narrow", 0), 10, narrow);
             s.add(entry(&format!("w{i}"), "wide", 0), 10, wide);
@@ -284,6 +328,32 @@ mod tests {
 
     fn ids(entries: &[QueueEntry]) -> Vec<&str> {
         entries.iter().map(|e| e.delivery_id.as_str()).collect()
+    }
+
+    #[test]
+    fn a_lane_shared_by_hosts_runs_its_part_of_the_cap_read_again_as_hosts_change() {
+        let mut s = Schedule::default();
+        let part =
+            |part| move || LaneRules { cap: Some(6), share: Share::Part(part), ..LaneRules::default() };
+        for i in 0..10 {
+            s.add(entry(&format!("a{i}"), "shared", 0), 10, part(2));
+            s.add(entry(&format!("b{i}"), "waiting", 0), 10, part(0));
+        }
+        let started = s.take_runnable(10, 8, 100);
+        assert_eq!(ids(&started), ["a0", "a1"], "its part of the connector's 6, nothing of a part of 0");
+        s.done(&started[0], Some(entry("a0", "shared", 10)), 10);
+        let mut next = ids(&s.take_runnable(10, 8, 100)).into_iter().map(str::to_owned).collect::<Vec<_>>();
+        next.sort();
+        assert_eq!(next, ["a2"], "a retry keeps the lane's part, and waits behind the others");
+        // A host left: the share grows; another joined: the other lane is run elsewhere now.
+        let elsewhere = s.reshare(|webhook| match webhook {
+            "shared" => Share::Part(3),
+            _ => Share::Elsewhere,
+        });
+        assert_eq!(elsewhere, ["waiting"]);
+        assert_eq!(ids(&s.take_runnable(10, 8, 100)), ["a3"], "one more place");
+        assert!(s.reshare(|_| Share::Whole).is_empty());
+        assert_eq!(s.take_runnable(10, 8, 100).len(), 3 + 6, "the whole of the connector's 6 in each");
     }
 
     #[test]

@@ -83,7 +83,8 @@ pub struct Accept {
     pub deliveries: Vec<Delivery>,
     pub response: Value,
     /// The deliveries' webhooks that are not `ordered`: storage may hand their queue entries
-    /// to this host's engine as it writes them, without a claim. An `ordered` webhook's entry
+    /// to this host's engine as it writes them, without a claim — with several hosts, even
+    /// where another host holds the lane (see [`Store::share`]). An `ordered` webhook's entry
     /// waits for a claim, which finds it in order with those other hosts wrote before it.
     /// Empty is always safe.
     pub unordered: Vec<String>,
@@ -504,7 +505,8 @@ impl Store {
             .iter()
             .map(|accept| {
                 let mut turns = accept.deliveries.iter().filter(|delivery| {
-                    delivery.status == DeliveryStatus::Pending && self.works(&delivery.webhook_id)
+                    let any_order = accept.unordered.contains(&delivery.webhook_id);
+                    delivery.status == DeliveryStatus::Pending && self.works(&delivery.webhook_id, any_order)
                 });
                 let first = turns.next()?;
                 let event = Arc::new(accept.event.clone());
@@ -563,12 +565,34 @@ impl Store {
         }
     }
 
-    /// Whether this host works the webhook's deliveries: always on the embedded database; on
-    /// PostgreSQL, when it holds the webhook's lane or should take it.
-    fn works(&self, webhook_id: &str) -> bool {
+    /// Whether this host works deliveries of the webhook that it ingests: always on the
+    /// embedded database; on PostgreSQL, when it holds the webhook's lane or should take it,
+    /// or keeps its share of them (`any_order`: they may go in any order).
+    fn works(&self, webhook_id: &str, any_order: bool) -> bool {
         match &self.backend {
-            Backend::Postgres(backend) => backend.works(webhook_id),
+            Backend::Postgres(backend) => backend.works(webhook_id, any_order),
             Backend::Sled(_) => true,
+        }
+    }
+
+    /// How many of the webhook's deliveries this host may run at once when `cap` is the
+    /// webhook's cap for all hosts together: all of it on the embedded database. With several
+    /// hosts, a webhook whose deliveries may go in any order and that has no `rateLimit`
+    /// (`shared`) is worked by every host within its share of the cap (each keeps what it
+    /// ingests); another is worked by its lane owner alone. `None`: this host should hand
+    /// back what it holds of the webhook ([`Store::release_lane`]); another host runs it.
+    pub fn share(&self, webhook_id: &str, cap: usize, shared: bool) -> Option<usize> {
+        match &self.backend {
+            Backend::Postgres(backend) => backend.share(webhook_id, cap, shared),
+            Backend::Sled(_) => Some(cap),
+        }
+    }
+
+    /// Changes whenever [`Store::share`]'s answers may have (hosts came or went).
+    pub fn shares_version(&self) -> u64 {
+        match &self.backend {
+            Backend::Postgres(backend) => backend.shares_version(),
+            Backend::Sled(_) => 0,
         }
     }
 
@@ -702,7 +726,8 @@ impl Store {
     }
 
     /// The webhooks whose lanes this host must give up (several hosts: one works each
-    /// webhook at a time): another host should work them, or this one may have lost them.
+    /// webhook at a time): another host should work them, or this one may have lost them
+    /// (then also those it kept a share of).
     /// [`Store::claim`] returns none of their entries any more; the engine drops those it
     /// holds and calls [`Store::release_lane`] once none of them runs. A lane is reported
     /// again and again until released. Always empty for the embedded database.
@@ -710,9 +735,9 @@ impl Store {
         on_backend!(self, backend => backend.lanes_to_release().await)
     }
 
-    /// Gives up a webhook's lane (see [`Store::lanes_to_release`]), once nothing of it runs
-    /// here: the entries this process claimed of it go back to the queue for the host that
-    /// takes the lane over.
+    /// Gives up a webhook's lane (see [`Store::lanes_to_release`]), or hands back a share of
+    /// it ([`Store::share`]), once nothing of it runs here: the entries this process claimed
+    /// of it go back to the queue for the host that works the lane.
     pub async fn release_lane(&self, webhook_id: &str) -> Result<(), StoreError> {
         on_backend!(self, backend => backend.release_lane(webhook_id).await)
     }
@@ -925,7 +950,7 @@ mod tests {
         let (mut mine, mut theirs) = (None, None);
         for _ in 0..100 {
             for webhook in (0..40).map(|n| format!("w{n}")) {
-                match (here.works(&webhook), there.works(&webhook)) {
+                match (here.works(&webhook, false), there.works(&webhook, false)) {
                     (true, false) => mine = Some(webhook),
                     (false, true) => theirs = Some(webhook),
                     _ => {}

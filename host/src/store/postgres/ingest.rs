@@ -11,9 +11,10 @@
 //! one bad call fails alone.
 //!
 //! A queue entry of a webhook whose deliveries may go in any order, for a lane this host keeps
-//! (see `lanes.rs`), is written claimed by this process and handed to its own engine (through
-//! `Shared::kept`): no claim, no read back, no notification. An `ordered` webhook's entries are
-//! written unclaimed: a claim finds them in order with those other hosts wrote before them.
+//! — owns, or shares with the other hosts (see `lanes.rs`) — is written claimed by this
+//! process and handed to its own engine (through `Shared::kept`): no claim, no read back, no
+//! notification. An `ordered` webhook's entries are written unclaimed: a claim finds them in
+//! order with those other hosts wrote before them.
 //!
 //! A call with an `Idempotency-Key` (rare) has a transaction of its own: the same statement,
 //! then the key inserted `ON CONFLICT DO NOTHING` — a second request racing with the same

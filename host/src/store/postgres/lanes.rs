@@ -11,7 +11,8 @@
 //!   lanes it wins or held. With one host live, it owns every lane.
 //! - Acquiring: a host takes the lanes it should own, of webhooks with queue entries, whose
 //!   row is missing, expired or held by a host no longer live; the same statement returns
-//!   the entries other processes had claimed (they released the lane, or died). Each beat
+//!   the entries claimed by the lane's previous owner or by processes no longer live (not
+//!   those live hosts keep as their share, see Sharing). Each beat
 //!   looks at every webhook with entries (a skip scan of `queue_by_webhook`); each claim
 //!   first looks at the webhooks that new entries were written for — by this process, or by
 //!   another, which names them in its `NOTIFY` — so a new webhook's first delivery waits for
@@ -26,14 +27,24 @@
 //!   returns this process's claims and deletes the lane in one transaction, then tells the
 //!   other hosts. A reported lane of which this process holds no claim (so the engine holds
 //!   nothing of it) is released by the beat itself.
+//! - Sharing: a webhook whose deliveries may go in any order and that has no `rateLimit` is
+//!   worked by every host, each keeping the entries it ingests (claimed as written, below)
+//!   and running at most its share of the webhook's concurrency cap — the cap divided by the
+//!   live hosts, the remainder to the first in id order ([`Lanes::share`]) — so the cap holds
+//!   for all hosts together, and an entry ingested is never read back or announced. The lane
+//!   owner also claims what other hosts wrote unclaimed. A host runs no share before it is
+//!   *settled* ([`Timing::stale`] after it joined): by then every other host saw it and
+//!   shrank its own share. A host whose share is nothing hands what it kept back (a release
+//!   of a lane it does not own) and keeps no more of that webhook until the hosts change.
+//!   `ordered` webhooks, and those with a `rateLimit`, are worked by their lane owner alone.
 //! - Losing touch: a host whose last successful beat is [`Timing::stale`] old stops claiming
-//!   and reports every lane it holds: others may soon consider it gone (after `host_ttl`) or
-//!   its leases expired (after `lease`), and take its lanes over.
+//!   and reports every lane it holds or keeps entries of: others may soon consider it gone
+//!   (after `host_ttl`) or its leases expired (after `lease`), and take its lanes over.
 //! - A host that sees another leave returns the entries still claimed by hosts no longer live
 //!   on its own lanes (a turn that a host finished after its lane was taken over).
 //! - Closing deletes this process's lanes and its `hosts` row: others take over at once.
-//! - Claimed as written: ingest marks the entries it writes for a lane this host keeps (owns,
-//!   is not releasing, is in touch) with this process's id at once, and hands them to its own
+//! - Claimed as written: ingest marks the entries it writes for a lane this host keeps (owns
+//!   or shares, is not releasing, is in touch) with this process's id at once, and hands them to its own
 //!   engine without a claim (see `ingest.rs`). Such writes are counted per lane while in
 //!   flight ([`Lanes::writing`]). Whatever gives a lane up in the database — a release, the
 //!   beat forgetting an empty lane or releasing an idle one — first stops new ones for that
@@ -45,6 +56,7 @@
 //! none sees what this process owns halfway through another's change.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,6 +107,8 @@ pub(super) struct Lanes {
     pub(super) busy: tokio::sync::Mutex<()>,
     /// Told when a lane's last write claiming as written is over.
     settled: tokio::sync::Notify,
+    /// Bumped whenever shares may have changed (the live hosts, or this host settling).
+    shares: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -123,6 +137,14 @@ struct State {
     written: HashSet<String>,
     /// Lanes the beat under way may forget: no entry is claimed as written for them.
     forgetting: HashSet<String>,
+    /// When this host joined: its first successful beat, or its first after losing touch.
+    joined: Option<Instant>,
+    /// Whether this host was settled at its last beat (see the module docs).
+    sharing: bool,
+    /// Webhooks this process claimed entries of as written without owning their lane.
+    kept_shared: HashSet<String>,
+    /// Webhooks whose share this host handed back: not kept until the hosts change.
+    declined: HashSet<String>,
 }
 
 impl Lanes {
@@ -131,6 +153,7 @@ impl Lanes {
             timing,
             busy: tokio::sync::Mutex::new(()),
             settled: tokio::sync::Notify::new(),
+            shares: AtomicU64::new(0),
             state: Mutex::default(),
         }
     }
@@ -177,25 +200,72 @@ impl Lanes {
         wake
     }
 
-    /// Starts a write that claims as written the entries of those of these webhooks whose
-    /// lanes this host keeps: owned, not being released or forgotten, and in touch. They
+    /// Starts a write that claims as written the entries of those of these webhooks (whose
+    /// deliveries may go in any order) that this host keeps (see [`Lanes::keeps`]). They
     /// count as written to until the returned [`Writing`] is dropped — once the entries are
     /// committed and kept, or the write failed.
     pub(super) fn writing<'w>(&self, webhooks: impl IntoIterator<Item = &'w str>) -> Writing<'_> {
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         let mut kept = HashSet::new();
-        if !self.stale(&state) {
-            for webhook in webhooks {
-                let keeps = state.owned.contains(webhook)
-                    && !state.releasing.contains(webhook)
-                    && !state.forgetting.contains(webhook);
-                if keeps && kept.insert(webhook.to_owned()) {
-                    *state.writes.entry(webhook.to_owned()).or_default() += 1;
-                    state.written.insert(webhook.to_owned());
-                }
+        for webhook in webhooks {
+            if kept.contains(webhook) || !self.keeps_in(state, webhook) {
+                continue;
+            }
+            kept.insert(webhook.to_owned());
+            *state.writes.entry(webhook.to_owned()).or_default() += 1;
+            state.written.insert(webhook.to_owned());
+            if !state.owned.contains(webhook) && !state.kept_shared.contains(webhook) {
+                state.kept_shared.insert(webhook.to_owned());
             }
         }
         Writing { lanes: self, webhooks: kept }
+    }
+
+    /// Whether this host keeps the entries it writes for `webhook`, if its deliveries may go
+    /// in any order: it is in touch, the lane is not being released or forgotten, and it owns
+    /// the lane — or shares it (settled, and has not handed its share back).
+    pub(super) fn keeps(&self, webhook: &str) -> bool {
+        self.keeps_in(&self.state(), webhook)
+    }
+
+    fn keeps_in(&self, state: &State, webhook: &str) -> bool {
+        !self.stale(state)
+            && !state.releasing.contains(webhook)
+            && !state.forgetting.contains(webhook)
+            && (state.owned.contains(webhook) || (self.settled(state) && !state.declined.contains(webhook)))
+    }
+
+    /// How many of a webhook's deliveries (capped at `cap` for all hosts together) this host
+    /// may run at once; `None` when it runs none and does not work the lane, so should hand
+    /// back what it holds. Not `shared` (`ordered`, or with a `rateLimit`): the whole cap for
+    /// the lane owner, none for the others. Shared: a part of the cap (see the module docs),
+    /// nothing before this host is settled.
+    pub(super) fn share(&self, webhook: &str, cap: usize, shared: bool, me: Uuid) -> Option<usize> {
+        let state = self.state();
+        let works = works(&state, webhook, me);
+        let hosts = state.hosts.len().max(1);
+        let part = if !shared {
+            if works { cap } else { 0 }
+        } else if hosts == 1 {
+            cap
+        } else if !self.settled(&state) {
+            0
+        } else {
+            let rank = state.hosts.binary_search(&me).unwrap_or(0);
+            cap / hosts + usize::from(rank < cap % hosts)
+        };
+        (part > 0 || works).then_some(part)
+    }
+
+    /// Changes whenever the shares [`Lanes::share`] answers may have changed.
+    pub(super) fn shares_version(&self) -> u64 {
+        self.shares.load(Ordering::Relaxed)
+    }
+
+    /// In touch, and joined long enough ago that every other host has seen it.
+    fn settled(&self, state: &State) -> bool {
+        !self.stale(state) && state.joined.is_some_and(|at| at.elapsed() >= self.timing.stale())
     }
 
     /// Returns once no write claiming as written is in flight for these webhooks. Callers
@@ -260,8 +330,8 @@ impl Lanes {
     pub(super) fn to_release(&self) -> Vec<String> {
         let mut state = self.state();
         if self.stale(&state) {
-            let owned: Vec<String> = state.owned.iter().cloned().collect();
-            state.releasing.extend(owned);
+            let held: Vec<String> = state.owned.union(&state.kept_shared).cloned().collect();
+            state.releasing.extend(held);
         }
         let mut lanes: Vec<String> = state.releasing.iter().cloned().collect();
         lanes.sort_unstable();
@@ -341,13 +411,13 @@ impl Drop for Writing<'_> {
     }
 }
 
-/// The host that should work `webhook`'s lane: of `hosts`, the one with the highest hash of
-/// (host, webhook) — the same answer on every host that sees the same hosts.
-/// Whether `me` works `webhook`'s deliveries: it owns the lane or should take it.
+/// Whether `me` works `webhook`'s lane: it owns the lane or should take it.
 fn works(state: &State, webhook: &str, me: Uuid) -> bool {
     state.owned.contains(webhook) || preferred(&state.hosts, webhook) == Some(me)
 }
 
+/// The host that should work `webhook`'s lane: of `hosts`, the one with the highest hash of
+/// (host, webhook) — the same answer on every host that sees the same hosts.
 pub(super) fn preferred(hosts: &[Uuid], webhook: &str) -> Option<Uuid> {
     hosts.iter().copied().max_by_key(|host| {
         let digest = Sha256::new().chain_update(host.as_bytes()).chain_update(webhook.as_bytes()).finalize();
@@ -421,10 +491,13 @@ WHERE w.webhook_id IS NOT NULL AND NOT EXISTS (
         AND l.owner IN (SELECT id FROM hosts WHERE seen_at >= now() - $1::int8 * interval '1 millisecond'))";
 
 /// Takes the lanes of these webhooks (those with queue entries) that are missing, expired or
-/// held by a host no longer live, and returns the entries other processes claimed of the
-/// lanes taken; returns the webhooks taken.
+/// held by a host no longer live, and returns the entries of the lanes taken that their
+/// previous owner or a process no longer live claimed (not those live hosts keep as their
+/// share); returns the webhooks taken. (Every part sees the lanes as they were before.)
 const ACQUIRE: &str = "
-WITH taken AS (
+WITH previous AS (
+    SELECT webhook_id, owner FROM lanes WHERE webhook_id = ANY($2::text[])
+), taken AS (
     INSERT INTO lanes (webhook_id, owner, expires_at)
     SELECT c.webhook_id, $1, now() + $3::int8 * interval '1 millisecond'
     FROM unnest($2::text[]) AS c(webhook_id)
@@ -434,8 +507,11 @@ WITH taken AS (
             SELECT id FROM hosts WHERE seen_at >= now() - $4::int8 * interval '1 millisecond')
     RETURNING webhook_id
 ), returned AS (
-    UPDATE queue SET claimed_by = NULL
-    WHERE webhook_id IN (SELECT webhook_id FROM taken) AND claimed_by <> $1
+    UPDATE queue q SET claimed_by = NULL
+    FROM taken t LEFT JOIN previous p ON p.webhook_id = t.webhook_id
+    WHERE q.webhook_id = t.webhook_id AND q.claimed_by <> $1
+        AND (q.claimed_by = p.owner OR q.claimed_by NOT IN (
+            SELECT id FROM hosts WHERE seen_at >= now() - $4::int8 * interval '1 millisecond'))
 )
 SELECT webhook_id FROM taken";
 
@@ -506,6 +582,9 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
 
     let (departed, newly_reported, reported) = {
         let mut state = lanes.state();
+        if lanes.stale(&state) {
+            state.joined = Some(started);
+        }
         let departed = state.hosts.iter().any(|host| hosts.binary_search(host).is_err());
         for webhook in &forgotten {
             state.releasing.remove(webhook);
@@ -524,8 +603,15 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
         }
         state.owned = renewed;
         state.forgetting.clear();
-        state.hosts = hosts.clone();
         state.beaten = Some(started);
+        let sharing = lanes.settled(&state);
+        if state.hosts != hosts || state.sharing != sharing {
+            // Shares change: a webhook handed back may be kept again.
+            state.hosts = hosts;
+            state.sharing = sharing;
+            state.declined.clear();
+            lanes.shares.fetch_add(1, Ordering::Relaxed);
+        }
         (departed, newly_reported, state.releasing.iter().cloned().collect::<Vec<String>>())
     };
     let mut wake = newly_reported;
@@ -540,6 +626,7 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
             let mut state = lanes.state();
             for webhook in &idle {
                 state.owned.remove(webhook);
+                state.kept_shared.remove(webhook);
                 state.releasing.remove(webhook);
                 state.tell.insert(webhook.clone());
             }
@@ -615,8 +702,10 @@ async fn acquire(
     Ok(taken)
 }
 
-/// Gives up a lane: this process's claims of the webhook's entries are returned and the lane
-/// deleted (if still this host's), in one transaction; then other hosts hear of it.
+/// Gives up a lane, or hands back a share of one: this process's claims of the webhook's
+/// entries are returned and the lane deleted (if this host's), in one transaction; then
+/// other hosts hear of it. A share handed back while in touch is declined: this host keeps
+/// no more of the webhook until the hosts change.
 pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreError> {
     let _busy = shared.lanes.busy.lock().await;
     let mut client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
@@ -634,7 +723,10 @@ pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreE
     // Returned in the database: no longer this engine's to take.
     shared.kept().retain(|entry| entry.webhook_id != webhook);
     let mut state = shared.lanes.state();
-    state.owned.remove(webhook);
+    if !state.owned.remove(webhook) && !shared.lanes.stale(&state) {
+        state.declined.insert(webhook.to_owned());
+    }
+    state.kept_shared.remove(webhook);
     state.releasing.remove(webhook);
     state.tell.insert(webhook.to_owned());
     // Should it be this host's after all (it had lost touch), the next claim takes it back.
@@ -650,18 +742,19 @@ pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreE
 pub(super) async fn leave(shared: &Shared, channel: &str) -> Result<(), StoreError> {
     let _busy = shared.lanes.busy.lock().await;
     let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
-    let owned: Vec<String> = {
+    let held: Vec<String> = {
         let mut state = shared.lanes.state();
         state.beaten = None; // out of touch: nothing more is claimed as written
-        state.owned.iter().cloned().collect()
+        state.owned.union(&state.kept_shared).cloned().collect()
     };
-    shared.lanes.settle(&owned).await;
+    shared.lanes.settle(&held).await;
     let me = shared.me;
     client.execute("DELETE FROM lanes WHERE owner = $1", &[&me]).await.map_err(pg_error)?;
     client.execute("DELETE FROM hosts WHERE id = $1", &[&me]).await.map_err(pg_error)?;
     {
         let mut state = shared.lanes.state();
         state.owned.clear();
+        state.kept_shared.clear();
         state.releasing.clear();
     }
     client.execute("SELECT pg_notify($1, $2)", &[&channel, &me.to_string()]).await.map_err(pg_error)?;
@@ -710,5 +803,70 @@ mod tests {
         lanes.state().beaten = None;
         assert_eq!(lanes.wrote(["mine"], me), (true, true), "out of touch: others may hold it by now");
         assert_eq!(lanes.announcements(me), everyone, "and its view of the hosts may be old");
+    }
+
+    /// Hosts that see `hosts`, each beaten now and joined `ago`.
+    fn hosts_seeing(hosts: &[Uuid], ago: Duration) -> Vec<Lanes> {
+        let joined = Instant::now().checked_sub(ago).expect("a process older than that");
+        hosts
+            .iter()
+            .map(|_| {
+                let lanes = Lanes::new(Timing::DEFAULT);
+                let mut state = lanes.state();
+                state.hosts = hosts.to_vec();
+                state.beaten = Some(Instant::now());
+                state.joined = Some(joined);
+                drop(state);
+                lanes
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shares_add_up_to_the_cap_whatever_the_hosts() {
+        for n in 1..=5 {
+            let mut hosts: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
+            hosts.sort_unstable();
+            let lanes = hosts_seeing(&hosts, Duration::from_secs(10));
+            for cap in 1..=10usize {
+                let shares: Vec<Option<usize>> =
+                    hosts.iter().zip(&lanes).map(|(me, lanes)| lanes.share("w", cap, true, *me)).collect();
+                let total: usize = shares.iter().flatten().sum();
+                assert_eq!(total, cap, "{n} hosts, cap {cap}: {shares:?}");
+                let owner = preferred(&hosts, "w").expect("a host");
+                for (me, share) in hosts.iter().zip(&shares) {
+                    assert!(share.is_some() || *me != owner, "the owner works its lane even with no share");
+                    assert!(share.unwrap_or(0) <= cap.div_ceil(n), "evenly: {shares:?}");
+                }
+                let whole: Vec<Option<usize>> =
+                    hosts.iter().zip(&lanes).map(|(me, lanes)| lanes.share("w", cap, false, *me)).collect();
+                let expected: Vec<Option<usize>> =
+                    hosts.iter().map(|me| (*me == owner).then_some(cap)).collect();
+                assert_eq!(whole, expected, "not shared: the owner's alone");
+            }
+        }
+    }
+
+    #[test]
+    fn a_host_that_just_joined_keeps_and_runs_nothing_shared_until_settled() {
+        let mut hosts = vec![Uuid::now_v7(), Uuid::now_v7()];
+        hosts.sort_unstable();
+        let owner = preferred(&hosts, "w").expect("a host");
+        let other = *hosts.iter().find(|host| **host != owner).expect("two hosts");
+        let joining = &hosts_seeing(&hosts, Duration::ZERO)[0];
+        assert!(!joining.keeps("w"));
+        assert_eq!(joining.share("w", 8, true, other), None, "nothing: others may still run the whole cap");
+        assert_eq!(joining.share("w", 8, true, owner), Some(0), "the owner holds its lane and waits");
+        let settled = &hosts_seeing(&hosts, Timing::DEFAULT.stale())[0];
+        assert!(settled.keeps("w"));
+        assert_eq!(settled.share("w", 8, true, other), Some(4));
+        assert!(settled.writing(["w"]).webhooks().contains("w"));
+        assert!(settled.to_release().is_empty());
+        settled.state().declined.insert("w".into());
+        assert!(!settled.keeps("w"), "handed back: kept no more");
+        settled.state().beaten = None;
+        assert_eq!(settled.to_release(), ["w"], "out of touch: what it kept is reported");
+        let alone = &hosts_seeing(&hosts[..1], Duration::ZERO)[0];
+        assert_eq!(alone.share("w", 8, true, hosts[0]), Some(8), "one host runs the whole cap at once");
     }
 }

@@ -848,15 +848,30 @@ impl PgStore {
         }
     }
 
-    /// Whether this host works the webhook's deliveries (it holds the lane or should take it):
-    /// what it ingests for the others is worked elsewhere.
-    pub fn works(&self, webhook_id: &str) -> bool {
-        self.inner.shared.lanes.works(webhook_id, self.inner.shared.me)
+    /// Whether this host works deliveries of the webhook that it ingests: it holds the lane or
+    /// should take it, or — for deliveries that may go in any order (`any_order`) — keeps its
+    /// share (see `lanes.rs`). What it ingests for the others is worked elsewhere.
+    pub fn works(&self, webhook_id: &str, any_order: bool) -> bool {
+        let shared = &self.inner.shared;
+        shared.lanes.works(webhook_id, shared.me) || (any_order && shared.lanes.keeps(webhook_id))
+    }
+
+    /// How many of the webhook's deliveries this host may run at once, of `cap` for all hosts
+    /// together; `None` when it should hand back what it holds of the webhook (see
+    /// `lanes.rs`, Sharing). `shared`: the webhook has no `rateLimit`.
+    pub fn share(&self, webhook_id: &str, cap: usize, shared: bool) -> Option<usize> {
+        self.inner.shared.lanes.share(webhook_id, cap, shared, self.inner.shared.me)
+    }
+
+    /// Changes whenever [`PgStore::share`]'s answers may have.
+    pub fn shares_version(&self) -> u64 {
+        self.inner.shared.lanes.shares_version()
     }
 
     /// The webhooks whose lanes this host must give up (another live host should work them,
-    /// or this host may have lost them): claims skip them already; each is reported until
-    /// [`PgStore::release_lane`] is called for it.
+    /// or this host may have lost them), or whose entries it kept as its share while it lost
+    /// touch: claims skip them already; each is reported until [`PgStore::release_lane`] is
+    /// called for it.
     pub async fn lanes_to_release(&self) -> Vec<String> {
         self.inner.shared.lanes.to_release()
     }

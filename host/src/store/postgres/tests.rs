@@ -72,14 +72,29 @@ async fn see_each_other(hosts: &[&PgStore], n: usize) {
     }
 }
 
-/// Accepts `per` queued deliveries for each webhook; returns them.
+/// Accepts `per` queued deliveries for each webhook, which may go in any order (so a host
+/// keeps those of the lanes it owns or shares); returns them.
 async fn queue_for(store: &PgStore, webhooks: &[String], per: usize) -> Vec<Delivery> {
+    queue(store, webhooks, per, true).await
+}
+
+/// As [`queue_for`], for deliveries that must wait for a claim by the lane owner (as an
+/// `ordered` webhook's do).
+async fn queue_waiting_for(store: &PgStore, webhooks: &[String], per: usize) -> Vec<Delivery> {
+    queue(store, webhooks, per, false).await
+}
+
+async fn queue(store: &PgStore, webhooks: &[String], per: usize, any_order: bool) -> Vec<Delivery> {
     let e = event("c1", &format!("e-{}", Uuid::now_v7()));
     let made: Vec<Delivery> = webhooks
         .iter()
         .flat_map(|w| (0..per).map(|_| delivery(&e, w, DeliveryStatus::Pending)).collect::<Vec<_>>())
         .collect();
-    store.accept(&[accept(e, made.clone(), json!({}))], None, 5).await.expect("accept");
+    let mut call = accept(e, made.clone(), json!({}));
+    if !any_order {
+        call.unordered.clear();
+    }
+    store.accept(&[call], None, 5).await.expect("accept");
     made
 }
 
@@ -1051,7 +1066,7 @@ async fn lanes_split_between_hosts_and_each_webhook_is_claimed_by_one() {
     let hosts = a.inner.shared.lanes.hosts();
     let all = webhooks(30);
     // Written on one host; each host hears of the webhooks and takes those it should own.
-    let made = queue_for(&b, &all, 3).await;
+    let made = queue_waiting_for(&b, &all, 3).await;
     let mut claimed: Vec<(Uuid, QueueEntry)> = Vec::new();
     eventually("every entry is claimed", Duration::from_secs(5), async || {
         for store in [&a, &b, &c] {
@@ -1085,7 +1100,7 @@ async fn a_dead_host_s_lanes_and_unfinished_claims_go_to_another() {
     let (a, b) = (host(&db).await, host(&db).await);
     see_each_other(&[&a, &b], 2).await;
     let all = webhooks(20);
-    let made = queue_for(&a, &all, 2).await;
+    let made = queue_waiting_for(&a, &all, 2).await;
     let (mut on_a, mut on_b) = (Vec::new(), Vec::new());
     eventually("every entry is claimed", Duration::from_secs(5), async || {
         on_a.extend(a.claim(1000).await.expect("claim"));
@@ -1179,7 +1194,7 @@ async fn a_draining_lane_with_nothing_claimed_is_released_by_the_beat() {
     let db = database!();
     let a = host(&db).await;
     let all = webhooks(20);
-    let made = queue_for(&a, &all, 1).await;
+    let made = queue_waiting_for(&a, &all, 1).await;
     // `a` owns every lane (its beat took them), but claims nothing.
     eventually("the first host owns every lane", Duration::from_secs(5), async || {
         a.inner.shared.lanes.owned() == all
@@ -1245,8 +1260,9 @@ async fn entries_of_a_lane_kept_here_are_claimed_as_written() {
     assert!(a.claim(10).await.expect("claim").is_empty(), "each once");
     assert!(b.claim(10).await.expect("claim").is_empty(), "never by another host");
 
-    // Written on another host, or for an ordered webhook: unclaimed, found by a claim.
-    let elsewhere = queue_for(&b, std::slice::from_ref(&w), 1).await;
+    // Written on another host (not sharing it), or for an ordered webhook: unclaimed, found
+    // by a claim.
+    let elsewhere = queue_waiting_for(&b, std::slice::from_ref(&w), 1).await;
     let e = event("c1", "ordered");
     let ordered = delivery(&e, &w, DeliveryStatus::Pending);
     let call =
@@ -1348,6 +1364,65 @@ async fn a_lane_is_not_forgotten_while_a_write_claims_for_it() {
     a.finish(&entries[0], None, None, &[]).await.expect("finish");
     lanes::beat(&a.inner.shared).await.expect("beat");
     assert!(owners(&db).await.is_empty());
+}
+
+#[tokio::test]
+async fn hosts_share_a_webhook_each_keeping_what_it_ingests() {
+    let db = database!();
+    let (a, b, c) = (host(&db).await, host(&db).await, host(&db).await);
+    see_each_other(&[&a, &b, &c], 3).await;
+    let hosts = a.inner.shared.lanes.hosts();
+    let w =
+        webhooks(30).into_iter().find(|w| lanes::preferred(&hosts, w) == Some(me(&a))).expect("one of a's");
+    let w = std::slice::from_ref(&w);
+    eventually("every host is settled", Duration::from_secs(5), async || {
+        [&a, &b, &c].iter().all(|host| host.share(&w[0], 8, true).is_some_and(|share| share > 0))
+    })
+    .await;
+    let shares: Vec<usize> = [&a, &b, &c].iter().filter_map(|host| host.share(&w[0], 8, true)).collect();
+    assert_eq!(shares.iter().sum::<usize>(), 8, "the cap split between them: {shares:?}");
+    assert_eq!(b.share(&w[0], 8, false), None, "a webhook with a rateLimit is the owner's alone");
+
+    // Written on hosts that do not own the lane: each keeps what it wrote.
+    let on_b = queue_for(&b, w, 3).await;
+    let on_c = queue_for(&c, w, 2).await;
+    let marks = claimed_by(&db).await;
+    assert!(on_b.iter().all(|d| marks[&d.id] == Some(me(&b))), "{marks:?}");
+    assert!(on_c.iter().all(|d| marks[&d.id] == Some(me(&c))), "{marks:?}");
+    assert_eq!(b.claim(10).await.expect("claim").len(), 3, "from memory");
+    eventually("the owner takes the lane", Duration::from_secs(5), async || {
+        owners(&db).await.get(&w[0]) == Some(&me(&a))
+    })
+    .await;
+    assert!(a.claim(10).await.expect("claim").is_empty(), "nothing the others keep");
+    assert_eq!(claimed_by(&db).await, marks, "taking the lane returned none of their entries");
+
+    // `b` hands its share back: its entries go to the owner, and it keeps no more of them.
+    b.release_lane(&w[0]).await.expect("hand back");
+    assert!(!b.works(&w[0], true));
+    let later = queue_for(&b, w, 1).await;
+    assert_eq!(claimed_by(&db).await[&later[0].id], None, "written for the owner to claim");
+    let mut taken = Vec::new();
+    eventually("the owner claims what b handed back and wrote since", Duration::from_secs(5), async || {
+        taken.extend(a.claim(10).await.expect("claim").into_iter().map(|e| e.delivery_id));
+        taken.len() >= 4
+    })
+    .await;
+    let expected: HashSet<String> = on_b.iter().chain(&later).map(|d| d.id.clone()).collect();
+    assert_eq!(taken.iter().cloned().collect::<HashSet<_>>(), expected);
+    assert_eq!(taken.len(), 4, "each once");
+
+    // `c` dies with what it kept: the owner returns those claims and works them.
+    drop(c);
+    let mut taken = Vec::new();
+    eventually("the owner claims what c kept", Duration::from_secs(10), async || {
+        taken.extend(a.claim(10).await.expect("claim").into_iter().map(|e| e.delivery_id));
+        taken.len() >= 2
+    })
+    .await;
+    assert_eq!(taken.into_iter().collect::<HashSet<_>>(), on_c.iter().map(|d| d.id.clone()).collect());
+    see_each_other(&[&a, &b], 2).await;
+    assert_eq!(a.share(&w[0], 8, true).unwrap_or(0) + b.share(&w[0], 8, true).unwrap_or(0), 8);
 }
 
 #[test]
