@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::serve::{Server, start_with};
-use crate::support::{Receiver, TestDb, eventually, on_postgres, shared_cache_dir};
+use crate::support::{Received, Receiver, TestDb, eventually, on_postgres, shared_cache_dir};
 
 /// The key every host seals and opens webhook secrets with.
 const SECRET_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
@@ -90,6 +90,22 @@ fn arrivals(receiver: &Receiver) -> Vec<(String, u64)> {
             )
         })
         .collect()
+}
+
+/// Sends `n` events of `project` (ids `<project><i>`), to each host in turn.
+async fn send_to_each_in_turn(hosts: &[Server], project: &str, n: usize) {
+    for i in 0..n {
+        let event = event(&format!("{project}{i}"), project, i);
+        let (status, _) = hosts[i % hosts.len()].call("op", Method::POST, "/v1/events", Some(event)).await;
+        assert_eq!(status, 202);
+    }
+}
+
+/// The most deliveries that arrived within any `window`.
+fn busiest(received: &[Received], window: Duration) -> usize {
+    let times: Vec<Instant> = received.iter().map(|r| r.at).collect();
+    let within = |i: usize| times[i..].iter().take_while(|t| **t < times[i] + window).count();
+    (0..times.len()).map(within).max().unwrap_or(0)
 }
 
 /// Waits (at most `limit`) until every id in `expected` arrived.
@@ -233,19 +249,8 @@ async fn a_rate_limit_holds_for_all_hosts_together() {
     let limited = hook(&receiver.url, "r", json!({"rateLimit": 50}));
     assert_eq!(hosts[0].call("op", Method::POST, "/v1/webhooks", Some(limited)).await.0, 201);
     changes_spread().await;
-    for i in 0..200 {
-        let (status, _) =
-            hosts[i % 3].call("op", Method::POST, "/v1/events", Some(event(&format!("r{i}"), "r", i))).await;
-        assert_eq!(status, 202);
-    }
-    let got = receiver.wait_for(200).await;
-    let times: Vec<Instant> = got.iter().map(|r| r.at).collect();
-    let busiest = times
-        .iter()
-        .enumerate()
-        .map(|(i, start)| times[i..].iter().take_while(|t| **t < *start + Duration::from_secs(1)).count())
-        .max()
-        .unwrap();
+    send_to_each_in_turn(&hosts, "r", 200).await;
+    let busiest = busiest(&receiver.wait_for(200).await, Duration::from_secs(1));
     println!("at most {busiest} deliveries in any second");
     assert!(busiest <= 55, "{busiest} deliveries in one second under a limit of 50/s");
 }
@@ -267,24 +272,10 @@ async fn a_concurrency_cap_holds_for_all_hosts_together() {
     changes_spread().await;
     // A host runs its share once every other has seen it (3 s after it joined).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for i in 0..64 {
-        let (status, _) = hosts[i % 3]
-            .call("op", Method::POST, "/v1/events", Some(event(&format!("c{i}"), "cap", i)))
-            .await;
-        assert_eq!(status, 202);
-    }
-    let got = receiver.wait_for(64).await;
+    send_to_each_in_turn(&hosts, "cap", 64).await;
     // Each delivery holds its place for the receiver's 400 ms: those that arrive within less
     // than that were at the receiver together.
-    let times: Vec<Instant> = got.iter().map(|r| r.at).collect();
-    let busiest = times
-        .iter()
-        .enumerate()
-        .map(|(i, start)| {
-            times[i..].iter().take_while(|t| **t < *start + slow - Duration::from_millis(50)).count()
-        })
-        .max()
-        .unwrap();
+    let busiest = busiest(&receiver.wait_for(64).await, slow - Duration::from_millis(50));
     println!("at most {busiest} deliveries at the receiver at once");
     assert!(busiest <= 8, "{busiest} deliveries at once under a cap of 8");
     assert!(busiest > 3, "the webhook's places were used ({busiest} at once), or this proves nothing");
