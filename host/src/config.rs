@@ -124,11 +124,21 @@ pub struct DeliveryConfig {
     /// Each attempt's timeout.
     #[serde(deserialize_with = "duration")]
     pub attempt_timeout: Duration,
+    /// Several hosts on PostgreSQL: every host delivers what it ingests of a webhook that is
+    /// neither `ordered` nor rate-limited, within its share of the webhook's cap. Off, the
+    /// host holding the webhook's lane delivers all of it, with the whole cap, wherever its
+    /// events arrive (for senders pinned to one host).
+    pub share_webhooks: bool,
 }
 
 impl Default for DeliveryConfig {
     fn default() -> Self {
-        DeliveryConfig { workers: 64, per_webhook: 8, attempt_timeout: Duration::from_secs(10) }
+        DeliveryConfig {
+            workers: 64,
+            per_webhook: 8,
+            attempt_timeout: Duration::from_secs(10),
+            share_webhooks: true,
+        }
     }
 }
 

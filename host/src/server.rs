@@ -84,6 +84,7 @@ impl AppState {
         let storage = |source| ServeError::Storage { location: location.to_string(), source };
         let operator_hashes = operator_hashes(&config)?;
         let store = Store::open(&location, config.migrate).await.map_err(storage)?;
+        store.share_webhooks(config.delivery.share_webhooks);
         let storage = |source| ServeError::Storage { location: store.describe(), source };
         let changes = store.changes_cursor().await.map_err(storage)?;
         // What storage created under the default umask: nobody else reads the data directory.

@@ -20,13 +20,15 @@ const SECRET_KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
 struct Deployment {
     url: String,
     dirs: Vec<tempfile::TempDir>,
+    /// More of every host's config file.
+    config: String,
     _database: TestDb,
 }
 
 impl Deployment {
     async fn new() -> Deployment {
         let database = TestDb::create().await.expect("a PostgreSQL server for the suite");
-        Deployment { url: database.url.clone(), dirs: Vec::new(), _database: database }
+        Deployment { url: database.url.clone(), dirs: Vec::new(), config: String::new(), _database: database }
     }
 
     /// Starts one more host (`--migrate`: whichever starts first applies the schema).
@@ -53,7 +55,8 @@ impl Deployment {
 
     /// The shared configuration, and the database the suite's helpers should hand the host.
     fn prepare(&self, dir: &Path) {
-        std::fs::write(dir.join("shared.toml"), format!("secret-key = \"{SECRET_KEY}\"\n")).unwrap();
+        let config = format!("secret-key = \"{SECRET_KEY}\"\n{}", self.config);
+        std::fs::write(dir.join("shared.toml"), config).unwrap();
         std::fs::write(dir.join("test-database-url"), &self.url).unwrap();
     }
 }
@@ -279,6 +282,29 @@ async fn a_concurrency_cap_holds_for_all_hosts_together() {
     println!("at most {busiest} deliveries at the receiver at once");
     assert!(busiest <= 8, "{busiest} deliveries at once under a cap of 8");
     assert!(busiest > 3, "the webhook's places were used ({busiest} at once), or this proves nothing");
+}
+
+/// Senders pinned to one host, with hosts told not to share: the webhook's lane host runs
+/// its whole cap, not one host's share of it.
+#[tokio::test]
+async fn without_sharing_events_sent_to_one_host_get_the_whole_cap() {
+    if !on_postgres() {
+        return;
+    }
+    let mut deployment = Deployment::new().await;
+    deployment.config = "[delivery]\nshare-webhooks = false\n".into();
+    let hosts = [deployment.start(), deployment.start(), deployment.start()];
+    let receiver = Receiver::start().await;
+    let slow = Duration::from_millis(400);
+    receiver.delay(slow);
+    let webhook = hook(&receiver.url, "pinned", json!({}));
+    assert_eq!(hosts[0].call("op", Method::POST, "/v1/webhooks", Some(webhook)).await.0, 201);
+    changes_spread().await;
+    send_to_each_in_turn(&hosts[..1], "pinned", 64).await;
+    let busiest = busiest(&receiver.wait_for(64).await, slow - Duration::from_millis(50));
+    println!("at most {busiest} deliveries at the receiver at once");
+    assert!(busiest <= 8, "{busiest} deliveries at once under a cap of 8");
+    assert!(busiest > 3, "{busiest} at once: no more than one host's share of the cap");
 }
 
 #[tokio::test]

@@ -588,6 +588,14 @@ impl Store {
         }
     }
 
+    /// Whether hosts share webhooks as [`Store::share`] says (the default), or each webhook is
+    /// worked by its lane's host alone. No effect on the embedded database.
+    pub fn share_webhooks(&self, on: bool) {
+        if let Backend::Postgres(backend) = &self.backend {
+            backend.share_webhooks(on);
+        }
+    }
+
     /// Changes whenever [`Store::share`]'s answers may have (hosts came or went).
     pub fn shares_version(&self) -> u64 {
         match &self.backend {

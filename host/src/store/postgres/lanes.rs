@@ -36,7 +36,8 @@
 //!   *settled* ([`Timing::stale`] after it joined): by then every other host saw it and
 //!   shrank its own share. A host whose share is nothing hands what it kept back (a release
 //!   of a lane it does not own) and keeps no more of that webhook until the hosts change.
-//!   `ordered` webhooks, and those with a `rateLimit`, are worked by their lane owner alone.
+//!   `ordered` webhooks, and those with a `rateLimit`, are worked by their lane owner alone,
+//!   as is every webhook on a host told not to share ([`Lanes::share_webhooks`]).
 //! - Losing touch: a host whose last successful beat is [`Timing::stale`] old stops claiming
 //!   and reports every lane it holds or keeps entries of: others may soon consider it gone
 //!   (after `host_ttl`) or its leases expired (after `lease`), and take its lanes over.
@@ -56,7 +57,7 @@
 //! none sees what this process owns halfway through another's change.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,8 @@ pub(super) struct Lanes {
     settled: tokio::sync::Notify,
     /// Bumped whenever shares may have changed (the live hosts, or this host settling).
     shares: AtomicU64,
+    /// Whether this host shares webhooks at all.
+    sharing: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -154,6 +157,7 @@ impl Lanes {
             busy: tokio::sync::Mutex::new(()),
             settled: tokio::sync::Notify::new(),
             shares: AtomicU64::new(0),
+            sharing: AtomicBool::new(true),
             state: Mutex::default(),
         }
     }
@@ -233,7 +237,18 @@ impl Lanes {
         !self.stale(state)
             && !state.releasing.contains(webhook)
             && !state.forgetting.contains(webhook)
-            && (state.owned.contains(webhook) || (self.settled(state) && !state.declined.contains(webhook)))
+            && (state.owned.contains(webhook)
+                || (self.sharing() && self.settled(state) && !state.declined.contains(webhook)))
+    }
+
+    /// Off: this host keeps and runs only what its lanes hold, each with the whole cap.
+    pub(super) fn share_webhooks(&self, on: bool) {
+        self.sharing.store(on, Ordering::Relaxed);
+        self.shares.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sharing(&self) -> bool {
+        self.sharing.load(Ordering::Relaxed)
     }
 
     /// How many of a webhook's deliveries (capped at `cap` for all hosts together) this host
@@ -245,7 +260,7 @@ impl Lanes {
         let state = self.state();
         let works = works(&state, webhook, me);
         let hosts = state.hosts.len().max(1);
-        let part = if !shared {
+        let part = if !shared || !self.sharing() {
             if works { cap } else { 0 }
         } else if hosts == 1 {
             cap

@@ -863,6 +863,12 @@ impl PgStore {
         self.inner.shared.lanes.share(webhook_id, cap, shared, self.inner.shared.me)
     }
 
+    /// Whether this host shares webhooks with the others (see `lanes.rs`, Sharing); on by
+    /// default.
+    pub fn share_webhooks(&self, on: bool) {
+        self.inner.shared.lanes.share_webhooks(on);
+    }
+
     /// Changes whenever [`PgStore::share`]'s answers may have.
     pub fn shares_version(&self) -> u64 {
         self.inner.shared.lanes.shares_version()

@@ -1425,6 +1425,33 @@ async fn hosts_share_a_webhook_each_keeping_what_it_ingests() {
     assert_eq!(a.share(&w[0], 8, true).unwrap_or(0) + b.share(&w[0], 8, true).unwrap_or(0), 8);
 }
 
+#[tokio::test]
+async fn hosts_told_not_to_share_leave_each_webhook_to_its_lane_s_host() {
+    let db = database!();
+    let (a, b) = (host(&db).await, host(&db).await);
+    for host in [&a, &b] {
+        host.share_webhooks(false);
+    }
+    see_each_other(&[&a, &b], 2).await;
+    let hosts = a.inner.shared.lanes.hosts();
+    let w =
+        webhooks(20).into_iter().find(|w| lanes::preferred(&hosts, w) == Some(me(&a))).expect("one of a's");
+    let w = std::slice::from_ref(&w);
+    // Long after both would have settled.
+    tokio::time::sleep(FAST.host_ttl).await;
+    assert_eq!(a.share(&w[0], 8, true), Some(8), "the lane's host runs the whole cap");
+    assert_eq!(b.share(&w[0], 8, true), None);
+    let made = queue_for(&b, w, 2).await;
+    assert!(claimed_by(&db).await.values().all(Option::is_none), "written for the lane's host to claim");
+    let mut taken = Vec::new();
+    eventually("the lane's host claims them", Duration::from_secs(5), async || {
+        taken.extend(a.claim(10).await.expect("claim"));
+        taken.len() >= made.len()
+    })
+    .await;
+    assert_eq!(taken.len(), made.len());
+}
+
 #[test]
 fn the_preferred_host_is_stable_and_spreads_lanes() {
     let hosts: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
