@@ -19,7 +19,8 @@
 //! events spread over them round-robin (with N > 1 only that workload runs).
 //! `WASMHOOK_BENCH_SINGLE_ONLY=1` runs only the single events on one host too (comparing one
 //! host with several, alternately, takes a third of the time); `WASMHOOK_BENCH_LATENCY_ONLY=1`
-//! only the latency at 1,000 events/s, on a fresh database.
+//! only the latency at 1,000 events/s, on a fresh database (with N hosts, sent to each in
+//! turn).
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;
 //! `WASMHOOK_BENCH_TIMELINE=1` prints the single events' deliveries per half second.
 
@@ -35,17 +36,27 @@ use serde_json::json;
 #[path = "../src/store/postgres/testing.rs"]
 mod pg_testing;
 
-use support::{Arrivals, event, percentile, receiver, start_server, steady_latencies, wait_for};
+use support::{Arrivals, event, percentile, receiver, start_server, steady_latencies_over, wait_for};
 
-async fn latency(client: &reqwest::Client, base: &str, arrivals: &Arrivals) {
+async fn latency(client: &reqwest::Client, bases: &[String], arrivals: &Arrivals) {
     let (rate, seconds) = (1_000, 10);
-    let latencies = steady_latencies(client, base, arrivals, rate, seconds, "p", "lat").await;
+    let bases: Vec<&str> = bases.iter().map(String::as_str).collect();
+    let latencies = steady_latencies_over(client, &bases, arrivals, rate, seconds, "p", "lat").await;
     println!(
-        "latency at {rate} events/s for {seconds} s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (send → delivered)",
+        "latency at {rate} events/s for {seconds} s, {} host(s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms \
+         (send → delivered)",
+        bases.len(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3
     );
+}
+
+/// Other hosts learn of a change within a second.
+async fn changes_spread(hosts: usize) {
+    if hosts > 1 {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+    }
 }
 
 async fn single_events(client: &reqwest::Client, bases: &[String], arrivals: &Arrivals, pids: &[u32]) {
@@ -213,25 +224,29 @@ fn main() {
             async move { assert_eq!(request.send().await.unwrap().status(), 201) }
         };
         create(hook("single")).await;
-        // Other hosts learn of the webhook within a second, and run their share of it once
-        // settled (at their first beat 3 s after they joined).
-        tokio::time::sleep(Duration::from_millis(if hosts > 1 { 4_500 } else { 0 })).await;
+        // Other hosts run their share of it once settled (at their first beat 3 s after they
+        // joined).
+        changes_spread(hosts).await;
+        if hosts > 1 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
         let latency_only = std::env::var_os("WASMHOOK_BENCH_LATENCY_ONLY").is_some();
         if !latency_only {
             single_events(&client, &bases, &arrivals, &pids).await;
         }
-        if hosts > 1 || std::env::var_os("WASMHOOK_BENCH_SINGLE_ONLY").is_some() {
+        if latency_only {
+            create(hook("p")).await;
+            changes_spread(hosts).await;
+            latency(&client, &bases, &arrivals).await;
+        }
+        if latency_only || hosts > 1 || std::env::var_os("WASMHOOK_BENCH_SINGLE_ONLY").is_some() {
             for (mut child, _) in servers {
                 child.kill().unwrap();
             }
             return;
         }
         create(hook("p")).await;
-        latency(&client, &base, &arrivals).await;
-        if latency_only {
-            servers[0].0.kill().unwrap();
-            return;
-        }
+        latency(&client, &bases, &arrivals).await;
         for i in 0..WEBHOOKS {
             create(hook(&format!("t{i}"))).await;
         }

@@ -113,6 +113,19 @@ pub async fn steady_latencies(
     project: &str,
     prefix: &str,
 ) -> Vec<Duration> {
+    steady_latencies_over(client, &[base], arrivals, rate, seconds, project, prefix).await
+}
+
+/// As [`steady_latencies`], the events sent to each of `bases` (hosts) in turn.
+pub async fn steady_latencies_over(
+    client: &reqwest::Client,
+    bases: &[&str],
+    arrivals: &Arrivals,
+    rate: u64,
+    seconds: u64,
+    project: &str,
+    prefix: &str,
+) -> Vec<Duration> {
     let mut sent_at = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     let mut tasks = Vec::new();
@@ -120,6 +133,7 @@ pub async fn steady_latencies(
         tick.tick().await;
         let id = format!("{prefix}{i}");
         sent_at.insert(id.clone(), Instant::now());
+        let base = bases[i as usize % bases.len()];
         let (client, url, project) = (client.clone(), format!("{base}/v1/events"), project.to_owned());
         tasks.push(tokio::spawn(async move {
             let response =
