@@ -143,7 +143,7 @@ struct State {
     /// When this host joined: its first successful beat, or its first after losing touch.
     joined: Option<Instant>,
     /// Whether this host was settled at its last beat (see the module docs).
-    sharing: bool,
+    was_settled: bool,
     /// Webhooks this process claimed entries of as written without owning their lane.
     kept_shared: HashSet<String>,
     /// Webhooks whose share this host handed back: not kept until the hosts change.
@@ -619,11 +619,11 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
         state.owned = renewed;
         state.forgetting.clear();
         state.beaten = Some(started);
-        let sharing = lanes.settled(&state);
-        if state.hosts != hosts || state.sharing != sharing {
+        let settled = lanes.settled(&state);
+        if state.hosts != hosts || state.was_settled != settled {
             // Shares change: a webhook handed back may be kept again.
             state.hosts = hosts;
-            state.sharing = sharing;
+            state.was_settled = settled;
             state.declined.clear();
             lanes.shares.fetch_add(1, Ordering::Relaxed);
         }

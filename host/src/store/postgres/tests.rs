@@ -147,6 +147,12 @@ async fn write_held_up(
     writer
 }
 
+/// A webhook whose lane `store` should hold, among the live hosts it sees.
+fn one_of(store: &PgStore) -> String {
+    let hosts = store.inner.shared.lanes.hosts();
+    webhooks(30).into_iter().find(|w| lanes::preferred(&hosts, w) == Some(me(store))).expect("one of 30")
+}
+
 fn webhooks(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("wh_{i:03}")).collect()
 }
@@ -1239,9 +1245,7 @@ async fn entries_of_a_lane_kept_here_are_claimed_as_written() {
     let db = database!();
     let (a, b) = (host(&db).await, host(&db).await);
     see_each_other(&[&a, &b], 2).await;
-    let hosts = a.inner.shared.lanes.hosts();
-    let w =
-        webhooks(20).into_iter().find(|w| lanes::preferred(&hosts, w) == Some(me(&a))).expect("one of a's");
+    let w = one_of(&a);
     queue_for(&a, std::slice::from_ref(&w), 1).await;
     assert_eq!(a.claim(10).await.expect("claim").len(), 1, "the first claim takes the lane");
 
@@ -1371,9 +1375,7 @@ async fn hosts_share_a_webhook_each_keeping_what_it_ingests() {
     let db = database!();
     let (a, b, c) = (host(&db).await, host(&db).await, host(&db).await);
     see_each_other(&[&a, &b, &c], 3).await;
-    let hosts = a.inner.shared.lanes.hosts();
-    let w =
-        webhooks(30).into_iter().find(|w| lanes::preferred(&hosts, w) == Some(me(&a))).expect("one of a's");
+    let w = one_of(&a);
     let w = std::slice::from_ref(&w);
     eventually("every host is settled", Duration::from_secs(5), async || {
         [&a, &b, &c].iter().all(|host| host.share(&w[0], 8, true).is_some_and(|share| share > 0))
@@ -1433,9 +1435,7 @@ async fn hosts_told_not_to_share_leave_each_webhook_to_its_lane_s_host() {
         host.share_webhooks(false);
     }
     see_each_other(&[&a, &b], 2).await;
-    let hosts = a.inner.shared.lanes.hosts();
-    let w =
-        webhooks(20).into_iter().find(|w| lanes::preferred(&hosts, w) == Some(me(&a))).expect("one of a's");
+    let w = one_of(&a);
     let w = std::slice::from_ref(&w);
     // Long after both would have settled.
     tokio::time::sleep(FAST.host_ttl).await;
