@@ -265,9 +265,25 @@ async fn a_concurrency_cap_holds_for_all_hosts_together() {
     if !on_postgres() {
         return;
     }
-    let busiest = most_at_the_receiver_at_once(Deployment::new().await, "cap", 3).await;
+    let busiest = most_at_the_receiver_at_once(Deployment::new().await, "cap", 3, Duration::ZERO).await;
     assert!(busiest <= 8, "{busiest} deliveries at once under a cap of 8");
     assert!(busiest > 3, "the webhook's places were used ({busiest} at once), or this proves nothing");
+}
+
+/// A sender pinned to one host (a load balancer keeping its connections): once that host's
+/// demand is established and the lane's owner holds nothing of the webhook, it runs the
+/// webhook's whole cap — not a share split with hosts that deliver none of it.
+#[tokio::test]
+async fn events_sent_to_one_host_get_the_whole_cap() {
+    if !on_postgres() {
+        return;
+    }
+    // 16 s: its demand established (4 s), then the owner's lingering out (5 s after it last
+    // held any of the first events), with a few seconds to spare.
+    let steady = Duration::from_secs(16);
+    let busiest = most_at_the_receiver_at_once(Deployment::new().await, "pinned", 1, steady).await;
+    assert!(busiest <= 8, "{busiest} deliveries at once under a cap of 8");
+    assert!(busiest > 4, "{busiest} at once: no more than a share of the cap split between two hosts");
 }
 
 /// Senders pinned to one host, with hosts told not to share: the webhook's lane host runs
@@ -279,14 +295,20 @@ async fn without_sharing_events_sent_to_one_host_get_the_whole_cap() {
     }
     let mut deployment = Deployment::new().await;
     deployment.config = "[delivery]\nshare-webhooks = false\n".into();
-    let busiest = most_at_the_receiver_at_once(deployment, "pinned", 1).await;
+    let busiest = most_at_the_receiver_at_once(deployment, "pinned", 1, Duration::ZERO).await;
     assert!(busiest <= 8, "{busiest} deliveries at once under a cap of 8");
     assert!(busiest > 3, "{busiest} at once: no more than one host's share of the cap");
 }
 
-/// Three hosts and a webhook of `project` whose receiver takes 400 ms: 64 events sent to the
-/// first `senders` hosts in turn; how many deliveries were at the receiver at most at once.
-async fn most_at_the_receiver_at_once(mut deployment: Deployment, project: &str, senders: usize) -> usize {
+/// Three hosts and a webhook of `project` whose receiver takes 400 ms: for `steady`, an event
+/// every 250 ms, then 64 at once, sent to the first `senders` hosts in turn; how many
+/// deliveries were at the receiver at most at once.
+async fn most_at_the_receiver_at_once(
+    mut deployment: Deployment,
+    project: &str,
+    senders: usize,
+    steady: Duration,
+) -> usize {
     let hosts = [deployment.start(), deployment.start(), deployment.start()];
     let receiver = Receiver::start().await;
     let slow = Duration::from_millis(400);
@@ -294,12 +316,18 @@ async fn most_at_the_receiver_at_once(mut deployment: Deployment, project: &str,
     let webhook = hook(&receiver.url, project, json!({}));
     assert_eq!(hosts[0].call("op", Method::POST, "/v1/webhooks", Some(webhook)).await.0, 201);
     changes_spread().await;
-    // A host runs its share once every other has seen it (3 s after it joined).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let every = Duration::from_millis(250);
+    let steadily = (steady.as_millis() / every.as_millis()) as usize;
+    for i in 0..steadily {
+        let event = event(&format!("{project}-steady{i}"), project, i);
+        let (status, _) = hosts[i % senders].call("op", Method::POST, "/v1/events", Some(event)).await;
+        assert_eq!(status, 202);
+        tokio::time::sleep(every).await;
+    }
     send_to_each_in_turn(&hosts[..senders], project, 64).await;
     // Each delivery holds its place for the receiver's 400 ms: those that arrive within less
     // than that were at the receiver together.
-    let busiest = busiest(&receiver.wait_for(64).await, slow - Duration::from_millis(50));
+    let busiest = busiest(&receiver.wait_for(steadily + 64).await, slow - Duration::from_millis(50));
     println!("at most {busiest} deliveries at the receiver at once");
     busiest
 }

@@ -237,7 +237,9 @@ impl Engine {
                 if let Some(until) = turn.pause_until {
                     schedule.pause(&finished.webhook_id, until);
                 }
-                schedule.done(&finished, turn.next, now_ms());
+                if schedule.done(&finished, turn.next, now_ms()) {
+                    self.ctx.store.emptied(&finished.webhook_id);
+                }
                 draining.contains(&finished.webhook_id)
             }
         }
@@ -316,7 +318,11 @@ impl Engine {
                 continue;
             }
             match self.ctx.store.release_lane(&webhook_id).await {
-                Ok(()) => schedule.forget(&webhook_id),
+                Ok(()) => {
+                    if schedule.forget(&webhook_id) {
+                        self.ctx.store.emptied(&webhook_id);
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(webhook_id, "cannot hand the webhook's lane over yet: {error}");
                     still.push(webhook_id);

@@ -210,7 +210,8 @@ impl Schedule {
     }
 
     /// A run ended; `next` is the entry as it now stands in the queue, if it is still there.
-    pub(crate) fn done(&mut self, finished: &QueueEntry, next: Option<QueueEntry>, now_ms: u64) {
+    /// `true` when that emptied the lane: nothing of the webhook is held any more.
+    pub(crate) fn done(&mut self, finished: &QueueEntry, next: Option<QueueEntry>, now_ms: u64) -> bool {
         let id = &finished.delivery_id;
         let mut drop_lane = false;
         if let Some(lane) = self.lanes.get_mut(&finished.webhook_id) {
@@ -219,7 +220,7 @@ impl Schedule {
             }
             if lane.closed {
                 self.entries.remove(id);
-                return;
+                return false;
             }
             if next.is_none() {
                 lane.all.remove(id);
@@ -240,6 +241,7 @@ impl Schedule {
             };
             self.add(next, now_ms, || rules);
         }
+        drop_lane
     }
 
     /// Closes a webhook's lane (another host takes it over): its waiting entries leave the
@@ -275,10 +277,13 @@ impl Schedule {
     }
 
     /// Forgets a closed lane once its work is handed back: it may come back here later.
-    pub(crate) fn forget(&mut self, webhook_id: &str) {
-        if self.lanes.get(webhook_id).is_some_and(|lane| lane.closed && lane.busy() == 0) {
+    /// `true` when forgotten.
+    pub(crate) fn forget(&mut self, webhook_id: &str) -> bool {
+        let idle = self.lanes.get(webhook_id).is_some_and(|lane| lane.closed && lane.busy() == 0);
+        if idle {
             self.lanes.remove(webhook_id);
         }
+        idle
     }
 
     /// Holds a webhook's lane until `until_ms`.
@@ -384,12 +389,12 @@ mod tests {
         assert_eq!(running.len(), 2, "one per lane");
         assert_eq!(s.close("moving"), 1);
         let a = running.iter().find(|e| e.webhook_id == "moving").unwrap().clone();
-        s.done(&a, Some(a.clone()), 0);
+        assert!(!s.done(&a, Some(a.clone()), 0), "closed, not emptied: forgotten once handed back");
         assert_eq!(s.running("moving"), 0);
         assert!(s.take_runnable(100, 1, 10).iter().all(|e| e.webhook_id != "moving"), "nothing of it starts");
         s.add(entry("a9", "moving", 0), 100, LaneRules::default);
         assert!(s.take_runnable(100, 1, 10).is_empty(), "nor is anything taken in while closed");
-        s.forget("moving");
+        assert!(s.forget("moving"));
         s.add(entry("a9", "moving", 0), 100, LaneRules::default);
         assert_eq!(ids(&s.take_runnable(100, 1, 10)), ["a9"], "back after it was released");
     }
@@ -420,10 +425,10 @@ mod tests {
         s.sent(&run[0]);
         assert_eq!(ids(&s.take_runnable(10, 2, 100)), ["a2"], "a0's place is free");
         assert_eq!(s.running("w"), 3, "a0 still counts until it is stored");
-        s.done(&run[0], None, 10);
+        assert!(!s.done(&run[0], None, 10));
         assert_eq!(s.running("w"), 2);
-        s.done(&run[1], None, 10);
-        s.done(&entry("a2", "w", 0), None, 10);
+        assert!(!s.done(&run[1], None, 10));
+        assert!(s.done(&entry("a2", "w", 0), None, 10), "the lane emptied");
         assert_eq!(s.running("w"), 0);
 
         s.add(entry("o1", "o", 0), 10, || ORDERED);

@@ -576,15 +576,24 @@ impl Store {
     }
 
     /// How many of the webhook's deliveries this host may run at once when `cap` is the
-    /// webhook's cap for all hosts together: all of it on the embedded database. With several
-    /// hosts, a webhook whose deliveries may go in any order and that has no `rateLimit`
-    /// (`shared`) is worked by every host within its share of the cap (each keeps what it
-    /// ingests); another is worked by its lane owner alone. `None`: this host should hand
-    /// back what it holds of the webhook ([`Store::release_lane`]); another host runs it.
+    /// webhook's cap for all hosts together, asked when this host's engine holds entries of
+    /// it: all of it on the embedded database. With several hosts, a webhook whose deliveries
+    /// may go in any order and that has no `rateLimit` (`shared`) is worked by every host
+    /// that ingests its events, within its share of the cap (each keeps what it ingests);
+    /// another is worked by its lane owner alone. `None`: this host should hand back what it
+    /// holds of the webhook ([`Store::release_lane`]); another host runs it.
     pub fn share(&self, webhook_id: &str, cap: usize, shared: bool) -> Option<usize> {
         match &self.backend {
             Backend::Postgres(backend) => backend.share(webhook_id, cap, shared),
             Backend::Sled(_) => Some(cap),
+        }
+    }
+
+    /// This host's engine holds no entry of the webhook any more (it held some since
+    /// [`Store::share`] was asked): its demand for the webhook's share ends soon.
+    pub fn emptied(&self, webhook_id: &str) {
+        if let Backend::Postgres(backend) = &self.backend {
+            backend.emptied(webhook_id);
         }
     }
 
@@ -596,7 +605,8 @@ impl Store {
         }
     }
 
-    /// Changes whenever [`Store::share`]'s answers may have (hosts came or went).
+    /// Changes whenever [`Store::share`]'s answers may have (hosts came or went, or their
+    /// demand changed).
     pub fn shares_version(&self) -> u64 {
         match &self.backend {
             Backend::Postgres(backend) => backend.shares_version(),

@@ -28,19 +28,31 @@
 //!   other hosts. A reported lane of which this process holds no claim (so the engine holds
 //!   nothing of it) is released by the beat itself.
 //! - Sharing: a webhook whose deliveries may go in any order and that has no `rateLimit` is
-//!   worked by every host, each keeping the entries it ingests (claimed as written, below)
-//!   and running at most its share of the webhook's concurrency cap — the cap divided by the
-//!   live hosts, the remainder to the first in id order ([`Lanes::share`]) — so the cap holds
-//!   for all hosts together, and an entry ingested is never read back or announced. The lane
-//!   owner also claims what other hosts wrote unclaimed. A host runs no share before it is
-//!   *settled* ([`Timing::stale`] after it joined): by then every other host saw it and
-//!   shrank its own share. A host whose share is nothing hands what it kept back (a release
-//!   of a lane it does not own) and keeps no more of that webhook until the hosts change.
-//!   `ordered` webhooks, and those with a `rateLimit`, are worked by their lane owner alone,
-//!   as is every webhook on a host told not to share ([`Lanes::share_webhooks`]).
+//!   worked by every host with *demand* for it (that ingests its events or holds its
+//!   entries): each keeps the entries it ingests (claimed as written, below) and runs at
+//!   most its share of the webhook's concurrency cap — the cap divided among the hosts with
+//!   demand, the remainder to the first in id order ([`Lanes::share`]). So the cap holds for
+//!   all hosts together, a host that takes all of a webhook's events runs all of its cap,
+//!   and an entry ingested is never read back or announced.
+//!   - Each host publishes its demand in its `hosts` row when it changes, and reads the
+//!     others' at every beat.
+//!   - A host keeps and runs a share only once its demand is *established*: published
+//!     [`Timing::stale`] and a heartbeat ago, so every host in touch has seen it and shrunk
+//!     its own share. Until then it writes its entries unclaimed, for the lane owner.
+//!   - The lane owner, when no other host has demand for the webhook, runs the whole cap at
+//!     once: no other host may be running any (its demand would have been published a
+//!     while ago), and the owner's is seen before anyone else's is established.
+//!   - Demand lasts while the engine holds entries of the webhook, then [`Timing::linger`]
+//!     more — as it does after each event ingested — so that a host that sees a webhook's
+//!     events now and then stays established.
+//!   - A host whose share is nothing hands what it kept back (a release of a lane it does
+//!     not own), drops its demand and keeps no more of that webhook until the hosts change.
+//!   - `ordered` webhooks, and those with a `rateLimit`, are worked by their lane owner
+//!     alone, as is every webhook on a host told not to share ([`Lanes::share_webhooks`]).
 //! - Losing touch: a host whose last successful beat is [`Timing::stale`] old stops claiming
-//!   and reports every lane it holds or keeps entries of: others may soon consider it gone
-//!   (after `host_ttl`) or its leases expired (after `lease`), and take its lanes over.
+//!   and reports every lane it holds or has demand for: others may soon consider it gone
+//!   (after `host_ttl`) or its leases expired (after `lease`), and take its lanes over. Back
+//!   in touch, it publishes its demand again and waits for it to be established.
 //! - A host that sees another leave returns the entries still claimed by hosts no longer live
 //!   on its own lanes (a turn that a host finished after its lane was taken over).
 //! - Closing deletes this process's lanes and its `hosts` row: others take over at once.
@@ -79,6 +91,8 @@ pub(super) struct Timing {
     /// How long before other hosts may take its lanes over a host that cannot beat stops
     /// claiming for them.
     pub(super) margin: Duration,
+    /// How long a host's demand for a webhook outlasts its last event and entry here.
+    pub(super) linger: Duration,
 }
 
 impl Timing {
@@ -87,6 +101,7 @@ impl Timing {
         host_ttl: Duration::from_secs(5),
         lease: Duration::from_secs(10),
         margin: Duration::from_secs(2),
+        linger: Duration::from_secs(5),
     };
 
     /// How long after its last successful beat a host treats every lane as lost: others
@@ -94,6 +109,12 @@ impl Timing {
     /// expire, whichever comes first.
     fn stale(&self) -> Duration {
         self.host_ttl.min(self.lease).saturating_sub(self.margin)
+    }
+
+    /// How long after its demand for a webhook was published a host runs its share: every
+    /// other host in touch has read it by then, a beat ago at least.
+    fn establish(&self) -> Duration {
+        self.stale() + self.heartbeat
     }
 }
 
@@ -108,7 +129,8 @@ pub(super) struct Lanes {
     pub(super) busy: tokio::sync::Mutex<()>,
     /// Told when a lane's last write claiming as written is over.
     settled: tokio::sync::Notify,
-    /// Bumped whenever shares may have changed (the live hosts, or this host settling).
+    /// Bumped whenever shares may have changed (the live hosts, their demand, or this host's
+    /// established).
     shares: AtomicU64,
     /// Whether this host shares webhooks at all.
     sharing: AtomicBool,
@@ -140,14 +162,34 @@ struct State {
     written: HashSet<String>,
     /// Lanes the beat under way may forget: no entry is claimed as written for them.
     forgetting: HashSet<String>,
-    /// When this host joined: its first successful beat, or its first after losing touch.
-    joined: Option<Instant>,
-    /// Whether this host was settled at its last beat (see the module docs).
-    was_settled: bool,
-    /// Webhooks this process claimed entries of as written without owning their lane.
-    kept_shared: HashSet<String>,
+    /// This host's demand for shared webhooks (see the module docs, Sharing).
+    demand: HashMap<String, Demand>,
+    /// Whether `demand` changed since the last beat published it.
+    demand_changed: bool,
+    /// The other live hosts with demand for each webhook, as last read.
+    others: HashMap<String, Vec<Uuid>>,
+    /// The webhooks whose demand was established at the last beat.
+    established: HashSet<String>,
     /// Webhooks whose share this host handed back: not kept until the hosts change.
     declined: HashSet<String>,
+}
+
+/// This host's demand for a shared webhook.
+struct Demand {
+    /// When a beat first published it (its statement done); `None` until then.
+    published: Option<Instant>,
+    /// When it last ingested the webhook's events or its engine held entries of it.
+    used: Instant,
+    /// Its engine holds entries of the webhook (from [`Lanes::share`] to [`Lanes::emptied`]).
+    held: bool,
+    /// The lane owner runs the whole cap with no other host's demand in view: established.
+    alone: bool,
+}
+
+impl Demand {
+    fn established(&self, timing: &Timing) -> bool {
+        self.alone || self.published.is_some_and(|at| at.elapsed() >= timing.establish())
+    }
 }
 
 impl Lanes {
@@ -205,30 +247,32 @@ impl Lanes {
     }
 
     /// Starts a write that claims as written the entries of those of these webhooks (whose
-    /// deliveries may go in any order) that this host keeps (see [`Lanes::keeps`]). They
-    /// count as written to until the returned [`Writing`] is dropped — once the entries are
-    /// committed and kept, or the write failed.
+    /// deliveries may go in any order) that this host keeps (see [`Lanes::keeps`]), and
+    /// records this host's demand for them all. The kept ones count as written to until the
+    /// returned [`Writing`] is dropped — once the entries are committed and kept, or the
+    /// write failed.
     pub(super) fn writing<'w>(&self, webhooks: impl IntoIterator<Item = &'w str>) -> Writing<'_> {
         let mut guard = self.state();
         let state = &mut *guard;
         let mut kept = HashSet::new();
         for webhook in webhooks {
+            if self.sharing() && !state.declined.contains(webhook) {
+                demand_for(state, webhook).used = Instant::now();
+            }
             if kept.contains(webhook) || !self.keeps_in(state, webhook) {
                 continue;
             }
             kept.insert(webhook.to_owned());
             *state.writes.entry(webhook.to_owned()).or_default() += 1;
             state.written.insert(webhook.to_owned());
-            if !state.owned.contains(webhook) && !state.kept_shared.contains(webhook) {
-                state.kept_shared.insert(webhook.to_owned());
-            }
         }
         Writing { lanes: self, webhooks: kept }
     }
 
     /// Whether this host keeps the entries it writes for `webhook`, if its deliveries may go
     /// in any order: it is in touch, the lane is not being released or forgotten, and it owns
-    /// the lane — or shares it (settled, and has not handed its share back).
+    /// the lane — or shares it (its demand is established, and it has not handed its share
+    /// back).
     pub(super) fn keeps(&self, webhook: &str) -> bool {
         self.keeps_in(&self.state(), webhook)
     }
@@ -238,7 +282,9 @@ impl Lanes {
             && !state.releasing.contains(webhook)
             && !state.forgetting.contains(webhook)
             && (state.owned.contains(webhook)
-                || (self.sharing() && self.settled(state) && !state.declined.contains(webhook)))
+                || (self.sharing()
+                    && !state.declined.contains(webhook)
+                    && state.demand.get(webhook).is_some_and(|demand| demand.established(&self.timing))))
     }
 
     /// Off: this host keeps and runs only what its lanes hold, each with the whole cap.
@@ -252,35 +298,86 @@ impl Lanes {
     }
 
     /// How many of a webhook's deliveries (capped at `cap` for all hosts together) this host
-    /// may run at once; `None` when it runs none and does not work the lane, so should hand
-    /// back what it holds. Not `shared` (`ordered`, or with a `rateLimit`): the whole cap for
-    /// the lane owner, none for the others. Shared: a part of the cap (see the module docs),
-    /// nothing before this host is settled.
+    /// may run at once, asked when its engine holds entries of the webhook; `None` when it
+    /// runs none and does not work the lane, so should hand back what it holds. Not `shared`
+    /// (`ordered`, or with a `rateLimit`): the whole cap for the lane owner, none for the
+    /// others. Shared: a part of the cap among the hosts with demand for the webhook, nothing
+    /// before this host's demand is established (see the module docs); this host's demand
+    /// lasts until [`Lanes::emptied`] and `linger` after.
     pub(super) fn share(&self, webhook: &str, cap: usize, shared: bool, me: Uuid) -> Option<usize> {
-        let state = self.state();
-        let works = works(&state, webhook, me);
-        let hosts = state.hosts.len().max(1);
-        let part = if !shared || !self.sharing() {
-            if works { cap } else { 0 }
-        } else if hosts == 1 {
-            cap
-        } else if !self.settled(&state) {
-            0
-        } else {
-            let rank = state.hosts.binary_search(&me).unwrap_or(0);
-            cap / hosts + usize::from(rank < cap % hosts)
-        };
-        (part > 0 || works).then_some(part)
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let works = works(state, webhook, me);
+        if !shared || !self.sharing() {
+            return works.then_some(cap);
+        }
+        if self.stale(state) {
+            return works.then_some(0);
+        }
+        let others: &[Uuid] = state.others.get(webhook).map_or(&[], Vec::as_slice);
+        let alone = works && others.is_empty();
+        let established =
+            alone || state.demand.get(webhook).is_some_and(|demand| demand.established(&self.timing));
+        let part = if established { part_of(cap, others, me) } else { 0 };
+        if part == 0 && !works {
+            return None;
+        }
+        let demand = demand_for(state, webhook);
+        demand.held = true;
+        demand.used = Instant::now();
+        demand.alone |= alone;
+        Some(part)
+    }
+
+    /// This host's engine holds no entry of `webhook` any more: its demand lingers out.
+    pub(super) fn emptied(&self, webhook: &str) {
+        if let Some(demand) = self.state().demand.get_mut(webhook) {
+            demand.held = false;
+            demand.used = Instant::now();
+        }
+    }
+
+    /// Drops the demand that lingered out (see the module docs), and returns this host's
+    /// demand if it changed since the last beat published it — all of it, to be established
+    /// again, when this host is out of touch (it may have been deemed gone).
+    fn demand_to_publish(&self) -> Option<Vec<String>> {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let linger = self.timing.linger;
+        let before = state.demand.len();
+        let writes = &state.writes;
+        state.demand.retain(|webhook, demand| {
+            demand.held || demand.used.elapsed() < linger || writes.contains_key(webhook)
+        });
+        let rejoining = self.stale(state);
+        if rejoining {
+            for demand in state.demand.values_mut() {
+                demand.published = None;
+                demand.alone = false;
+            }
+        }
+        let changed = std::mem::take(&mut state.demand_changed) || state.demand.len() != before;
+        (changed || rejoining).then(|| state.demand.keys().cloned().collect())
+    }
+
+    /// The beat that published this demand is done; `through`: it was written.
+    fn demand_published(&self, sent: &[String], through: bool) {
+        let mut state = self.state();
+        if !through {
+            state.demand_changed = true;
+            return;
+        }
+        let now = Instant::now();
+        for webhook in sent {
+            if let Some(demand) = state.demand.get_mut(webhook) {
+                demand.published.get_or_insert(now);
+            }
+        }
     }
 
     /// Changes whenever the shares [`Lanes::share`] answers may have changed.
     pub(super) fn shares_version(&self) -> u64 {
         self.shares.load(Ordering::Relaxed)
-    }
-
-    /// In touch, and joined long enough ago that every other host has seen it.
-    fn settled(&self, state: &State) -> bool {
-        !self.stale(state) && state.joined.is_some_and(|at| at.elapsed() >= self.timing.stale())
     }
 
     /// Returns once no write claiming as written is in flight for these webhooks. Callers
@@ -345,7 +442,7 @@ impl Lanes {
     pub(super) fn to_release(&self) -> Vec<String> {
         let mut state = self.state();
         if self.stale(&state) {
-            let held: Vec<String> = state.owned.union(&state.kept_shared).cloned().collect();
+            let held: Vec<String> = state.owned.iter().chain(state.demand.keys()).cloned().collect();
             state.releasing.extend(held);
         }
         let mut lanes: Vec<String> = state.releasing.iter().cloned().collect();
@@ -426,6 +523,24 @@ impl Drop for Writing<'_> {
     }
 }
 
+/// `me`'s part of `cap` shared with `others`: an even split, the remainder to the first in id
+/// order — so the parts add up to `cap` on hosts that see the same demand.
+fn part_of(cap: usize, others: &[Uuid], me: Uuid) -> usize {
+    let hosts = others.len() + 1;
+    let rank = others.iter().filter(|host| **host < me).count();
+    cap / hosts + usize::from(rank < cap % hosts)
+}
+
+/// This host's demand for `webhook`, recorded if new.
+fn demand_for<'s>(state: &'s mut State, webhook: &str) -> &'s mut Demand {
+    if !state.demand.contains_key(webhook) {
+        state.demand_changed = true;
+        let demand = Demand { published: None, used: Instant::now(), held: false, alone: false };
+        state.demand.insert(webhook.to_owned(), demand);
+    }
+    state.demand.get_mut(webhook).expect("recorded above")
+}
+
 /// Whether `me` works `webhook`'s lane: it owns the lane or should take it.
 fn works(state: &State, webhook: &str, me: Uuid) -> bool {
     state.owned.contains(webhook) || preferred(&state.hosts, webhook) == Some(me)
@@ -447,16 +562,17 @@ fn ms(duration: Duration) -> i64 {
     int(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Upserts this host, deletes the hosts unseen for the time to live, and reads the others
-/// that are live. (The `SELECT` sees the table as it was before the statement.)
+/// Upserts this host with its demand (`$3`; `NULL`: unchanged), deletes the hosts unseen for
+/// the time to live, and reads the others that are live, with their demand. (The `SELECT`
+/// sees the table as it was before the statement.)
 const BEAT_HOSTS: &str = "
 WITH seen AS (
-    INSERT INTO hosts (id, seen_at) VALUES ($1, now())
-    ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
+    INSERT INTO hosts (id, seen_at, demand) VALUES ($1, now(), coalesce($3::text[], '{}'))
+    ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, demand = coalesce($3::text[], hosts.demand)
 ), gone AS (
     DELETE FROM hosts WHERE id <> $1 AND seen_at < now() - $2::int8 * interval '1 millisecond'
 )
-SELECT id FROM hosts WHERE id <> $1 AND seen_at >= now() - $2::int8 * interval '1 millisecond'";
+SELECT id, demand FROM hosts WHERE id <> $1 AND seen_at >= now() - $2::int8 * interval '1 millisecond'";
 
 /// Forgets this host's lanes among `$3` of webhooks without queue entries (`true`) and
 /// renews the rest (`false`).
@@ -559,11 +675,27 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
     let _busy = lanes.busy.lock().await;
     let client = shared.pool.get().await.map_err(|e| StoreError::Unavailable(pool_error_text(&e)))?;
     let started = Instant::now();
-    let statement = client.prepare_cached(BEAT_HOSTS).await.map_err(pg_error)?;
-    let rows = client.query(&statement, &[&me, &ms(timing.host_ttl)]).await.map_err(pg_error)?;
+    let demand = lanes.demand_to_publish();
+    let rows = match client.prepare_cached(BEAT_HOSTS).await {
+        Ok(statement) => client.query(&statement, &[&me, &ms(timing.host_ttl), &demand]).await,
+        Err(error) => Err(error),
+    };
+    if let Some(sent) = &demand {
+        lanes.demand_published(sent, rows.is_ok());
+    }
+    let rows = rows.map_err(pg_error)?;
     let mut hosts: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
     hosts.push(me);
     hosts.sort_unstable();
+    let mut others: HashMap<String, Vec<Uuid>> = HashMap::new();
+    for row in &rows {
+        for webhook in row.get::<_, Vec<String>>(1) {
+            others.entry(webhook).or_default().push(row.get(0));
+        }
+    }
+    for hosts in others.values_mut() {
+        hosts.sort_unstable();
+    }
     let statement = client.prepare_cached(BEAT_LANES).await.map_err(pg_error)?;
     // Lanes that may be empty: none written to since the last beat, nor now.
     let forgettable: Vec<String> = {
@@ -597,9 +729,6 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
 
     let (departed, newly_reported, reported) = {
         let mut state = lanes.state();
-        if lanes.stale(&state) {
-            state.joined = Some(started);
-        }
         let departed = state.hosts.iter().any(|host| hosts.binary_search(host).is_err());
         for webhook in &forgotten {
             state.releasing.remove(webhook);
@@ -619,12 +748,20 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
         state.owned = renewed;
         state.forgetting.clear();
         state.beaten = Some(started);
-        let settled = lanes.settled(&state);
-        if state.hosts != hosts || state.was_settled != settled {
-            // Shares change: a webhook handed back may be kept again.
+        let established: HashSet<String> = state
+            .demand
+            .iter()
+            .filter(|(_, demand)| demand.established(&timing))
+            .map(|(webhook, _)| webhook.clone())
+            .collect();
+        if state.hosts != hosts || state.others != others || state.established != established {
+            if state.hosts != hosts {
+                // A webhook handed back may be kept again.
+                state.declined.clear();
+            }
             state.hosts = hosts;
-            state.was_settled = settled;
-            state.declined.clear();
+            state.others = others;
+            state.established = established;
             lanes.shares.fetch_add(1, Ordering::Relaxed);
         }
         (departed, newly_reported, state.releasing.iter().cloned().collect::<Vec<String>>())
@@ -641,7 +778,6 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
             let mut state = lanes.state();
             for webhook in &idle {
                 state.owned.remove(webhook);
-                state.kept_shared.remove(webhook);
                 state.releasing.remove(webhook);
                 state.tell.insert(webhook.clone());
             }
@@ -740,8 +876,12 @@ pub(super) async fn release(shared: &Shared, webhook: &str) -> Result<(), StoreE
     let mut state = shared.lanes.state();
     if !state.owned.remove(webhook) && !shared.lanes.stale(&state) {
         state.declined.insert(webhook.to_owned());
+        if state.demand.remove(webhook).is_some() {
+            state.demand_changed = true;
+        }
+    } else if let Some(demand) = state.demand.get_mut(webhook) {
+        demand.alone = false;
     }
-    state.kept_shared.remove(webhook);
     state.releasing.remove(webhook);
     state.tell.insert(webhook.to_owned());
     // Should it be this host's after all (it had lost touch), the next claim takes it back.
@@ -760,7 +900,7 @@ pub(super) async fn leave(shared: &Shared, channel: &str) -> Result<(), StoreErr
     let held: Vec<String> = {
         let mut state = shared.lanes.state();
         state.beaten = None; // out of touch: nothing more is claimed as written
-        state.owned.union(&state.kept_shared).cloned().collect()
+        state.owned.iter().chain(state.demand.keys()).cloned().collect()
     };
     shared.lanes.settle(&held).await;
     let me = shared.me;
@@ -769,7 +909,7 @@ pub(super) async fn leave(shared: &Shared, channel: &str) -> Result<(), StoreErr
     {
         let mut state = shared.lanes.state();
         state.owned.clear();
-        state.kept_shared.clear();
+        state.demand.clear();
         state.releasing.clear();
     }
     client.execute("SELECT pg_notify($1, $2)", &[&channel, &me.to_string()]).await.map_err(pg_error)?;
@@ -820,17 +960,24 @@ mod tests {
         assert_eq!(lanes.announcements(me), everyone, "and its view of the hosts may be old");
     }
 
-    /// Hosts that see `hosts`, each beaten now and joined `ago`.
-    fn hosts_seeing(hosts: &[Uuid], ago: Duration) -> Vec<Lanes> {
-        let joined = Instant::now().checked_sub(ago).expect("a process older than that");
+    /// Hosts that see `hosts`, each beaten now, each with demand for "w" published `ago`, and
+    /// each seeing the others'.
+    fn hosts_with_demand(hosts: &[Uuid], ago: Duration) -> Vec<Lanes> {
+        let published = Instant::now().checked_sub(ago).expect("a process older than that");
         hosts
             .iter()
-            .map(|_| {
+            .map(|me| {
                 let lanes = Lanes::new(Timing::DEFAULT);
                 let mut state = lanes.state();
                 state.hosts = hosts.to_vec();
                 state.beaten = Some(Instant::now());
-                state.joined = Some(joined);
+                let others: Vec<Uuid> = hosts.iter().copied().filter(|host| host != me).collect();
+                if !others.is_empty() {
+                    state.others.insert("w".into(), others);
+                }
+                let demand =
+                    Demand { published: Some(published), used: Instant::now(), held: false, alone: false };
+                state.demand.insert("w".into(), demand);
                 drop(state);
                 lanes
             })
@@ -842,7 +989,7 @@ mod tests {
         for n in 1..=5 {
             let mut hosts: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
             hosts.sort_unstable();
-            let lanes = hosts_seeing(&hosts, Duration::from_secs(10));
+            let lanes = hosts_with_demand(&hosts, Timing::DEFAULT.establish());
             for cap in 1..=10usize {
                 let shares: Vec<Option<usize>> =
                     hosts.iter().zip(&lanes).map(|(me, lanes)| lanes.share("w", cap, true, *me)).collect();
@@ -863,16 +1010,20 @@ mod tests {
     }
 
     #[test]
-    fn a_host_that_just_joined_keeps_and_runs_nothing_shared_until_settled() {
+    fn a_host_keeps_and_runs_its_share_once_its_demand_is_established() {
         let mut hosts = vec![Uuid::now_v7(), Uuid::now_v7()];
         hosts.sort_unstable();
         let owner = preferred(&hosts, "w").expect("a host");
-        let other = *hosts.iter().find(|host| **host != owner).expect("two hosts");
-        let joining = &hosts_seeing(&hosts, Duration::ZERO)[0];
-        assert!(!joining.keeps("w"));
-        assert_eq!(joining.share("w", 8, true, other), None, "nothing: others may still run the whole cap");
-        assert_eq!(joining.share("w", 8, true, owner), Some(0), "the owner holds its lane and waits");
-        let settled = &hosts_seeing(&hosts, Timing::DEFAULT.stale())[0];
+        let (o, x) = if hosts[0] == owner { (0, 1) } else { (1, 0) };
+        let other = hosts[x];
+
+        let new = hosts_with_demand(&hosts, Duration::ZERO);
+        assert!(!new[x].keeps("w"));
+        assert_eq!(new[x].share("w", 8, true, other), None, "nothing: others may still run the whole cap");
+        assert_eq!(new[o].share("w", 8, true, owner), Some(0), "the owner holds its lane and waits");
+
+        let established = hosts_with_demand(&hosts, Timing::DEFAULT.establish());
+        let settled = &established[x];
         assert!(settled.keeps("w"));
         assert_eq!(settled.share("w", 8, true, other), Some(4));
         assert!(settled.writing(["w"]).webhooks().contains("w"));
@@ -880,8 +1031,67 @@ mod tests {
         settled.state().declined.insert("w".into());
         assert!(!settled.keeps("w"), "handed back: kept no more");
         settled.state().beaten = None;
-        assert_eq!(settled.to_release(), ["w"], "out of touch: what it kept is reported");
-        let alone = &hosts_seeing(&hosts[..1], Duration::ZERO)[0];
-        assert_eq!(alone.share("w", 8, true, hosts[0]), Some(8), "one host runs the whole cap at once");
+        assert_eq!(settled.to_release(), ["w"], "out of touch: what it has demand for is reported");
+
+        // The only host with demand runs the whole cap: a sender pinned to one host.
+        let pinned = &hosts_with_demand(&hosts, Timing::DEFAULT.establish())[x];
+        pinned.state().others.clear();
+        assert_eq!(pinned.share("w", 8, true, other), Some(8));
+    }
+
+    #[test]
+    fn the_owner_runs_the_whole_cap_at_once_while_no_other_host_has_demand() {
+        let mut hosts = vec![Uuid::now_v7(), Uuid::now_v7()];
+        hosts.sort_unstable();
+        let owner = preferred(&hosts, "w").expect("a host");
+        let other = *hosts.iter().find(|host| **host != owner).expect("two hosts");
+        let lanes = &hosts_with_demand(&hosts, Duration::ZERO)[0];
+        let mut state = lanes.state();
+        state.demand.clear();
+        state.others.clear();
+        drop(state);
+        assert_eq!(lanes.share("w", 8, true, owner), Some(8), "no demand elsewhere: nobody else runs any");
+        lanes.state().others.insert("w".into(), vec![other]);
+        assert_eq!(
+            lanes.share("w", 8, true, owner),
+            Some(part_of(8, &[other], owner)),
+            "then it shrinks at once"
+        );
+        assert_eq!(lanes.share("w", 8, true, owner), Some(4));
+    }
+
+    #[test]
+    fn demand_is_published_when_it_changes_and_lingers_after_the_last_entry() {
+        let lanes = Lanes::new(Timing { linger: Duration::from_millis(100), ..Timing::DEFAULT });
+        let me = Uuid::now_v7();
+        lanes.state().hosts = vec![me];
+        assert_eq!(lanes.demand_to_publish(), Some(vec![]), "joining: published in full");
+        lanes.state().beaten = Some(Instant::now());
+        assert_eq!(lanes.demand_to_publish(), None, "then only when it changes");
+
+        drop(lanes.writing(["w"]));
+        let w = vec!["w".to_owned()];
+        assert_eq!(lanes.demand_to_publish(), Some(w.clone()), "an event ingested");
+        lanes.demand_published(&w, true);
+        assert_eq!(lanes.share("w", 8, true, me), Some(8), "held by the engine");
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(lanes.demand_to_publish(), None, "lasts while held");
+        lanes.emptied("w");
+        assert_eq!(lanes.demand_to_publish(), None, "and lingers");
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(lanes.demand_to_publish(), Some(vec![]), "then ends");
+
+        drop(lanes.writing(["v"]));
+        let v = lanes.demand_to_publish().expect("changed");
+        lanes.demand_published(&v, false);
+        assert_eq!(lanes.demand_to_publish(), Some(v.clone()), "not written: sent again");
+        lanes.demand_published(&v, true);
+        lanes.state().demand.get_mut("v").expect("v").published =
+            Instant::now().checked_sub(Duration::from_secs(10));
+        assert!(lanes.keeps("v"));
+        lanes.state().beaten = None;
+        assert_eq!(lanes.demand_to_publish(), Some(v), "back in touch: all of it, again");
+        lanes.state().beaten = Some(Instant::now());
+        assert!(!lanes.keeps("v"), "to be established again");
     }
 }

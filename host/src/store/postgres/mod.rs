@@ -863,6 +863,10 @@ impl PgStore {
         self.inner.shared.lanes.share(webhook_id, cap, shared, self.inner.shared.me)
     }
 
+    /// This host's engine holds no entry of the webhook any more (see `lanes.rs`, Sharing).
+    pub fn emptied(&self, webhook_id: &str) {
+        self.inner.shared.lanes.emptied(webhook_id);
+    }
     /// Whether this host shares webhooks with the others (see `lanes.rs`, Sharing); on by
     /// default.
     pub fn share_webhooks(&self, on: bool) {

@@ -23,6 +23,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sql: include_str!("migrations/0005_plugin_state.sql") },
     Migration { version: 6, sql: include_str!("migrations/0006_connector_versions.sql") },
     Migration { version: 7, sql: include_str!("migrations/0007_record_columns.sql") },
+    Migration { version: 8, sql: include_str!("migrations/0008_host_demand.sql") },
 ];
 
 /// The schema version this binary writes: its last migration's.

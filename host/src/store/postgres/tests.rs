@@ -28,12 +28,13 @@ async fn open(db: &TestDb) -> PgStore {
 }
 
 /// Lanes on a test's time scale: hosts beat every 100 ms, are gone after 1 s unseen, leases
-/// last 1.5 s, and a host out of touch stops claiming after 0.7 s.
+/// last 1.5 s, a host out of touch stops claiming after 0.7 s, and demand lingers 1.5 s.
 const FAST: lanes::Timing = lanes::Timing {
     heartbeat: Duration::from_millis(100),
     host_ttl: Duration::from_millis(1000),
     lease: Duration::from_millis(1500),
     margin: Duration::from_millis(300),
+    linger: Duration::from_millis(1500),
 };
 
 /// No beat after the first (at open), and nothing expires while a test runs.
@@ -42,6 +43,7 @@ const SLOW: lanes::Timing = lanes::Timing {
     host_ttl: Duration::from_secs(600),
     lease: Duration::from_secs(1200),
     margin: Duration::from_secs(1),
+    linger: Duration::from_secs(600),
 };
 
 /// A host on the FAST time scale.
@@ -1377,7 +1379,20 @@ async fn hosts_share_a_webhook_each_keeping_what_it_ingests() {
     see_each_other(&[&a, &b, &c], 3).await;
     let w = one_of(&a);
     let w = std::slice::from_ref(&w);
-    eventually("every host is settled", Duration::from_secs(5), async || {
+
+    // A first event on each host that does not own the lane: written for the owner to claim,
+    // and the host's demand for the webhook published.
+    let first = [queue_for(&b, w, 1).await, queue_for(&c, w, 1).await].concat();
+    let marks = claimed_by(&db).await;
+    assert!(first.iter().all(|d| marks[&d.id].is_none()), "{marks:?}");
+    let mut taken = Vec::new();
+    eventually("the owner claims them", Duration::from_secs(5), async || {
+        taken.extend(a.claim(10).await.expect("claim"));
+        taken.len() >= 2
+    })
+    .await;
+    assert!(a.share(&w[0], 8, true).is_some(), "the owner works its lane");
+    eventually("every host's demand is established", Duration::from_secs(5), async || {
         [&a, &b, &c].iter().all(|host| host.share(&w[0], 8, true).is_some_and(|share| share > 0))
     })
     .await;
@@ -1424,7 +1439,51 @@ async fn hosts_share_a_webhook_each_keeping_what_it_ingests() {
     .await;
     assert_eq!(taken.into_iter().collect::<HashSet<_>>(), on_c.iter().map(|d| d.id.clone()).collect());
     see_each_other(&[&a, &b], 2).await;
-    assert_eq!(a.share(&w[0], 8, true).unwrap_or(0) + b.share(&w[0], 8, true).unwrap_or(0), 8);
+    eventually("the owner runs the whole cap: b handed its share back", Duration::from_secs(5), async || {
+        a.share(&w[0], 8, true) == Some(8) && b.share(&w[0], 8, true).is_none()
+    })
+    .await;
+}
+
+/// A sender pinned to one host (say, through a load balancer keeping its connections): that
+/// host runs the webhook's whole cap once the lane owner holds nothing of it.
+#[tokio::test]
+async fn a_host_taking_all_of_a_webhook_s_events_gets_its_whole_cap() {
+    let db = database!();
+    let (a, b) = (host(&db).await, host(&db).await);
+    see_each_other(&[&a, &b], 2).await;
+    let w = one_of(&a);
+    let w = std::slice::from_ref(&w);
+    queue_for(&b, w, 2).await;
+    let mut taken = Vec::new();
+    eventually("the owner claims the first ones", Duration::from_secs(5), async || {
+        taken.extend(a.claim(10).await.expect("claim"));
+        taken.len() >= 2
+    })
+    .await;
+    assert!(a.share(&w[0], 8, true).is_some(), "the owner works its lane");
+    for entry in &taken {
+        a.finish(entry, None, None, &[]).await.expect("finish");
+    }
+    a.emptied(&w[0]);
+    eventually("b's demand is established", Duration::from_secs(5), async || {
+        b.share(&w[0], 8, true).is_some_and(|share| share > 0)
+    })
+    .await;
+    let later = queue_for(&b, w, 1).await;
+    assert_eq!(claimed_by(&db).await[&later[0].id], Some(me(&b)), "kept by b");
+    assert_eq!(b.claim(10).await.expect("claim").len(), 1, "from memory");
+    eventually("the owner's demand lingered out: b runs the whole cap", Duration::from_secs(5), async || {
+        b.share(&w[0], 8, true) == Some(8)
+    })
+    .await;
+
+    // The owner, holding entries again, waits until b has seen its demand; then they split.
+    assert_eq!(a.share(&w[0], 8, true), Some(0), "b may be running all 8");
+    eventually("the cap split again", Duration::from_secs(5), async || {
+        a.share(&w[0], 8, true) == Some(4) && b.share(&w[0], 8, true) == Some(4)
+    })
+    .await;
 }
 
 #[tokio::test]
