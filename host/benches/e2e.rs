@@ -20,7 +20,10 @@
 //! `WASMHOOK_BENCH_SINGLE_ONLY=1` runs only the single events on one host too (comparing one
 //! host with several, alternately, takes a third of the time); `WASMHOOK_BENCH_LATENCY_ONLY=1`
 //! only the latency at 1,000 events/s, on a fresh database (with N hosts, sent to each in
-//! turn).
+//! turn). `WASMHOOK_BENCH_PINNED=1` sends the single events to the first host only, the
+//! others running (a sender pinned to one host). With N > 1, each workload is warmed up first
+//! (events sent to its hosts for 6 s: a host delivers its share of a webhook once its demand
+//! is established).
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;
 //! `WASMHOOK_BENCH_TIMELINE=1` prints the single events' deliveries per half second.
 
@@ -237,8 +240,13 @@ fn main() {
         changes_spread(hosts).await;
         let latency_only = std::env::var_os("WASMHOOK_BENCH_LATENCY_ONLY").is_some();
         if !latency_only {
-            warm_up(&client, &bases, &arrivals, "single").await;
-            single_events(&client, &bases, &arrivals, &pids).await;
+            // A sender pinned to the first host (a TCP load balancer keeping its connections).
+            let senders = match std::env::var_os("WASMHOOK_BENCH_PINNED") {
+                Some(_) => &bases[..1],
+                None => &bases[..],
+            };
+            warm_up(&client, senders, &arrivals, "single").await;
+            single_events(&client, senders, &arrivals, &pids).await;
         }
         if latency_only {
             create(hook("p")).await;

@@ -125,9 +125,9 @@ pub struct DeliveryConfig {
     #[serde(deserialize_with = "duration")]
     pub attempt_timeout: Duration,
     /// Several hosts on PostgreSQL: every host delivers what it ingests of a webhook that is
-    /// neither `ordered` nor rate-limited, within its share of the webhook's cap. Off, the
-    /// host holding the webhook's lane delivers all of it, with the whole cap, wherever its
-    /// events arrive (for senders pinned to one host).
+    /// neither `ordered` nor rate-limited, within its share of the webhook's cap (split among
+    /// the hosts that take its events). Off, the host holding the webhook's lane delivers all
+    /// of it, with the whole cap, wherever its events arrive.
     pub share_webhooks: bool,
 }
 
