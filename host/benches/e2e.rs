@@ -21,7 +21,8 @@
 //! host with several, alternately, takes a third of the time); `WASMHOOK_BENCH_LATENCY_ONLY=1`
 //! only the latency at 1,000 events/s, on a fresh database (with N hosts, sent to each in
 //! turn). `WASMHOOK_BENCH_PINNED=1` sends the single events to the first host only, the
-//! others running (a sender pinned to one host). With N > 1, each workload is warmed up first
+//! others running (a sender pinned to one host); `WASMHOOK_BENCH_RECEIVER_MS=<ms>` makes the
+//! receiver answer that long after each delivery. With N > 1, each workload is warmed up first
 //! (events sent to its hosts for 6 s: a host delivers its share of a webhook once its demand
 //! is established).
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;

@@ -22,9 +22,12 @@ struct Delivered<'a> {
     id: std::borrow::Cow<'a, str>,
 }
 
+/// A receiver recording each delivery's arrival; with `WASMHOOK_BENCH_RECEIVER_MS=<ms>` it
+/// answers that long after (a slow receiver: the webhook's concurrency cap then bounds it).
 pub async fn receiver() -> (String, Arc<Arrivals>) {
     let arrivals = Arc::new(Arrivals { at: Mutex::default(), count: Default::default() });
     let seen = arrivals.clone();
+    let answer_after = std::env::var("WASMHOOK_BENCH_RECEIVER_MS").ok().and_then(|ms| ms.parse().ok());
     let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
         let seen = seen.clone();
         async move {
@@ -34,6 +37,9 @@ pub async fn receiver() -> (String, Arc<Arrivals>) {
                 seen.at.lock().unwrap().entry(id.into_owned()).or_insert(now);
             }
             seen.count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(ms) = answer_after {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             "ok"
         }
     });
