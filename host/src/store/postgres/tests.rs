@@ -159,6 +159,22 @@ fn webhooks(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("wh_{i:03}")).collect()
 }
 
+/// Claims on `host` until `n` entries came (within `within`); returns them all.
+async fn claim_until(host: &PgStore, n: usize, within: Duration, what: &str) -> Vec<QueueEntry> {
+    let mut taken = Vec::new();
+    eventually(what, within, async || {
+        taken.extend(host.claim(1000).await.expect("claim"));
+        taken.len() >= n
+    })
+    .await;
+    taken
+}
+
+/// The delivery ids of these entries.
+fn ids(entries: &[QueueEntry]) -> Vec<String> {
+    entries.iter().map(|entry| entry.delivery_id.clone()).collect()
+}
+
 /// Who claimed each queue entry, by delivery id.
 async fn claimed_by(db: &TestDb) -> std::collections::HashMap<String, Option<Uuid>> {
     let rows = sql(db).await.query("SELECT delivery_id, claimed_by FROM queue", &[]).await.expect("queue");
@@ -1259,7 +1275,6 @@ async fn entries_of_a_lane_kept_here_are_claimed_as_written() {
     let mut taken = a.claim(2).await.expect("claim");
     assert_eq!(taken.len(), 2, "no more than asked for");
     taken.extend(a.claim(10).await.expect("claim"));
-    let ids = |entries: &[QueueEntry]| entries.iter().map(|e| e.delivery_id.clone()).collect::<Vec<_>>();
     let mut got = ids(&taken);
     got.sort();
     assert_eq!(got, made.iter().map(|d| d.id.clone()).collect::<Vec<_>>());
@@ -1385,12 +1400,7 @@ async fn hosts_share_a_webhook_each_keeping_what_it_ingests() {
     let first = [queue_for(&b, w, 1).await, queue_for(&c, w, 1).await].concat();
     let marks = claimed_by(&db).await;
     assert!(first.iter().all(|d| marks[&d.id].is_none()), "{marks:?}");
-    let mut taken = Vec::new();
-    eventually("the owner claims them", Duration::from_secs(5), async || {
-        taken.extend(a.claim(10).await.expect("claim"));
-        taken.len() >= 2
-    })
-    .await;
+    claim_until(&a, 2, Duration::from_secs(5), "the owner claims them").await;
     assert!(a.share(&w[0], 8, true).is_some(), "the owner works its lane");
     eventually("every host's demand is established", Duration::from_secs(5), async || {
         [&a, &b, &c].iter().all(|host| host.share(&w[0], 8, true).is_some_and(|share| share > 0))
@@ -1419,24 +1429,18 @@ async fn hosts_share_a_webhook_each_keeping_what_it_ingests() {
     assert!(!b.works(&w[0], true));
     let later = queue_for(&b, w, 1).await;
     assert_eq!(claimed_by(&db).await[&later[0].id], None, "written for the owner to claim");
-    let mut taken = Vec::new();
-    eventually("the owner claims what b handed back and wrote since", Duration::from_secs(5), async || {
-        taken.extend(a.claim(10).await.expect("claim").into_iter().map(|e| e.delivery_id));
-        taken.len() >= 4
-    })
-    .await;
+    let taken =
+        claim_until(&a, 4, Duration::from_secs(5), "the owner claims what b handed back and wrote since")
+            .await;
+    let taken = ids(&taken);
     let expected: HashSet<String> = on_b.iter().chain(&later).map(|d| d.id.clone()).collect();
     assert_eq!(taken.iter().cloned().collect::<HashSet<_>>(), expected);
     assert_eq!(taken.len(), 4, "each once");
 
     // `c` dies with what it kept: the owner returns those claims and works them.
     drop(c);
-    let mut taken = Vec::new();
-    eventually("the owner claims what c kept", Duration::from_secs(10), async || {
-        taken.extend(a.claim(10).await.expect("claim").into_iter().map(|e| e.delivery_id));
-        taken.len() >= 2
-    })
-    .await;
+    let taken = claim_until(&a, 2, Duration::from_secs(10), "the owner claims what c kept").await;
+    let taken = ids(&taken);
     assert_eq!(taken.into_iter().collect::<HashSet<_>>(), on_c.iter().map(|d| d.id.clone()).collect());
     see_each_other(&[&a, &b], 2).await;
     eventually("the owner runs the whole cap: b handed its share back", Duration::from_secs(5), async || {
@@ -1455,12 +1459,7 @@ async fn a_host_taking_all_of_a_webhook_s_events_gets_its_whole_cap() {
     let w = one_of(&a);
     let w = std::slice::from_ref(&w);
     queue_for(&b, w, 2).await;
-    let mut taken = Vec::new();
-    eventually("the owner claims the first ones", Duration::from_secs(5), async || {
-        taken.extend(a.claim(10).await.expect("claim"));
-        taken.len() >= 2
-    })
-    .await;
+    let taken = claim_until(&a, 2, Duration::from_secs(5), "the owner claims the first ones").await;
     assert!(a.share(&w[0], 8, true).is_some(), "the owner works its lane");
     for entry in &taken {
         a.finish(entry, None, None, &[]).await.expect("finish");
@@ -1502,12 +1501,7 @@ async fn hosts_told_not_to_share_leave_each_webhook_to_its_lane_s_host() {
     assert_eq!(b.share(&w[0], 8, true), None);
     let made = queue_for(&b, w, 2).await;
     assert!(claimed_by(&db).await.values().all(Option::is_none), "written for the lane's host to claim");
-    let mut taken = Vec::new();
-    eventually("the lane's host claims them", Duration::from_secs(5), async || {
-        taken.extend(a.claim(10).await.expect("claim"));
-        taken.len() >= made.len()
-    })
-    .await;
+    let taken = claim_until(&a, made.len(), Duration::from_secs(5), "the lane's host claims them").await;
     assert_eq!(taken.len(), made.len());
 }
 
