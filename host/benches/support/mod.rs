@@ -156,10 +156,26 @@ pub async fn steady_latencies_over(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let at = arrivals.at.lock().unwrap();
+    if std::env::var_os("WASMHOOK_BENCH_TIMELINE").is_some() {
+        print_slow(&sent_at, &at, seconds);
+    }
     let mut latencies: Vec<Duration> =
         sent_at.iter().map(|(id, sent)| at[id].duration_since(*sent)).collect();
     latencies.sort();
     latencies
+}
+
+/// How many events took over 20 ms, per second of sending (where a latency tail comes from).
+fn print_slow(sent_at: &HashMap<String, Instant>, at: &HashMap<String, Instant>, seconds: u64) {
+    let Some(start) = sent_at.values().min() else { return };
+    let mut slow = vec![0usize; seconds as usize + 1];
+    for (id, sent) in sent_at {
+        if at[id].duration_since(*sent) > Duration::from_millis(20) {
+            let second = sent.duration_since(*start).as_secs() as usize;
+            slow[second.min(seconds as usize)] += 1;
+        }
+    }
+    println!("events over 20 ms, per second sent: {slow:?}");
 }
 
 /// The resident memory of process `pid`, in MiB.
