@@ -23,7 +23,7 @@
 //! turn). `WASMHOOK_BENCH_PINNED=1` sends the single events to the first host only, the
 //! others running (a sender pinned to one host); `WASMHOOK_BENCH_RECEIVER_MS=<ms>` makes the
 //! receiver answer that long after each delivery. With N > 1, each workload is warmed up first
-//! (events sent to its hosts for 6 s: a host delivers its share of a webhook once its demand
+//! (events sent to its hosts for 8 s: a host delivers its share of a webhook once its demand
 //! is established).
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;
 //! `WASMHOOK_BENCH_TIMELINE=1` prints the single events' deliveries per half second, and
@@ -65,12 +65,13 @@ async fn changes_spread(hosts: usize) {
 }
 
 /// With several hosts, each delivers its share of a webhook once its demand for it is
-/// established, 4 s after its first event of it (see `store/postgres/lanes.rs`): as in a
-/// deployment in service, events of `project` go to each host in turn for 6 s first.
+/// established, 4–5 s after its first event of it (see `store/postgres/lanes.rs`): as in a
+/// deployment in service, events of `project` go to each host in turn for 8 s first (6 s
+/// proved too close: a run could start before the last host's demand was established).
 async fn warm_up(client: &reqwest::Client, bases: &[String], arrivals: &Arrivals, project: &str) {
     if bases.len() > 1 {
         let bases: Vec<&str> = bases.iter().map(String::as_str).collect();
-        steady_latencies_over(client, &bases, arrivals, 100, 6, project, &format!("warm-{project}")).await;
+        steady_latencies_over(client, &bases, arrivals, 100, 8, project, &format!("warm-{project}")).await;
     }
 }
 
