@@ -255,9 +255,11 @@ impl Lanes {
         let mut guard = self.state();
         let state = &mut *guard;
         let mut kept = HashSet::new();
+        // Once per group, not per delivery: this is ingest's path.
+        let (sharing, now) = (self.sharing(), Instant::now());
         for webhook in webhooks {
-            if self.sharing() && !state.declined.contains(webhook) {
-                demand_for(state, webhook).used = Instant::now();
+            if sharing && !state.declined.contains(webhook) {
+                demand_for(state, webhook).used = now;
             }
             if kept.contains(webhook) || !self.keeps_in(state, webhook) {
                 continue;

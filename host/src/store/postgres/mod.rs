@@ -867,6 +867,7 @@ impl PgStore {
     pub fn emptied(&self, webhook_id: &str) {
         self.inner.shared.lanes.emptied(webhook_id);
     }
+
     /// Whether this host shares webhooks with the others (see `lanes.rs`, Sharing); on by
     /// default.
     pub fn share_webhooks(&self, on: bool) {
