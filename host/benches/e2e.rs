@@ -24,7 +24,8 @@
 //! others running (a sender pinned to one host); `WASMHOOK_BENCH_RECEIVER_MS=<ms>` makes the
 //! receiver answer that long after each delivery. With N > 1, each workload is warmed up first
 //! (events sent to its hosts for 8 s: a host delivers its share of a webhook once its demand
-//! is established).
+//! is established); `WASMHOOK_BENCH_WARM_UP=<s>` sets how long, and 0 measures hosts taking a
+//! busy webhook's events for the first time.
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;
 //! `WASMHOOK_BENCH_TIMELINE=1` prints the single events' deliveries per half second, and
 //! the latency's events over 20 ms per second sent.
@@ -69,9 +70,11 @@ async fn changes_spread(hosts: usize) {
 /// deployment in service, events of `project` go to each host in turn for 8 s first (6 s
 /// proved too close: a run could start before the last host's demand was established).
 async fn warm_up(client: &reqwest::Client, bases: &[String], arrivals: &Arrivals, project: &str) {
-    if bases.len() > 1 {
+    let seconds = std::env::var("WASMHOOK_BENCH_WARM_UP").ok().map_or(8, |s| s.parse().expect("seconds"));
+    if bases.len() > 1 && seconds > 0 {
         let bases: Vec<&str> = bases.iter().map(String::as_str).collect();
-        steady_latencies_over(client, &bases, arrivals, 100, 8, project, &format!("warm-{project}")).await;
+        steady_latencies_over(client, &bases, arrivals, 100, seconds, project, &format!("warm-{project}"))
+            .await;
     }
 }
 

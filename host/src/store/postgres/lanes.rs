@@ -39,6 +39,9 @@
 //!   - A host keeps and runs a share only once its demand is *established*: published
 //!     [`Timing::stale`] and a heartbeat ago, so every host in touch has seen it and shrunk
 //!     its own share. Until then it writes its entries unclaimed, for the lane owner.
+//!   - The others count a host's new demand in their split only from a heartbeat before it
+//!     can be established ([`State::read_demand`]): until then the lane owner runs the whole
+//!     cap, the newcomer's events it takes included, not a part of it.
 //!   - The lane owner, when no other host has demand for the webhook, runs the whole cap at
 //!     once: no other host may be running any (its demand would have been published a
 //!     while ago), and the owner's is seen before anyone else's is established.
@@ -167,7 +170,11 @@ struct State {
     /// Whether `demand` changed since the last beat published it.
     demand_changed: bool,
     /// The other live hosts with demand for each webhook, as last read.
-    others: HashMap<String, Vec<Uuid>>,
+    others: HashMap<String, Vec<Demanding>>,
+    /// When the beat whose read `others` holds started.
+    read: Option<Instant>,
+    /// When the next of `others` starts counting in a split, if one is yet to.
+    recount: Option<Instant>,
     /// The webhooks whose demand was established at the last beat.
     established: HashSet<String>,
     /// Webhooks whose share this host handed back: not kept until the hosts change.
@@ -190,6 +197,14 @@ impl Demand {
     fn established(&self, timing: &Timing) -> bool {
         self.alone || self.published.is_some_and(|at| at.elapsed() >= timing.establish())
     }
+}
+
+/// Another live host with demand for a webhook, as this host read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Demanding {
+    host: Uuid,
+    /// From when this host counts it in the webhook's split (see the module docs, Sharing).
+    counted_from: Instant,
 }
 
 impl Lanes {
@@ -316,17 +331,24 @@ impl Lanes {
         if self.stale(state) {
             return works.then_some(0);
         }
-        let others: &[Uuid] = state.others.get(webhook).map_or(&[], Vec::as_slice);
+        let now = Instant::now();
+        let others: &[Demanding] = state.others.get(webhook).map_or(&[], Vec::as_slice);
         let alone = works && others.is_empty();
         let established =
             alone || state.demand.get(webhook).is_some_and(|demand| demand.established(&self.timing));
-        let part = if established { part_of(cap, others, me) } else { 0 };
+        let part = if established {
+            let counted: Vec<Uuid> =
+                others.iter().filter(|other| other.counted_from <= now).map(|other| other.host).collect();
+            part_of(cap, &counted, me)
+        } else {
+            0
+        };
         if part == 0 && !works {
             return None;
         }
         let demand = demand_for(state, webhook);
         demand.held = true;
-        demand.used = Instant::now();
+        demand.used = now;
         demand.alone |= alone;
         Some(part)
     }
@@ -379,6 +401,12 @@ impl Lanes {
 
     /// Changes whenever the shares [`Lanes::share`] answers may have changed.
     pub(super) fn shares_version(&self) -> u64 {
+        let mut state = self.state();
+        let now = Instant::now();
+        if state.recount.is_some_and(|at| at <= now) {
+            state.recount = next_count(&state.others, now);
+            self.shares.fetch_add(1, Ordering::Relaxed);
+        }
         self.shares.load(Ordering::Relaxed)
     }
 
@@ -523,6 +551,47 @@ impl Drop for Writing<'_> {
             self.lanes.settled.notify_waiters();
         }
     }
+}
+
+impl State {
+    /// Takes in the other hosts' demand (webhook → hosts, sorted) as read by the beat that
+    /// started `at`, after `hosts`; `true` if it changed. A host's demand for a webhook that
+    /// the previous read did not show was published after that read started, so that host
+    /// runs none of its share before [`Timing::establish`] after: it counts in the split from
+    /// [`Timing::stale`] after, which leaves a heartbeat for this host's engine to shrink its
+    /// own part. At once with no previous read, and for the webhook's preferred host: as its
+    /// lane's owner it may run the whole cap before its demand is published.
+    fn read_demand(&mut self, read: HashMap<String, Vec<Uuid>>, at: Instant, timing: &Timing) -> bool {
+        let mut others = HashMap::with_capacity(read.len());
+        for (webhook, hosts) in read {
+            let before = self.others.get(&webhook).map_or(&[][..], Vec::as_slice);
+            let owner = preferred(&self.hosts, &webhook);
+            let demanding = hosts
+                .into_iter()
+                .map(|host| {
+                    let counted_from = match before.iter().find(|known| known.host == host) {
+                        Some(known) => known.counted_from,
+                        None => match self.read {
+                            Some(previous) if owner != Some(host) => previous + timing.stale(),
+                            _ => at,
+                        },
+                    };
+                    Demanding { host, counted_from }
+                })
+                .collect();
+            others.insert(webhook, demanding);
+        }
+        self.read = Some(at);
+        self.recount = next_count(&others, Instant::now());
+        let changed = self.others != others;
+        self.others = others;
+        changed
+    }
+}
+
+/// When the first of `others` yet to count in a split after `now` does.
+fn next_count(others: &HashMap<String, Vec<Demanding>>, now: Instant) -> Option<Instant> {
+    others.values().flatten().map(|other| other.counted_from).filter(|from| *from > now).min()
 }
 
 /// `me`'s part of `cap` shared with `others`: an even split, the remainder to the first in id
@@ -756,13 +825,14 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
             .filter(|(_, demand)| demand.established(&timing))
             .map(|(webhook, _)| webhook.clone())
             .collect();
-        if state.hosts != hosts || state.others != others || state.established != established {
-            if state.hosts != hosts {
-                // A webhook handed back may be kept again.
-                state.declined.clear();
-            }
+        let hosts_changed = state.hosts != hosts;
+        if hosts_changed {
             state.hosts = hosts;
-            state.others = others;
+            // A webhook handed back may be kept again.
+            state.declined.clear();
+        }
+        let demand_changed = state.read_demand(others, started, &timing);
+        if hosts_changed || demand_changed || state.established != established {
             state.established = established;
             lanes.shares.fetch_add(1, Ordering::Relaxed);
         }
@@ -962,6 +1032,11 @@ mod tests {
         assert_eq!(lanes.announcements(me), everyone, "and its view of the hosts may be old");
     }
 
+    /// Other hosts' demand, counted in the split from now.
+    fn counted(hosts: &[Uuid]) -> Vec<Demanding> {
+        hosts.iter().map(|host| Demanding { host: *host, counted_from: Instant::now() }).collect()
+    }
+
     /// Hosts that see `hosts`, each beaten now, each with demand for "w" published `ago`, and
     /// each seeing the others'.
     fn hosts_with_demand(hosts: &[Uuid], ago: Duration) -> Vec<Lanes> {
@@ -975,7 +1050,7 @@ mod tests {
                 state.beaten = Some(Instant::now());
                 let others: Vec<Uuid> = hosts.iter().copied().filter(|host| host != me).collect();
                 if !others.is_empty() {
-                    state.others.insert("w".into(), others);
+                    state.others.insert("w".into(), counted(&others));
                 }
                 let demand =
                     Demand { published: Some(published), used: Instant::now(), held: false, alone: false };
@@ -1053,13 +1128,53 @@ mod tests {
         state.others.clear();
         drop(state);
         assert_eq!(lanes.share("w", 8, true, owner), Some(8), "no demand elsewhere: nobody else runs any");
-        lanes.state().others.insert("w".into(), vec![other]);
+        lanes.state().others.insert("w".into(), counted(&[other]));
         assert_eq!(
             lanes.share("w", 8, true, owner),
             Some(part_of(8, &[other], owner)),
             "then it shrinks at once"
         );
         assert_eq!(lanes.share("w", 8, true, owner), Some(4));
+    }
+
+    #[test]
+    fn a_host_s_new_demand_counts_from_a_heartbeat_before_it_can_be_established() {
+        let mut hosts = vec![Uuid::now_v7(), Uuid::now_v7()];
+        hosts.sort_unstable();
+        let owner = preferred(&hosts, "w").expect("a host");
+        let (o, x) = if hosts[0] == owner { (0, 1) } else { (1, 0) };
+        let (timing, newcomer) = (Timing::DEFAULT, hosts[x]);
+        let w = |hosts: &[Uuid]| HashMap::from([("w".to_owned(), hosts.to_vec())]);
+
+        let lanes = &hosts_with_demand(&hosts, timing.establish())[o];
+        lanes.state().others.clear();
+        assert_eq!(lanes.share("w", 8, true, owner), Some(8));
+        // The read before the newcomer's demand showed started almost `stale` ago: the
+        // newcomer runs nothing for a heartbeat more, and counts from 200 ms on.
+        let before =
+            Instant::now().checked_sub(timing.stale() - Duration::from_millis(200)).expect("old enough");
+        assert!(!lanes.state().read_demand(HashMap::new(), before, &timing));
+        assert!(lanes.state().read_demand(w(&[newcomer]), Instant::now(), &timing));
+        let version = lanes.shares_version();
+        assert_eq!(lanes.share("w", 8, true, owner), Some(8), "the owner keeps the whole cap meanwhile");
+        assert_eq!(lanes.shares_version(), version);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_ne!(lanes.shares_version(), version, "the engine is told to ask again");
+        assert_eq!(lanes.share("w", 8, true, owner), Some(4), "then it counts");
+        assert!(!lanes.state().read_demand(w(&[newcomer]), Instant::now(), &timing), "and goes on counting");
+
+        // With no earlier read, nothing says when the demand was published: it counts at once.
+        let fresh = &hosts_with_demand(&hosts, timing.establish())[o];
+        fresh.state().others.clear();
+        fresh.state().read_demand(w(&[newcomer]), Instant::now(), &timing);
+        assert_eq!(fresh.share("w", 8, true, owner), Some(4));
+
+        // Nor for the lane's owner, which may run the whole cap before publishing its demand.
+        let other = &hosts_with_demand(&hosts, timing.establish())[x];
+        other.state().others.clear();
+        other.state().read_demand(HashMap::new(), Instant::now(), &timing);
+        other.state().read_demand(w(&[owner]), Instant::now(), &timing);
+        assert_eq!(other.share("w", 8, true, newcomer), Some(4));
     }
 
     #[test]
