@@ -24,8 +24,8 @@
 //! others running (a sender pinned to one host); `WASMHOOK_BENCH_RECEIVER_MS=<ms>` makes the
 //! receiver answer that long after each delivery. With N > 1, each workload is warmed up first
 //! (events sent to its hosts for 8 s: a host delivers its share of a webhook once its demand
-//! is established); `WASMHOOK_BENCH_WARM_UP=<s>` sets how long, and 0 measures hosts taking a
-//! busy webhook's events for the first time.
+//! is established). `WASMHOOK_BENCH_COLD_WEBHOOK=1` warms the latency's hosts up with another
+//! webhook's events instead: the hosts start taking the measured webhook's events with the run.
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;
 //! `WASMHOOK_BENCH_TIMELINE=1` prints the single events' deliveries per half second, and
 //! the latency's events over 20 ms per second sent.
@@ -70,11 +70,9 @@ async fn changes_spread(hosts: usize) {
 /// deployment in service, events of `project` go to each host in turn for 8 s first (6 s
 /// proved too close: a run could start before the last host's demand was established).
 async fn warm_up(client: &reqwest::Client, bases: &[String], arrivals: &Arrivals, project: &str) {
-    let seconds = std::env::var("WASMHOOK_BENCH_WARM_UP").ok().map_or(8, |s| s.parse().expect("seconds"));
-    if bases.len() > 1 && seconds > 0 {
+    if bases.len() > 1 {
         let bases: Vec<&str> = bases.iter().map(String::as_str).collect();
-        steady_latencies_over(client, &bases, arrivals, 100, seconds, project, &format!("warm-{project}"))
-            .await;
+        steady_latencies_over(client, &bases, arrivals, 100, 8, project, &format!("warm-{project}")).await;
     }
 }
 
@@ -257,7 +255,8 @@ fn main() {
         if latency_only {
             create(hook("p")).await;
             changes_spread(hosts).await;
-            warm_up(&client, &bases, &arrivals, "p").await;
+            let cold = std::env::var_os("WASMHOOK_BENCH_COLD_WEBHOOK").is_some();
+            warm_up(&client, &bases, &arrivals, if cold { "single" } else { "p" }).await;
             latency(&client, &bases, &arrivals).await;
         }
         if latency_only || hosts > 1 || std::env::var_os("WASMHOOK_BENCH_SINGLE_ONLY").is_some() {
