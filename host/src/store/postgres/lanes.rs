@@ -1032,6 +1032,14 @@ mod tests {
         assert_eq!(lanes.announcements(me), everyone, "and its view of the hosts may be old");
     }
 
+    /// Two hosts, sorted, and the places in them of "w"'s preferred host and of the other.
+    fn two_hosts() -> (Vec<Uuid>, usize, usize) {
+        let mut hosts = vec![Uuid::now_v7(), Uuid::now_v7()];
+        hosts.sort_unstable();
+        let owner = preferred(&hosts, "w").expect("a host");
+        if hosts[0] == owner { (hosts, 0, 1) } else { (hosts, 1, 0) }
+    }
+
     /// Other hosts' demand, counted in the split from now.
     fn counted(hosts: &[Uuid]) -> Vec<Demanding> {
         hosts.iter().map(|host| Demanding { host: *host, counted_from: Instant::now() }).collect()
@@ -1088,11 +1096,8 @@ mod tests {
 
     #[test]
     fn a_host_keeps_and_runs_its_share_once_its_demand_is_established() {
-        let mut hosts = vec![Uuid::now_v7(), Uuid::now_v7()];
-        hosts.sort_unstable();
-        let owner = preferred(&hosts, "w").expect("a host");
-        let (o, x) = if hosts[0] == owner { (0, 1) } else { (1, 0) };
-        let other = hosts[x];
+        let (hosts, o, x) = two_hosts();
+        let (owner, other) = (hosts[o], hosts[x]);
 
         let new = hosts_with_demand(&hosts, Duration::ZERO);
         assert!(!new[x].keeps("w"));
@@ -1118,10 +1123,8 @@ mod tests {
 
     #[test]
     fn the_owner_runs_the_whole_cap_at_once_while_no_other_host_has_demand() {
-        let mut hosts = vec![Uuid::now_v7(), Uuid::now_v7()];
-        hosts.sort_unstable();
-        let owner = preferred(&hosts, "w").expect("a host");
-        let other = *hosts.iter().find(|host| **host != owner).expect("two hosts");
+        let (hosts, o, x) = two_hosts();
+        let (owner, other) = (hosts[o], hosts[x]);
         let lanes = &hosts_with_demand(&hosts, Duration::ZERO)[0];
         let mut state = lanes.state();
         state.demand.clear();
@@ -1139,11 +1142,8 @@ mod tests {
 
     #[test]
     fn a_host_s_new_demand_counts_from_a_heartbeat_before_it_can_be_established() {
-        let mut hosts = vec![Uuid::now_v7(), Uuid::now_v7()];
-        hosts.sort_unstable();
-        let owner = preferred(&hosts, "w").expect("a host");
-        let (o, x) = if hosts[0] == owner { (0, 1) } else { (1, 0) };
-        let (timing, newcomer) = (Timing::DEFAULT, hosts[x]);
+        let (hosts, o, x) = two_hosts();
+        let (timing, owner, newcomer) = (Timing::DEFAULT, hosts[o], hosts[x]);
         let w = |hosts: &[Uuid]| HashMap::from([("w".to_owned(), hosts.to_vec())]);
 
         let lanes = &hosts_with_demand(&hosts, timing.establish())[o];
