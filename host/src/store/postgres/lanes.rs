@@ -40,8 +40,9 @@
 //!     [`Timing::stale`] and a heartbeat ago, so every host in touch has seen it and shrunk
 //!     its own share. Until then it writes its entries unclaimed, for the lane owner.
 //!   - The others count a host's new demand in their split only from a heartbeat before it
-//!     can be established ([`State::read_demand`]): until then the lane owner runs the whole
-//!     cap, the newcomer's events it takes included, not a part of it.
+//!     can be established ([`State::read_demand`]): until then their parts stay as they
+//!     were, so a lane owner that ran the whole cap goes on running it for the newcomer's
+//!     events it takes.
 //!   - The lane owner, when no other host has demand for the webhook, runs the whole cap at
 //!     once: no other host may be running any (its demand would have been published a
 //!     while ago), and the owner's is seen before anyone else's is established.
