@@ -556,24 +556,35 @@ impl Drop for Writing<'_> {
 
 impl State {
     /// Takes in the other hosts' demand (webhook → hosts, sorted) as read by the beat that
-    /// started `at`, after `hosts`; `true` if it changed. A host's demand for a webhook that
-    /// the previous read did not show was published after that read started, so that host
-    /// runs none of its share before [`Timing::establish`] after: it counts in the split from
-    /// [`Timing::stale`] after, which leaves a heartbeat for this host's engine to shrink its
-    /// own part. At once with no previous read, and for the webhook's preferred host: as its
-    /// lane's owner it may run the whole cap before its demand is published.
-    fn read_demand(&mut self, read: HashMap<String, Vec<Uuid>>, at: Instant, timing: &Timing) -> bool {
+    /// started `at`, after `hosts` (`hosts_before`: as the previous read had them); `true` if
+    /// it changed. A host's demand for a webhook that the previous read did not show was
+    /// published after that read started, so that host runs none of its share before
+    /// [`Timing::establish`] after: it counts in the split from [`Timing::stale`] after, which
+    /// leaves a heartbeat for this host's engine to shrink its own part. At once with no
+    /// previous read, and for a host that may hold the webhook's lane — preferred by the
+    /// hosts as read now or before (views of the hosts lag by a beat): as the lane's owner it
+    /// may run the whole cap before its demand is published.
+    fn read_demand(
+        &mut self,
+        read: HashMap<String, Vec<Uuid>>,
+        hosts_before: &[Uuid],
+        at: Instant,
+        timing: &Timing,
+    ) -> bool {
         let mut others = HashMap::with_capacity(read.len());
         for (webhook, hosts) in read {
             let before = self.others.get(&webhook).map_or(&[][..], Vec::as_slice);
-            let owner = preferred(&self.hosts, &webhook);
+            let may_own = |host: Uuid| {
+                preferred(&self.hosts, &webhook) == Some(host)
+                    || preferred(hosts_before, &webhook) == Some(host)
+            };
             let demanding = hosts
                 .into_iter()
                 .map(|host| {
                     let counted_from = match before.iter().find(|known| known.host == host) {
                         Some(known) => known.counted_from,
                         None => match self.read {
-                            Some(previous) if owner != Some(host) => previous + timing.stale(),
+                            Some(previous) if !may_own(host) => previous + timing.stale(),
                             _ => at,
                         },
                     };
@@ -826,13 +837,13 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
             .filter(|(_, demand)| demand.established(&timing))
             .map(|(webhook, _)| webhook.clone())
             .collect();
-        let hosts_changed = state.hosts != hosts;
+        let hosts_before = std::mem::replace(&mut state.hosts, hosts);
+        let hosts_changed = state.hosts != hosts_before;
         if hosts_changed {
-            state.hosts = hosts;
             // A webhook handed back may be kept again.
             state.declined.clear();
         }
-        let demand_changed = state.read_demand(others, started, &timing);
+        let demand_changed = state.read_demand(others, &hosts_before, started, &timing);
         if hosts_changed || demand_changed || state.established != established {
             state.established = established;
             lanes.shares.fetch_add(1, Ordering::Relaxed);
@@ -1150,32 +1161,46 @@ mod tests {
         let lanes = &hosts_with_demand(&hosts, timing.establish())[o];
         lanes.state().others.clear();
         assert_eq!(lanes.share("w", 8, true, owner), Some(8));
-        // The read before the newcomer's demand showed started almost `stale` ago: the
-        // newcomer runs nothing for a heartbeat more, and counts from 200 ms on.
-        let before =
-            Instant::now().checked_sub(timing.stale() - Duration::from_millis(200)).expect("old enough");
-        assert!(!lanes.state().read_demand(HashMap::new(), before, &timing));
-        assert!(lanes.state().read_demand(w(&[newcomer]), Instant::now(), &timing));
+        // The read before the newcomer's demand showed started now: the newcomer runs nothing
+        // for `establish`, and counts from `stale` on.
+        assert!(!lanes.state().read_demand(HashMap::new(), &hosts, Instant::now(), &timing));
+        assert!(lanes.state().read_demand(w(&[newcomer]), &hosts, Instant::now(), &timing));
         let version = lanes.shares_version();
         assert_eq!(lanes.share("w", 8, true, owner), Some(8), "the owner keeps the whole cap meanwhile");
         assert_eq!(lanes.shares_version(), version);
-        std::thread::sleep(Duration::from_millis(250));
+        let counted_from = lanes.state().others["w"][0].counted_from;
+        assert!(counted_from > Instant::now() + timing.stale() - Duration::from_secs(1), "from `stale` on");
+        // `stale` later:
+        let later = Instant::now();
+        lanes.state().others.get_mut("w").expect("read")[0].counted_from = later;
+        lanes.state().recount = Some(later);
         assert_ne!(lanes.shares_version(), version, "the engine is told to ask again");
         assert_eq!(lanes.share("w", 8, true, owner), Some(4), "then it counts");
-        assert!(!lanes.state().read_demand(w(&[newcomer]), Instant::now(), &timing), "and goes on counting");
+        assert!(!lanes.state().read_demand(w(&[newcomer]), &hosts, Instant::now(), &timing), "and goes on");
 
         // With no earlier read, nothing says when the demand was published: it counts at once.
         let fresh = &hosts_with_demand(&hosts, timing.establish())[o];
         fresh.state().others.clear();
-        fresh.state().read_demand(w(&[newcomer]), Instant::now(), &timing);
+        fresh.state().read_demand(w(&[newcomer]), &hosts, Instant::now(), &timing);
         assert_eq!(fresh.share("w", 8, true, owner), Some(4));
 
-        // Nor for the lane's owner, which may run the whole cap before publishing its demand.
-        let other = &hosts_with_demand(&hosts, timing.establish())[x];
-        other.state().others.clear();
-        other.state().read_demand(HashMap::new(), Instant::now(), &timing);
-        other.state().read_demand(w(&[owner]), Instant::now(), &timing);
-        assert_eq!(other.share("w", 8, true, newcomer), Some(4));
+        // Nor for a host that may hold the lane, which may run the whole cap before publishing
+        // its demand: preferred by the hosts as read now, or as read before (a third host
+        // joined since, and the owner may not have seen it yet).
+        let third = std::iter::repeat_with(Uuid::now_v7)
+            .find(|third| preferred(&[owner, newcomer, *third], "w") == Some(*third))
+            .expect("one in three is preferred");
+        let mut three = vec![owner, newcomer, third];
+        three.sort_unstable();
+        for (before, counted) in [(&hosts, true), (&three, false)] {
+            let lanes = &hosts_with_demand(&hosts, timing.establish())[x];
+            lanes.state().others.clear();
+            lanes.state().read_demand(HashMap::new(), before, Instant::now(), &timing);
+            lanes.state().hosts.clone_from(&three);
+            lanes.state().read_demand(w(&[owner]), before, Instant::now(), &timing);
+            let part = if counted { 4 } else { 8 };
+            assert_eq!(lanes.share("w", 8, true, newcomer), Some(part), "hosts before: {before:?}");
+        }
     }
 
     #[test]
