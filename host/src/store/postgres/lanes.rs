@@ -56,7 +56,9 @@
 //! - Losing touch: a host whose last successful beat is [`Timing::stale`] old stops claiming
 //!   and reports every lane it holds or has demand for: others may soon consider it gone
 //!   (after `host_ttl`) or its leases expired (after `lease`), and take its lanes over. Back
-//!   in touch, it publishes its demand again and waits for it to be established.
+//!   in touch, it publishes its demand again and waits for it to be established. So does a
+//!   host whose beat finds its `hosts` row deleted (a beat held up past `host_ttl`: the
+//!   others deemed it gone).
 //! - A host that sees another leave returns the entries still claimed by hosts no longer live
 //!   on its own lanes (a turn that a host finished after its lane was taken over).
 //! - Closing deletes this process's lanes and its `hosts` row: others take over at once.
@@ -646,16 +648,19 @@ fn ms(duration: Duration) -> i64 {
 }
 
 /// Upserts this host with its demand (`$3`; `NULL`: unchanged), deletes the hosts unseen for
-/// the time to live, and reads the others that are live, with their demand. (The `SELECT`
-/// sees the table as it was before the statement.)
+/// the time to live, and reads the others that are live, with their demand (none: one row of
+/// `NULL`s), each row saying whether this host's row was inserted rather than updated. (The
+/// `SELECT` sees the table as it was before the statement.)
 const BEAT_HOSTS: &str = "
 WITH seen AS (
     INSERT INTO hosts (id, seen_at, demand) VALUES ($1, now(), coalesce($3::text[], '{}'))
     ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, demand = coalesce($3::text[], hosts.demand)
+    RETURNING xmax = 0 AS inserted
 ), gone AS (
     DELETE FROM hosts WHERE id <> $1 AND seen_at < now() - $2::int8 * interval '1 millisecond'
 )
-SELECT id, demand FROM hosts WHERE id <> $1 AND seen_at >= now() - $2::int8 * interval '1 millisecond'";
+SELECT h.id, h.demand, seen.inserted FROM seen LEFT JOIN hosts h
+    ON h.id <> $1 AND h.seen_at >= now() - $2::int8 * interval '1 millisecond'";
 
 /// Forgets this host's lanes among `$3` of webhooks without queue entries (`true`) and
 /// renews the rest (`false`).
@@ -767,13 +772,23 @@ pub(super) async fn beat(shared: &Shared) -> Result<(), StoreError> {
         lanes.demand_published(sent, rows.is_ok());
     }
     let rows = rows.map_err(pg_error)?;
-    let mut hosts: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+    let reinserted = rows.first().is_some_and(|row| row.get::<_, bool>(2));
+    if reinserted && lanes.state().beaten.is_some() {
+        // Another host deleted this one's row, deeming it gone (a beat held up past
+        // `host_ttl`): it may have taken this host's lanes, and saw none of its demand.
+        tracing::warn!("other hosts deemed this host gone: it gives its lanes up and joins again");
+        lanes.state().beaten = None;
+        return Ok(());
+    }
+    let others_rows: Vec<(Uuid, Vec<String>)> =
+        rows.iter().filter_map(|row| Some((row.get::<_, Option<Uuid>>(0)?, row.get(1)))).collect();
+    let mut hosts: Vec<Uuid> = others_rows.iter().map(|(host, _)| *host).collect();
     hosts.push(me);
     hosts.sort_unstable();
     let mut others: HashMap<String, Vec<Uuid>> = HashMap::new();
-    for row in &rows {
-        for webhook in row.get::<_, Vec<String>>(1) {
-            others.entry(webhook).or_default().push(row.get(0));
+    for (host, demand) in others_rows {
+        for webhook in demand {
+            others.entry(webhook).or_default().push(host);
         }
     }
     for hosts in others.values_mut() {

@@ -1361,6 +1361,27 @@ async fn entries_claimed_as_written_while_a_lane_is_handed_over_go_with_it() {
 }
 
 #[tokio::test]
+async fn a_host_deemed_gone_gives_its_lanes_up_and_joins_again() {
+    let db = database!();
+    let a = PgStore::open_with(&db.url, Migrate::Apply, queue::POLL, SLOW).await.expect("open");
+    let w = vec!["w1".to_owned()];
+    queue_for(&a, &w, 1).await;
+    assert_eq!(a.claim(10).await.expect("claim").len(), 1);
+    assert!(a.lanes_to_release().await.is_empty());
+
+    // Its beat was held up past `host_ttl`, and another host deleted its row.
+    sql(&db).await.execute("DELETE FROM hosts WHERE id = $1", &[&me(&a)]).await.expect("delete");
+    lanes::beat(&a.inner.shared).await.expect("beat");
+    assert_eq!(a.lanes_to_release().await, w, "out of touch: its lanes are given up");
+    assert!(a.claim(10).await.expect("claim").is_empty(), "and it claims nothing");
+    a.release_lane(&w[0]).await.expect("release");
+
+    lanes::beat(&a.inner.shared).await.expect("beat");
+    assert!(a.lanes_to_release().await.is_empty(), "back in touch");
+    assert_eq!(a.claim(10).await.expect("claim").len(), 1, "its lane taken again, and the entry with it");
+}
+
+#[tokio::test]
 async fn a_lane_is_not_forgotten_while_a_write_claims_for_it() {
     let db = database!();
     let a = PgStore::open_with(&db.url, Migrate::Apply, queue::POLL, SLOW).await.expect("open");
