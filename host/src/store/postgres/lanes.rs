@@ -339,13 +339,8 @@ impl Lanes {
         let alone = works && others.is_empty();
         let established =
             alone || state.demand.get(webhook).is_some_and(|demand| demand.established(&self.timing));
-        let part = if established {
-            let counted: Vec<Uuid> =
-                others.iter().filter(|other| other.counted_from <= now).map(|other| other.host).collect();
-            part_of(cap, &counted, me)
-        } else {
-            0
-        };
+        let counted = others.iter().filter(|other| other.counted_from <= now).map(|other| other.host);
+        let part = if established { part_of(cap, counted, me) } else { 0 };
         if part == 0 && !works {
             return None;
         }
@@ -610,9 +605,12 @@ fn next_count(others: &HashMap<String, Vec<Demanding>>, now: Instant) -> Option<
 
 /// `me`'s part of `cap` shared with `others`: an even split, the remainder to the first in id
 /// order — so the parts add up to `cap` on hosts that see the same demand.
-fn part_of(cap: usize, others: &[Uuid], me: Uuid) -> usize {
-    let hosts = others.len() + 1;
-    let rank = others.iter().filter(|host| **host < me).count();
+fn part_of(cap: usize, others: impl IntoIterator<Item = Uuid>, me: Uuid) -> usize {
+    let (mut hosts, mut rank) = (1, 0);
+    for host in others {
+        hosts += 1;
+        rank += usize::from(host < me);
+    }
     cap / hosts + usize::from(rank < cap % hosts)
 }
 
@@ -1161,7 +1159,7 @@ mod tests {
         lanes.state().others.insert("w".into(), counted(&[other]));
         assert_eq!(
             lanes.share("w", 8, true, owner),
-            Some(part_of(8, &[other], owner)),
+            Some(part_of(8, [other], owner)),
             "then it shrinks at once"
         );
         assert_eq!(lanes.share("w", 8, true, owner), Some(4));
@@ -1176,15 +1174,15 @@ mod tests {
         let lanes = &hosts_with_demand(&hosts, timing.establish())[o];
         lanes.state().others.clear();
         assert_eq!(lanes.share("w", 8, true, owner), Some(8));
-        // The read before the newcomer's demand showed started now: the newcomer runs nothing
-        // for `establish`, and counts from `stale` on.
-        assert!(!lanes.state().read_demand(HashMap::new(), &hosts, Instant::now(), &timing));
+        // The read before the newcomer's demand showed started at `previous`: the newcomer runs
+        // nothing for `establish` after, and counts from `stale` after.
+        let previous = Instant::now();
+        assert!(!lanes.state().read_demand(HashMap::new(), &hosts, previous, &timing));
         assert!(lanes.state().read_demand(w(&[newcomer]), &hosts, Instant::now(), &timing));
         let version = lanes.shares_version();
         assert_eq!(lanes.share("w", 8, true, owner), Some(8), "the owner keeps the whole cap meanwhile");
         assert_eq!(lanes.shares_version(), version);
-        let counted_from = lanes.state().others["w"][0].counted_from;
-        assert!(counted_from > Instant::now() + timing.stale() - Duration::from_secs(1), "from `stale` on");
+        assert_eq!(lanes.state().others["w"][0].counted_from, previous + timing.stale(), "from `stale` on");
         // `stale` later:
         let later = Instant::now();
         lanes.state().others.get_mut("w").expect("read")[0].counted_from = later;
