@@ -62,7 +62,10 @@ pub(in crate::store::postgres) async fn acquire_wanted(shared: &Shared) -> Resul
 }
 
 /// Acquires every lane no live host holds that this host should own; `true` if it took any.
-pub(super) async fn acquire_unowned(client: &deadpool_postgres::Client, shared: &Shared) -> Result<bool, StoreError> {
+pub(super) async fn acquire_unowned(
+    client: &deadpool_postgres::Client,
+    shared: &Shared,
+) -> Result<bool, StoreError> {
     let statement = client.prepare_cached(UNOWNED).await.map_err(pg_error)?;
     let rows = client.query(&statement, &[&ms(shared.lanes.timing.host_ttl)]).await.map_err(pg_error)?;
     let mine: Vec<String> = {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use uuid::Uuid;
 
 use super::acquire::acquire_unowned;
-use super::{Timing, ms, preferred};
+use super::{ms, preferred};
 use crate::store::StoreError;
 use crate::store::postgres::{Shared, pg_error, pool_error_text};
 
@@ -61,8 +61,8 @@ WHERE webhook_id IN (SELECT webhook_id FROM lanes WHERE owner = $1)
     AND claimed_by <> $1
     AND claimed_by NOT IN (SELECT id FROM hosts WHERE seen_at >= now() - $2::int8 * interval '1 millisecond')";
 
-/// Beats every [`Timing::heartbeat`] for as long as the store is open (the first beat is
-/// [`PgStore::open`](crate::store::postgres::PgStore::open)'s).
+/// Beats every [`Timing::heartbeat`](super::Timing::heartbeat) for as long as the store is
+/// open (the first beat is [`PgStore::open`](crate::store::postgres::PgStore::open)'s).
 pub(in crate::store::postgres) async fn heartbeat(shared: Arc<Shared>) {
     let mut failing = false;
     loop {

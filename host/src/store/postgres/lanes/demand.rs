@@ -1,10 +1,11 @@
 //! Sharing: a webhook whose deliveries may go in any order and that has no `rateLimit` is
 //! worked by every host with *demand* for it (that ingests its events or holds its
-//! entries): each keeps the entries it ingests (claimed as written: see [lanes](super)) and runs at
-//! most its share of the webhook's concurrency cap — the cap divided among the hosts with
-//! demand, the remainder to the first in id order ([`Lanes::share`]). So the cap holds for
-//! all hosts together, a host that takes all of a webhook's events runs all of its cap,
+//! entries): each keeps the entries it ingests (claimed as written, see [lanes](super)) and
+//! runs at most its share of the webhook's concurrency cap — the cap divided among the hosts
+//! with demand, the remainder to the first in id order ([`Lanes::share`]). So the cap holds
+//! for all hosts together, a host that takes all of a webhook's events runs all of its cap,
 //! and an entry ingested is never read back or announced.
+//!
 //! - Each host publishes its demand in its `hosts` row when it changes, and reads the
 //!   others' at every beat.
 //! - A host keeps and runs a share only once its demand is *established*: published
@@ -77,7 +78,13 @@ impl Lanes {
     /// others. Shared: a part of the cap among the hosts with demand for the webhook, nothing
     /// before this host's demand is established (see the module docs); this host's demand
     /// lasts until [`Lanes::emptied`] and `linger` after.
-    pub(in crate::store::postgres) fn share(&self, webhook: &str, cap: usize, shared: bool, me: Uuid) -> Option<usize> {
+    pub(in crate::store::postgres) fn share(
+        &self,
+        webhook: &str,
+        cap: usize,
+        shared: bool,
+        me: Uuid,
+    ) -> Option<usize> {
         let mut guard = self.state();
         let state = &mut *guard;
         let works = works(state, webhook, me);

@@ -65,8 +65,8 @@ pub(super) use beat::{beat, heartbeat};
 pub(super) use release::{leave, release};
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -270,7 +270,6 @@ impl Lanes {
                     && !state.declined.contains(webhook)
                     && state.demand.get(webhook).is_some_and(|demand| demand.established(&self.timing))))
     }
-
 
     /// Returns once no write claiming as written is in flight for these webhooks. Callers
     /// first make sure none can start (the lanes are releasing or being forgotten, or this
