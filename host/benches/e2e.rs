@@ -66,9 +66,9 @@ async fn changes_spread(hosts: usize) {
 }
 
 /// With several hosts, each delivers its share of a webhook once its demand for it is
-/// established, 4–5 s after its first event of it (see `store/postgres/lanes.rs`): as in a
-/// deployment in service, events of `project` go to each host in turn for 8 s first (6 s
-/// proved too close: a run could start before the last host's demand was established).
+/// established, 4–5 s after its first event of it (see `store/postgres/lanes/demand.rs`): as
+/// in a deployment in service, events of `project` go to each host in turn for 8 s first (6
+/// s proved too close: a run could start before the last host's demand was established).
 async fn warm_up(client: &reqwest::Client, bases: &[String], arrivals: &Arrivals, project: &str) {
     if bases.len() > 1 {
         let bases: Vec<&str> = bases.iter().map(String::as_str).collect();

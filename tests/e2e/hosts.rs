@@ -258,8 +258,9 @@ async fn a_rate_limit_holds_for_all_hosts_together() {
     assert!(busiest <= 55, "{busiest} deliveries in one second under a limit of 50/s");
 }
 
-/// Every host works the webhook (each delivers what it ingests, see `store/postgres/lanes.rs`),
-/// within its share of the webhook's 8 places: the cap holds for all of them together.
+/// Every host works the webhook (each delivers what it ingests, see
+/// `store/postgres/lanes/demand.rs`), within its share of the webhook's 8 places: the cap
+/// holds for all of them together.
 #[tokio::test]
 async fn a_concurrency_cap_holds_for_all_hosts_together() {
     if !on_postgres() {

@@ -11,7 +11,7 @@
 //! one bad call fails alone.
 //!
 //! A queue entry of a webhook whose deliveries may go in any order, for a lane this host keeps
-//! — owns, or shares with the other hosts (see `lanes.rs`) — is written claimed by this
+//! — owns, or shares with the other hosts (see `lanes/`) — is written claimed by this
 //! process and handed to its own engine (through `Shared::kept`): no claim, no read back, no
 //! notification. An `ordered` webhook's entries are written unclaimed: a claim finds them in
 //! order with those other hosts wrote before them.
@@ -181,7 +181,7 @@ fn closed() -> StoreError {
 
 /// Starts a write of these calls: the queued entries of webhooks whose deliveries may go in
 /// any order, of the lanes this host keeps, are claimed as written. Kept until their entries
-/// are (see `lanes.rs`).
+/// are (see `lanes/`).
 fn claiming_as_written<'a>(shared: &'a Shared, calls: &[Prepared]) -> Writing<'a> {
     let room = shared.kept().len() < KEPT_MAX;
     let candidates = calls

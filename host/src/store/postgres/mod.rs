@@ -10,7 +10,7 @@
 //!   and one commit (one WAL flush) per group.
 //! - `queue.rs`: claiming and finishing deliveries (finishes written together too), waking
 //!   the engine (`LISTEN/NOTIFY`, with a slow poll as the safety net) and the queue depth.
-//! - `lanes.rs`: which live host works each webhook's deliveries (heartbeats, lane leases,
+//! - `lanes/`: which live host works each webhook's deliveries (heartbeats, lane leases,
 //!   rebalancing as hosts come and go).
 //! - `plugin_state.rs`: connectors' state per webhook.
 //! - `versions.rs`: connector versions, which is live or shadowing, and shadow runs.
@@ -161,7 +161,7 @@ struct Shared {
     announce: Notify,
     /// Set when another host wrote a change (see [`PgStore::changes_since`]).
     changes: Notify,
-    /// The webhooks' lanes this process owns (see `lanes.rs`).
+    /// The webhooks' lanes this process owns (see `lanes/`).
     lanes: lanes::Lanes,
 }
 
@@ -324,7 +324,7 @@ impl PgStore {
     }
 
     /// Stops the background tasks: writes already handed to them are finished first. Then
-    /// this host leaves: its lanes go to the other hosts at once (see `lanes.rs`).
+    /// this host leaves: its lanes go to the other hosts at once (see `lanes/`).
     pub async fn close(&self) -> Result<(), StoreError> {
         let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(tasks) = tasks else { return Ok(()) };
@@ -832,7 +832,7 @@ impl PgStore {
     }
 
     /// Takes up to `limit` entries of the webhooks whose lanes this host owns and is not
-    /// releasing (see `lanes.rs`), earliest due first: those this process wrote claimed
+    /// releasing (see `lanes/`), earliest due first: those this process wrote claimed
     /// already, and — when some may be there — unclaimed ones from the database.
     pub async fn claim(&self, limit: usize) -> Result<Vec<QueueEntry>, StoreError> {
         queue::claim(&self.inner.shared, limit).await
@@ -850,7 +850,7 @@ impl PgStore {
 
     /// Whether this host works deliveries of the webhook that it ingests: it holds the lane or
     /// should take it, or — for deliveries that may go in any order (`any_order`) — keeps its
-    /// share (see `lanes.rs`). What it ingests for the others is worked elsewhere.
+    /// share (see `lanes/`). What it ingests for the others is worked elsewhere.
     pub fn works(&self, webhook_id: &str, any_order: bool) -> bool {
         let shared = &self.inner.shared;
         shared.lanes.works(webhook_id, shared.me) || (any_order && shared.lanes.keeps(webhook_id))
@@ -858,17 +858,17 @@ impl PgStore {
 
     /// How many of the webhook's deliveries this host may run at once, of `cap` for all hosts
     /// together; `None` when it should hand back what it holds of the webhook (see
-    /// `lanes.rs`, Sharing). `shared`: the webhook has no `rateLimit`.
+    /// `lanes/demand.rs`). `shared`: the webhook has no `rateLimit`.
     pub fn share(&self, webhook_id: &str, cap: usize, shared: bool) -> Option<usize> {
         self.inner.shared.lanes.share(webhook_id, cap, shared, self.inner.shared.me)
     }
 
-    /// This host's engine holds no entry of the webhook any more (see `lanes.rs`, Sharing).
+    /// This host's engine holds no entry of the webhook any more (see `lanes/demand.rs`).
     pub fn emptied(&self, webhook_id: &str) {
         self.inner.shared.lanes.emptied(webhook_id);
     }
 
-    /// Whether this host shares webhooks with the others (see `lanes.rs`, Sharing); on by
+    /// Whether this host shares webhooks with the others (see `lanes/demand.rs`); on by
     /// default.
     pub fn share_webhooks(&self, on: bool) {
         self.inner.shared.lanes.share_webhooks(on);

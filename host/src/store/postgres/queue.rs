@@ -3,7 +3,7 @@
 //! - Claiming marks entries with this process's id (`claimed_by`) in one `UPDATE … WHERE
 //!   delivery_id = ANY(ARRAY(SELECT … FOR UPDATE SKIP LOCKED))`, taking unclaimed entries (through a
 //!   partial index, so a claim never steps over the thousands this process may be holding)
-//!   of the webhooks whose lanes this host owns (see `lanes.rs`). Entries an earlier process
+//!   of the webhooks whose lanes this host owns (see `lanes/`). Entries an earlier process
 //!   claimed (it died) are returned when a host takes that process's lanes over. Entries
 //!   this process wrote claimed already (see `ingest.rs`) come from memory; the database is
 //!   asked only when it may hold some unclaimed for this host (`Shared::unclaimed`: written
