@@ -1,8 +1,10 @@
 //! PostgreSQL: the storage backend for one host or several on one database.
 //!
-//! - `mod.rs` (this file): opening (URL, pool, schema check), records that are read and
-//!   written one at a time (webhooks, users, tokens, connectors, events, deliveries), the
-//!   feed of changes other hosts apply, requeue, retention and the error mapping.
+//! - `mod.rs` (this file): opening (pools, schema check, heartbeat), records that are read
+//!   and written one at a time (webhooks, users, tokens, connectors, events, deliveries), the
+//!   feed of changes other hosts apply, requeue and retention.
+//! - `connection.rs`: the database URL (described without its password), the connection
+//!   pools, and the driver's errors in the store's words.
 //! - `schema.rs` and `migrations/`: versioned schema migrations under an advisory lock.
 //! - `import.rs`: a copy from another backend written in, a page per statement (see
 //!   `store/transfer.rs`).
@@ -26,6 +28,7 @@
 //! stack and a crypto library to the build for a link that is usually on a private network).
 
 mod analyze;
+mod connection;
 mod import;
 mod ingest;
 mod lanes;
@@ -42,16 +45,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Config, NoTls, Row};
 use uuid::Uuid;
 
 use crate::access::{Token, User};
@@ -62,6 +64,10 @@ use crate::domain::webhook::Webhook;
 use crate::store::{Accept, Change, DeliveryQuery, IdempotencyKey, QueueEntry, StoreError, Stored};
 
 pub(crate) use self::import::Import;
+pub(super) use connection::describe_url;
+use connection::{
+    build_pool, describe_config, error_text, parse_url, pg_error, pool_error_text, refused_data,
+};
 
 /// Connections in the pool. Throughput comes from group commit, not from connections: ingest
 /// and finishing each write through one at a time; the rest serve the API's reads.
@@ -74,9 +80,6 @@ const QUEUE_POOL_SIZE: usize = 6;
 /// How the queue's connections start (see [`Shared::queue_pool`]).
 const QUEUE_SESSION: &str =
     "-c synchronous_commit=off -c enable_seqscan=off -c plan_cache_mode=force_generic_plan";
-
-/// How long a call waits for a connection (or to make one) before it answers "unavailable".
-const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// Rows a batched retention `DELETE` takes at most, so that it never holds locks for long.
 const PRUNE_BATCH: i64 = 5000;
@@ -902,105 +905,6 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         queue::finish(&self.inner.finish, entry, delivery, next_due, attempts).await
     }
-}
-
-/// Reads a database URL; refuses `sslmode=require` (no TLS is built in, see the module docs).
-fn build_pool(config: &Config, size: usize, location: &str) -> Result<Pool, StoreError> {
-    let manager = Manager::from_config(
-        config.clone(),
-        NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    );
-    Pool::builder(manager)
-        .max_size(size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(POOL_WAIT))
-        .create_timeout(Some(POOL_WAIT))
-        .recycle_timeout(Some(POOL_WAIT))
-        .build()
-        .map_err(|e| StoreError::Unavailable(format!("cannot set up connections to {location}: {e}")))
-}
-
-fn parse_url(url: &str) -> Result<Config, StoreError> {
-    let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        StoreError::Unavailable(format!("the database URL is not one PostgreSQL reads: {}", error_text(&e)))
-    })?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(StoreError::Unavailable(format!(
-            "{} asks for sslmode=require, but this wasmhook connects to PostgreSQL without TLS: \
-             use sslmode=disable or prefer on a private network, or a TLS tunnel",
-            describe_config(&config)
-        )));
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(POOL_WAIT);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("wasmhook");
-    }
-    Ok(config)
-}
-
-/// What [`describe_config`] says of a URL, without connecting; never any of its text when it
-/// does not parse (it might hold a password).
-pub(super) fn describe_url(url: &str) -> String {
-    match parse_url(url) {
-        Ok(config) => describe_config(&config),
-        Err(_) => "postgres (an unreadable URL)".into(),
-    }
-}
-
-/// `postgres host:port/dbname` — never the user's password.
-fn describe_config(config: &Config) -> String {
-    let ports = config.get_ports();
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, host)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match host {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(dir) => format!("{}:{port}", dir.display()),
-            }
-        })
-        .collect();
-    let hosts = if hosts.is_empty() { "localhost:5432".to_owned() } else { hosts.join(",") };
-    let dbname = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
-    format!("postgres {hosts}/{dbname}")
-}
-
-/// PostgreSQL's errors in the store's words. Everything the database refuses is "unavailable"
-/// (503, try again): a dropped connection, a timeout, a serialization failure, a full disk.
-fn pg_error(error: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(error_text(&error))
-}
-
-/// An error with its causes: tokio-postgres's own text is only its kind ("db error").
-fn error_text(error: &tokio_postgres::Error) -> String {
-    if let Some(db) = error.as_db_error() {
-        return format!("PostgreSQL: {} (SQLSTATE {})", db.message(), db.code().code());
-    }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text += &format!(": {cause}");
-        source = cause.source();
-    }
-    text
-}
-
-fn pool_error_text(error: &deadpool_postgres::PoolError) -> String {
-    match error {
-        deadpool_postgres::PoolError::Backend(error) => error_text(error),
-        other => format!("no database connection: {other}"),
-    }
-}
-
-/// Whether a failed statement may succeed alone: the data of one call was refused (class 22,
-/// data exception; class 23, integrity constraint), not the connection or the server.
-fn refused_data(error: &tokio_postgres::Error) -> bool {
-    error.as_db_error().is_some_and(|db| matches!(&db.code().code()[..2], "22" | "23"))
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
