@@ -91,12 +91,19 @@ async fn plugin_state_on_postgres() {
     keeps_plugin_state(&Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap()).await;
 }
 
-#[tokio::test]
-async fn another_host_reads_ahead_what_one_ingested() {
-    let Some(database) = postgres::testing::TestDb::create().await else { return };
+/// Two hosts on one fresh PostgreSQL database, the first migrating it; `None` without
+/// PostgreSQL. The database is dropped with the first of the three.
+async fn two_hosts() -> Option<(postgres::testing::TestDb, Store, Store)> {
+    let database = postgres::testing::TestDb::create().await?;
     let location = Location::Postgres(database.url.clone());
     let here = Store::open(&location, true).await.unwrap();
     let there = Store::open(&location, false).await.unwrap();
+    Some((database, here, there))
+}
+
+#[tokio::test]
+async fn another_host_reads_ahead_what_one_ingested() {
+    let Some((_database, here, there)) = two_hosts().await else { return };
     let (d1, d2) = (ingest(&here, "e1", 5).await, ingest(&here, "e2", 5).await);
     let (e1, e2) = (QueueEntry::new(5, &d1.id, "w1"), QueueEntry::new(5, &d2.id, "w1"));
     there.read_ahead(&[e1.clone(), e2.clone()]).await.unwrap();
@@ -181,10 +188,7 @@ async fn a_turn_that_starts_before_ingest_s_write_returns_reads_from_memory() {
 
 #[tokio::test]
 async fn a_host_keeps_in_memory_only_what_it_delivers() {
-    let Some(database) = postgres::testing::TestDb::create().await else { return };
-    let location = Location::Postgres(database.url.clone());
-    let here = Store::open(&location, true).await.unwrap();
-    let there = Store::open(&location, false).await.unwrap();
+    let Some((_database, here, there)) = two_hosts().await else { return };
     // Once the hosts see each other (beats every second), each webhook is one's.
     let (mut mine, mut theirs) = (None, None);
     for _ in 0..100 {
