@@ -39,10 +39,10 @@
 //! - A host that sees another leave returns the entries still claimed by hosts no longer live
 //!   on its own lanes (a turn that a host finished after its lane was taken over).
 //! - Closing deletes this process's lanes and its `hosts` row: others take over at once.
-//! - Claimed as written: ingest marks the entries it writes for a lane this host keeps (owns
-//!   or shares, is not releasing, is in touch) with this process's id at once, and hands them
-//!   to its own engine without a claim (see `ingest.rs`). Such writes are counted per lane
-//!   while in flight ([`Lanes::writing`]). Whatever gives a lane up in the database — a release, the
+//! - Claimed as written: ingest marks the entries it writes for a lane this host keeps (owns or
+//!   shares, is not releasing, is in touch) with this process's id at once, and hands them to
+//!   its own engine without a claim (see `ingest.rs`). Such writes are counted per lane while
+//!   in flight ([`Lanes::writing`]). Whatever gives a lane up in the database — a release, the
 //!   beat forgetting an empty lane or releasing an idle one — first stops new ones for that
 //!   lane, then waits for those in flight to be committed and kept: it never misses an entry
 //!   claimed as written, and ingest never waits for it. The beat only forgets lanes with no
