@@ -24,8 +24,9 @@
 //! others running (a sender pinned to one host); `WASMHOOK_BENCH_RECEIVER_MS=<ms>` makes the
 //! receiver answer that long after each delivery. With N > 1, each workload is warmed up first
 //! (events sent to its hosts for 8 s, to the pinned one for 15 s: a host delivers its share of
-//! a webhook once its demand is established). `WASMHOOK_BENCH_COLD_WEBHOOK=1` warms the latency's hosts up with another
-//! webhook's events instead: the hosts start taking the measured webhook's events with the run.
+//! a webhook once its demand is established). `WASMHOOK_BENCH_COLD_WEBHOOK=1` warms the
+//! latency's hosts up with another webhook's events instead: the hosts start taking the
+//! measured webhook's events with the run.
 //! `WASMHOOK_BENCH_SERVER_LOG=<filter>` (e.g. `info`) shows the servers' logs;
 //! `WASMHOOK_BENCH_TIMELINE=1` prints the single events' deliveries per half second, and
 //! the latency's events over 20 ms per second sent.
@@ -68,21 +69,22 @@ async fn changes_spread(hosts: usize) {
 /// With several hosts, each delivers its share of a webhook once its demand for it is
 /// established, 4–5 s after its first event of it (see `store/postgres/lanes/demand.rs`): as
 /// in a deployment in service, events of `project` go to the `senders` in turn for `seconds`
-/// first (8 s when they are all the hosts: 6 s proved too close, a run could start before the
-/// last host's demand was established).
+/// first. Called only when several hosts run.
 async fn warm_up(
     client: &reqwest::Client,
-    (senders, hosts): (&[String], usize),
+    senders: &[String],
     arrivals: &Arrivals,
     project: &str,
     seconds: u64,
 ) {
-    if hosts > 1 {
-        let senders: Vec<&str> = senders.iter().map(String::as_str).collect();
-        steady_latencies_over(client, &senders, arrivals, 100, seconds, project, &format!("warm-{project}"))
-            .await;
-    }
+    let senders: Vec<&str> = senders.iter().map(String::as_str).collect();
+    steady_latencies_over(client, &senders, arrivals, 100, seconds, project, &format!("warm-{project}"))
+        .await;
 }
+
+/// Events sent to every host in turn: 6 s proved too close, a run could start before the last
+/// host's demand was established.
+const WARM_UP_SECS: u64 = 8;
 
 /// A sender pinned to one host: until its demand is established, the lane's host delivers
 /// what it takes, and holds demand of its own for `linger` (5 s) after; the pinned host runs
@@ -260,16 +262,20 @@ fn main() {
             // A sender pinned to the first host (a TCP load balancer keeping its connections).
             let (senders, seconds) = match std::env::var_os("WASMHOOK_BENCH_PINNED") {
                 Some(_) => (&bases[..1], PINNED_WARM_UP_SECS),
-                None => (&bases[..], 8),
+                None => (&bases[..], WARM_UP_SECS),
             };
-            warm_up(&client, (senders, hosts), &arrivals, "single", seconds).await;
+            if hosts > 1 {
+                warm_up(&client, senders, &arrivals, "single", seconds).await;
+            }
             single_events(&client, senders, &arrivals, &pids).await;
         }
         if latency_only {
             create(hook("p")).await;
             changes_spread(hosts).await;
             let cold = std::env::var_os("WASMHOOK_BENCH_COLD_WEBHOOK").is_some();
-            warm_up(&client, (&bases, hosts), &arrivals, if cold { "single" } else { "p" }, 8).await;
+            if hosts > 1 {
+                warm_up(&client, &bases, &arrivals, if cold { "single" } else { "p" }, WARM_UP_SECS).await;
+            }
             latency(&client, &bases, &arrivals).await;
         }
         if latency_only || hosts > 1 || std::env::var_os("WASMHOOK_BENCH_SINGLE_ONLY").is_some() {
