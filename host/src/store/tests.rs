@@ -91,6 +91,51 @@ async fn plugin_state_on_postgres() {
     keeps_plugin_state(&Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap()).await;
 }
 
+/// Accepts events `ids` in one call at `now_ms`; whether each was a duplicate.
+async fn accept_events(store: &Store, ids: &[&str], now_ms: u64) -> Vec<bool> {
+    let accepts: Vec<Accept> = ids
+        .iter()
+        .map(|id| Accept {
+            event: event(id),
+            deliveries: Vec::new(),
+            response: json!({}),
+            unordered: Vec::new(),
+        })
+        .collect();
+    match store.accept(&accepts, None, now_ms).await.unwrap() {
+        Stored::Accepted(outcomes) => outcomes.iter().map(|o| o.duplicate).collect(),
+        other => panic!("accepted, not {other:?}"),
+    }
+}
+
+/// Events are kept from when they were accepted; one seen again is kept from its first time,
+/// and once pruned is accepted anew.
+async fn prunes_events_by_when_they_were_accepted(store: &Store) {
+    assert_eq!(accept_events(store, &["e1"], 1_000).await, [false]);
+    assert_eq!(accept_events(store, &["e1", "e2", "e2"], 2_000).await, [true, false, true]);
+    store.prune(1_500).await.unwrap();
+    assert!(store.event("c1", "e1").await.unwrap().is_none(), "kept from its first time");
+    assert!(store.event("c1", "e2").await.unwrap().is_some());
+    assert_eq!(accept_events(store, &["e1"], 3_000).await, [false], "pruned, it is new again");
+    store.prune(2_500).await.unwrap();
+    assert!(store.event("c1", "e2").await.unwrap().is_none());
+    assert!(store.event("c1", "e1").await.unwrap().is_some(), "kept from when it was accepted again");
+}
+
+#[tokio::test]
+async fn prunes_events_by_when_they_were_accepted_on_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Location::Sled(dir.path().join("db")), true).await.unwrap();
+    prunes_events_by_when_they_were_accepted(&store).await;
+}
+
+#[tokio::test]
+async fn prunes_events_by_when_they_were_accepted_on_postgres() {
+    let Some(database) = postgres::testing::TestDb::create().await else { return };
+    let store = Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap();
+    prunes_events_by_when_they_were_accepted(&store).await;
+}
+
 /// Two hosts on one fresh PostgreSQL database, the first migrating it; `None` without
 /// PostgreSQL. The database is dropped with the first of the three.
 async fn two_hosts() -> Option<(postgres::testing::TestDb, Store, Store)> {

@@ -12,7 +12,8 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::{EventRecord, Inner, SledStore, delivery_key, read_queue_entry};
+use super::expiry::{self, Expiring};
+use super::{EventRecord, Inner, SledStore, read_queue_entry, record};
 use crate::store::transfer::{Kind, PAGE_BYTES, PAGE_RECORDS, Page, Records, StoredAttempt, StoredEvent};
 use crate::store::{StoreError, now_ms};
 
@@ -164,25 +165,27 @@ fn read(
         Kind::Deliveries => {
             // `d/<id>` → delivery; `w/<webhook>/<id>` is the index by webhook.
             let (entries, next) = entries(&inner.deliveries, b"d/", after)?;
-            (Records::Deliveries(decode_all("deliveries", &entries)?), next)
+            let deliveries = entries
+                .iter()
+                .map(|(key, value)| {
+                    record::delivery(value).map_err(|e| damaged("deliveries", key, &e.to_string()))
+                })
+                .collect::<Result<_, _>>()?;
+            (Records::Deliveries(deliveries), next)
         }
         Kind::Attempts => {
-            let (entries, next) = entries(&inner.attempts, b"", after)?;
-            let mut attempts = Vec::with_capacity(entries.len());
-            let mut checked: Option<(String, bool)> = None;
+            // Each delivery's record holds its attempts.
+            let (entries, next) = entries(&inner.deliveries, b"d/", after)?;
+            let mut attempts = Vec::new();
             for (key, value) in &entries {
-                // `<delivery id>/<nanos>/<message id>`
-                let delivery_id = key.split(|b| *b == b'/').next().unwrap_or_default();
-                let delivery_id = String::from_utf8_lossy(delivery_id).into_owned();
-                let exists = match &checked {
-                    Some((id, exists)) if *id == delivery_id => *exists,
-                    _ => inner.deliveries.contains_key(delivery_key(&delivery_id))?,
-                };
-                checked = Some((delivery_id.clone(), exists));
-                // Left by a prune cut short: its delivery is gone, nothing shows it.
-                if exists {
-                    attempts.push(StoredAttempt { delivery_id, attempt: decode("attempts", key, value)? });
-                }
+                let delivery_id = String::from_utf8_lossy(&key[2..]);
+                let stored =
+                    record::attempts(value).map_err(|e| damaged("deliveries", key, &e.to_string()))?;
+                attempts.extend(
+                    stored
+                        .into_iter()
+                        .map(|attempt| StoredAttempt { delivery_id: delivery_id.to_string(), attempt }),
+                );
             }
             (Records::Attempts(attempts), next)
         }
@@ -197,8 +200,8 @@ fn read(
     })
 }
 
-/// Events in the order they were accepted: the `expiry` tree's `<ms BE>e<event key>` entries
-/// (its `k` entries are idempotency keys, not copied), each with its event.
+/// Events in the order they were accepted: those the `expiry` tree's entries name (not its
+/// idempotency keys, which are not copied), each with its event.
 fn accepted_events(
     inner: &Inner,
     after: Option<&[u8]>,
@@ -206,14 +209,15 @@ fn accepted_events(
     let mut events = Vec::new();
     let mut bytes = 0;
     for item in inner.expiry.range::<&[u8], _>((start(after), Bound::Unbounded)) {
-        let (key, _) = item?;
-        if let (Some(b'e'), Some(accepted)) = (key.get(8), key.get(..8)) {
-            // Gone when a prune stopped between the event and its entry.
-            if let Some(value) = inner.events.get(&key[9..])? {
-                let EventRecord { event, response } = decode("events", &key[9..], &value)?;
-                let accepted_ms = u64::from_be_bytes(accepted.try_into().expect("8 bytes"));
-                events.push(StoredEvent { event, response, accepted_ms });
-                bytes += value.len();
+        let (key, value) = item?;
+        if let (accepted_ms, Expiring::Events(keys)) = expiry::read(&key, &value)? {
+            for event_key in keys {
+                // Gone when a prune stopped between the event and its entry.
+                if let Some(value) = inner.events.get(event_key)? {
+                    let EventRecord { event, response } = decode("events", event_key, &value)?;
+                    events.push(StoredEvent { event, response, accepted_ms });
+                    bytes += value.len();
+                }
             }
         }
         if events.len() == PAGE_RECORDS || bytes >= PAGE_BYTES {
@@ -276,13 +280,13 @@ fn damaged(tree: &str, key: &[u8], why: &str) -> StoreError {
 
 #[cfg(test)]
 impl SledStore {
-    /// Forgets when the first `count` events were accepted, as databases written before
-    /// retention came in never recorded it.
+    /// Forgets when the events of the first `count` ingest groups were accepted, as
+    /// databases written before retention came in never recorded it.
     pub(crate) fn forget_acceptance_times(&self, count: usize) -> Result<(), StoreError> {
         let mut forgotten = 0;
-        for key in self.inner.expiry.iter().keys() {
-            let key = key?;
-            if forgotten < count && key.get(8) == Some(&b'e') {
+        for item in self.inner.expiry.iter() {
+            let (key, value) = item?;
+            if forgotten < count && matches!(expiry::read(&key, &value)?.1, Expiring::Events(_)) {
                 self.inner.expiry.remove(key)?;
                 forgotten += 1;
             }

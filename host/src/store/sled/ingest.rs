@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{EventRecord, IdempotencyRecord, decode, delivery_key, encode, event_key, queue_key};
+use super::{EventRecord, IdempotencyRecord, decode, delivery_key, encode, event_key, expiry, queue_key};
 use crate::domain::delivery::DeliveryStatus;
 use crate::store::group::{Grouping, Groups};
 use crate::store::{Accept, IdempotencyKey, Outcome, QueueEntry, StoreError, Stored};
@@ -66,7 +66,7 @@ impl Prepared {
                     .map(|delivery| DeliveryRow {
                         id: delivery.id.clone(),
                         webhook_id: delivery.webhook_id.clone(),
-                        record: encode(delivery),
+                        record: super::record::new(delivery),
                         queued: delivery.status == DeliveryStatus::Pending,
                     })
                     .collect(),
@@ -144,9 +144,35 @@ impl Grouping for Ingest {
 }
 
 /// Writes the group's calls one after the other, then flushes once: each call's answer, in order.
+///
+/// One `expiry` entry prunes the events the group accepts, written before them: no event is
+/// stored without it. It names every event the group was given, at the latest time a call
+/// was made; when some were not accepted (stored before, or their call answered from its
+/// `Idempotency-Key`) it is written again with those left out.
 fn write_and_flush(trees: &Trees, calls: &[Prepared]) -> Vec<Result<Written, StoreError>> {
+    let given: Vec<&[u8]> =
+        calls.iter().flat_map(|call| call.events.iter().map(|e| e.key.as_slice())).collect();
+    let at_ms = calls.iter().map(|call| call.now_ms).max().unwrap_or_default();
+    let (entry, value) = expiry::events(at_ms, &given);
+    if !given.is_empty()
+        && let Err(error) = trees.expiry.insert(&entry, value)
+    {
+        let error = StoreError::from(error);
+        return calls.iter().map(|_| Err(error.clone())).collect();
+    }
+    let mut accepted = Vec::with_capacity(given.len());
     let written: Vec<Result<Written, StoreError>> =
-        calls.iter().map(|call| write_call(trees, call)).collect();
+        calls.iter().map(|call| write_call(trees, call, &mut accepted)).collect();
+    if accepted.len() < given.len() {
+        let rewritten = match accepted.is_empty() {
+            true => trees.expiry.remove(&entry).map(drop),
+            false => trees.expiry.insert(&entry, expiry::events(at_ms, &accepted).1).map(drop),
+        };
+        if let Err(error) = rewritten {
+            // The entry names events that were not accepted: a prune finds nothing to remove.
+            tracing::warn!("cannot rewrite an ingest group's expiry entry: {error}");
+        }
+    }
     match trees.db.flush() {
         Ok(_) => written,
         Err(error) => {
@@ -162,13 +188,17 @@ fn write_and_flush(trees: &Trees, calls: &[Prepared]) -> Vec<Result<Written, Sto
 /// entries whose event is missing (worked as failed, "the event is no longer stored"),
 /// never an event without its deliveries, which a retry would take for a duplicate. So
 /// each event's deliveries and queue entries come first, the event record after them, and
-/// the `Idempotency-Key` record last.
+/// the `Idempotency-Key` record last. `accepted` gains the key of each event stored.
 ///
 /// No transaction: one task writes every group, so nothing else writes events or keys
 /// between a read and the write that depends on it; and a sled transaction seals a log
 /// buffer twice (each seal wakes all of sled's I/O threads), which cost more than the
 /// rest of ingest.
-fn write_call(trees: &Trees, call: &Prepared) -> Result<Written, StoreError> {
+fn write_call<'a>(
+    trees: &Trees,
+    call: &'a Prepared,
+    accepted: &mut Vec<&'a [u8]>,
+) -> Result<Written, StoreError> {
     let now_ms = call.now_ms;
     if let Some(key) = &call.key
         && let Some(seen) = trees.idempotency.get(&key.scoped)?
@@ -204,8 +234,8 @@ fn write_call(trees: &Trees, call: &Prepared) -> Result<Written, StoreError> {
                 fresh.push(QueueEntry::new(now_ms, &delivery.id, &delivery.webhook_id));
             }
         }
-        trees.expiry.insert([&now_ms.to_be_bytes()[..], b"e", &event.key].concat(), &[])?;
         trees.events.insert(event.key.as_slice(), event.record.as_slice())?;
+        accepted.push(&event.key);
         outcomes.push(Outcome { response: event.response.clone(), duplicate: false });
     }
     if let Some(key) = &call.key {
@@ -214,7 +244,7 @@ fn write_call(trees: &Trees, call: &Prepared) -> Result<Written, StoreError> {
             body_hash: key.body_hash.clone(),
             outcomes: outcomes.clone(),
         };
-        trees.expiry.insert([&now_ms.to_be_bytes()[..], b"k", &key.scoped].concat(), &[])?;
+        trees.expiry.insert(expiry::idempotency_key(now_ms, &key.scoped), &[])?;
         trees.idempotency.insert(key.scoped.as_slice(), encode(&record))?;
     }
     Ok((Stored::Accepted(outcomes), fresh))

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{SledStore, StoreError, decode, encode};
+use super::{SledStore, StoreError, decode, delivery_key, encode, record};
 use crate::access::{Companies, User};
 use crate::store::Outcome;
 
@@ -103,6 +103,42 @@ pub(super) fn upgrade(store: &SledStore, from: u64) -> Result<(), StoreError> {
     if from < 3 {
         idempotency_outcomes(store)?;
     }
+    if from < 4 {
+        attempts_into_deliveries(store)?;
+    }
+    Ok(())
+}
+
+/// Schema 3 kept attempts in a tree of their own, `<delivery id>/<nanos>/<message id>`;
+/// schema 4 keeps them in their delivery's record (`record.rs`). Each delivery's record is
+/// rewritten with the attempts the tree holds for it, then they leave the tree in one batch:
+/// stopped half-way, the next start does the rest (a record is rewritten from the tree, not
+/// added to). Attempts of a delivery no longer stored are dropped.
+fn attempts_into_deliveries(store: &SledStore) -> Result<(), StoreError> {
+    let inner = &store.inner;
+    let attempts = inner.db.open_tree("attempts")?;
+    let mut entries = attempts.iter().peekable();
+    while let Some(first) = entries.next() {
+        let (key, value) = first?;
+        let delivery_id = key.split(|b| *b == b'/').next().unwrap_or_default().to_vec();
+        let mut keys = vec![key];
+        let mut lines = vec![value];
+        while let Some(Ok((key, _))) = entries.peek()
+            && key.split(|b| *b == b'/').next() == Some(delivery_id.as_slice())
+        {
+            let (key, value) = entries.next().expect("peeked")?;
+            keys.push(key);
+            lines.push(value);
+        }
+        let record_key = delivery_key(&String::from_utf8_lossy(&delivery_id));
+        if let Some(stored) = inner.deliveries.get(&record_key)? {
+            inner.deliveries.insert(record_key, record::with_attempts(&stored, &lines))?;
+        }
+        let mut moved = sled::Batch::default();
+        keys.into_iter().for_each(|key| moved.remove(key));
+        attempts.apply_batch(moved)?;
+    }
+    inner.db.drop_tree("attempts")?;
     Ok(())
 }
 
@@ -170,4 +206,103 @@ fn users_from_tokens_and_webhooks(store: &SledStore) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::domain::delivery::{Attempt, Delivery};
+    use crate::store::Accept;
+
+    fn attempt(status: u16, at: OffsetDateTime) -> Attempt {
+        Attempt {
+            message_id: "m1".into(),
+            at,
+            status_code: Some(status),
+            latency_ms: 1,
+            response: None,
+            error: None,
+            remote_id: None,
+        }
+    }
+
+    /// Stores `ids` as schema 3 did: attempts in their own tree, keyed by delivery and time.
+    async fn schema_3(dir: &Path, ids: &[&str]) -> Vec<Delivery> {
+        let store = SledStore::open(dir).unwrap();
+        let mut deliveries = Vec::new();
+        for id in ids {
+            let incoming: crate::domain::event::IncomingEvent =
+                serde_json::from_value(json!({"id": id, "event": "E", "companyId": "c", "projectId": "p"}))
+                    .unwrap();
+            let event = incoming.accept(OffsetDateTime::now_utc());
+            let delivery = Delivery::new(&event, "w1", true, OffsetDateTime::now_utc());
+            let accept =
+                Accept { event, deliveries: vec![delivery.clone()], response: json!({}), unordered: vec![] };
+            store.accept(&[accept], None, 1).await.unwrap();
+            deliveries.push(delivery);
+        }
+        store.close_and_release().await.unwrap();
+        let db = sled::open(dir).unwrap();
+        let attempts = db.open_tree("attempts").unwrap();
+        let start = OffsetDateTime::now_utc();
+        for delivery in deliveries.iter().chain([&Delivery { id: "gone".into(), ..deliveries[0].clone() }]) {
+            for (i, status) in [500, 200].into_iter().enumerate() {
+                let at = start + time::Duration::seconds(i as i64);
+                let key = format!("{}/{:032}/m1", delivery.id, at.unix_timestamp_nanos());
+                attempts.insert(key, encode(&attempt(status, at))).unwrap();
+            }
+        }
+        db.open_tree("meta").unwrap().insert("schema_version", &3u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        deliveries
+    }
+
+    fn statuses(attempts: &[Attempt]) -> Vec<Option<u16>> {
+        attempts.iter().map(|a| a.status_code).collect()
+    }
+
+    #[tokio::test]
+    async fn attempts_move_into_their_deliveries_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().join("db");
+        let deliveries = schema_3(&dir, &["e1", "e2"]).await;
+        let store = SledStore::open(&dir).unwrap();
+        let ids: Vec<String> = deliveries.iter().map(|d| d.id.clone()).chain(["gone".into()]).collect();
+        let found = store.attempts_of(&ids).await.unwrap();
+        assert_eq!(statuses(&found[0]), [Some(500), Some(200)], "oldest first");
+        assert_eq!(statuses(&found[1]), [Some(500), Some(200)]);
+        assert!(found[2].is_empty(), "a delivery no longer stored keeps none");
+        assert_eq!(store.delivery(&ids[0]).await.unwrap().as_ref(), Some(&deliveries[0]));
+        assert!(
+            !store.inner.db.tree_names().iter().any(|name| name.as_ref() == b"attempts"),
+            "the tree is gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_move_stopped_half_way_is_finished_without_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().join("db");
+        let deliveries = schema_3(&dir, &["e1"]).await;
+        {
+            // The record was rewritten, the attempts had not left the tree yet.
+            let db = sled::open(&dir).unwrap();
+            let records = db.open_tree("deliveries").unwrap();
+            let key = delivery_key(&deliveries[0].id);
+            let stored = records.get(&key).unwrap().unwrap();
+            records
+                .insert(
+                    &key,
+                    record::with_attempts(&stored, &[encode(&attempt(500, OffsetDateTime::now_utc()))]),
+                )
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(&dir).unwrap();
+        let found = store.attempts_of(&[deliveries[0].id.clone()]).await.unwrap();
+        assert_eq!(statuses(&found[0]), [Some(500), Some(200)]);
+    }
 }

@@ -1,12 +1,13 @@
 //! The embedded backend: sled trees, one process per database.
 //!
-//! Trees: `webhooks`, `users`, `tokens`, `events` (by company and id), `deliveries`,
-//! `queue` (keyed by due time), `attempts`, `connectors` (each name's live component),
-//! `dead_letters`, `plugin_state` (connectors' state per webhook, `plugin_state.rs`), the
-//! connector versions' trees (`versions.rs`), `idempotency` (by token and key) and `meta` (the
-//! schema version and the database's id). Records are JSON. Ingest writes
-//! events, their deliveries and queue entries in one transaction per group of concurrent calls
-//! — the idempotency check included — and one flush (`ingest.rs`).
+//! Trees: `webhooks`, `users`, `tokens`, `events` (by company and id), `deliveries` (each
+//! with its attempts, `record.rs`), `queue` (keyed by due time), `connectors` (each name's
+//! live component), `dead_letters`, `plugin_state` (connectors' state per webhook,
+//! `plugin_state.rs`), the connector versions' trees (`versions.rs`), `idempotency` (by token
+//! and key), `expiry` (what to prune when, `expiry.rs`) and `meta` (the schema version and
+//! the database's id). Records are JSON. Ingest writes a group of concurrent calls' events,
+//! their deliveries and queue entries — the idempotency check included — and one flush
+//! (`ingest.rs`).
 //!
 //! The queue is claimed in process: entries written here (and those found at open) wait in
 //! a list of unclaimed entries until the engine claims them; writing one wakes the engine.
@@ -18,10 +19,12 @@
 //! is then refused at start instead of starting empty.
 
 mod commit;
+mod expiry;
 mod export;
 mod ingest;
 mod migrate;
 mod plugin_state;
+mod record;
 mod versions;
 
 use std::collections::VecDeque;
@@ -44,11 +47,12 @@ use crate::domain::event::Event;
 use crate::domain::webhook::Webhook;
 
 use self::commit::GroupCommit;
+use self::expiry::Expiring;
 
 pub(crate) use self::export::Export;
 
 /// The layout this version writes. Bump with a migration when records change shape.
-const SCHEMA_VERSION: u64 = 3;
+const SCHEMA_VERSION: u64 = 4;
 
 /// Backend errors in words the rest of the host can act on.
 impl From<sled::Error> for StoreError {
@@ -90,7 +94,6 @@ struct Inner {
     events: sled::Tree,
     deliveries: sled::Tree,
     queue: sled::Tree,
-    attempts: sled::Tree,
     connectors: sled::Tree,
     /// `<source>\0<id>` → a source's dead letter.
     dead_letters: sled::Tree,
@@ -103,7 +106,7 @@ struct Inner {
     connector_heads: sled::Tree,
     shadow_runs: sled::Tree,
     idempotency: sled::Tree,
-    /// `<accepted ms BE>e<event key>` and `<accepted ms BE>k<scoped key>`: what to prune when.
+    /// What to prune when (`expiry.rs`).
     expiry: sled::Tree,
     queue_depth: AtomicU64,
     /// Durable queue entries the engine has not claimed yet, in the order they were written.
@@ -129,12 +132,11 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+    serde_json::from_slice(bytes).map_err(corrupt)
 }
 
-/// Inside a transaction, a damaged record aborts it.
-fn decode_in_tx<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ConflictableTransactionError<String>> {
-    serde_json::from_slice(bytes).map_err(|e| ConflictableTransactionError::Abort(e.to_string()))
+fn corrupt(error: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(error.to_string())
 }
 
 fn transaction_error(error: TransactionError<String>) -> StoreError {
@@ -227,6 +229,7 @@ impl SledStore {
         };
         let events = db.open_tree("events")?;
         let deliveries = db.open_tree("deliveries")?;
+        deliveries.set_merge_operator(record::merge);
         let idempotency = db.open_tree("idempotency")?;
         let expiry = db.open_tree("expiry")?;
         let (ingest, ingest_task) = ingest::start(ingest::Trees {
@@ -245,7 +248,6 @@ impl SledStore {
             tokens: db.open_tree("tokens")?,
             events,
             deliveries,
-            attempts: db.open_tree("attempts")?,
             connectors: db.open_tree("connectors")?,
             dead_letters: db.open_tree("dead_letters")?,
             plugin_state: db.open_tree("plugin_state")?,
@@ -507,7 +509,11 @@ impl SledStore {
     }
 
     pub async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
-        self.inner.deliveries.get(delivery_key(id))?.map(|v| decode(&v)).transpose()
+        self.inner
+            .deliveries
+            .get(delivery_key(id))?
+            .map(|v| record::delivery(&v).map_err(corrupt))
+            .transpose()
     }
 
     pub async fn deliveries_of(
@@ -533,7 +539,7 @@ impl SledStore {
                 let id = std::str::from_utf8(&key[prefix.len()..])
                     .map_err(|_| StoreError::Corrupt("delivery index".into()))?;
                 let Some(value) = inner.deliveries.get(delivery_key(id))? else { continue };
-                let delivery: Delivery = decode(&value)?;
+                let delivery = record::delivery(&value).map_err(corrupt)?;
                 if query.since.is_some_and(|since| delivery.created_at < since) {
                     break; // ids are time-ordered (UUIDv7): everything after is older
                 }
@@ -553,8 +559,9 @@ impl SledStore {
         let ids = ids.to_vec();
         self.scan(move |inner| {
             ids.iter()
-                .map(|id| {
-                    inner.attempts.scan_prefix(format!("{id}/")).values().map(|v| decode(&v?)).collect()
+                .map(|id| match inner.deliveries.get(delivery_key(id))? {
+                    Some(stored) => record::attempts(&stored).map_err(corrupt),
+                    None => Ok(Vec::new()),
                 })
                 .collect()
         })
@@ -565,12 +572,17 @@ impl SledStore {
         let inner = &self.inner;
         let queued = (&inner.deliveries, &inner.queue)
             .transaction(|(deliveries, queue)| {
-                let current: Option<Delivery> =
-                    deliveries.get(delivery_key(&delivery.id))?.map(|v| decode_in_tx(&v)).transpose()?;
+                let stored = deliveries.get(delivery_key(&delivery.id))?;
+                let current = stored.as_deref().map(record::delivery).transpose();
+                // A damaged record aborts the transaction.
+                let current = current.map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
                 if current.is_some_and(|d| d.status == DeliveryStatus::Pending) {
                     return Ok(false);
                 }
-                deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+                // Its attempts so far stay with it.
+                let update = record::update(Some(delivery), &[]);
+                let merged = record::merge(&[], stored.as_deref(), &update).unwrap_or(update);
+                deliveries.insert(delivery_key(&delivery.id), merged)?;
                 queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
                 Ok(true)
             })
@@ -635,10 +647,11 @@ impl SledStore {
 
     /// Deliberately not a transaction: a sled transaction seals and syncs a log buffer on every
     /// commit, which would cost two disk syncs per delivery. The writes go to sled's log in
-    /// this order instead, and a crash between any two of them only means the delivery is
-    /// worked again: attempts are logged first; the delivery's state next; the queue entry is
-    /// removed last, so a delivery never leaves the queue before its final state is written
-    /// (a queue entry whose delivery is already final is dropped when it comes up).
+    /// this order instead, and a crash between them only means the delivery is worked again:
+    /// the delivery's state with its new attempts first (one merge, `record.rs`); the queue
+    /// entry moved or removed last, so a delivery never leaves the queue before its final
+    /// state is written (a queue entry whose delivery is already final is dropped when it
+    /// comes up).
     pub async fn finish(
         &self,
         entry: &QueueEntry,
@@ -647,13 +660,8 @@ impl SledStore {
         attempts: &[Attempt],
     ) -> Result<(), StoreError> {
         let inner = &self.inner;
-        for attempt in attempts {
-            let nanos = attempt.at.unix_timestamp_nanos();
-            let key = format!("{}/{nanos:032}/{}", entry.delivery_id, attempt.message_id);
-            inner.attempts.insert(key.as_bytes(), encode(attempt))?;
-        }
-        if let Some(delivery) = delivery {
-            inner.deliveries.insert(delivery_key(&delivery.id), encode(delivery))?;
+        if delivery.is_some() || !attempts.is_empty() {
+            inner.deliveries.merge(delivery_key(&entry.delivery_id), record::update(delivery, attempts))?;
         }
         let stored_key = queue_key(entry.stored_due_ms, &entry.delivery_id);
         let next_key = next_due.map(|due| queue_key(due, &entry.delivery_id));
@@ -673,19 +681,25 @@ impl SledStore {
 
 fn prune(inner: &Inner, cutoff_ms: u64) -> Result<usize, StoreError> {
     let mut removed = 0;
-    for item in inner.expiry.range(..cutoff_ms.to_be_bytes().as_slice()) {
-        let (key, _) = item?;
-        let (kind, id) = (key.get(8), key.get(9..).unwrap_or_default());
-        match kind {
-            Some(b'e') => inner.events.remove(id)?,
-            _ => inner.idempotency.remove(id)?,
-        };
+    for item in inner.expiry.range(..expiry::before(cutoff_ms).as_slice()) {
+        let (key, value) = item?;
+        match expiry::read(&key, &value)?.1 {
+            Expiring::Events(events) => {
+                for event in events {
+                    inner.events.remove(event)?;
+                    removed += 1;
+                }
+            }
+            Expiring::Key(scoped) => {
+                inner.idempotency.remove(scoped)?;
+                removed += 1;
+            }
+        }
         inner.expiry.remove(&key)?;
-        removed += 1;
     }
     for item in inner.deliveries.scan_prefix(b"d/") {
         let (key, value) = item?;
-        let delivery: Delivery = decode(&value)?;
+        let delivery = record::delivery(&value).map_err(corrupt)?;
         let created_ms = super::millis(delivery.created_at);
         if created_ms >= cutoff_ms {
             break; // ids are time-ordered (UUIDv7): everything after is younger
@@ -695,10 +709,6 @@ fn prune(inner: &Inner, cutoff_ms: u64) -> Result<usize, StoreError> {
         }
         inner.deliveries.remove(&key)?;
         inner.deliveries.remove(by_webhook_key(&delivery.webhook_id, &delivery.id))?;
-        for attempt in inner.attempts.scan_prefix(format!("{}/", delivery.id)).keys() {
-            inner.attempts.remove(attempt?)?;
-            removed += 1;
-        }
         removed += 1;
     }
     for item in inner.dead_letters.iter() {
