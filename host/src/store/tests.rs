@@ -136,6 +136,47 @@ async fn prunes_events_by_when_they_were_accepted_on_postgres() {
     prunes_events_by_when_they_were_accepted(&store).await;
 }
 
+/// A delivery's attempts outlast the turns after them and a requeue.
+async fn keeps_attempts_through_turns_and_a_requeue(store: &Store) {
+    let delivery = ingest(store, "e1", 5).await;
+    let entry = QueueEntry::new(5, &delivery.id, "w1");
+    let attempt = |status: u16| Attempt {
+        message_id: "m1".into(),
+        at: OffsetDateTime::now_utc(),
+        status_code: Some(status),
+        latency_ms: 1,
+        response: None,
+        error: None,
+        remote_id: None,
+    };
+    store.finish(&entry, None, Some(60), &[attempt(503)]).await.unwrap();
+    let failed = Delivery { status: DeliveryStatus::Failed, ..delivery.clone() };
+    store
+        .finish(&QueueEntry::new(60, &delivery.id, "w1"), Some(&failed), None, &[attempt(500)])
+        .await
+        .unwrap();
+    let again = Delivery { status: DeliveryStatus::Pending, ..delivery.clone() };
+    assert!(store.requeue(&again, 70).await.unwrap());
+    assert_eq!(store.delivery(&delivery.id).await.unwrap().map(|d| d.status), Some(DeliveryStatus::Pending));
+    let kept = store.attempts_of(std::slice::from_ref(&delivery.id)).await.unwrap();
+    let statuses: Vec<_> = kept[0].iter().map(|a| a.status_code).collect();
+    assert_eq!(statuses, [Some(503), Some(500)]);
+}
+
+#[tokio::test]
+async fn keeps_attempts_through_turns_and_a_requeue_on_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Location::Sled(dir.path().join("db")), true).await.unwrap();
+    keeps_attempts_through_turns_and_a_requeue(&store).await;
+}
+
+#[tokio::test]
+async fn keeps_attempts_through_turns_and_a_requeue_on_postgres() {
+    let Some(database) = postgres::testing::TestDb::create().await else { return };
+    let store = Store::open(&Location::Postgres(database.url.clone()), true).await.unwrap();
+    keeps_attempts_through_turns_and_a_requeue(&store).await;
+}
+
 /// Two hosts on one fresh PostgreSQL database, the first migrating it; `None` without
 /// PostgreSQL. The database is dropped with the first of the three.
 async fn two_hosts() -> Option<(postgres::testing::TestDb, Store, Store)> {
