@@ -192,6 +192,13 @@ impl Delivery {
         }
     }
 
+    /// When its next attempt is due: its earliest pending message's; `None` when no message
+    /// waits for one (none is pending, or its plugin has not run yet).
+    pub fn next_attempt_at(&self) -> Option<OffsetDateTime> {
+        let pending = self.messages.iter().filter(|m| m.status == MessageStatus::Pending);
+        pending.filter_map(|m| m.next_attempt_at).min()
+    }
+
     /// Removes the webhook's write-only config values (a plugin may have put its API key in
     /// a header or a Slack URL in `url`), for showing it.
     pub fn scrub(&mut self, scrubber: &Scrubber) {
@@ -202,6 +209,30 @@ impl Delivery {
         for line in &mut self.plugin_log {
             scrubber.scrub(&mut line.message);
         }
+    }
+}
+
+#[cfg(test)]
+impl Delivery {
+    /// This delivery with a message sent and due again at `at`, as a turn that failed leaves it.
+    pub fn due_again_at(mut self, at: OffsetDateTime) -> Self {
+        let request = Request {
+            url: None,
+            method: "POST".into(),
+            headers: Vec::new(),
+            body: "{}".into(),
+            ordering_key: None,
+        };
+        self.messages.push(Message {
+            id: new_message_id(),
+            request,
+            status: MessageStatus::Pending,
+            attempts: 1,
+            next_attempt_at: Some(at),
+            sealed_request: None,
+            remote_id: None,
+        });
+        self
     }
 }
 

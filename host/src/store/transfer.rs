@@ -288,8 +288,12 @@ mod tests {
                 }
                 // One delivery tried twice and due again; attempts of a delivery pruned.
                 let entry = store.claim(1).await.unwrap().remove(0);
+                assert_eq!(entry.delivery_id, "dlv_00000", "claimed in the order written");
                 let tried = [attempt("msg_1", now), attempt("msg_1", now + time::Duration::seconds(1))];
-                store.finish(&entry, None, Some(entry.due_ms + 60_000), &tried).await.unwrap();
+                let due = entry.due_ms + 60_000;
+                let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(due) * 1_000_000).unwrap();
+                let retried = delivery(0, now).due_again_at(at);
+                store.finish(&entry, Some(&retried), Some(due), &tried).await.unwrap();
                 let gone = QueueEntry::new(0, "dlv_gone", "wh_1");
                 store.finish(&gone, None, None, &[attempt("msg_gone", now)]).await.unwrap();
                 // Accepted before acceptance times were kept.

@@ -268,13 +268,8 @@ impl Engine {
             attempts.push(sent.attempt);
         }
         slot.release();
-        let pending: Vec<OffsetDateTime> = delivery
-            .messages
-            .iter()
-            .filter(|m| m.status == MessageStatus::Pending)
-            .filter_map(|m| m.next_attempt_at)
-            .collect();
-        delivery.status = if !pending.is_empty() {
+        let next_attempt_at = delivery.next_attempt_at();
+        delivery.status = if next_attempt_at.is_some() {
             DeliveryStatus::Pending
         } else if delivery.messages.iter().all(|m| m.status == MessageStatus::Succeeded) {
             DeliveryStatus::Succeeded
@@ -290,7 +285,7 @@ impl Engine {
                 _ => format!("a message failed all {} attempts: the webhook is disabled", policy.attempts),
             });
         }
-        let next_due = pending.iter().min().map(|at| crate::store::millis(*at));
+        let next_due = next_attempt_at.map(crate::store::millis);
         let keys = keys::pending_keys(&delivery);
         // What the host's reports say, when this turn gave up on a message.
         let gave_up = matches!(health, Some(Health::Exhausted | Health::Gone | Health::Refused)).then(|| {

@@ -1,13 +1,12 @@
 //! The `expiry` tree: what to prune when. Each key starts with the time its records were
 //! accepted (milliseconds since the epoch, big-endian), so a prune reads up to its cutoff:
 //!
-//! - `<ms>g<uuid>`: the events an ingest group accepted, their keys in the value (each a
-//!   length, u32 big-endian, then the key). One entry per group, not per event: in sled each
-//!   new key costs far more than a longer value.
+//! - `<ms>g<uuid>`: the events an ingest group accepted, their keys listed in the value
+//!   (`keylist.rs`): one entry per group, not per event.
 //! - `<ms>e<event key>`: one event (as versions before schema 4 wrote them).
 //! - `<ms>k<scoped key>`: an `Idempotency-Key`.
 
-use super::StoreError;
+use super::{StoreError, keylist};
 
 /// What an entry expires.
 pub(super) enum Expiring<'a> {
@@ -19,13 +18,7 @@ pub(super) enum Expiring<'a> {
 pub(super) fn events(at_ms: u64, keys: &[&[u8]]) -> (Vec<u8>, Vec<u8>) {
     let id = uuid::Uuid::now_v7();
     let entry = [&at_ms.to_be_bytes()[..], b"g", id.as_bytes()].concat();
-    let mut value = Vec::with_capacity(keys.iter().map(|key| key.len() + 4).sum());
-    for key in keys {
-        let length = u32::try_from(key.len()).expect("keys are short");
-        value.extend_from_slice(&length.to_be_bytes());
-        value.extend_from_slice(key);
-    }
-    (entry, value)
+    (entry, keylist::encode(keys.iter().copied()))
 }
 
 /// The entry for an `Idempotency-Key` first used at `at_ms`.
@@ -45,20 +38,7 @@ pub(super) fn read<'a>(entry: &'a [u8], value: &'a [u8]) -> Result<(u64, Expirin
     let (at, rest) = entry.split_first_chunk::<8>().ok_or_else(damaged)?;
     let at_ms = u64::from_be_bytes(*at);
     let expiring = match rest.split_first() {
-        Some((b'g', _)) => {
-            let mut keys = Vec::new();
-            let mut value = value;
-            while let Some((length, rest)) = value.split_first_chunk::<4>() {
-                let (key, rest) =
-                    rest.split_at_checked(u32::from_be_bytes(*length) as usize).ok_or_else(damaged)?;
-                keys.push(key);
-                value = rest;
-            }
-            if !value.is_empty() {
-                return Err(damaged());
-            }
-            Expiring::Events(keys)
-        }
+        Some((b'g', _)) => Expiring::Events(keylist::decode(value).ok_or_else(damaged)?),
         Some((b'e', key)) => Expiring::Events(vec![key]),
         Some((b'k', key)) => Expiring::Key(key),
         _ => return Err(damaged()),

@@ -13,7 +13,8 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use super::expiry::{self, Expiring};
-use super::{EventRecord, Inner, SledStore, read_queue_entry, record};
+use super::queue::{self, Stored};
+use super::{EventRecord, Inner, SledStore, record};
 use crate::store::transfer::{Kind, PAGE_BYTES, PAGE_RECORDS, Page, Records, StoredAttempt, StoredEvent};
 use crate::store::{StoreError, now_ms};
 
@@ -191,10 +192,21 @@ fn read(
         }
         Kind::Queue => {
             let (entries, next) = entries(&inner.queue, b"", after)?;
-            let queue = entries
-                .iter()
-                .map(|(key, value)| read_queue_entry(key, value))
-                .collect::<Result<_, StoreError>>()?;
+            let mut queue = Vec::with_capacity(entries.len());
+            // A delivery in a group with an entry of its own due other than its record says
+            // (a retry its plugin asked to wait for, a requeue) is copied twice: the target
+            // keeps the earlier.
+            for (key, value) in &entries {
+                match queue::read(key, value)? {
+                    Stored::One(entry) => queue.push(entry),
+                    Stored::Group { at_ms, delivery_ids } => queue.extend(queue::still_queued(
+                        &inner.queue,
+                        &inner.deliveries,
+                        at_ms,
+                        &delivery_ids,
+                    )?),
+                }
+            }
             (Records::Queue(queue), next)
         }
     })

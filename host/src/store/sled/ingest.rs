@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{EventRecord, IdempotencyRecord, decode, delivery_key, encode, event_key, expiry, queue_key};
+use super::{EventRecord, IdempotencyRecord, decode, delivery_key, encode, event_key, expiry, queue};
 use crate::domain::delivery::DeliveryStatus;
 use crate::store::group::{Grouping, Groups};
 use crate::store::{Accept, IdempotencyKey, Outcome, QueueEntry, StoreError, Stored};
@@ -97,6 +97,8 @@ pub(super) struct Trees {
     pub(super) queue: sled::Tree,
     pub(super) idempotency: sled::Tree,
     pub(super) expiry: sled::Tree,
+    /// Where each group's queued deliveries are registered before any is claimable.
+    pub(super) groups: std::sync::Arc<std::sync::Mutex<queue::Groups>>,
 }
 
 pub(super) fn start(trees: Trees) -> (Sender, JoinHandle<()>) {
@@ -145,18 +147,30 @@ impl Grouping for Ingest {
 
 /// Writes the group's calls one after the other, then flushes once: each call's answer, in order.
 ///
-/// One `expiry` entry prunes the events the group accepts, written before them: no event is
-/// stored without it. It names every event the group was given, at the latest time a call
-/// was made; when some were not accepted (stored before, or their call answered from its
-/// `Idempotency-Key`) it is written again with those left out.
+/// Two entries cover the whole group, written before its records so that no record is ever
+/// stored without them, at the latest time a call was made: one in `expiry` naming every
+/// event the group was given, to prune them, and one in `queue` naming every delivery to
+/// queue (`queue.rs`). When some events were not accepted (stored before, or their call
+/// answered from its `Idempotency-Key`) the expiry entry is written again with those left
+/// out; the queue entry's deliveries that were not written are skipped when it is read back.
 fn write_and_flush(trees: &Trees, calls: &[Prepared]) -> Vec<Result<Written, StoreError>> {
     let given: Vec<&[u8]> =
         calls.iter().flat_map(|call| call.events.iter().map(|e| e.key.as_slice())).collect();
     let at_ms = calls.iter().map(|call| call.now_ms).max().unwrap_or_default();
     let (entry, value) = expiry::events(at_ms, &given);
-    if !given.is_empty()
-        && let Err(error) = trees.expiry.insert(&entry, value)
-    {
+    let deliveries = calls.iter().flat_map(|call| call.events.iter().flat_map(|e| &e.deliveries));
+    let (group, listed) = queue::group(at_ms, deliveries.filter(|d| d.queued).map(|d| d.id.as_bytes()));
+    let queues = !listed.is_empty();
+    let cover = || -> Result<(), sled::Error> {
+        if !given.is_empty() {
+            trees.expiry.insert(&entry, value)?;
+        }
+        if queues {
+            trees.queue.insert(&group, listed)?;
+        }
+        Ok(())
+    };
+    if let Err(error) = cover() {
         let error = StoreError::from(error);
         return calls.iter().map(|_| Err(error.clone())).collect();
     }
@@ -173,8 +187,20 @@ fn write_and_flush(trees: &Trees, calls: &[Prepared]) -> Vec<Result<Written, Sto
             tracing::warn!("cannot rewrite an ingest group's expiry entry: {error}");
         }
     }
+    let fresh = written.iter().flatten().flat_map(|(_, fresh)| fresh.iter().map(|e| e.delivery_id.clone()));
+    let fresh: Vec<String> = fresh.collect();
+    if fresh.is_empty()
+        && queues
+        && let Err(error) = trees.queue.remove(&group)
+    {
+        // Read back, it names no delivery still queued, and goes then.
+        tracing::warn!("cannot remove an ingest group's empty queue entry: {error}");
+    }
     match trees.db.flush() {
-        Ok(_) => written,
+        Ok(_) => {
+            trees.groups.lock().unwrap_or_else(|p| p.into_inner()).add(group, fresh);
+            written
+        }
         Err(error) => {
             let error = StoreError::NotDurable(error.to_string());
             calls.iter().map(|_| Err(error.clone())).collect()
@@ -184,10 +210,10 @@ fn write_and_flush(trees: &Trees, calls: &[Prepared]) -> Vec<Result<Written, Sto
 
 /// One call's writes, in the order that makes a crash before the flush harmless. sled
 /// recovers its log as a prefix (a later write never survives an earlier one), and the
-/// caller has no answer until the flush: a call cut short left at most deliveries and queue
-/// entries whose event is missing (worked as failed, "the event is no longer stored"),
+/// caller has no answer until the flush: a call cut short left at most queued deliveries
+/// whose event is missing (worked as failed, "the event is no longer stored"),
 /// never an event without its deliveries, which a retry would take for a duplicate. So
-/// each event's deliveries and queue entries come first, the event record after them, and
+/// each event's deliveries come first, the event record after them, and
 /// the `Idempotency-Key` record last. `accepted` gains the key of each event stored.
 ///
 /// No transaction: one task writes every group, so nothing else writes events or keys
@@ -230,7 +256,6 @@ fn write_call<'a>(
             trees.deliveries.insert(delivery_key(&delivery.id), delivery.record.as_slice())?;
             trees.deliveries.insert(super::by_webhook_key(&delivery.webhook_id, &delivery.id), &[])?;
             if delivery.queued {
-                trees.queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
                 fresh.push(QueueEntry::new(now_ms, &delivery.id, &delivery.webhook_id));
             }
         }

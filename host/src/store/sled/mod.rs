@@ -1,13 +1,13 @@
 //! The embedded backend: sled trees, one process per database.
 //!
 //! Trees: `webhooks`, `users`, `tokens`, `events` (by company and id), `deliveries` (each
-//! with its attempts, `record.rs`), `queue` (keyed by due time), `connectors` (each name's
-//! live component), `dead_letters`, `plugin_state` (connectors' state per webhook,
-//! `plugin_state.rs`), the connector versions' trees (`versions.rs`), `idempotency` (by token
-//! and key), `expiry` (what to prune when, `expiry.rs`) and `meta` (the schema version and
-//! the database's id). Records are JSON. Ingest writes a group of concurrent calls' events,
-//! their deliveries and queue entries — the idempotency check included — and one flush
-//! (`ingest.rs`).
+//! with its attempts, `record.rs`), `queue` (by due time, an ingest group's deliveries in one
+//! entry, `queue.rs`), `connectors` (each name's live component), `dead_letters`,
+//! `plugin_state` (connectors' state per webhook, `plugin_state.rs`), the connector versions'
+//! trees (`versions.rs`), `idempotency` (by token and key), `expiry` (what to prune when,
+//! `expiry.rs`) and `meta` (the schema version and the database's id). Records are JSON.
+//! Ingest writes a group of concurrent calls' events, their deliveries and the group's queue
+//! and expiry entries — the idempotency check included — and one flush (`ingest.rs`).
 //!
 //! The queue is claimed in process: entries written here (and those found at open) wait in
 //! a list of unclaimed entries until the engine claims them; writing one wakes the engine.
@@ -22,8 +22,10 @@ mod commit;
 mod expiry;
 mod export;
 mod ingest;
+mod keylist;
 mod migrate;
 mod plugin_state;
+mod queue;
 mod record;
 mod versions;
 
@@ -52,7 +54,9 @@ use self::expiry::Expiring;
 pub(crate) use self::export::Export;
 
 /// The layout this version writes. Bump with a migration when records change shape.
-const SCHEMA_VERSION: u64 = 4;
+/// 5: ingest queues a group's deliveries in one entry (`queue.rs`); read as written, but
+/// older versions would take the entry for damage.
+const SCHEMA_VERSION: u64 = 5;
 
 /// Backend errors in words the rest of the host can act on.
 impl From<sled::Error> for StoreError {
@@ -108,6 +112,8 @@ struct Inner {
     idempotency: sled::Tree,
     /// What to prune when (`expiry.rs`).
     expiry: sled::Tree,
+    /// The deliveries each ingest group's queue entry still holds.
+    groups: Arc<Mutex<queue::Groups>>,
     queue_depth: AtomicU64,
     /// Durable queue entries the engine has not claimed yet, in the order they were written.
     unclaimed: Mutex<VecDeque<QueueEntry>>,
@@ -151,12 +157,6 @@ fn event_key(company_id: &str, event_id: &str) -> Vec<u8> {
     [company_id.as_bytes(), b"\0", event_id.as_bytes()].concat()
 }
 
-/// Queue keys sort by due time: milliseconds since the epoch, big-endian, then the id.
-/// The value is the webhook's id, so the engine can cap work per webhook without a read.
-fn queue_key(due_ms: u64, delivery_id: &str) -> Vec<u8> {
-    [&due_ms.to_be_bytes()[..], delivery_id.as_bytes()].concat()
-}
-
 /// Deliveries are stored under `d/<id>`, and indexed by webhook under `w/<webhook>/<id>`.
 fn delivery_key(id: &str) -> Vec<u8> {
     format!("d/{id}").into_bytes()
@@ -164,14 +164,6 @@ fn delivery_key(id: &str) -> Vec<u8> {
 
 fn by_webhook_key(webhook_id: &str, delivery_id: &str) -> Vec<u8> {
     format!("w/{webhook_id}/{delivery_id}").into_bytes()
-}
-
-fn read_queue_entry(key: &[u8], value: &[u8]) -> Result<QueueEntry, StoreError> {
-    let corrupt = || StoreError::Corrupt("queue entry".into());
-    let (due, id) = key.split_at_checked(8).ok_or_else(corrupt)?;
-    let id = std::str::from_utf8(id).map_err(|_| corrupt())?;
-    let webhook = std::str::from_utf8(value).map_err(|_| corrupt())?;
-    Ok(QueueEntry::new(u64::from_be_bytes(due.try_into().map_err(|_| corrupt())?), id, webhook))
 }
 
 impl SledStore {
@@ -220,16 +212,15 @@ impl SledStore {
         }
         migrate::check_marker(dir, &meta)?;
         let queue = db.open_tree("queue")?;
-        let unclaimed = match load_queue {
-            true => queue
-                .iter()
-                .map(|item| item.map_err(StoreError::from).and_then(|(k, v)| read_queue_entry(&k, &v)))
-                .collect::<Result<VecDeque<_>, _>>()?,
-            false => VecDeque::new(),
-        };
         let events = db.open_tree("events")?;
         let deliveries = db.open_tree("deliveries")?;
         deliveries.set_merge_operator(record::merge);
+        let mut groups = queue::Groups::default();
+        let unclaimed = match load_queue {
+            true => queue::load(&queue, &deliveries, &mut groups)?,
+            false => VecDeque::new(),
+        };
+        let groups = Arc::new(Mutex::new(groups));
         let idempotency = db.open_tree("idempotency")?;
         let expiry = db.open_tree("expiry")?;
         let (ingest, ingest_task) = ingest::start(ingest::Trees {
@@ -239,6 +230,7 @@ impl SledStore {
             queue: queue.clone(),
             idempotency: idempotency.clone(),
             expiry: expiry.clone(),
+            groups: groups.clone(),
         });
         let inner = Inner {
             path: dir.to_owned(),
@@ -262,6 +254,7 @@ impl SledStore {
             unclaimed: Mutex::new(unclaimed),
             work_written: Notify::new(),
             queue,
+            groups,
             commit: GroupCommit::start(db.clone()),
             ingest,
             ingest_task: Mutex::new(Some(ingest_task)),
@@ -583,7 +576,7 @@ impl SledStore {
                 let update = record::update(Some(delivery), &[]);
                 let merged = record::merge(&[], stored.as_deref(), &update).unwrap_or(update);
                 deliveries.insert(delivery_key(&delivery.id), merged)?;
-                queue.insert(queue_key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
+                queue.insert(queue::key(now_ms, &delivery.id), delivery.webhook_id.as_bytes())?;
                 Ok(true)
             })
             .map_err(transaction_error)?;
@@ -649,9 +642,9 @@ impl SledStore {
     /// commit, which would cost two disk syncs per delivery. The writes go to sled's log in
     /// this order instead, and a crash between them only means the delivery is worked again:
     /// the delivery's state with its new attempts first (one merge, `record.rs`); the queue
-    /// entry moved or removed last, so a delivery never leaves the queue before its final
-    /// state is written (a queue entry whose delivery is already final is dropped when it
-    /// comes up).
+    /// entry moved or removed last (a grouped delivery leaves its group, `queue.rs`), so a
+    /// delivery never leaves the queue before its final state is written (a queue entry whose
+    /// delivery is already final is dropped when it comes up).
     pub async fn finish(
         &self,
         entry: &QueueEntry,
@@ -663,16 +656,22 @@ impl SledStore {
         if delivery.is_some() || !attempts.is_empty() {
             inner.deliveries.merge(delivery_key(&entry.delivery_id), record::update(delivery, attempts))?;
         }
-        let stored_key = queue_key(entry.stored_due_ms, &entry.delivery_id);
-        let next_key = next_due.map(|due| queue_key(due, &entry.delivery_id));
-        if next_key.as_deref() == Some(stored_key.as_slice()) {
+        if next_due == Some(entry.stored_due_ms) {
             return Ok(()); // stays where it is
         }
-        if let Some(key) = &next_key {
-            inner.queue.insert(key.as_slice(), entry.webhook_id.as_bytes())?;
+        if let Some(due) = next_due {
+            inner.queue.insert(queue::key(due, &entry.delivery_id), entry.webhook_id.as_bytes())?;
             inner.queue_depth.fetch_add(1, Ordering::Relaxed);
         }
-        if inner.queue.remove(stored_key)?.is_some() {
+        let leaving = inner.groups.lock().unwrap_or_else(|p| p.into_inner()).leave(&entry.delivery_id);
+        let removed = match leaving {
+            queue::Leaving::Ungrouped => {
+                inner.queue.remove(queue::key(entry.stored_due_ms, &entry.delivery_id))?.is_some()
+            }
+            queue::Leaving::Stays => true,
+            queue::Leaving::Last(group) => inner.queue.remove(group).map(|_| true)?,
+        };
+        if removed {
             inner.queue_depth.fetch_sub(1, Ordering::Relaxed);
         }
         Ok(())
