@@ -195,7 +195,7 @@ fn read(
             let mut queue = Vec::with_capacity(entries.len());
             // A delivery in a group with an entry of its own due other than its record says
             // (a retry its plugin asked to wait for, a requeue) is copied twice: the target
-            // keeps the earlier.
+            // keeps the first it reads, the group's (keys sort by time).
             for (key, value) in &entries {
                 match queue::read(key, value)? {
                     Stored::One(entry) => queue.push(entry),
