@@ -27,6 +27,9 @@ pub fn check_plugin_urls(
     webhook_url: &str,
     allow: &Allow,
 ) -> Result<Vec<Request>, crate::runtime::PluginError> {
+    if requests.iter().all(|request| request.url.is_none()) {
+        return Ok(requests); // most connectors send to the webhook's own URL
+    }
     let transport = url::Url::parse(webhook_url).ok().and_then(|url| Transport::of(&url));
     for (i, request) in requests.iter().enumerate() {
         let Some(text) = &request.url else { continue };

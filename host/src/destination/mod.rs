@@ -183,16 +183,25 @@ pub fn host_key(host: &Host<String>) -> String {
 /// Checks a destination URL; the error says what is wrong.
 pub fn check_url(text: &str, allow: &Allow) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    let shown = redacted(&url);
-    let Some(transport) = Transport::of(&url) else {
-        return Err(format!("{shown:?} must be an {SCHEMES} URL"));
+    check(&url, allow)?;
+    Ok(url)
+}
+
+/// Checks a destination URL already parsed (each attempt's: parsing it again costs as much
+/// as the checks).
+pub fn check(url: &Url, allow: &Allow) -> Result<(), String> {
+    // Only an error shows the URL.
+    let shown = || redacted(url);
+    let Some(transport) = Transport::of(url) else {
+        return Err(format!("{:?} must be an {SCHEMES} URL", shown()));
     };
-    if transport == Transport::Http && has_credentials(&url) {
+    if transport == Transport::Http && has_credentials(url) {
         return Err(format!(
-            "{shown:?} must not carry credentials; use the connector config or the signature"
+            "{:?} must not carry credentials; use the connector config or the signature",
+            shown()
         ));
     }
-    let Some(host) = host(&url) else { return Err(format!("{shown:?} has no host")) };
+    let Some(host) = host(url) else { return Err(format!("{:?} has no host", shown())) };
     let private = match &host {
         Host::Ipv4(ip) => !is_public((*ip).into()),
         Host::Ipv6(ip) => !is_public((*ip).into()),
@@ -201,17 +210,18 @@ pub fn check_url(text: &str, allow: &Allow) -> Result<Url, String> {
             name == "localhost" || name.ends_with(".localhost")
         }
     };
-    if private && !allow.permits(&host_key(&host), port(&url)) {
+    if private && !allow.permits(&host_key(&host), port(url)) {
         return Err(format!(
-            "{shown:?} points at a loopback, private or otherwise non-public address; \
+            "{:?} points at a loopback, private or otherwise non-public address; \
              webhooks must reach a public host (operators can allow private destinations, \
-             or this host with --allow-destination-host)"
+             or this host with --allow-destination-host)",
+            shown()
         ));
     }
     if transport != Transport::Http {
-        crate::broker::check(transport, &url).map_err(|why| format!("{shown:?}: {why}"))?;
+        crate::broker::check(transport, url).map_err(|why| format!("{:?}: {why}", shown()))?;
     }
-    Ok(url)
+    Ok(())
 }
 
 /// Whether a URL carries a user name or password.

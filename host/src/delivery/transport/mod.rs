@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::signature::{standard_signature, wasmhook_signature};
 use crate::broker::{Brokers, Message};
-use crate::destination::{Allow, Transport, check_url, target};
+use crate::destination::{Allow, Transport, check, target};
 use crate::domain::delivery::Attempt;
 use crate::runtime::{Request, Response};
 use crate::secret::Secret;
@@ -88,8 +88,8 @@ impl Transports {
             error,
             remote_id: None,
         };
-        let url =
-            target(request.url.as_deref(), webhook_url).and_then(|url| check_url(url.as_str(), &self.allow));
+        let url = target(request.url.as_deref(), webhook_url)
+            .and_then(|url| check(&url, &self.allow).map(|()| url));
         let url = match url {
             Ok(url) => url,
             Err(reason) => {
