@@ -50,9 +50,13 @@ pub enum ServeError {
     Http(#[from] std::io::Error),
 }
 
-/// Everything a request handler may use. Cheap to clone.
+/// Everything a request handler may use, shared: a clone (one per request) is one reference
+/// count, not one for each of the handles inside.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What an [`AppState`] shares.
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Store,
     pub runtime: Runtime,
@@ -74,6 +78,14 @@ pub struct AppState {
     /// Where other hosts' changes are to be followed from (see `service::sync`).
     changes: u64,
     ingest_limiter: Option<Arc<RateLimiter>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl AppState {
@@ -130,7 +142,7 @@ impl AppState {
         if let Err(error) = connector_service.load_versions().await {
             tracing::error!("cannot load the connectors' versions: {error}");
         }
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             ingest: crate::service::Ingest::new(
                 store.clone(),
                 webhooks.clone(),
@@ -152,13 +164,15 @@ impl AppState {
             operator_hashes: Arc::new(operator_hashes),
             metrics,
             changes,
-        })
+        })))
     }
 
-    /// Starts consuming the configured broker sources.
+    /// Starts consuming the configured broker sources. Called once, before the state is
+    /// shared (handed to the router or cloned).
     pub fn start_sources(&mut self) {
-        let specs = self.config.sources.clone();
-        self.sources = crate::source::Sources::spawn(specs, self.ingest.clone(), self.store.clone());
+        let shared = Arc::get_mut(&mut self.0).expect("sources start before the state is shared");
+        let specs = shared.config.sources.clone();
+        shared.sources = crate::source::Sources::spawn(specs, shared.ingest.clone(), shared.store.clone());
     }
 
     /// What the delivery engine works with; its background work runs on the calling runtime.
