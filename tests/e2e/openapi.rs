@@ -167,8 +167,12 @@ async fn failed_delivery(server: &TestServer, webhook_id: &str) -> (String, Stri
         remote_id: None,
     };
     let store = &server.state.store;
-    let accept =
-        Accept { event, deliveries: vec![delivery.clone()], response: json!(null), unordered: Vec::new() };
+    let accept = Accept {
+        event: event.into(),
+        deliveries: vec![delivery.clone()],
+        response: json!(null),
+        unordered: Vec::new(),
+    };
     store.accept(&[accept], None, now_ms).await.unwrap();
     store.finish(&QueueEntry::new(now_ms, &delivery.id, webhook_id), None, None, &[attempt]).await.unwrap();
     (delivery.id, message_id)

@@ -280,6 +280,7 @@ pub(super) async fn send_direct(
     let delivery = Delivery::new(&event, &webhook.id, webhook.enabled, now);
     let queued = Queued { event_id: event.id.clone(), delivery_id: delivery.id.clone() };
     let unordered = if webhook.ordered { Vec::new() } else { vec![webhook.id.clone()] };
+    let event = std::sync::Arc::new(event);
     let accept = crate::store::Accept { event, deliveries: vec![delivery], response: json!(null), unordered };
     // A millisecond early: queued ahead of anything recovered right after it.
     let due = now_ms().saturating_sub(1);

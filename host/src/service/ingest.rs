@@ -135,7 +135,7 @@ impl Ingest {
             duplicate: false,
         };
         let response = serde_json::to_value(&result).expect("plain data");
-        (Accept { event, deliveries, response, unordered }, explanation)
+        (Accept { event: Arc::new(event), deliveries, response, unordered }, explanation)
     }
 
     /// Refuses `more` deliveries that would take the queue past its bound.

@@ -79,7 +79,8 @@ impl std::fmt::Display for Location {
 
 /// One event to accept, with the deliveries it makes and the answer to give for it.
 pub struct Accept {
-    pub event: Event,
+    /// Shared: storage encodes it and keeps it for the first turns without copying it.
+    pub event: Arc<Event>,
     pub deliveries: Vec<Delivery>,
     pub response: Value,
     /// The deliveries' webhooks that are not `ordered`: storage may hand their queue entries
@@ -509,7 +510,7 @@ impl Store {
                     delivery.status == DeliveryStatus::Pending && self.works(&delivery.webhook_id, any_order)
                 });
                 let first = turns.next()?;
-                let event = Arc::new(accept.event.clone());
+                let event = accept.event.clone();
                 for delivery in std::iter::once(first).chain(turns) {
                     self.fresh.remember(delivery, now_ms, Some(event.clone()));
                 }

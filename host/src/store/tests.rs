@@ -20,8 +20,12 @@ async fn ingest(store: &Store, id: &str, now_ms: u64) -> Delivery {
 async fn ingest_for(store: &Store, webhook_id: &str, id: &str, now_ms: u64) -> Delivery {
     let event = event(id);
     let delivery = Delivery::new(&event, webhook_id, true, OffsetDateTime::now_utc());
-    let accept =
-        Accept { event, deliveries: vec![delivery.clone()], response: json!({}), unordered: Vec::new() };
+    let accept = Accept {
+        event: event.into(),
+        deliveries: vec![delivery.clone()],
+        response: json!({}),
+        unordered: Vec::new(),
+    };
     store.accept(&[accept], None, now_ms).await.unwrap();
     delivery
 }
@@ -96,7 +100,7 @@ async fn accept_events(store: &Store, ids: &[&str], now_ms: u64) -> Vec<bool> {
     let accepts: Vec<Accept> = ids
         .iter()
         .map(|id| Accept {
-            event: event(id),
+            event: event(id).into(),
             deliveries: Vec::new(),
             response: json!({}),
             unordered: Vec::new(),
@@ -247,8 +251,12 @@ async fn a_turn_that_starts_before_ingest_s_write_returns_reads_from_memory() {
     locker.batch_execute("BEGIN; LOCK TABLE queue IN SHARE ROW EXCLUSIVE MODE").await.unwrap();
     let event = event("e1");
     let delivery = Delivery::new(&event, "w1", true, OffsetDateTime::now_utc());
-    let accept =
-        Accept { event, deliveries: vec![delivery.clone()], response: json!({}), unordered: Vec::new() };
+    let accept = Accept {
+        event: event.into(),
+        deliveries: vec![delivery.clone()],
+        response: json!({}),
+        unordered: Vec::new(),
+    };
     let writing = tokio::spawn({
         let store = store.clone();
         async move { store.accept(&[accept], None, 5).await.map(drop) }

@@ -269,7 +269,7 @@ mod tests {
                     let accepts: Vec<Accept> = batch
                         .iter()
                         .map(|i| Accept {
-                            event: Event {
+                            event: std::sync::Arc::new(Event {
                                 id: format!("e{i:05}"),
                                 event: "TODO_CREATED".into(),
                                 company_id: "c".into(),
@@ -278,7 +278,7 @@ mod tests {
                                 current_value: Some(json!({"i": i})),
                                 previous_value: None,
                                 occurred_at: now,
-                            },
+                            }),
                             deliveries: vec![delivery(*i, now)],
                             response: json!({"id": format!("e{i:05}")}),
                             unordered: Vec::new(),

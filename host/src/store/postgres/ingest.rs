@@ -108,7 +108,7 @@ impl Prepared {
             .map(|accept| EventRow {
                 company_id: accept.event.company_id.clone(),
                 id: accept.event.id.clone(),
-                record: encode(&accept.event),
+                record: encode(accept.event.as_ref()),
                 response: accept.response.clone(),
                 response_bytes: encode(&accept.response),
                 deliveries: accept

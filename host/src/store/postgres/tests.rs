@@ -224,7 +224,7 @@ fn by_id(mut deliveries: Vec<Delivery>) -> Vec<Delivery> {
 
 fn accept(event: Event, deliveries: Vec<Delivery>, response: Value) -> Accept {
     let unordered = deliveries.iter().map(|delivery| delivery.webhook_id.clone()).collect();
-    Accept { event, deliveries, response, unordered }
+    Accept { event: event.into(), deliveries, response, unordered }
 }
 
 fn attempt(message: &str, at_ms: i64) -> Attempt {
@@ -1275,8 +1275,12 @@ async fn entries_of_a_lane_kept_here_are_claimed_as_written() {
     let elsewhere = queue_waiting_for(&b, std::slice::from_ref(&w), 1).await;
     let e = event("c1", "ordered");
     let ordered = delivery(&e, &w, DeliveryStatus::Pending);
-    let call =
-        Accept { event: e, deliveries: vec![ordered.clone()], response: json!({}), unordered: Vec::new() };
+    let call = Accept {
+        event: e.into(),
+        deliveries: vec![ordered.clone()],
+        response: json!({}),
+        unordered: Vec::new(),
+    };
     a.accept(&[call], None, 5).await.expect("accept");
     assert_eq!(claimed_by(&db).await[&ordered.id], None);
     let mut found = Vec::new();

@@ -154,6 +154,7 @@ fn read(
                 .iter()
                 .map(|(key, value)| {
                     let EventRecord { event, response } = decode("events", key, value)?;
+                    let (event, response) = (event.into_owned(), response.into_owned());
                     Ok(StoredEvent { event, response, accepted_ms: started_ms })
                 })
                 .collect::<Result<_, StoreError>>()?;
@@ -227,6 +228,7 @@ fn accepted_events(
                 // Gone when a prune stopped between the event and its entry.
                 if let Some(value) = inner.events.get(event_key)? {
                     let EventRecord { event, response } = decode("events", event_key, &value)?;
+                    let (event, response) = (event.into_owned(), response.into_owned());
                     events.push(StoredEvent { event, response, accepted_ms });
                     bytes += value.len();
                 }

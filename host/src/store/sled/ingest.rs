@@ -9,6 +9,8 @@
 //! repeated in one group answers as a duplicate or a replay, as if the calls had come one
 //! after the other). A call that finds an unreadable stored record fails alone.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -56,8 +58,8 @@ impl Prepared {
             .map(|accept| EventRow {
                 key: event_key(&accept.event.company_id, &accept.event.id),
                 record: encode(&EventRecord {
-                    event: accept.event.clone(),
-                    response: accept.response.clone(),
+                    event: Cow::Borrowed(&accept.event),
+                    response: Cow::Borrowed(&accept.response),
                 }),
                 response: accept.response.clone(),
                 deliveries: accept
@@ -249,7 +251,7 @@ fn write_call<'a>(
     for event in &call.events {
         if let Some(seen) = trees.events.get(&event.key)? {
             let record: EventRecord = decode(&seen)?;
-            outcomes.push(Outcome { response: record.response, duplicate: true });
+            outcomes.push(Outcome { response: record.response.into_owned(), duplicate: true });
             continue;
         }
         for delivery in &event.deliveries {

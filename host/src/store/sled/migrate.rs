@@ -239,8 +239,12 @@ mod tests {
                     .unwrap();
             let event = incoming.accept(OffsetDateTime::now_utc());
             let delivery = Delivery::new(&event, "w1", true, OffsetDateTime::now_utc());
-            let accept =
-                Accept { event, deliveries: vec![delivery.clone()], response: json!({}), unordered: vec![] };
+            let accept = Accept {
+                event: event.into(),
+                deliveries: vec![delivery.clone()],
+                response: json!({}),
+                unordered: vec![],
+            };
             store.accept(&[accept], None, 1).await.unwrap();
             deliveries.push(delivery);
         }

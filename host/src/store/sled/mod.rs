@@ -29,6 +29,7 @@ mod queue;
 mod record;
 mod versions;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,10 +77,11 @@ struct IdempotencyRecord {
     outcomes: Vec<Outcome>,
 }
 
+/// An event as stored, with its first answer: written from borrowed parts, read owned.
 #[derive(Serialize, serde::Deserialize)]
-struct EventRecord {
-    event: Event,
-    response: Value,
+struct EventRecord<'a> {
+    event: Cow<'a, Event>,
+    response: Cow<'a, Value>,
 }
 
 /// The sled database. Cheap to clone.
@@ -498,7 +500,7 @@ impl SledStore {
             // Written before events were scoped per company.
             None => self.inner.events.get(id)?,
         };
-        Ok(record.map(|v| decode::<EventRecord>(&v)).transpose()?.map(|r| r.event))
+        Ok(record.map(|v| decode::<EventRecord>(&v)).transpose()?.map(|r| r.event.into_owned()))
     }
 
     pub async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {

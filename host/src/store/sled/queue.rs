@@ -177,7 +177,12 @@ mod tests {
                 .unwrap();
                 let event = event.accept(OffsetDateTime::now_utc());
                 let delivery = Delivery::new(&event, "w1", true, OffsetDateTime::now_utc());
-                Accept { event, deliveries: vec![delivery], response: json!({}), unordered: Vec::new() }
+                Accept {
+                    event: event.into(),
+                    deliveries: vec![delivery],
+                    response: json!({}),
+                    unordered: Vec::new(),
+                }
             })
             .collect();
         store.accept(&accepts, None, now_ms).await.unwrap();
