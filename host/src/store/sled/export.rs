@@ -152,11 +152,7 @@ fn read(
             let (entries, next) = entries(&inner.events, b"", after)?;
             let events = entries
                 .iter()
-                .map(|(key, value)| {
-                    let EventRecord { event, response } = decode("events", key, value)?;
-                    let (event, response) = (event.into_owned(), response.into_owned());
-                    Ok(StoredEvent { event, response, accepted_ms: started_ms })
-                })
+                .map(|(key, value)| Ok(decode::<EventRecord>("events", key, value)?.stored(started_ms)))
                 .collect::<Result<_, StoreError>>()?;
             (Records::Events(events), next)
         }
@@ -227,9 +223,7 @@ fn accepted_events(
             for event_key in keys {
                 // Gone when a prune stopped between the event and its entry.
                 if let Some(value) = inner.events.get(event_key)? {
-                    let EventRecord { event, response } = decode("events", event_key, &value)?;
-                    let (event, response) = (event.into_owned(), response.into_owned());
-                    events.push(StoredEvent { event, response, accepted_ms });
+                    events.push(decode::<EventRecord>("events", event_key, &value)?.stored(accepted_ms));
                     bytes += value.len();
                 }
             }
@@ -290,6 +284,13 @@ fn decode<T: DeserializeOwned>(tree: &str, key: &[u8], bytes: &[u8]) -> Result<T
 
 fn damaged(tree: &str, key: &[u8], why: &str) -> StoreError {
     StoreError::Corrupt(format!("{tree} {}: {why}", String::from_utf8_lossy(key).escape_debug()))
+}
+
+impl EventRecord<'_> {
+    /// The record as a transfer carries it, accepted at `accepted_ms`.
+    fn stored(self, accepted_ms: u64) -> StoredEvent {
+        StoredEvent { event: self.event.into_owned(), response: self.response.into_owned(), accepted_ms }
+    }
 }
 
 #[cfg(test)]
