@@ -1,67 +1,95 @@
-//! Connecting to PostgreSQL: the database URL read (and described without its password),
-//! the connection pools, and the driver's errors in the store's words.
+//! Connecting to PostgreSQL: the database URL read (and described without its password), with
+//! the TLS it asks for (`tls.rs`), the connection pools, and the driver's errors in the
+//! store's words.
 
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, Connection, Socket};
 
+use super::tls::{self, Connector, Mode};
 use crate::store::StoreError;
 
 /// How long a call waits for a connection (or to make one) before it answers "unavailable".
 const POOL_WAIT: Duration = Duration::from_secs(5);
 
-/// A pool of up to `size` connections to `config`'s database (`location` names it in errors).
-pub(super) fn build_pool(config: &Config, size: usize, location: &str) -> Result<Pool, StoreError> {
-    let manager = Manager::from_config(
-        config.clone(),
-        NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
-    );
-    Pool::builder(manager)
-        .max_size(size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(POOL_WAIT))
-        .create_timeout(Some(POOL_WAIT))
-        .recycle_timeout(Some(POOL_WAIT))
-        .build()
-        .map_err(|e| StoreError::Unavailable(format!("cannot set up connections to {location}: {e}")))
+/// A connection made by [`Database::connect`], to be driven by its caller.
+pub(super) type Link = Connection<Socket, <Connector as MakeTlsConnect<Socket>>::Stream>;
+
+/// A database to connect to: tokio-postgres's settings, and the TLS the URL asks for.
+#[derive(Clone)]
+pub(super) struct Database {
+    pub(super) config: Config,
+    tls: Connector,
 }
 
-/// Reads a database URL; refuses `sslmode=require` (no TLS is built in, see
-/// [the backend's docs](super)).
-pub(super) fn parse_url(url: &str) -> Result<Config, StoreError> {
-    let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
-        StoreError::Unavailable(format!("the database URL is not one PostgreSQL reads: {}", error_text(&e)))
-    })?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(StoreError::Unavailable(format!(
-            "{} asks for sslmode=require, but this wasmhook connects to PostgreSQL without TLS: \
-             use sslmode=disable or prefer on a private network, or a TLS tunnel",
-            describe_config(&config)
-        )));
+impl Database {
+    /// Reads a database URL, with libpq's TLS options (see [`tls`]).
+    pub(super) fn parse(url: &str) -> Result<Database, StoreError> {
+        let unreadable = |reason: String| {
+            StoreError::Unavailable(format!("the database URL is not one PostgreSQL reads: {reason}"))
+        };
+        let (rest, options) = tls::take_options(url).map_err(unreadable)?;
+        let mut config: Config =
+            rest.parse().map_err(|e: tokio_postgres::Error| unreadable(error_text(&e)))?;
+        let mode = options.mode.unwrap_or(match config.get_ssl_mode() {
+            SslMode::Disable => Mode::Disable,
+            SslMode::Require => Mode::Require,
+            _ => Mode::Prefer,
+        });
+        config.ssl_mode(mode.driver());
+        let tls = options
+            .connector(mode)
+            .map_err(|reason| StoreError::Unavailable(format!("{}: {reason}", describe_config(&config))))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(POOL_WAIT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("wasmhook");
+        }
+        Ok(Database { config, tls })
     }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(POOL_WAIT);
+
+    /// `postgres host:port/dbname` — never the user's password.
+    pub(super) fn describe(&self) -> String {
+        describe_config(&self.config)
     }
-    if config.get_application_name().is_none() {
-        config.application_name("wasmhook");
+
+    /// One connection outside the pools; the caller drives the returned [`Link`].
+    pub(super) async fn connect(&self) -> Result<(Client, Link), tokio_postgres::Error> {
+        self.config.connect(self.tls.clone()).await
     }
-    Ok(config)
+
+    /// A pool of up to `size` connections (`location` names the database in errors).
+    pub(super) fn pool(&self, size: usize, location: &str) -> Result<Pool, StoreError> {
+        let manager = Manager::from_config(
+            self.config.clone(),
+            self.tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .recycle_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot set up connections to {location}: {e}")))
+    }
 }
 
-/// What [`describe_config`] says of a URL, without connecting; never any of its text when it
-/// does not parse (it might hold a password).
+/// What [`Database::describe`] says of a URL, without connecting; never any of its text when
+/// it does not parse (it might hold a password).
 pub(in crate::store) fn describe_url(url: &str) -> String {
-    match parse_url(url) {
-        Ok(config) => describe_config(&config),
+    match Database::parse(url) {
+        Ok(database) => database.describe(),
         Err(_) => "postgres (an unreadable URL)".into(),
     }
 }
 
-/// `postgres host:port/dbname` — never the user's password.
-pub(super) fn describe_config(config: &Config) -> String {
+fn describe_config(config: &Config) -> String {
     let ports = config.get_ports();
     let hosts: Vec<String> = config
         .get_hosts()
@@ -118,15 +146,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_description_has_no_password_and_require_is_refused() {
-        let config: Config = "postgres://app:secret@db.internal:6543/hooks".parse().expect("a URL");
-        assert_eq!(describe_config(&config), "postgres db.internal:6543/hooks");
+    fn the_description_has_no_password() {
+        let database = Database::parse("postgres://app:secret@db.internal:6543/hooks").expect("a URL");
+        assert_eq!(database.describe(), "postgres db.internal:6543/hooks");
         let Err(StoreError::Unavailable(message)) =
-            parse_url("postgres://app:secret@db/hooks?sslmode=require")
+            Database::parse("postgres://app:secret@db/hooks?sslmode=verify-full")
         else {
-            panic!("sslmode=require is refused");
+            panic!("verify-full without an authority to trust is refused");
         };
-        assert!(message.contains("sslmode=require") && !message.contains("secret"), "{message}");
-        parse_url("postgres://app@db/hooks?sslmode=prefer").expect("prefer connects without TLS");
+        assert!(message.contains("postgres db:5432/hooks") && !message.contains("secret"), "{message}");
+    }
+
+    #[test]
+    fn tokio_postgres_reads_the_mode_of_a_key_value_string() {
+        let database = Database::parse("host=db dbname=hooks sslmode=require").expect("readable");
+        assert_eq!(database.config.get_ssl_mode(), SslMode::Require);
+        let database = Database::parse("host=db dbname=hooks").expect("readable");
+        assert_eq!(database.config.get_ssl_mode(), SslMode::Prefer, "libpq's default");
     }
 }

@@ -8,10 +8,10 @@
 //! for other hosts — hosts are started on the database once the copy is done.
 
 use time::OffsetDateTime;
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
 
-use super::{describe_config, encode, error_text, int, parse_url, pg_error, schema, status_name};
+use super::{Database, encode, error_text, int, pg_error, schema, status_name};
 use crate::store::StoreError;
 use crate::store::transfer::Records;
 
@@ -66,10 +66,10 @@ impl Import {
     /// Connects to the database at `url`, whose schema must be current (the caller applies
     /// migrations first, and reports which).
     pub(crate) async fn open(url: &str) -> Result<Import, StoreError> {
-        let config = parse_url(url)?;
-        let location = describe_config(&config);
-        let (client, connection) = config
-            .connect(NoTls)
+        let database = Database::parse(url)?;
+        let location = database.describe();
+        let (client, connection) = database
+            .connect()
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot reach {location}: {}", error_text(&e))))?;
         tokio::spawn(async move {

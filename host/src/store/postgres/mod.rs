@@ -5,6 +5,7 @@
 //!   feed of changes other hosts apply, requeue and retention.
 //! - `connection.rs`: the database URL (described without its password), the connection
 //!   pools, and the driver's errors in the store's words.
+//! - `tls.rs`: TLS as libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` ask for it.
 //! - `schema.rs` and `migrations/`: versioned schema migrations under an advisory lock.
 //! - `import.rs`: a copy from another backend written in, a page per statement (see
 //!   `store/transfer.rs`).
@@ -23,9 +24,8 @@
 //! it returns as far as the server's `synchronous_commit` makes it (on, unless an operator
 //! turned it off); only the queue's own traffic (claims, finishing, announcements) turns it
 //! off, on connections of its own. Connections come from two deadpool pools; the
-//! listener has a connection of its own. TLS is not built in: `sslmode=disable` and `prefer`
-//! connect without it, `require` is refused with a message saying so (rustls would add a TLS
-//! stack and a crypto library to the build for a link that is usually on a private network).
+//! listener has a connection of its own. All of them use TLS as libpq's `sslmode` and
+//! certificate options in the URL ask (`tls.rs`).
 
 mod analyze;
 mod connection;
@@ -39,6 +39,7 @@ mod schema;
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod versions;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,9 +66,7 @@ use crate::store::{Accept, Change, DeliveryQuery, IdempotencyKey, QueueEntry, St
 
 pub(crate) use self::import::Import;
 pub(super) use connection::describe_url;
-use connection::{
-    build_pool, describe_config, error_text, parse_url, pg_error, pool_error_text, refused_data,
-};
+use connection::{Database, error_text, pg_error, pool_error_text, refused_data};
 
 /// Connections in the pool. Throughput comes from group commit, not from connections: ingest
 /// and finishing each write through one at a time; the rest serve the API's reads.
@@ -107,7 +106,7 @@ pub enum Migrate {
 
 /// Applies pending migrations to the database at `url`; returns the versions applied.
 pub async fn migrate(url: &str) -> Result<Vec<u64>, StoreError> {
-    schema::apply(&parse_url(url)?).await
+    schema::apply(&Database::parse(url)?).await
 }
 
 /// A PostgreSQL database, opened. Cheap to clone.
@@ -242,19 +241,19 @@ impl PgStore {
         poll: Duration,
         timing: lanes::Timing,
     ) -> Result<PgStore, StoreError> {
-        let config = parse_url(url)?;
-        let location = describe_config(&config);
+        let database = Database::parse(url)?;
+        let location = database.describe();
         if migrate == Migrate::Apply {
-            schema::apply(&config).await?;
+            schema::apply(&database).await?;
         }
-        let pool = build_pool(&config, POOL_SIZE, &location)?;
-        let mut queue_config = config.clone();
-        let options = match config.get_options() {
+        let pool = database.pool(POOL_SIZE, &location)?;
+        let mut queue_database = database.clone();
+        let options = match database.config.get_options() {
             Some(theirs) => format!("{theirs} {QUEUE_SESSION}"),
             None => QUEUE_SESSION.to_owned(),
         };
-        queue_config.options(&options);
-        let queue_pool = build_pool(&queue_config, QUEUE_POOL_SIZE, &location)?;
+        queue_database.config.options(&options);
+        let queue_pool = queue_database.pool(QUEUE_POOL_SIZE, &location)?;
         let client = pool.get().await.map_err(|e| {
             StoreError::Unavailable(format!("cannot reach {location}: {}", pool_error_text(&e)))
         })?;
@@ -290,7 +289,7 @@ impl PgStore {
         let (ingest, ingest_task) = ingest::start(shared.clone());
         let (finish, finish_task) = queue::start_finishing(shared.clone());
         let mut helpers = vec![
-            tokio::spawn(queue::listen(config, shared.clone())),
+            tokio::spawn(queue::listen(database, shared.clone())),
             tokio::spawn(queue::announce(shared.clone())),
             tokio::spawn(queue::resync_depth(shared.clone())),
             // Last: see `stop_heartbeat`.

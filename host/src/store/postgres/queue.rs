@@ -32,12 +32,12 @@ use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_postgres::AsyncMessage;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
 
 use super::{
-    CHANGES_CHANNEL, Shared, encode, error_text, int, lanes, pg_error, pool_error_text, refused_data,
-    status_name, uint,
+    CHANGES_CHANNEL, Database, Shared, encode, error_text, int, lanes, pg_error, pool_error_text,
+    refused_data, status_name, uint,
 };
 use crate::domain::delivery::{Attempt, Delivery};
 use crate::store::group::{Grouping, Groups};
@@ -326,16 +326,16 @@ async fn write_turns(
 
 /// Listens for other hosts' notifications (queue entries written, changes recorded) on a
 /// connection of its own, for as long as the store is open.
-pub(super) async fn listen(mut config: Config, shared: Arc<Shared>) {
+pub(super) async fn listen(mut database: Database, shared: Arc<Shared>) {
     // A listener that only reads notices a dead peer by keepalive alone: probe it sooner than
     // the default two hours.
-    config.keepalives_idle(Duration::from_secs(30));
+    database.config.keepalives_idle(Duration::from_secs(30));
     let me = shared.me.to_string();
     let mut backoff = BACKOFF_MIN;
     let mut listened_before = false;
     loop {
         let listening = AtomicBool::new(false);
-        let ended = listen_once(&config, &shared, &me, listened_before, &listening).await;
+        let ended = listen_once(&database, &shared, &me, listened_before, &listening).await;
         if listening.load(Ordering::Relaxed) {
             listened_before = true;
             backoff = BACKOFF_MIN;
@@ -352,13 +352,13 @@ pub(super) async fn listen(mut config: Config, shared: Arc<Shared>) {
 }
 
 async fn listen_once(
-    config: &Config,
+    database: &Database,
     shared: &Shared,
     me: &str,
     listened_before: bool,
     listening: &AtomicBool,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = database.connect().await?;
     let own = host_channel(shared.me);
     // Polling the connection both delivers notifications and carries the client's requests.
     let drive = async {

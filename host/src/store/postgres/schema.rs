@@ -2,9 +2,9 @@
 //! a transaction of its own, under an advisory lock so that hosts starting together apply
 //! each migration once. `schema_migrations` records what was applied.
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::Client;
 
-use super::{describe_config, error_text, pg_error};
+use super::{Database, error_text, pg_error};
 use crate::store::StoreError;
 
 /// A migration: its version and its SQL.
@@ -33,14 +33,14 @@ pub(super) const KNOWN: u64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 /// database is likely to take.
 const LOCK_KEY: i64 = 0x7761_736d_686f_6f6b;
 
-/// Applies pending migrations to the database at `config`; returns the versions applied
-/// (none when it was up to date). Refuses a schema newer than this binary.
-pub(super) async fn apply(config: &Config) -> Result<Vec<u64>, StoreError> {
-    let location = describe_config(config);
+/// Applies pending migrations to `database`; returns the versions applied (none when it was
+/// up to date). Refuses a schema newer than this binary.
+pub(super) async fn apply(database: &Database) -> Result<Vec<u64>, StoreError> {
+    let location = database.describe();
     // A connection of its own: the advisory lock is the session's, and ends with it even if
     // this process dies halfway.
-    let (mut client, connection) = config
-        .connect(NoTls)
+    let (mut client, connection) = database
+        .connect()
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot reach {location}: {}", error_text(&e))))?;
     let driver = tokio::spawn(async move {

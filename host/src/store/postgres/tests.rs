@@ -1537,3 +1537,95 @@ fn the_preferred_host_is_stable_and_spreads_lanes() {
     assert!(per_host.values().all(|n| *n > 60), "{per_host:?}");
     assert_eq!(lanes::preferred(&[], "wh_1"), None);
 }
+
+/// `url` with `params` added to its query.
+fn with_params(url: &str, params: &[(&str, &str)]) -> String {
+    let mut url = url::Url::parse(url).expect("a URL");
+    url.query_pairs_mut().extend_pairs(params);
+    url.to_string()
+}
+
+/// Whether a connection made as `url` asks is encrypted, as the server sees it.
+async fn encrypted(url: &str) -> Result<bool, String> {
+    let database = Database::parse(url).map_err(|e| e.to_string())?;
+    let (client, connection) = database.connect().await.map_err(|e| error_text(&e))?;
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .map_err(|e| error_text(&e))?;
+    Ok(row.get(0))
+}
+
+/// The test servers' certificates are self-signed for `localhost` (this kind of machine's
+/// snakeoil; `scripts/postgres-for-tests` makes one so for its throwaway cluster).
+#[tokio::test]
+async fn connects_with_the_tls_the_url_asks_for() {
+    let db = database!();
+    let admin = sql(&db).await;
+    let url = |params: &[(&str, &str)]| with_params(&db.url, params);
+    assert_eq!(encrypted(&url(&[("sslmode", "disable")])).await, Ok(false));
+    let offered: String = admin.query_one("SHOW ssl", &[]).await.expect("SHOW ssl").get(0);
+    if offered != "on" {
+        eprintln!("this server does not offer TLS: checked only that it is not needed");
+        assert_eq!(encrypted(&db.url).await, Ok(false), "prefer connects without it");
+        let refused = encrypted(&url(&[("sslmode", "require")])).await.expect_err("require needs TLS");
+        assert!(refused.contains("TLS"), "{refused}");
+        return;
+    }
+    assert_eq!(encrypted(&db.url).await, Ok(true), "prefer, libpq's default, encrypts");
+    assert_eq!(encrypted(&url(&[("sslmode", "require")])).await, Ok(true));
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).expect("write a certificate");
+        path.to_str().expect("a UTF-8 path").to_owned()
+    };
+    let server_pem: String = admin
+        .query_one("SELECT pg_read_file(current_setting('ssl_cert_file'))", &[])
+        .await
+        .expect("the server's certificate")
+        .get(0);
+    let root = write("server.pem", &server_pem);
+    let verify = |mode: &str, root: &str| url(&[("sslmode", mode), ("sslrootcert", root)]);
+    assert_eq!(encrypted(&verify("verify-ca", &root)).await, Ok(true));
+    assert_eq!(encrypted(&url(&[("sslmode", "require"), ("sslrootcert", &root)])).await, Ok(true));
+
+    // verify-full: the host's name must be one the certificate holds. `hostaddr` keeps the
+    // connection on the same loopback address while the certificate is checked for `localhost`.
+    let parsed = url::Url::parse(&db.url).expect("a URL");
+    let (host, port) = (parsed.host_str().expect("a host"), parsed.port().unwrap_or(5432));
+    let address = tokio::net::lookup_host((host, port)).await.expect("resolve").next().expect("an address");
+    let mut by_name = url::Url::parse(&with_params(
+        &verify("verify-full", &root),
+        &[("hostaddr", &address.ip().to_string())],
+    ))
+    .expect("a URL");
+    by_name.set_host(Some("localhost")).expect("a host");
+    assert_eq!(encrypted(by_name.as_str()).await, Ok(true));
+    by_name.set_host(Some("db.invalid")).expect("a host");
+    let refused = encrypted(by_name.as_str()).await.expect_err("a name the certificate lacks");
+    assert!(refused.contains("not valid for name"), "{refused}");
+
+    let stranger = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let stranger = write("stranger.pem", &stranger.cert.pem());
+    for mode in ["verify-ca", "verify-full", "require"] {
+        let refused = encrypted(&verify(mode, &stranger)).await.expect_err("another authority");
+        assert!(refused.contains("UnknownIssuer"), "{mode}: {refused}");
+    }
+
+    // A whole store over TLS: its pools and its listener.
+    let store = PgStore::open(&verify("verify-ca", &root), Migrate::Apply).await.expect("open over TLS");
+    let connections = "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+                       FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                       WHERE a.datname = current_database() AND a.application_name = 'wasmhook'";
+    eventually("the listener and a pooled connection are up", Duration::from_secs(5), async || {
+        let row = admin.query_one(connections, &[]).await.expect("connections");
+        let (tls, plain): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(plain, 0, "every connection of the store is encrypted");
+        tls >= 2
+    })
+    .await;
+    drop(store);
+}
