@@ -22,7 +22,8 @@ pub struct ServeArgs {
     #[arg(long, env = "WASMHOOK_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// A PostgreSQL database (postgres://user@host/db) instead of the embedded one; hosts
-    /// sharing it need the same `secret-key` and `operator-tokens` (config file).
+    /// sharing it need the same `secret-key` and `operator-tokens` (config file). TLS as
+    /// libpq's options ask: ?sslmode=verify-full&sslrootcert=ca.pem.
     #[arg(long, env = "WASMHOOK_DATABASE", hide_env_values = true)]
     database: Option<String>,
     /// Apply pending schema migrations to the database at start.

@@ -80,12 +80,13 @@ impl Database {
     }
 }
 
-/// What [`Database::describe`] says of a URL, without connecting; never any of its text when
-/// it does not parse (it might hold a password).
+/// What [`Database::describe`] says of a URL, without connecting (nor reading its TLS
+/// files); never any of its text when it does not parse (it might hold a password).
 pub(in crate::store) fn describe_url(url: &str) -> String {
-    match Database::parse(url) {
-        Ok(database) => database.describe(),
-        Err(_) => "postgres (an unreadable URL)".into(),
+    let config = tls::take_options(url).ok().and_then(|(rest, _)| rest.parse::<Config>().ok());
+    match config {
+        Some(config) => describe_config(&config),
+        None => "postgres (an unreadable URL)".into(),
     }
 }
 
@@ -155,6 +156,8 @@ mod tests {
             panic!("verify-full without an authority to trust is refused");
         };
         assert!(message.contains("postgres db:5432/hooks") && !message.contains("secret"), "{message}");
+        let described = describe_url("postgres://app:secret@db/hooks?sslmode=verify-full");
+        assert_eq!(described, "postgres db:5432/hooks", "a URL whose TLS options are refused");
     }
 
     #[test]
