@@ -60,7 +60,7 @@ impl Mode {
     }
 }
 
-/// The TLS options of a database URL, and the URL without those tokio-postgres does not read.
+/// The TLS options read out of a database URL (those tokio-postgres does not read itself).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Options {
     /// `None` when the URL leaves it to tokio-postgres (a key=value string, or no `sslmode`).
