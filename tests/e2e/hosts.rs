@@ -22,13 +22,13 @@ struct Deployment {
     dirs: Vec<tempfile::TempDir>,
     /// More of every host's config file.
     config: String,
-    _database: TestDb,
+    database: TestDb,
 }
 
 impl Deployment {
     async fn new() -> Deployment {
         let database = TestDb::create().await.expect("a PostgreSQL server for the suite");
-        Deployment { url: database.url.clone(), dirs: Vec::new(), config: String::new(), _database: database }
+        Deployment { url: database.url.clone(), dirs: Vec::new(), config: String::new(), database }
     }
 
     /// Starts one more host (`--migrate`: whichever starts first applies the schema).
@@ -438,39 +438,23 @@ async fn migrations_started_by_three_hosts_at_once_apply_once() {
 }
 
 /// As a user would point hosts at a managed database: `sslmode=verify-full` with the
-/// authority to trust. The test servers' certificates are self-signed for `localhost`
-/// (`scripts/postgres-for-tests`); `hostaddr` keeps the connections on loopback.
+/// authority to trust (here the test server's own certificate, a self-signed leaf).
 #[tokio::test]
 async fn hosts_reach_the_database_over_verified_tls_and_refuse_what_they_cannot_verify() {
     if !on_postgres() {
         return;
     }
     let mut deployment = Deployment::new().await;
-    let (admin, connection) = tokio_postgres::connect(&deployment.url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
-    let offered: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
-    if offered != "on" {
+    let Some(server) = deployment.database.server_tls().await else {
         eprintln!("skipped: the test server does not offer TLS");
         return;
-    }
-    let pem: String =
-        admin.query_one("SELECT pg_read_file(current_setting('ssl_cert_file'))", &[]).await.unwrap().get(0);
-    let certificates = tempfile::tempdir().unwrap();
-    let root = certificates.path().join("db-ca.pem");
-    std::fs::write(&root, pem).unwrap();
-
-    let mut url = url::Url::parse(&deployment.url).unwrap();
-    let address = tokio::net::lookup_host((url.host_str().unwrap(), url.port().unwrap_or(5432)))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    url.set_host(Some("localhost")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("sslmode", "verify-full")
-        .append_pair("sslrootcert", root.to_str().unwrap())
-        .append_pair("hostaddr", &address.ip().to_string());
-    deployment.url = url.to_string();
+    };
+    let Some(name) = &server.name else {
+        eprintln!("skipped: the test server's certificate names no host");
+        return;
+    };
+    let verify_full = [("sslmode", "verify-full"), ("sslrootcert", server.root.as_str())];
+    deployment.url = deployment.database.url_named(name, &verify_full).await;
     let hosts = [deployment.start(), deployment.start()];
     let receiver = Receiver::start().await;
     let (status, _) =
@@ -480,30 +464,22 @@ async fn hosts_reach_the_database_over_verified_tls_and_refuse_what_they_cannot_
     send_to_each_in_turn(&hosts, "tls", 6).await;
     let expected: HashSet<String> = (0..6).map(|i| format!("tls{i}")).collect();
     all_arrive(&receiver, &expected, Duration::from_secs(10)).await;
-    let row = admin
-        .query_one(
-            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
-             FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
-             WHERE a.datname = current_database() AND a.application_name = 'wasmhook'",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (encrypted, plain): (i64, i64) = (row.get(0), row.get(1));
+    let (encrypted, plain) = deployment.database.wasmhook_connections().await;
     assert!(encrypted >= 4 && plain == 0, "{encrypted} encrypted connections, {plain} plain");
 
     // A host told to verify, with nothing to verify against, stops before serving, saying why
     // (and never the password).
+    let mut url = url::Url::parse(&deployment.url).unwrap();
     url.set_password(Some("hunter2")).unwrap();
     url.set_query(Some("sslmode=verify-full"));
     let data = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(binary())
+    let run = tokio::process::Command::new(binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--database", url.as_str(), "--data-dir"])
         .arg(data.path())
         .env("NO_COLOR", "1")
-        .output()
-        .await
-        .unwrap();
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), run).await.expect("it stops").unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(stderr.contains("sslrootcert") && !stderr.contains("hunter2"), "{stderr}");

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Connection, Socket};
 
-use super::tls::{self, Connector, Mode};
+use super::tls::{self, Connector};
 use crate::store::StoreError;
 
 /// How long a call waits for a connection (or to make one) before it answers "unavailable".
@@ -34,11 +34,13 @@ impl Database {
         let (rest, options) = tls::take_options(url).map_err(unreadable)?;
         let mut config: Config =
             rest.parse().map_err(|e: tokio_postgres::Error| unreadable(error_text(&e)))?;
-        let mode = options.mode.unwrap_or(match config.get_ssl_mode() {
-            SslMode::Disable => Mode::Disable,
-            SslMode::Require => Mode::Require,
-            _ => Mode::Prefer,
-        });
+        let mode = options.mode(config.get_ssl_mode()).map_err(unreadable)?;
+        // TLS checks a name; with addresses alone (`hostaddr`), libpq checks the address.
+        if config.get_hosts().is_empty() {
+            for address in config.get_hostaddrs().to_vec() {
+                config.host(address.to_string());
+            }
+        }
         config.ssl_mode(mode.driver());
         let tls = options
             .connector(mode)
@@ -144,6 +146,8 @@ pub(super) fn refused_data(error: &tokio_postgres::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use tokio_postgres::config::SslMode;
+
     use super::*;
 
     #[test]
@@ -166,5 +170,7 @@ mod tests {
         assert_eq!(database.config.get_ssl_mode(), SslMode::Require);
         let database = Database::parse("host=db dbname=hooks").expect("readable");
         assert_eq!(database.config.get_ssl_mode(), SslMode::Prefer, "libpq's default");
+        let database = Database::parse("hostaddr=10.1.2.3 dbname=hooks").expect("readable");
+        assert_eq!(database.config.get_hosts(), [Host::Tcp("10.1.2.3".into())], "the name TLS checks");
     }
 }

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
 use tokio_postgres::NoTls;
 
 const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -87,6 +88,70 @@ impl Drop for TestDb {
         if !matches!(dropped, Ok(Ok(()))) {
             eprintln!("could not drop the test database {}", self.name);
         }
+    }
+}
+
+/// What a test of TLS needs from the server: its certificate in a file, to trust, and a name
+/// it holds.
+pub struct ServerTls {
+    /// The path of the server's certificate (PEM).
+    pub root: String,
+    /// A DNS name the certificate holds, if it holds any.
+    pub name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    /// The server's certificate, or `None` when the server does not offer TLS. The test user
+    /// must be allowed to read the server's files (a superuser, as on the test servers).
+    pub async fn server_tls(&self) -> Option<ServerTls> {
+        let client = connect(&self.url).await.expect("connect");
+        let ssl: String = client.query_one("SHOW ssl", &[]).await.expect("SHOW ssl").get(0);
+        if ssl != "on" {
+            return None;
+        }
+        let pem: String = client
+            .query_one("SELECT pg_read_file(current_setting('ssl_cert_file'))", &[])
+            .await
+            .expect("the server's certificate")
+            .get(0);
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("a PEM certificate");
+        let certificate = webpki::EndEntityCert::try_from(&der).expect("an X.509 certificate");
+        let name = certificate.valid_dns_names().next().map(str::to_owned);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let root = dir.path().join("server.pem");
+        std::fs::write(&root, pem).expect("write the certificate");
+        let root = root.to_str().expect("a UTF-8 path").to_owned();
+        Some(ServerTls { root, name, _dir: dir })
+    }
+
+    /// This database's URL with `params` added, and the host called `name` while
+    /// `hostaddr` keeps the connection on the address it had: TLS checks `name`.
+    pub async fn url_named(&self, name: &str, params: &[(&str, &str)]) -> String {
+        let mut url = url::Url::parse(&self.url).expect("a URL");
+        let (host, port) = (url.host_str().expect("a host").to_owned(), url.port().unwrap_or(5432));
+        let address =
+            tokio::net::lookup_host((host, port)).await.expect("resolve").next().expect("an address");
+        url.set_host(Some(name)).expect("a host name");
+        url.query_pairs_mut().extend_pairs(params).append_pair("hostaddr", &address.ip().to_string());
+        url.to_string()
+    }
+
+    /// wasmhook's connections to this database (by `application_name`): how many are
+    /// encrypted, and how many are not.
+    pub async fn wasmhook_connections(&self) -> (i64, i64) {
+        let client = connect(&self.url).await.expect("connect");
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl) \
+                 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.datname = current_database() AND a.application_name = 'wasmhook'",
+                &[],
+            )
+            .await
+            .expect("connections");
+        (row.get(0), row.get(1))
     }
 }
 

@@ -35,19 +35,25 @@ pub(super) enum Mode {
 }
 
 impl Mode {
+    const ALL: [Mode; 5] = [Mode::Disable, Mode::Prefer, Mode::Require, Mode::VerifyCa, Mode::VerifyFull];
+
     fn parse(value: &str) -> Result<Mode, String> {
-        Ok(match value {
-            "disable" => Mode::Disable,
-            "allow" | "prefer" => Mode::Prefer,
-            "require" => Mode::Require,
-            "verify-ca" => Mode::VerifyCa,
-            "verify-full" => Mode::VerifyFull,
-            other => {
-                return Err(format!(
-                    "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
-                ));
-            }
+        if value == "allow" {
+            return Ok(Mode::Prefer);
+        }
+        Mode::ALL.into_iter().find(|mode| mode.as_str() == value).ok_or_else(|| {
+            format!("sslmode={value} is not one of disable, allow, prefer, require, verify-ca, verify-full")
         })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Disable => "disable",
+            Mode::Prefer => "prefer",
+            Mode::Require => "require",
+            Mode::VerifyCa => "verify-ca",
+            Mode::VerifyFull => "verify-full",
+        }
     }
 
     /// What tokio-postgres is told: whether TLS may, or must, be used.
@@ -64,7 +70,7 @@ impl Mode {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Options {
     /// `None` when the URL leaves it to tokio-postgres (a key=value string, or no `sslmode`).
-    pub(super) mode: Option<Mode>,
+    mode: Option<Mode>,
     root_cert: Option<String>,
     cert: Option<String>,
     key: Option<String>,
@@ -76,12 +82,18 @@ pub(super) struct Options {
 pub(super) fn take_options(url: &str) -> Result<(String, Options), String> {
     let mut options = Options::default();
     let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    let Some((base, query)) = url.split_once('?').filter(|_| is_url) else {
+    // As tokio-postgres reads a URL: the credentials end at the first `@`, whatever they hold.
+    let after_credentials = url.find('@').map_or(0, |at| at + 1);
+    let query_at = url[after_credentials..].find('?').map(|at| after_credentials + at);
+    let Some(query_at) = query_at.filter(|_| is_url) else {
         return Ok((url.to_owned(), options));
     };
+    let (base, query) = (&url[..query_at], &url[query_at + 1..]);
     let mut kept = Vec::new();
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = percent_decode_str(key).decode_utf8_lossy();
+        let key = key.as_ref();
         let slot = match key {
             "sslmode" => {
                 let value = decode(key, value)?;
@@ -105,13 +117,36 @@ pub(super) fn take_options(url: &str) -> Result<(String, Options), String> {
 fn decode(key: &str, value: &str) -> Result<String, String> {
     match percent_decode_str(value).decode_utf8() {
         Ok(text) if !text.is_empty() => Ok(text.into_owned()),
-        _ => Err(format!("{key} needs a value")),
+        Ok(_) => Err(format!("{key} needs a value")),
+        Err(_) => Err(format!("{key}'s value is not UTF-8 once decoded")),
     }
 }
 
 impl Options {
-    /// The connector for `mode` (the URL's, or tokio-postgres's reading of it). Reads the
-    /// certificate files now, so that a missing or unreadable one stops the start.
+    /// The mode to connect with: the URL's `sslmode`, else `verify-full` with
+    /// `sslrootcert=system` (libpq 16's rule), else what tokio-postgres read (`prefer` unless
+    /// a key=value string said otherwise).
+    pub(super) fn mode(&self, read: SslMode) -> Result<Mode, String> {
+        let system = self.root_cert.as_deref() == Some("system");
+        let mode = self.mode.unwrap_or(match read {
+            _ if system => Mode::VerifyFull,
+            SslMode::Disable => Mode::Disable,
+            SslMode::Require => Mode::Require,
+            _ => Mode::Prefer,
+        });
+        if system && mode != Mode::VerifyFull {
+            // The system's authorities issue certificates to anyone for their own names.
+            return Err(format!(
+                "sslrootcert=system needs sslmode=verify-full, not {}: without checking the \
+                 name, any publicly issued certificate would pass",
+                mode.as_str()
+            ));
+        }
+        Ok(mode)
+    }
+
+    /// The connector for `mode` (see [`Options::mode`]). Reads the certificate files now, so
+    /// that a missing or unreadable one stops the start.
     pub(super) fn connector(&self, mode: Mode) -> Result<Connector, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let roots = self.roots()?;
@@ -119,10 +154,10 @@ impl Options {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS: {e}"))?;
         let missing = || {
-            let name = if mode == Mode::VerifyCa { "verify-ca" } else { "verify-full" };
             format!(
-                "sslmode={name} needs the certificate authorities to trust: add \
-                 sslrootcert=/path/to/ca.pem (PEM), or sslrootcert=system for the system's"
+                "sslmode={} needs the certificate authorities to trust: add \
+                 sslrootcert=/path/to/ca.pem (PEM), or sslrootcert=system for the system's",
+                mode.as_str()
             )
         };
         let algorithms = provider.signature_verification_algorithms;
@@ -252,6 +287,9 @@ mod tests {
         assert_eq!(options.mode, Some(Mode::VerifyFull));
         assert_eq!(options.root_cert.as_deref(), Some("/etc/ca.pem"));
 
+        // tokio-postgres's credentials end at the first `@`, a `?` in them included.
+        let (rest, options) = take_options("postgres://app:p?ss@db/hooks?sslmode=require").expect("readable");
+        assert_eq!((rest.as_str(), options.mode), ("postgres://app:p?ss@db/hooks", Some(Mode::Require)));
         let (rest, options) = take_options("postgresql://db/hooks?sslmode=allow").expect("readable");
         assert_eq!((rest.as_str(), options.mode), ("postgresql://db/hooks", Some(Mode::Prefer)));
         // A key=value string is tokio-postgres's to read.
@@ -263,7 +301,7 @@ mod tests {
     fn refuses_what_it_cannot_honour_before_connecting() {
         let refusal = |url: &str| {
             let (_, options) = take_options(url)?;
-            options.connector(options.mode.unwrap_or(Mode::Prefer)).map(|_| ())
+            options.connector(options.mode(SslMode::Prefer)?).map(|_| ())
         };
         let message = refusal("postgres://db/x?sslmode=verify_full").expect_err("a misspelt mode");
         assert!(message.contains("verify-full"), "{message}");
@@ -274,6 +312,9 @@ mod tests {
         assert!(message.contains("/nonexistent/ca.pem"), "{message}");
         let message = refusal("postgres://db/x?sslcert=/c.pem").expect_err("a certificate without its key");
         assert!(message.contains("sslkey"), "{message}");
+        let message =
+            refusal("postgres://db/x?sslmode=require&sslrootcert=system").expect_err("system, unnamed");
+        assert!(message.contains("sslmode=verify-full"), "{message}");
         let message = refusal("postgres://db/x?sslrootcert=").expect_err("an empty value");
         assert!(message.contains("sslrootcert needs a value"), "{message}");
         for fine in ["postgres://db/x", "postgres://db/x?sslmode=require", "postgres://db/x?sslmode=disable"]
