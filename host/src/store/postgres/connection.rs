@@ -64,8 +64,8 @@ impl Database {
         self.config.connect(self.tls.clone()).await
     }
 
-    /// A pool of up to `size` connections (`location` names the database in errors).
-    pub(super) fn pool(&self, size: usize, location: &str) -> Result<Pool, StoreError> {
+    /// A pool of up to `size` connections.
+    pub(super) fn pool(&self, size: usize) -> Result<Pool, StoreError> {
         let manager = Manager::from_config(
             self.config.clone(),
             self.tls.clone(),
@@ -78,7 +78,9 @@ impl Database {
             .create_timeout(Some(POOL_WAIT))
             .recycle_timeout(Some(POOL_WAIT))
             .build()
-            .map_err(|e| StoreError::Unavailable(format!("cannot set up connections to {location}: {e}")))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot set up connections to {}: {e}", self.describe()))
+            })
     }
 }
 

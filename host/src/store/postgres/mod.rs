@@ -246,14 +246,14 @@ impl PgStore {
         if migrate == Migrate::Apply {
             schema::apply(&database).await?;
         }
-        let pool = database.pool(POOL_SIZE, &location)?;
+        let pool = database.pool(POOL_SIZE)?;
         let mut queue_database = database.clone();
         let options = match database.config.get_options() {
             Some(theirs) => format!("{theirs} {QUEUE_SESSION}"),
             None => QUEUE_SESSION.to_owned(),
         };
         queue_database.config.options(&options);
-        let queue_pool = queue_database.pool(QUEUE_POOL_SIZE, &location)?;
+        let queue_pool = queue_database.pool(QUEUE_POOL_SIZE)?;
         let client = pool.get().await.map_err(|e| {
             StoreError::Unavailable(format!("cannot reach {location}: {}", pool_error_text(&e)))
         })?;

@@ -149,28 +149,26 @@ impl Options {
     /// that a missing or unreadable one stops the start.
     pub(super) fn connector(&self, mode: Mode) -> Result<Connector, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let roots = self.roots()?;
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS: {e}"))?;
-        let missing = || {
-            format!(
-                "sslmode={} needs the certificate authorities to trust: add \
-                 sslrootcert=/path/to/ca.pem (PEM), or sslrootcert=system for the system's",
-                mode.as_str()
-            )
+        // libpq: `require` with root certificates checks the chain; `prefer` never does.
+        let roots = match mode {
+            Mode::Disable | Mode::Prefer => None,
+            Mode::Require => self.roots()?,
+            Mode::VerifyCa | Mode::VerifyFull => Some(self.roots()?.ok_or_else(|| {
+                format!(
+                    "sslmode={} needs the certificate authorities to trust: add \
+                     sslrootcert=/path/to/ca.pem (PEM), or sslrootcert=system for the system's",
+                    mode.as_str()
+                )
+            })?),
         };
-        let algorithms = provider.signature_verification_algorithms;
-        let checking = |roots| Arc::new(Verifier { roots, algorithms });
-        let builder = match mode {
-            Mode::VerifyFull => builder.with_root_certificates(roots.ok_or_else(missing)?),
-            Mode::VerifyCa => builder
-                .dangerous()
-                .with_custom_certificate_verifier(checking(Some(roots.ok_or_else(missing)?))),
-            // libpq: `require` with root certificates checks the chain; `prefer` never does.
-            Mode::Require => builder.dangerous().with_custom_certificate_verifier(checking(roots)),
-            Mode::Disable | Mode::Prefer => {
-                builder.dangerous().with_custom_certificate_verifier(checking(None))
+        let builder = match (mode, roots) {
+            (Mode::VerifyFull, Some(roots)) => builder.with_root_certificates(roots),
+            (_, roots) => {
+                let algorithms = provider.signature_verification_algorithms;
+                builder.dangerous().with_custom_certificate_verifier(Arc::new(Verifier { roots, algorithms }))
             }
         };
         let mut config = match (&self.cert, &self.key) {
@@ -290,8 +288,12 @@ mod tests {
         // tokio-postgres's credentials end at the first `@`, a `?` in them included.
         let (rest, options) = take_options("postgres://app:p?ss@db/hooks?sslmode=require").expect("readable");
         assert_eq!((rest.as_str(), options.mode), ("postgres://app:p?ss@db/hooks", Some(Mode::Require)));
-        let (rest, options) = take_options("postgresql://db/hooks?sslmode=allow").expect("readable");
-        assert_eq!((rest.as_str(), options.mode), ("postgresql://db/hooks", Some(Mode::Prefer)));
+        let (rest, options) = take_options("postgresql://db/hooks?ssl%6Dode=allow").expect("readable");
+        assert_eq!(
+            (rest.as_str(), options.mode),
+            ("postgresql://db/hooks", Some(Mode::Prefer)),
+            "keys decoded"
+        );
         // A key=value string is tokio-postgres's to read.
         let (rest, options) = take_options("host=db sslmode=require").expect("readable");
         assert_eq!((rest.as_str(), options), ("host=db sslmode=require", Options::default()));
