@@ -48,7 +48,7 @@ fn index_of(n: usize) -> MatchIndex {
 
 fn bench_matching() {
     let payload = json!({"event": "TODO_CREATED", "currentValue": {"title": "Launch"}});
-    let probe = Probe { event_type: "TODO_CREATED", company_id: "c0", project_id: "p0", payload: &payload };
+    let probe = Probe::with_payload("TODO_CREATED", "c0", "p0", &payload);
     let mut baseline = None;
     println!("{:>9} {:>12} {:>8}", "webhooks", "per event", "vs 10");
     for n in [10, 1_000, 100_000] {

@@ -35,8 +35,8 @@ pub fn standard_payload(event: &Event, webhook: &Webhook) -> String {
     serde_json::to_string(&shape(event, Some(webhook))).expect("the payload is plain data")
 }
 
-/// The payload without its `webhook` member: built once per event for matching, whatever
-/// webhooks it reaches.
+/// The payload without its `webhook` member, for filters: built at most once per event,
+/// whatever webhooks it reaches.
 pub fn payload_without_webhook(event: &Event) -> Value {
     serde_json::to_value(shape(event, None)).expect("the payload is plain data")
 }

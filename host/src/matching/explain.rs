@@ -125,7 +125,7 @@ impl MatchIndex {
                 Err(e) => {
                     return verdict(Reason::FilterInvalid, format!("its stored filter is refused: {e}"));
                 }
-                Ok(filter) if !filter.matches(probe.payload, Some(&summary), &mut budget) => {
+                Ok(filter) if !filter.matches(probe.payload(), Some(&summary), &mut budget) => {
                     return if budget.exhausted() {
                         verdict(
                             Reason::FilterBudget,
@@ -209,12 +209,7 @@ mod tests {
         index.upsert(&disabled);
 
         let payload = json!({"event": "TODO_CREATED", "currentValue": {"done": false}});
-        let probe = Probe {
-            event_type: "TODO_CREATED",
-            company_id: "company_acme",
-            project_id: "project_launch",
-            payload: &payload,
-        };
+        let probe = Probe::with_payload("TODO_CREATED", "company_acme", "project_launch", &payload);
         let explained = index.explain(&probe, |_| true);
         let verdicts: Vec<(&str, Reason)> =
             explained.webhooks.iter().map(|v| (v.webhook_id.as_str(), v.reason)).collect();

@@ -9,12 +9,15 @@
 //! event meets share one work [`Budget`]; webhooks whose filter it could not pay for are left
 //! out and named, so the caller can say so.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::access::{Companies, OPERATOR_ID};
+use crate::domain::event::Event;
+use crate::domain::payload::payload_without_webhook;
 use crate::domain::webhook::Webhook;
 use crate::matching::filter::{Budget, Filter, FilterError};
 
@@ -66,8 +69,43 @@ pub struct Probe<'a> {
     pub event_type: &'a str,
     pub company_id: &'a str,
     pub project_id: &'a str,
-    /// The standard payload without its `webhook` member.
-    pub payload: &'a Value,
+    payload: Payload<'a>,
+}
+
+/// The standard payload without its `webhook` member, which filters read. Of a stored event,
+/// it is built the first time a filter asks: most webhooks have no filter, and building it
+/// copies the whole event.
+enum Payload<'a> {
+    Of(&'a Event, OnceCell<Value>),
+    Given(&'a Value),
+}
+
+impl<'a> Probe<'a> {
+    pub fn of(event: &'a Event) -> Self {
+        Probe {
+            event_type: &event.event,
+            company_id: &event.company_id,
+            project_id: &event.project_id,
+            payload: Payload::Of(event, OnceCell::new()),
+        }
+    }
+
+    /// A probe whose payload is already built (benchmarks and tests).
+    pub fn with_payload(
+        event_type: &'a str,
+        company_id: &'a str,
+        project_id: &'a str,
+        payload: &'a Value,
+    ) -> Self {
+        Probe { event_type, company_id, project_id, payload: Payload::Given(payload) }
+    }
+
+    pub fn payload(&self) -> &Value {
+        match &self.payload {
+            Payload::Of(event, built) => built.get_or_init(|| payload_without_webhook(event)),
+            Payload::Given(payload) => payload,
+        }
+    }
 }
 
 impl MatchIndex {
@@ -217,7 +255,7 @@ impl MatchIndex {
                     let reached = match &route.filter {
                         None => true,
                         Some(Ok(filter)) => {
-                            let reached = filter.matches(probe.payload, Some(&route.summary), &mut budget);
+                            let reached = filter.matches(probe.payload(), Some(&route.summary), &mut budget);
                             // Running out lasts, so this filter ran out or found nothing left.
                             if !reached && budget.exhausted() {
                                 found.cut_off.push(route.webhook_id.clone());
@@ -266,11 +304,44 @@ mod tests {
 
     fn matched(index: &MatchIndex, event: &str, company: &str, project: &str) -> Vec<String> {
         let payload = json!({"event": event, "currentValue": {"title": "Launch"}});
-        let probe = Probe { event_type: event, company_id: company, project_id: project, payload: &payload };
+        let probe = Probe::with_payload(event, company, project, &payload);
         let mut ids: Vec<String> =
             index.matches(&probe).routes.iter().map(|r| r.webhook_id.clone()).collect();
         ids.sort();
         ids
+    }
+
+    #[test]
+    fn a_stored_event_builds_its_payload_only_for_a_filter() {
+        let mut index = MatchIndex::default();
+        let plain = webhook(&mut index, "plain", &[], &[], Companies::All);
+        index.upsert(&plain);
+        let event = crate::domain::event::IncomingEvent {
+            id: Some("evt_1".into()),
+            event: "TODO_CREATED".into(),
+            company_id: "c1".into(),
+            project_id: "p1".into(),
+            user_id: None,
+            current_value: Some(json!({"title": "Launch"})),
+            previous_value: None,
+            occurred_at: None,
+        }
+        .accept(time::OffsetDateTime::UNIX_EPOCH);
+        let probe = Probe::of(&event);
+        assert_eq!(index.matches(&probe).routes.len(), 1);
+        assert!(matches!(&probe.payload, Payload::Of(_, built) if built.get().is_none()));
+
+        for (id, title) in [("launch", "Launch"), ("other", "Other")] {
+            let mut filtered = webhook(&mut index, id, &[], &[], Companies::All);
+            filtered.filter = Some(json!({"path": "currentValue.title", "op": "eq", "value": title}));
+            index.upsert(&filtered);
+        }
+        let probe = Probe::of(&event);
+        let mut ids: Vec<String> =
+            index.matches(&probe).routes.iter().map(|r| r.webhook_id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, ["launch", "plain"]);
+        assert_eq!(probe.payload(), &payload_without_webhook(&event));
     }
 
     #[test]
@@ -368,8 +439,7 @@ mod tests {
         index.upsert(&unfiltered);
 
         let payload = json!({"event": "TODO_CREATED", "currentValue": {"items": vec![0; 100]}});
-        let probe =
-            Probe { event_type: "TODO_CREATED", company_id: "c1", project_id: "p1", payload: &payload };
+        let probe = Probe::with_payload("TODO_CREATED", "c1", "p1", &payload);
         let ids = |routes: &[Arc<Route>]| {
             let mut ids: Vec<String> = routes.iter().map(|r| r.webhook_id.clone()).collect();
             ids.sort();

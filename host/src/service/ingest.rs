@@ -99,13 +99,7 @@ impl Ingest {
     ) -> (Accept, Option<Explanation>) {
         let now = OffsetDateTime::now_utc();
         let event: Event = incoming.accept(now);
-        let payload = crate::domain::payload::payload_without_webhook(&event);
-        let probe = Probe {
-            event_type: &event.event,
-            company_id: &event.company_id,
-            project_id: &event.project_id,
-            payload: &payload,
-        };
+        let probe = Probe::of(&event);
         let (Matches { routes, cut_off }, unordered, explanation) = {
             let index = self.webhooks.index();
             let explanation =
