@@ -123,6 +123,27 @@ async fn idempotency_keys_belong_to_their_token_body_and_endpoint() {
         post(one.clone(), "/v1/events", json!({"event": "TODO_CREATED", "companyId": "c", "projectId": "p"}))
             .await;
     assert_eq!((replay.0, &replay.1["id"], &replay.1["duplicate"]), (200, &first.1["id"], &json!(true)));
+    // The key is bound to the body's JSON value: spacing and member order do not matter, and
+    // a body with anything after its value is refused before the key is looked at.
+    let raw = |body: &'static str| {
+        let request = server.client.post(format!("{}/v1/events", server.base));
+        let token = one.clone();
+        async move {
+            let response = request
+                .bearer_auth(token)
+                .header("Idempotency-Key", "k1")
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let reordered = raw(r#"{ "projectId": "p", "companyId": "c",   "event": "TODO_CREATED" }"#).await;
+    assert_eq!((reordered.0, &reordered.1["id"]), (200, &first.1["id"]), "{}", reordered.1);
+    let trailing = raw(r#"{"event": "TODO_CREATED", "companyId": "c", "projectId": "p"} {}"#).await;
+    assert_eq!((trailing.0, &trailing.1["error"]["code"]), (400, &json!("invalid_json")), "{}", trailing.1);
 
     let other_body =
         post(one.clone(), "/v1/events", json!({"event": "TODO_DELETED", "companyId": "c", "projectId": "p"}))

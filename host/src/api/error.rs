@@ -45,8 +45,8 @@ impl FieldError {
 
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    pub(super) status: StatusCode,
+    pub(super) code: &'static str,
     message: String,
     retry_after: Option<u64>,
     fields: Vec<FieldError>,

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::auth::require;
 use super::error::ApiError;
-use super::json::ApiJson;
+use super::json::{ApiJson, JsonBody};
 use crate::access::{Caller, Scope};
 use crate::domain::catalog::EventType;
 use crate::domain::event::IncomingEvent;
@@ -88,13 +88,17 @@ pub async fn ingest(
     caller: Caller,
     headers: HeaderMap,
     query: Result<Query<IngestQuery>, axum::extract::rejection::QueryRejection>,
-    ApiJson(body): ApiJson<Value>,
+    JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // Parsed straight into the event: a `Value` first would build the event's tree twice.
+    let event: IncomingEvent = super::json::parse(&body)?;
     require(&caller, &[Scope::Ingest], "sending events")?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     state.check_ingest_rate(&caller, 1)?;
-    let key = idempotency_key(&caller, &headers, "POST /v1/events", &body)?;
-    let event = parse_event(&state, &caller, body).map_err(ApiError::bad_request)?;
+    let key = idempotency_key(&caller, &headers, "POST /v1/events", || {
+        serde_json::from_slice(&body).expect("the body parsed as an event")
+    })?;
+    let event = check_event(&state, &caller, event).map_err(ApiError::bad_request)?;
     let (accept, explanation) = state.ingest.prepare(event, query.explain.then_some(&caller.companies));
     let (status, outcome) = match state.ingest.commit(vec![accept], key.as_ref(), "http").await? {
         Stored::Accepted(outcomes) => {
@@ -138,11 +142,12 @@ pub async fn ingest_batch(
     }
     state.check_ingest_rate(&caller, batch.events.len() as u32)?;
     let key =
-        idempotency_key(&caller, &headers, "POST /v1/events/batch", &Value::from(batch.events.clone()))?;
+        idempotency_key(&caller, &headers, "POST /v1/events/batch", || Value::from(batch.events.clone()))?;
     // Validate everything before storing anything: all or nothing.
     let mut accepts = Vec::with_capacity(batch.events.len());
     for (i, body) in batch.events.into_iter().enumerate() {
-        let event = parse_event(&state, &caller, body)
+        let event = super::json::from_value(body)
+            .and_then(|event| check_event(&state, &caller, event))
             .map_err(|e| ApiError::bad_request(format!("events[{i}]: {e}")))?;
         accepts.push(state.ingest.prepare(event, None).0);
     }
@@ -156,19 +161,19 @@ pub async fn ingest_batch(
 }
 
 /// The request's `Idempotency-Key`, scoped to the caller's token and bound to this endpoint
-/// and body.
+/// and body (its JSON value, so that spacing and the order of members do not matter).
 fn idempotency_key(
     caller: &Caller,
     headers: &HeaderMap,
     endpoint: &'static str,
-    body: &Value,
+    body: impl FnOnce() -> Value,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
     let text = match value.to_str() {
         Ok(key) if !key.is_empty() && key.len() <= 255 => key.to_owned(),
         _ => return Err(ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")),
     };
-    let body_hash = hex::encode(sha2::Sha256::digest(serde_json::to_vec(body).expect("plain data")));
+    let body_hash = hex::encode(sha2::Sha256::digest(serde_json::to_vec(&body()).expect("plain data")));
     Ok(Some(IdempotencyKey { scoped: format!("{}\0{text}", caller.token_id), endpoint, body_hash }))
 }
 
@@ -185,9 +190,8 @@ fn answer(outcome: Outcome) -> Value {
     response
 }
 
-/// Checks one event's shape, type and company; the message names the field.
-fn parse_event(state: &AppState, caller: &Caller, body: Value) -> Result<IncomingEvent, String> {
-    let event: IncomingEvent = super::json::from_value(body)?;
+/// Checks one event's type, ids, nesting and company; the message names the field.
+fn check_event(state: &AppState, caller: &Caller, event: IncomingEvent) -> Result<IncomingEvent, String> {
     state.ingest.check(&event)?;
     if !caller.companies.allows(&event.company_id) {
         return Err(format!("companyId: this token may not send events for company {:?}", event.company_id));

@@ -11,7 +11,11 @@ use super::error::{ApiError, FieldError};
 /// that is wrong (`metadata.events[0]: invalid type…`).
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+/// A JSON body's bytes, not parsed yet: for a handler that parses them itself (see
+/// [`parse`]) and needs them again.
+pub struct JsonBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -32,6 +36,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 if status == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "invalid_request" };
             ApiError::new(status, code, rejection.body_text())
         })?;
+        Ok(JsonBody(bytes))
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBody(bytes) = JsonBody::from_request(request, state).await?;
         parse(&bytes).map(ApiJson)
     }
 }
@@ -39,7 +52,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 /// Deserialises JSON, naming the path of the first bad field.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -50,7 +63,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             ApiError::invalid_fields(vec![FieldError::new(path, inner.to_string())])
         }
-    })
+    })?;
+    // Whatever follows the value (`{…} {…}`, `{…}garbage`) is refused, not ignored.
+    deserializer.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
+    Ok(value)
 }
 
 /// The same for a JSON value already parsed (one event of a batch).
@@ -60,4 +76,21 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, St
         let inner = error.into_inner();
         if path == "." { inner.to_string() } else { format!("{path}: {inner}") }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn a_body_is_one_json_value_and_nothing_after_it() {
+        let value: Value = parse(br#" {"a": [1]} "#).unwrap();
+        assert_eq!(value, serde_json::json!({"a": [1]}));
+        for body in [&br#"{"a": 1} {"a": 2}"#[..], br#"{"a": 1}x"#, b"", br#"{"a": "#] {
+            let error = parse::<Value>(body).unwrap_err();
+            assert_eq!((error.status, error.code), (StatusCode::BAD_REQUEST, "invalid_json"), "{body:?}");
+        }
+    }
 }
